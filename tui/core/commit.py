@@ -1,0 +1,233 @@
+"""The checkpoint commit protocol (docs/FORMAT.md, "Commit protocol").
+
+A checkpoint folder is written into a temp folder beside its target, every file is fsynced, the temp
+folder is renamed into place, the parent is fsynced, and only then is ``ckpt_manifest.json`` written
+(atomically, last). A folder without a valid manifest was never committed. Standard library only: the
+trainer (which has torch) and the browser (which must not) share this module.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+MANIFEST_NAME = "ckpt_manifest.json"
+MANIFEST_FORMAT = "ckpt-tui/manifest/1"
+TMP_MARK = ".tmp"
+OLD_MARK = ".old"
+_HASH_CHUNK = 8 << 20
+
+
+class ManifestError(ValueError):
+    """A manifest that exists but cannot be trusted."""
+
+
+def tmp_path_for(target: Path) -> Path:
+    """The one temp folder name for ``target``; deterministic so that every rank agrees on it."""
+    target = Path(target)
+    return target.parent / f".{target.name}{TMP_MARK}"
+
+
+def old_path_for(target: Path) -> Path:
+    target = Path(target)
+    return target.parent / f".{target.name}{OLD_MARK}"
+
+
+def is_temp_name(name: str) -> bool:
+    """True for names this protocol leaves behind when a writer dies mid-way."""
+    return name.startswith(".") and (name.endswith(TMP_MARK) or name.endswith(OLD_MARK))
+
+
+def target_name_of_temp(name: str) -> str | None:
+    if not is_temp_name(name):
+        return None
+    stem = name[1:]
+    for mark in (TMP_MARK, OLD_MARK):
+        if stem.endswith(mark):
+            return stem[: -len(mark)]
+    return None
+
+
+def recover(target: Path) -> bool:
+    """Undo a replace killed between its two renames: put the parked committed folder back.
+
+    Returns True when something was restored. Only a parked folder that still verifies is restored.
+    """
+    target, old = Path(target), old_path_for(target)
+    if target.exists() or not old.is_dir() or verify(old):
+        return False
+    os.replace(old, target)
+    _fsync_path(target.parent)
+    return True
+
+
+def begin(target: Path) -> Path:
+    """Create a fresh, empty temp folder for ``target`` (removing a stale one of the same target)."""
+    recover(target)
+    tmp = tmp_path_for(target)
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    return tmp
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb", buffering=0) as f:
+        while chunk := f.read(_HASH_CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def write_bytes_hashed(path: Path, data: bytes | memoryview) -> str:
+    """Write ``data`` to ``path`` and return its sha256, so the commit need not read it back."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as f:
+        f.write(data)
+    return hashlib.sha256(data).hexdigest()
+
+
+def _fsync_path(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _files_under(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.is_file() and not p.is_symlink())
+
+
+def commit(
+    tmp: Path,
+    target: Path,
+    *,
+    kind: str,
+    hashes: dict[str, str] | None = None,
+    fields: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Move a fully written ``tmp`` folder to ``target`` and mark it complete.
+
+    ``hashes`` maps posix paths relative to ``tmp`` to sha256 digests already known to the caller; any
+    other file is hashed here. An existing ``target`` is replaced: it is first renamed aside, so a kill
+    at any moment leaves either the old committed folder, or the new one, plus a temp folder.
+    """
+    tmp, target = Path(tmp), Path(target)
+    known = dict(hashes or {})
+    files: dict[str, dict[str, Any]] = {}
+    for path in _files_under(tmp):
+        rel = path.relative_to(tmp).as_posix()
+        if rel == MANIFEST_NAME:
+            continue
+        digest = known.get(rel) or sha256_file(path)
+        files[rel] = {"size": path.stat().st_size, "sha256": digest}
+        _fsync_path(path)
+    for folder in sorted({p.parent for p in _files_under(tmp)} | {tmp}, key=lambda p: -len(p.parts)):
+        _fsync_path(folder)
+
+    old = old_path_for(target)
+    if old.exists():
+        shutil.rmtree(old)
+    if target.exists():
+        os.replace(target, old)
+    os.replace(tmp, target)
+    _fsync_path(target.parent)
+
+    manifest = {
+        "format": MANIFEST_FORMAT,
+        "kind": kind,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        **(fields or {}),
+        "files": files,
+    }
+    write_json_atomic(target / MANIFEST_NAME, manifest)
+    if old.exists():
+        shutil.rmtree(old)
+    return manifest
+
+
+@contextmanager
+def atomic_dir(target: Path, *, kind: str, fields: dict[str, Any] | None = None) -> Iterator[Path]:
+    """Single-writer convenience: yields the temp folder; commits on success, removes it on error."""
+    tmp = begin(target)
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    commit(tmp, target, kind=kind, fields=fields)
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    """Write JSON via a temp file + fsync + rename, then fsync the folder."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}{TMP_MARK}")
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(obj, f, indent=2, sort_keys=False)
+        f.write("\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    _fsync_path(path.parent)
+
+
+def read_manifest(folder: Path) -> dict[str, Any] | None:
+    """The folder's manifest, None when it has none; ManifestError when it is present but invalid."""
+    path = Path(folder) / MANIFEST_NAME
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        raise ManifestError(f"{MANIFEST_NAME}: unreadable ({e.strerror})") from None
+    if len(raw) > 64 << 20:
+        raise ManifestError(f"{MANIFEST_NAME}: larger than 64 MiB")
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ManifestError(f"{MANIFEST_NAME}: not valid JSON ({e})") from None
+    if not isinstance(data, dict) or data.get("format") != MANIFEST_FORMAT:
+        raise ManifestError(f"{MANIFEST_NAME}: not a {MANIFEST_FORMAT} manifest")
+    files = data.get("files")
+    if not isinstance(files, dict) or not all(
+        isinstance(v, dict) and isinstance(v.get("size"), int) and isinstance(v.get("sha256"), str)
+        for v in files.values()
+    ):
+        raise ManifestError(f"{MANIFEST_NAME}: 'files' must map paths to {{size, sha256}}")
+    return data
+
+
+def verify(folder: Path, *, check_hashes: bool = False) -> list[str]:
+    """Problems that make ``folder`` not a complete committed checkpoint; [] when it is one."""
+    folder = Path(folder)
+    try:
+        manifest = read_manifest(folder)
+    except ManifestError as e:
+        return [str(e)]
+    if manifest is None:
+        return [f"no {MANIFEST_NAME}: never committed (in progress or killed while writing)"]
+    problems = []
+    for rel, meta in manifest["files"].items():
+        path = folder / rel
+        if ".." in Path(rel).parts or Path(rel).is_absolute():
+            problems.append(f"{MANIFEST_NAME}: unsafe path {rel!r}")
+            continue
+        try:
+            size = path.stat().st_size
+        except OSError:
+            problems.append(f"{rel}: listed in {MANIFEST_NAME} but missing")
+            continue
+        if size != meta["size"]:
+            problems.append(f"{rel}: {size} bytes on disk, {meta['size']} in {MANIFEST_NAME}")
+        elif check_hashes and sha256_file(path) != meta["sha256"]:
+            problems.append(f"{rel}: sha256 differs from {MANIFEST_NAME}")
+    return problems
