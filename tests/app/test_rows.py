@@ -1,0 +1,108 @@
+"""Pure presentation helpers: no app running."""
+
+from __future__ import annotations
+
+import os
+
+from tui.app import rows, tasks
+from tui.core.model import CheckpointInfo
+
+
+def info(path: str, **kw) -> CheckpointInfo:
+    return CheckpointInfo(path=path, kind=kw.pop("kind", "hf-model"), **kw)
+
+
+def test_status_is_most_urgent_first():
+    assert rows.status_of(info("a", in_progress=True, complete=False, best=True)) == "in progress"
+    assert rows.status_of(info("a", problems=["truncated"], complete=False, best=True)) == "broken"
+    assert rows.status_of(info("a", promoted=True, best=True)) == "promoted"
+    assert rows.status_of(info("a", best=True)) == "best"
+    assert rows.status_of(info("a")) == "complete"
+    assert "broken" in rows.badge(info("a", complete=False)).plain
+
+
+def test_human_bytes():
+    assert rows.human_bytes(0) == "0B"
+    assert rows.human_bytes(2048) == "2.0K"
+    assert rows.human_bytes(5 * 1024**3) == "5.0G"
+    assert rows.human_bytes(None) == "?"
+
+
+def test_metric_sort_puts_best_first_for_both_directions():
+    f1 = [info(f"r/c{v}", metric={"name": "f1_macro", "value": v}) for v in (0.5, 0.9, 0.7)]
+    assert [i.path for i in sorted(f1, key=rows.sort_key("metric"))] == ["r/c0.9", "r/c0.7", "r/c0.5"]
+    loss = [info(f"r/c{v}", metric={"name": "eval_loss", "value": v}) for v in (0.5, 0.9, 0.7)]
+    assert [i.path for i in sorted(loss, key=rows.sort_key("metric"))] == ["r/c0.5", "r/c0.7", "r/c0.9"]
+    unknown = info("r/none")
+    assert sorted([unknown, *f1], key=rows.sort_key("metric"))[-1] is unknown
+
+
+def test_step_and_size_sorts():
+    items = [
+        info("r/a", step=10, size_bytes=5),
+        info("r/b", step=2, size_bytes=50),
+        info("r/c", size_bytes=1),
+    ]
+    assert [i.path for i in sorted(items, key=rows.sort_key("step"))] == ["r/b", "r/a", "r/c"]
+    assert [i.path for i in sorted(items, key=rows.sort_key("size"))] == ["r/b", "r/a", "r/c"]
+
+
+def test_grouping_by_run_then_parent():
+    assert rows.run_of(info("runs/r1/fold_0", run="runs/r1")) == "runs/r1"
+    assert rows.name_in_run(info("runs/r1/fold_0", run="runs/r1")) == "fold_0"
+    assert rows.run_of(info("hf_out/checkpoint-2")) == "hf_out"
+    assert rows.run_of(info("model.safetensors", kind="safetensors-file")) == "."
+
+
+def test_filter_matches_every_word_in_path_kind_or_status():
+    i = info("run1/checkpoints/fold_0/step_4", kind="accelerate-state", complete=False)
+    assert rows.matches(i, "")
+    assert rows.matches(i, "fold_0 accel")
+    assert rows.matches(i, "BROKEN")
+    assert not rows.matches(i, "fold_1")
+
+
+def test_config_diff_reports_changed_added_removed_nested_keys():
+    a = {"hidden": 8, "labels": {"0": "neg"}, "only_a": 1}
+    b = {"hidden": 16, "labels": {"0": "neg", "1": "pos"}}
+    diff = {k: (x, y) for k, x, y in rows.config_diff(a, b)}
+    assert diff == {"hidden": (8, 16), "labels.1": ("∅", "pos"), "only_a": (1, "∅")}
+    assert rows.config_diff(a, a) == []
+
+
+def test_tensor_diff_reports_missing_and_changed_dtype_or_shape():
+    a = {"w": ("F32", (2, 3)), "b": ("F32", (3,)), "x": ("F16", (1,))}
+    b = {"w": ("F32", (2, 3)), "b": ("BF16", (3,)), "y": ("F16", (1,))}
+    assert rows.tensor_diff(a, b) == [
+        ("b", "F32 [3]", "BF16 [3]"),
+        ("x", "F16 [1]", "∅"),
+        ("y", "∅", "F16 [1]"),
+    ]
+
+
+def test_tree_signature_changes_when_a_folder_appears(tmp_path):
+    (tmp_path / "run" / "ckpt-1").mkdir(parents=True)
+    before = tasks.tree_signature(tmp_path)
+    assert tasks.tree_signature(tmp_path) == before
+    (tmp_path / "run" / "ckpt-2").mkdir()
+    os.utime(tmp_path / "run", ns=(1, 1))  # even a folder whose mtime went backwards counts as changed
+    assert tasks.tree_signature(tmp_path) != before
+
+
+def test_tree_signature_ignores_the_trash(tmp_path):
+    (tmp_path / ".ckpt-trash").mkdir()
+    before = tasks.tree_signature(tmp_path)
+    (tmp_path / ".ckpt-trash" / "entry").mkdir()
+    assert tasks.tree_signature(tmp_path) == before
+
+
+def test_batched_sends_a_small_first_batch_then_full_ones():
+    items = [info(f"p{i}") for i in range(100)]
+    sizes = [len(b) for b in tasks.batched(iter(items), size=40)]
+    assert sizes == [8, 40, 40, 12]
+    assert list(tasks.batched(iter(items), cancelled=lambda: True)) == []
+
+
+def test_one_line_errors():
+    assert tasks.one_line(ValueError("bad\nsecond line")) == "ValueError: bad"
+    assert tasks.one_line(KeyError()) == "KeyError"

@@ -1,0 +1,73 @@
+"""A few screenshots over the deterministic fixture tree (fixed contents and mtimes, relative ROOT).
+
+Regenerate with `pytest tests/app/test_snapshots.py --snapshot-update`, then look at the SVGs under
+tests/app/__snapshots__/ before committing them.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from tests.app.conftest import build_tree, settle
+from tui.app.app import make_app
+
+
+@pytest.fixture
+def snap_root(monkeypatch):
+    # A fixed place: the core's plan summaries name the absolute ROOT, so a tmp_path would change them.
+    home = Path(tempfile.gettempdir()) / "ckpt-tui-snapshots"
+    shutil.rmtree(home, ignore_errors=True)
+    build_tree(home / "tree")
+    monkeypatch.chdir(home)  # ROOT is shown as typed: "tree"
+    yield "tree"
+    shutil.rmtree(home, ignore_errors=True)
+
+
+def at(path: str, *keys: str, tab: str | None = None):
+    async def run_before(pilot) -> None:
+        app = pilot.app
+        await settle(app, pilot)
+        app.browser.select_path(path)
+        await settle(app, pilot)
+        if tab:
+            app.detail.show_tab(tab)
+        for key in keys:
+            await pilot.press(key)
+            await settle(app, pilot)
+
+    return run_before
+
+
+def test_browser_80x24(snap_root, snap_compare):
+    app = make_app(snap_root, poll_interval=0)
+    assert snap_compare(app, terminal_size=(80, 24), run_before=at("hf_out/checkpoint-4"))
+
+
+def test_browser_training_120x40(snap_root, snap_compare):
+    app = make_app(snap_root, poll_interval=0)
+    assert snap_compare(app, terminal_size=(120, 40), run_before=at("hf_out/checkpoint-6", tab="training"))
+
+
+def test_broken_weights_tab_80x24(snap_root, snap_compare):
+    app = make_app(snap_root, poll_interval=0)
+    assert snap_compare(app, terminal_size=(80, 24), run_before=at("broken/bad_model", tab="weights"))
+
+
+def test_confirm_delete_80x24(snap_root, snap_compare):
+    app = make_app(snap_root, poll_interval=0)
+    assert snap_compare(app, terminal_size=(80, 24), run_before=at("hf_out/checkpoint-2", "d"))
+
+
+@pytest.mark.slow
+def test_fold_metrics_120x40(snap_root, snap_compare):
+    app = make_app(snap_root, poll_interval=0)
+    assert snap_compare(app, terminal_size=(120, 40), run_before=at("run1/tiny-bert_fold_0", "f"))
+
+
+def test_help_80x24(snap_root, snap_compare):
+    app = make_app(snap_root, poll_interval=0)
+    assert snap_compare(app, terminal_size=(80, 24), run_before=at("hf_out/checkpoint-4", "question_mark"))

@@ -1,0 +1,82 @@
+"""The installed console script in a real terminal: tmux runs `ckpt-tui TREE`, we send keys and read the screen."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from tests.app.conftest import build_tree
+
+TMUX = shutil.which("tmux")
+SCRIPT = Path(sys.executable).parent / "ckpt-tui"
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(TMUX is None, reason="tmux is not installed (CI installs it: apt-get install tmux)"),
+]
+
+
+def tmux(*args: str) -> str:
+    return subprocess.run([TMUX, *args], capture_output=True, text=True, check=True).stdout
+
+
+def wait_for(session: str, text: str, timeout: float = 20.0) -> str:
+    deadline = time.monotonic() + timeout
+    screen = ""
+    while time.monotonic() < deadline:
+        screen = tmux("capture-pane", "-p", "-t", session)
+        if text in screen:
+            return screen
+        time.sleep(0.2)
+    raise AssertionError(f"{text!r} never appeared; screen was:\n{screen}")
+
+
+def test_console_script_in_tmux(tmp_path):
+    assert SCRIPT.exists(), f"{SCRIPT} missing: run `pip install -e .`"
+    root = build_tree(tmp_path / "tree")
+    session = f"ckpt-tui-test-{uuid.uuid4().hex[:8]}"
+    # COLUMNS/LINES (pytest sets them) would override the pane size inside the app: drop them.
+    tmux(
+        "new-session",
+        "-d",
+        "-s",
+        session,
+        "-x",
+        "100",
+        "-y",
+        "30",
+        f"env -u COLUMNS -u LINES {SCRIPT} {root} --poll 0; sleep 30",
+    )
+    try:
+        wait_for(session, "checkpoint-4")
+        wait_for(session, "11 checkpoints")
+        assert "Delete" in wait_for(session, "Quit")  # the Footer
+        tmux("send-keys", "-t", session, "?")
+        wait_for(session, "app.promote")  # the help screen lists binding ids
+        tmux("send-keys", "-t", session, "Escape")
+        # a key sent right after Escape would read as alt+key: wait until the help screen is gone
+        deadline = time.monotonic() + 10
+        while "app.promote" in tmux("capture-pane", "-p", "-t", session) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        tmux("send-keys", "-t", session, "/")
+        wait_for(session, "enter/esc to return")  # the filter input is up
+        time.sleep(0.3)
+        tmux("send-keys", "-t", session, "-l", "fold_1")
+        screen = wait_for(session, "filter: 'fold_1'")
+        assert "checkpoint-4" not in screen
+        tmux("send-keys", "-t", session, "Enter")
+        tmux("send-keys", "-t", session, "q")
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and "ckpt-tui" in tmux(
+            "list-panes", "-t", session, "-F", "#{pane_current_command}"
+        ):
+            time.sleep(0.2)
+        assert "ckpt-tui" not in tmux("list-panes", "-t", session, "-F", "#{pane_current_command}")
+    finally:
+        subprocess.run([TMUX, "kill-session", "-t", session], capture_output=True)

@@ -1,0 +1,148 @@
+"""`ckpt-tui ls|inspect|metrics`: exit codes, one-line errors, JSON keys exactly per docs/FORMAT.md."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.fixtures import synthetic as s
+from tui.cli import main
+
+INFO_KEYS = {
+    "path",
+    "kind",
+    "complete",
+    "problems",
+    "size_bytes",
+    "tensors",
+    "parameters",
+    "dtypes",
+    "step",
+    "epoch",
+    "fold",
+    "best",
+    "run",
+    "in_progress",
+    "promoted",
+    "metric",
+    "mtime",
+}
+INSPECT_KEYS = INFO_KEYS | {"config", "tokenizer", "weights", "trainer_state", "files", "manifest"}
+REPO = Path(__file__).resolve().parents[2]
+
+
+def run_cli(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture
+def tree(tmp_path):
+    s.make_tree(tmp_path, 10)
+    s.write_run(tmp_path, "run1", lora=True)
+    return tmp_path
+
+
+def test_ls_json_keys_and_nulls(tree, capsys):
+    code, out, err = run_cli(capsys, "ls", str(tree), "--json")
+    assert code == 0 and err == ""
+    rows = json.loads(out)
+    assert len(rows) > 10 and all(set(r) == INFO_KEYS for r in rows)
+    ds = next(r for r in rows if r["kind"] == "deepspeed")
+    assert ds["tensors"] is None and ds["parameters"] is None and ds["dtypes"] is None and ds["epoch"] is None
+    assert all(not Path(r["path"]).is_absolute() for r in rows)
+
+
+def test_inspect_json_keys(tree, capsys):
+    code, out, _ = run_cli(capsys, "inspect", str(tree / "run1" / "tiny-bert_fold_1"), "--json")
+    data = json.loads(out)
+    assert code == 0 and set(data) == INSPECT_KEYS
+    assert (
+        data["path"] == "run1/tiny-bert_fold_1"
+        and data["fold"] == 1
+        and data["manifest"]["kind"] == "fold-model"
+    )
+
+
+def test_metrics_json(tree, capsys):
+    code, out, _ = run_cli(capsys, "metrics", str(tree / "run1"), "--json")
+    data = json.loads(out)
+    assert code == 0 and set(data) == {"folds", "oof", "mean", "std", "columns"}
+    assert set(data["folds"]["0"]) == {"n", "accuracy", "f1_macro", "log_loss"}
+
+
+def test_problems_are_data_not_failure(tmp_path, capsys):
+    s.broken_truncated(tmp_path / "m")
+    code, out, _ = run_cli(capsys, "ls", str(tmp_path), "--json")
+    assert code == 0 and json.loads(out)[0]["complete"] is False
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["ls", "{missing}"],
+        ["ls", "{missing}", "--json"],
+        ["inspect", "{missing}"],
+        ["metrics", "{missing}"],
+        ["ls"],
+        ["ls", "{root}", "--bogus"],
+        ["inspect", "{notckpt}"],
+        ["metrics", "{root}"],
+    ],
+)
+def test_usage_errors_exit_2_with_one_line(tmp_path, capsys, argv):
+    (tmp_path / "plain").mkdir()
+    subst = {
+        "{missing}": str(tmp_path / "nope"),
+        "{root}": str(tmp_path),
+        "{notckpt}": str(tmp_path / "plain"),
+    }
+    code, out, err = run_cli(capsys, *[subst.get(a, a) for a in argv])
+    assert code == 2 and out == ""
+    assert err.startswith("ckpt-tui: ") and err.count("\n") == 1
+
+
+def test_malformed_csv_alone_is_one_line_exit_2(tmp_path, capsys):
+    (tmp_path / "valid_df_fold_0.csv").write_text('label,prediction\n"a,b\n')
+    code, out, err = run_cli(capsys, "metrics", str(tmp_path))
+    assert code == 2 and err.count("\n") == 1 and "valid_df_fold_0.csv" in err
+
+
+def test_rich_tables(tree, capsys):
+    for argv in (
+        ["ls", str(tree)],
+        ["inspect", str(tree / "run1" / "tiny-bert_fold_0")],
+        ["metrics", str(tree / "run1")],
+    ):
+        code, out, _ = run_cli(capsys, *argv)
+        assert code == 0 and out.strip()
+    code, out, _ = run_cli(capsys, "ls", str(tree))
+    assert "hf-checkpoint" in out and "deepspeed" in out
+
+
+def test_non_utf8_name_prints_valid_json_subprocess(tmp_path):
+    raw = os.fsencode(str(tmp_path)) + b"/bad-\xff"
+    os.mkdir(raw)
+    s.write_hf_model(Path(os.fsdecode(raw)), tokenizer=False)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from tui.cli import main; sys.exit(main())",
+            "ls",
+            str(tmp_path),
+            "--json",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads(proc.stdout.decode("utf-8"))
+    assert rows[0]["path"] == "bad-\\xff"

@@ -1,0 +1,50 @@
+"""The core never imports torch & co.; `ckpt-tui ls` never imports torch (fresh subprocesses)."""
+
+from __future__ import annotations
+
+import pkgutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import tui.core
+from tests.fixtures import synthetic as s
+
+REPO = Path(__file__).resolve().parents[2]
+FORBIDDEN_CORE = ("torch", "transformers", "deepspeed", "textual", "accelerate", "safetensors.torch")
+FORBIDDEN_LS = ("torch", "transformers", "deepspeed", "accelerate")
+CORE_MODULES = sorted(m.name for m in pkgutil.iter_modules(tui.core.__path__))
+
+
+def loaded_after(code: str) -> set[str]:
+    probe = code + "\nimport sys, json\nprint(json.dumps(sorted(sys.modules)))"
+    proc = subprocess.run(
+        [sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    import json
+
+    return set(json.loads(proc.stdout.strip().splitlines()[-1]))
+
+
+@pytest.mark.parametrize("module", CORE_MODULES)
+def test_core_module_imports_nothing_heavy(module):
+    loaded = loaded_after(f"import tui.core.{module}")
+    assert not [m for m in FORBIDDEN_CORE if m in loaded]
+
+
+@pytest.mark.slow  # ~6 s: pandas + sklearn in a fresh interpreter
+def test_ls_and_metrics_never_import_torch(tmp_path):
+    s.make_tree(tmp_path, 10)
+    s.write_run(tmp_path, "run1", lora=True)
+    loaded = loaded_after(
+        "import contextlib, io\nfrom tui.cli import main\n"
+        f"with contextlib.redirect_stdout(io.StringIO()):\n"
+        f"    assert main(['ls', {str(tmp_path)!r}, '--json']) == 0\n"
+        f"    assert main(['inspect', {str(tmp_path / 'run1' / 'tiny-bert_fold_0')!r}, '--json']) == 0\n"
+        f"    assert main(['metrics', {str(tmp_path / 'run1')!r}, '--json']) == 0\n"
+    )
+    assert not [m for m in FORBIDDEN_LS if m in loaded]
+    assert "textual" not in loaded

@@ -1,0 +1,124 @@
+"""Checkpoints written by the real libraries: every reported number against torch's own count."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+
+@pytest.fixture(scope="session")
+def real(tmp_path_factory):
+    from tests.fixtures.real import build_real_tree
+
+    return build_real_tree(tmp_path_factory.mktemp("real"))
+
+
+@pytest.fixture(scope="session")
+def infos(real):
+    from tui.core.scan import scan
+
+    return {i.path: i for i in scan(real.root)}
+
+
+def st_truth(folder_or_files):
+    from safetensors.torch import load_file
+
+    from tests.fixtures.real import count_tensors
+
+    files = (
+        folder_or_files
+        if isinstance(folder_or_files, list)
+        else sorted(folder_or_files.glob("*.safetensors"))
+    )
+    state = {}
+    for f in files:
+        state.update(load_file(str(f)))
+    return count_tensors(state)
+
+
+def test_trainer_checkpoints_best_and_steps(real, infos):
+    assert len(real.hf_checkpoints) == 2  # save_total_limit=2 kept the best and the last
+    for name in real.hf_checkpoints:
+        info = infos[f"hf_out/{name}"]
+        state = json.loads((real.hf_output / name / "trainer_state.json").read_text())
+        assert info.kind == "hf-checkpoint" and info.complete, info.problems
+        assert info.step == state["global_step"] == int(name.split("-")[1])
+        assert info.epoch == pytest.approx(state["epoch"])
+        assert info.dtypes == st_truth(real.hf_output / name)
+        assert info.best == (name == real.hf_best)
+        assert info.run == "hf_out"
+    out = infos["hf_out"]
+    assert out.kind == "hf-model" and not out.best and out.step is None
+    assert out.dtypes == st_truth([real.hf_output / "model.safetensors"])
+
+
+def test_sharded_bf16_model(real, infos):
+    info = infos["sharded_bf16"]
+    assert len(list(real.sharded.glob("model-*.safetensors"))) > 1
+    assert info.kind == "hf-model" and info.complete
+    assert info.dtypes == st_truth(real.sharded) and set(info.dtypes) == {"BF16"}
+    from tui.core.inspect import inspect_path
+
+    detail = inspect_path(real.root, real.sharded)
+    assert detail.weights["shards"] == len(list(real.sharded.glob("model-*.safetensors")))
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(real.sharded))
+    assert detail.tokenizer["vocab_size"] == len(tokenizer) == 15
+    assert detail.tokenizer["model_max_length"] == tokenizer.model_max_length
+    assert detail.config["num_labels"] == 2 and detail.config["id2label"] == {"0": "neg", "1": "pos"}
+
+
+def test_lora_adapter(real, infos):
+    from tui.core.inspect import inspect_path
+
+    info = infos["lora_adapter"]
+    assert info.kind == "peft-adapter" and info.dtypes == st_truth(real.adapter)
+    cfg = inspect_path(real.root, real.adapter).config
+    assert cfg["r"] == 4 and cfg["peft_type"] == "LORA"
+
+
+def test_lightning_checkpoints(real, infos):
+    from tests.fixtures.real import count_tensors
+
+    assert len(real.lightning_files) == 3
+    for name in real.lightning_files:
+        info = infos[f"lightning/{name}"]
+        truth = count_tensors(torch.load(real.lightning_dir / name, weights_only=False))
+        assert info.kind == "lightning" and info.complete, info.problems
+        assert info.dtypes == truth
+    info = infos["lightning/epoch=1-step=8.ckpt"]
+    assert (info.step, info.epoch) == (8, 1.0)
+
+
+def test_accelerate_save_state(real, infos):
+    info = infos["acc/step_1"]
+    assert info.kind == "accelerate-state" and info.step == 1 and info.complete, info.problems
+    assert info.dtypes == st_truth([real.accelerate_state / "model.safetensors"])
+
+
+def test_torch_save_files(real, infos):
+    from tests.fixtures.real import count_tensors
+
+    for name, path in real.pickles.items():
+        info = infos[f"pickles/{name}"]
+        truth = count_tensors(torch.load(path, weights_only=True))
+        assert info.kind == "torch-pickle" and info.complete, (name, info.problems)
+        assert info.dtypes == truth, name
+        assert info.parameters == sum(truth.values())
+    ms = infos["pickles/fer-5_449.ckpt"]
+    assert (ms.epoch, ms.step) == (5.0, 449)
+
+
+def test_inspect_every_real_checkpoint_without_problems(real, infos):
+    from tui.core.inspect import inspect_path
+
+    for path in infos:
+        detail = inspect_path(real.root, real.root / path)
+        assert detail.info.complete, (path, detail.info.problems)

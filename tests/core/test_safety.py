@@ -1,0 +1,186 @@
+import json
+import os
+import socket
+
+import pytest
+
+from tests.core.ops_helpers import info, later_clock, make_checkpoint, write_file
+from tui.core.safety import Safety
+from tui.core.trash import Trash
+
+
+def safety(root, infos=(), **kw):
+    kw.setdefault("clock", later_clock())
+    return Safety(root, infos, **kw)
+
+
+@pytest.fixture
+def root(tmp_path):
+    r = tmp_path / "root"
+    make_checkpoint(r / "run" / "checkpoint-10")
+    make_checkpoint(r / "run" / "checkpoint-20")
+    write_file(tmp_path / "outside" / "precious.bin", b"precious")
+    return r
+
+
+def test_plain_checkpoint_is_allowed(root):
+    assert safety(root).reasons("run/checkpoint-10") == []
+    assert safety(root).reasons(root / "run" / "checkpoint-10") == []
+
+
+@pytest.mark.parametrize(
+    "path, expected",
+    [
+        ("../outside/precious.bin", "outside ROOT"),
+        ("run/../../outside", "outside ROOT"),
+        (".", "ROOT itself"),
+        ("nope", "does not exist"),
+    ],
+)
+def test_paths_that_escape_or_do_not_exist(root, path, expected):
+    assert expected in safety(root).refusal(path)
+
+
+def test_absolute_path_outside_root(root, tmp_path):
+    assert "outside ROOT" in safety(root).refusal(tmp_path / "outside" / "precious.bin")
+
+
+def test_symlink_pointing_outside_is_refused(root, tmp_path):
+    os.symlink(tmp_path / "outside", root / "run" / "escape")
+    assert "symlink pointing outside ROOT" in safety(root).refusal("run/escape")
+
+
+def test_path_through_a_symlinked_folder_outside_is_refused(root, tmp_path):
+    os.symlink(tmp_path / "outside", root / "linked")
+    assert "once symlinks are resolved" in safety(root).refusal("linked/precious.bin")
+
+
+def test_symlink_inside_root_is_allowed(root):
+    os.symlink(root / "run" / "checkpoint-10", root / "run" / "alias")
+    assert safety(root).reasons("run/alias") == []
+
+
+def test_trash_folder_is_refused(root):
+    entry = Trash(root).move(root / "run" / "checkpoint-20")
+    assert "trash" in safety(root).refusal(".ckpt-trash")
+    assert "trash" in safety(root).refusal(f".ckpt-trash/{entry.id}/item")
+
+
+def test_best_and_promoted_infos(root):
+    infos = [
+        info("run/checkpoint-10", best=True, run="run"),
+        info("run/checkpoint-20", promoted=True, run="run"),
+    ]
+    s = safety(root, infos)
+    assert "is the best checkpoint of run run" in s.refusal("run/checkpoint-10")
+    assert "is the promoted checkpoint" in s.refusal("run/checkpoint-20")
+    assert "contains the best checkpoint" in s.refusal("run")
+    assert "is inside the best checkpoint" in s.refusal("run/checkpoint-10/model.safetensors")
+    # slim keeps weights, so best/promoted may be slimmed
+    assert s.reasons("run/checkpoint-10", action="slim") == []
+
+
+def test_deepspeed_latest_target(tmp_path):
+    root = tmp_path / "ds"
+    for step in (10, 20):
+        write_file(root / "out" / f"global_step{step}" / "mp_rank_00_model_states.pt")
+    write_file(root / "out" / "latest", "global_step20\n")
+    s = safety(root)
+    assert "`latest`" in s.refusal("out/global_step20")
+    assert "`latest`" in s.refusal("out/global_step20/mp_rank_00_model_states.pt")
+    assert "`latest`" in s.refusal("out/global_step20", action="slim")
+    assert s.reasons("out/global_step10") == []
+    assert s.reasons("out") == []  # pointer and target go together
+
+
+def test_lightning_last_ckpt(tmp_path):
+    root = tmp_path / "pl"
+    write_file(root / "ckpts" / "epoch=1-step=10.ckpt")
+    write_file(root / "ckpts" / "epoch=2-step=20.ckpt")
+    os.symlink("epoch=2-step=20.ckpt", root / "ckpts" / "last.ckpt")
+    s = safety(root)
+    assert "last.ckpt" in s.refusal("ckpts/last.ckpt")
+    assert "last.ckpt names" in s.refusal("ckpts/epoch=2-step=20.ckpt")
+    assert s.reasons("ckpts/epoch=1-step=10.ckpt") == []
+
+
+def test_lightning_last_ckpt_copy_is_refused(tmp_path):
+    root = tmp_path / "pl"
+    write_file(root / "ckpts" / "last.ckpt")
+    assert "resume point" in safety(root).refusal("ckpts/last.ckpt")
+
+
+def test_best_model_checkpoint_relative_and_stale_absolute(root):
+    write_file(
+        root / "run" / "checkpoint-20" / "trainer_state.json",
+        json.dumps({"best_model_checkpoint": "/gone/cluster/path/run/checkpoint-10"}),
+    )
+    s = safety(root)
+    assert "best_model_checkpoint in run/checkpoint-20/trainer_state.json" in s.refusal("run/checkpoint-10")
+    write_file(root / "fold" / "trainer_state.json", json.dumps({"best_model_checkpoint": "."}))
+    assert "best_model_checkpoint" in safety(root).refusal("fold")
+
+
+def test_promoted_manifest_protects_export_and_source_without_infos(root):
+    export = root / "run" / "promoted" / "best"
+    write_file(export / "model.safetensors")
+    write_file(
+        export / "ckpt_manifest.json",
+        json.dumps(
+            {"format": "ckpt-tui/manifest/1", "kind": "promoted", "source": "run/checkpoint-10", "files": {}}
+        ),
+    )
+    s = safety(root)
+    assert "promoted export" in s.refusal("run/promoted/best")
+    assert "was promoted" in s.refusal("run/checkpoint-10")
+    assert s.reasons("run/checkpoint-20") == []
+
+
+def test_live_lock_in_run_folder(root):
+    write_file(root / "run" / ".lock", json.dumps({"pid": os.getpid(), "host": socket.gethostname()}))
+    assert "held by pid" in safety(root).refusal("run/checkpoint-10")
+    assert "held by pid" in safety(root).refusal("run")
+
+
+def test_stale_lock_is_ignored(root):
+    write_file(root / "run" / ".lock", json.dumps({"pid": 4_000_000, "host": socket.gethostname()}))
+    assert safety(root, is_pid_alive=lambda pid: False).reasons("run/checkpoint-10") == []
+
+
+def test_lock_of_another_host_is_respected(root):
+    write_file(root / "run" / ".lock", json.dumps({"pid": 1, "host": "some-other-node"}))
+    assert "on host some-other-node" in safety(root).refusal("run/checkpoint-10")
+
+
+def test_lock_inside_the_deleted_folder(root):
+    write_file(root / "run" / "checkpoint-10" / ".lock", str(os.getpid()))
+    assert "held by pid" in safety(root).refusal("run")
+
+
+def test_recent_mtime_uses_the_injected_clock(root):
+    from tests.core.ops_helpers import age_tree
+
+    age_tree(root)
+    assert Safety(root).reasons("run/checkpoint-10") == []
+    write_file(root / "run" / "checkpoint-10" / "new.bin")
+    assert "modified 0 s ago" in Safety(root).refusal("run/checkpoint-10")
+    assert safety(root).reasons("run/checkpoint-10") == []
+
+
+def test_commit_temp_folder_recent_vs_leftover(root):
+    make_checkpoint(root / "run" / ".checkpoint-30.tmp")
+    recent = safety(root, clock=later_clock(120))
+    assert "commit temp folder" in recent.refusal("run/.checkpoint-30.tmp")
+    assert "commit temp folder" in recent.refusal("run/.checkpoint-30.tmp/optimizer.pt")
+    assert safety(root, clock=later_clock(3600)).reasons("run/.checkpoint-30.tmp") == []
+
+
+def test_run_lock_above_root_is_seen_but_stray_locks_are_not(tmp_path):
+    run = tmp_path / "exp"
+    write_file(run / "run.json", "{}")
+    make_checkpoint(run / "checkpoints" / "step_1")
+    alive = json.dumps({"pid": os.getpid(), "host": socket.gethostname()})
+    write_file(tmp_path / ".lock", alive)  # some other tool's lock above ROOT: not ours
+    assert safety(run / "checkpoints").reasons("step_1") == []
+    write_file(run / ".lock", alive)
+    assert "held by pid" in safety(run / "checkpoints").refusal("step_1")

@@ -1,0 +1,306 @@
+"""Crash-safe checkpoints: resumable step checkpoints and the clean HF fold model folder.
+
+Both go through the commit protocol of ``tui.core.commit`` (docs/FORMAT.md): every rank writes into the
+one deterministic temp folder, rank 0 fsyncs, renames it into place and writes the manifest last. A kill
+at any moment leaves the previous committed folder intact, so resume never picks a half-written one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from tui.core import commit as protocol
+
+STEP_PREFIX = "step_"
+TRAIN_STATE_NAME = "train_state.json"
+TRAINER_STATE_NAME = "trainer_state.json"
+ADAPTER_DIR = "adapter"
+# Above this size save_pretrained writes model-0000i-of-0000n.safetensors + an index (docs/FORMAT.md).
+DEFAULT_MAX_SHARD_SIZE = "2GB"
+_STEP_RE = re.compile(r"^step_(\d+)$")
+
+
+def select_to_keep(steps: list[int], best_step: int | None, keep_last: int) -> set[int]:
+    """The steps that survive pruning: the newest ``keep_last`` of ``steps`` plus ``best_step``.
+
+    ``best_step`` is protected only when it is one of ``steps`` (a best evaluation between two saves
+    has no checkpoint to protect). Never returns a step that is not in ``steps``.
+    """
+    unique = sorted(set(steps))
+    kept = set(unique[-keep_last:]) if keep_last > 0 else set()
+    if best_step is not None and best_step in unique:
+        kept.add(best_step)
+    return kept
+
+
+def step_dir_name(step: int) -> str:
+    return f"{STEP_PREFIX}{step}"
+
+
+def _committed_steps(folder: Path) -> dict[int, Path]:
+    """Step folders of this fold that carry a readable step-checkpoint manifest (complete or not)."""
+    found: dict[int, Path] = {}
+    if not folder.is_dir():
+        return found
+    for child in folder.iterdir():
+        match = _STEP_RE.match(child.name)
+        if not match or not child.is_dir():
+            continue
+        try:
+            manifest = protocol.read_manifest(child)
+        except protocol.ManifestError:
+            continue
+        if manifest is not None and manifest.get("kind") == "step-checkpoint":
+            found[int(match.group(1))] = child
+    return found
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def hash_while_flushing(folder: Path) -> dict[str, str]:
+    """sha256 of every file under ``folder``, computed while a second thread fsyncs the same files.
+
+    Hashing (CPU, from the page cache) and flushing (disk) overlap instead of adding up; both release the
+    GIL. The commit then finds the files clean, so its own fsync costs nothing. Measured in
+    bench/bench_checkpoint.py.
+    """
+    files = sorted(p for p in Path(folder).rglob("*") if p.is_file() and not p.is_symlink())
+    with ThreadPoolExecutor(max_workers=1) as flusher:
+        flushed = [flusher.submit(_fsync_file, p) for p in files]
+        hashes = {p.relative_to(folder).as_posix(): protocol.sha256_file(p) for p in files}
+        for future in flushed:
+            future.result()
+    return hashes
+
+
+def _remove_atomically(path: Path) -> None:
+    """Rename to our temp name first, so a kill mid-delete leaves a leftover, never a half folder."""
+    doomed = protocol.tmp_path_for(path)
+    if doomed.exists():
+        shutil.rmtree(doomed)
+    path.rename(doomed)
+    shutil.rmtree(doomed)
+
+
+class StepCheckpointer:
+    """Resumable ``accelerator.save_state`` checkpoints of one fold under ``checkpoints/fold_<k>/``.
+
+    Every method is called by ALL ranks: save_state under DeepSpeed writes each rank's ZeRO shards and
+    every rank's RNG state, so a rank that skips it deadlocks the others at the barrier.
+    """
+
+    def __init__(self, accelerator, run_dir: Path, fold: int, keep_last: int):
+        if keep_last < 1:
+            raise ValueError(f"keep_last must be >= 1 to be able to resume (got {keep_last})")
+        if getattr(accelerator.project_configuration, "automatic_checkpoint_naming", False):
+            raise ValueError("StepCheckpointer names its own folders: disable automatic_checkpoint_naming")
+        self.accelerator = accelerator
+        self.fold = fold
+        self.keep_last = keep_last
+        self.folder = Path(run_dir) / "checkpoints" / f"fold_{fold}"
+        self.messages: list[str] = []  # the one-line notes latest() printed, for callers and tests
+        if accelerator.is_main_process:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            self._clean_leftovers()
+        accelerator.wait_for_everyone()
+
+    def _clean_leftovers(self) -> None:
+        """Remove temp folders a killed writer of THIS fold left behind, restoring a stranded old one."""
+        for child in self.folder.iterdir():
+            name = protocol.target_name_of_temp(child.name)
+            if name is None or not _STEP_RE.match(name) or not child.is_dir():
+                continue
+            target = self.folder / name
+            killed_between_renames = (
+                child.name.endswith(protocol.OLD_MARK) and not target.exists() and not protocol.verify(child)
+            )
+            if killed_between_renames:
+                child.rename(target)  # the previous committed version; the new one never landed
+            else:
+                shutil.rmtree(child)
+
+    def _say(self, text: str) -> None:
+        self.messages.append(text)
+        if self.accelerator.is_main_process:
+            print(text, file=sys.stderr, flush=True)
+
+    def save(self, step: int, train_state: dict, best_step: int | None) -> Path:
+        acc = self.accelerator
+        target = self.folder / step_dir_name(step)
+        tmp = protocol.tmp_path_for(target)
+        if acc.is_main_process:
+            protocol.begin(target)
+        acc.wait_for_everyone()
+        acc.save_state(str(tmp))
+        acc.wait_for_everyone()
+        if acc.is_main_process:
+            state = {"fold": self.fold, "global_step": step, "best_step": best_step, **train_state}
+            (tmp / TRAIN_STATE_NAME).write_text(json.dumps(state, indent=2) + "\n", encoding="utf-8")
+            protocol.commit(
+                tmp, target, kind="step-checkpoint", hashes=hash_while_flushing(tmp),
+                fields=self._manifest_fields(step, state),
+            )  # fmt: skip
+            self._prune(best_step)
+        acc.wait_for_everyone()
+        return target
+
+    def _manifest_fields(self, step: int, state: dict) -> dict[str, Any]:
+        fields: dict[str, Any] = {"step": step, "fold": self.fold, "best_step": state.get("best_step")}
+        if "epoch" in state:
+            fields["epoch"] = state["epoch"]
+        if state.get("metric_name") is not None and state.get("best_metric") is not None:
+            fields["metric"] = {"name": state["metric_name"], "value": state["best_metric"]}
+        return fields
+
+    def _prune(self, best_step: int | None) -> None:
+        committed = _committed_steps(self.folder)
+        keep = select_to_keep(list(committed), best_step, self.keep_last)
+        for step, path in sorted(committed.items()):
+            if step not in keep:
+                _remove_atomically(path)
+
+    def latest(self, *, check_hashes: bool = False) -> tuple[Path, dict] | None:
+        """The newest checkpoint that verifies, was not slimmed and whose train_state.json parses, else None."""
+        skipped: list[tuple[str, str]] = []
+        candidates = []
+        if self.folder.is_dir():
+            candidates = sorted(
+                (int(m.group(1)), p)
+                for p in self.folder.iterdir()
+                if (m := _STEP_RE.match(p.name)) and p.is_dir()
+            )
+        for _step, path in reversed(candidates):
+            state, why = _resumable_state(path, check_hashes)
+            if why is not None:
+                skipped.append((path.name, why))
+                continue
+            for name, why in skipped:
+                self._say(f"checkpoint {name} {why}; resuming from {path.name}")
+            return path, state
+        for name, why in skipped:
+            self._say(f"checkpoint {name} {why}; no complete checkpoint left for fold {self.fold}")
+        return None
+
+    def load(self, path: Path) -> dict:
+        """Restore model, optimizer, scheduler, scaler and RNG of every rank; returns train_state."""
+        state, problem = _read_train_state(Path(path))
+        if problem:
+            raise ValueError(f"{Path(path) / TRAIN_STATE_NAME}: {problem}")
+        self.accelerator.load_state(str(path))
+        return state
+
+
+def _resumable_state(path: Path, check_hashes: bool) -> tuple[dict | None, str | None]:
+    """(train_state, None) when ``path`` can be resumed from, else (None, why) where ``why`` completes
+    the one-line message "checkpoint step_N <why>; ..."."""
+    problems = protocol.verify(path, check_hashes=check_hashes)
+    if problems:
+        return None, f"is incomplete ({'; '.join(problems)})"
+    # verify() passed, so the manifest exists and parses. A slimmed one still verifies (its file list was
+    # rewritten to what remains) but the optimizer, scheduler and RNG state are gone: loading it would
+    # either fail inside load_state or, worse, restart the optimizer from zero and diverge silently.
+    if "slimmed" in protocol.read_manifest(path):
+        return None, "was slimmed by ckpt-tui slim (no optimizer state left to resume)"
+    state, problem = _read_train_state(path)
+    if problem:
+        return None, f"is incomplete ({problem})"
+    return state, None
+
+
+def _read_train_state(folder: Path) -> tuple[dict | None, str | None]:
+    try:
+        state = json.loads((folder / TRAIN_STATE_NAME).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None, f"{TRAIN_STATE_NAME} missing"
+    except (OSError, ValueError, UnicodeDecodeError) as e:
+        return None, f"{TRAIN_STATE_NAME} unreadable ({e})"
+    if not isinstance(state, dict):
+        return None, f"{TRAIN_STATE_NAME} is not a JSON object"
+    return state, None
+
+
+def hf_trainer_state(trainer_state: dict, *, metric: dict, step: int) -> dict:
+    """HF Trainer's trainer_state.json schema, with best_model_checkpoint relative ("." = this folder)."""
+    state = dict(trainer_state)
+    state.setdefault("global_step", step)
+    state.setdefault("epoch", None)
+    state.setdefault("log_history", [])
+    state["best_metric"] = metric.get("value")
+    state["best_global_step"] = step
+    state["best_model_checkpoint"] = "."
+    return state
+
+
+def save_fold_model(
+    accelerator,
+    model,
+    tokenizer,
+    target: Path,
+    *,
+    trainer_state: dict,
+    metric: dict,
+    step: int,
+    fold: int,
+    lora: bool = False,
+    max_shard_size: int | str = DEFAULT_MAX_SHARD_SIZE,
+) -> None:
+    """Write the fold's clean HF folder through the commit protocol. ALL ranks call this.
+
+    ``get_state_dict`` runs on every rank because under ZeRO-3 it is a collective gather; only the main
+    process writes. ``metric`` is ``{"name": ..., "value": ...}``.
+    """
+    target = Path(target)
+    state_dict = accelerator.get_state_dict(model)
+    if accelerator.is_main_process:
+        unwrapped = accelerator.unwrap_model(model)
+        tmp = protocol.begin(target)
+        try:
+            weight_hashes = _write_model_folder(tmp, unwrapped, state_dict, tokenizer, lora, max_shard_size)
+            state = hf_trainer_state(trainer_state, metric=metric, step=step)
+            (tmp / TRAINER_STATE_NAME).write_text(json.dumps(state, indent=2) + "\n", encoding="utf-8")
+            protocol.commit(
+                tmp,
+                target,
+                kind="fold-model",
+                hashes=weight_hashes,
+                fields={"step": step, "fold": fold, "metric": metric},
+            )
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+    accelerator.wait_for_everyone()
+
+
+def _write_model_folder(
+    tmp: Path, unwrapped, state_dict: dict, tokenizer, lora: bool, max_shard_size
+) -> dict[str, str]:
+    """config.json, the weights, tokenizer files (and adapter/ for LoRA); returns the weights' sha256."""
+    from trainer.weights_io import save_config, write_weights
+
+    if lora:
+        from trainer.lora import merged_state_dict, save_adapter
+
+        save_adapter(unwrapped, state_dict, tmp / ADAPTER_DIR)
+        model = unwrapped.get_base_model()
+        weights = merged_state_dict(unwrapped, state_dict)
+    else:
+        model, weights = unwrapped, state_dict
+    dtype = next((t.dtype for t in weights.values() if t.is_floating_point()), None)
+    save_config(model, tmp, dtype)
+    hashes = write_weights(model, weights, tmp, max_shard_size)
+    if tokenizer is not None:
+        tokenizer.save_pretrained(tmp)
+    return hashes

@@ -1,0 +1,394 @@
+"""The K-fold training loop: one Accelerator for every fold, resumable exactly from step checkpoints.
+
+Shape of accelerate's ``examples/by_feature/cross_validation.py``: model, optimizer and scheduler are built
+inside the fold loop, prepared, trained inside ``accelerator.accumulate``, evaluated with
+``gather_for_metrics`` and released with ``free_memory``. What a resume needs beyond ``save_state``
+(model, optimizer, scheduler, loss scaler, RNG of every rank) is the position in the data, which the
+seeded sampler makes a pure function of (seed, fold, epoch) plus the number of consumed batches.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from trainer import demo, evaluate, outputs
+from trainer.checkpoint import StepCheckpointer, save_fold_model
+from trainer.config import Config
+from trainer.data import encode, make_loaders
+from trainer.folds import FOLDS_FILE, load_or_create, read_folds
+from trainer.modeling import build_optimizer, deepspeed_config, fill_deepspeed_auto, load_model, load_tokenizer
+from trainer.plan import Plan
+
+BEST_VALID_FILE = "best_valid.csv"  # beside the step checkpoints: predictions of the fold's best model
+# Test seam, and only that: DeepSpeed's CPU accelerator refuses fp16; the fp16 loss-scaler path can run
+# on CPU when this is set (tests/e2e). Never set it for real training.
+ALLOW_CPU_FP16_ENV = "CKPT_TUI_TEST_ALLOW_CPU_FP16"
+
+
+@dataclass
+class FoldState:
+    """Everything besides save_state that a resume needs; saved as train_state.json in each checkpoint."""
+
+    fold: int
+    global_step: int = 0
+    epoch: int = 0
+    batches_consumed_in_epoch: int = 0
+    best_metric: float | None = None
+    best_step: int | None = None
+    patience_left: int = 0
+    last_eval_step: int | None = None
+    skipped_steps: int = 0
+    stopped_early: bool = False
+    metric_name: str = "f1_macro"
+    log_history: list[dict[str, Any]] = field(default_factory=list)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> FoldState:
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        return cls(**known)
+
+
+@dataclass
+class FoldRun:
+    """The prepared objects of one fold."""
+
+    model: Any
+    optimizer: Any
+    scheduler: Any
+    train_loader: Any
+    valid_loader: Any
+    sampler: Any
+    steps_per_epoch: int
+    batches_per_epoch: int
+
+
+# ------------------------------------------------------------------------------------------- set-up
+def make_accelerator(cfg: Config):
+    import torch
+    from accelerate import Accelerator
+    from accelerate.utils import InitProcessGroupKwargs
+
+    if os.environ.get(ALLOW_CPU_FP16_ENV) == "1":
+        from deepspeed.accelerator import get_accelerator
+
+        type(get_accelerator()).is_fp16_supported = lambda self: True
+    launched = "RANK" in os.environ or "LOCAL_RANK" in os.environ  # a launcher set up a process group
+    handlers = [InitProcessGroupKwargs(backend="gloo")] if launched and not torch.cuda.is_available() else []
+    # step_scheduler_with_optimizer=False: the scheduler steps once per optimizer step on every world size
+    # (accelerate would otherwise step it num_processes times), and not at all on a skipped fp16 step.
+    return Accelerator(
+        gradient_accumulation_steps=cfg.train.grad_accum,
+        step_scheduler_with_optimizer=False,
+        kwargs_handlers=handlers,
+    )
+
+
+def _console(accelerator):
+    from rich.console import Console
+
+    return Console(stderr=True, quiet=not accelerator.is_main_process)
+
+
+def train(cfg: Config, plan: Plan) -> dict[str, Any] | None:
+    """Train every fold of the plan; returns cv.json's object (on the main process)."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # per-shard bars at every fold save drown the step log
+    accelerator = make_accelerator(cfg)
+    console = _console(accelerator)
+    run_dir = cfg.run.run_dir()
+    main = accelerator.is_main_process
+    if main and plan.mode == "overwrite" and run_dir.exists():
+        shutil.rmtree(run_dir)
+    if cfg.model.is_demo():
+        with accelerator.main_process_first():
+            if main:
+                demo.materialize(Path(cfg.run.output_dir))
+    record: dict[str, Any] = {}
+    if main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        outputs.write_lock(run_dir)
+        record = outputs.new_run_record(
+            cfg,
+            world_size=accelerator.num_processes,
+            mixed_precision=str(accelerator.mixed_precision),
+            deepspeed_config=deepspeed_config(accelerator),
+            previous=outputs.read_run(run_dir),
+        )
+        outputs.update_run(run_dir, record)
+        load_or_create(run_dir, plan.table.ids, plan.table.label_ids(), cfg.folds.num_folds, cfg.folds.seed,
+                       plan.table.frame[cfg.data.group_column].to_numpy() if cfg.data.group_column else None)
+    accelerator.wait_for_everyone()
+    fold_of_row = read_folds(run_dir / FOLDS_FILE, len(plan.table.frame), cfg.folds.num_folds)
+    done = set(outputs.read_run(run_dir)["folds_done"])
+    tokenizer = load_tokenizer(plan.model_dir)
+    cv = None
+    try:
+        for fold in cfg.folds.to_train():
+            if fold in done:
+                console.print(f"fold {fold}: already complete, skipped")
+                continue
+            train_fold(accelerator, cfg, plan, tokenizer, fold_of_row, fold, console)
+            if main:
+                done.add(fold)
+                outputs.update_run(run_dir, record, folds_done=sorted(done))
+                cv = write_cv(run_dir, cfg, plan, sorted(done))
+        if main:
+            cv = write_cv(run_dir, cfg, plan, sorted(done))
+            complete = set(cfg.folds.to_train()) <= done
+            outputs.update_run(run_dir, record, status="complete" if complete else "running")
+            if cv is not None:
+                console.print(f"CV {cfg.train.metric}: oof {cv['oof'][cfg.train.metric]:.4f}, "
+                              f"mean {cv['mean'][cfg.train.metric]:.4f} ± {cv['std'][cfg.train.metric]:.4f}")
+    except Exception as e:
+        if main:
+            first = str(e).splitlines()[0] if str(e) else type(e).__name__
+            outputs.update_run(run_dir, record, status="failed", error=f"{type(e).__name__}: {first}")
+        raise
+    finally:
+        if main:
+            outputs.remove_lock(run_dir)
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
+    return cv
+
+
+def write_cv(run_dir: Path, cfg: Config, plan: Plan, folds: list[int]) -> dict[str, Any] | None:
+    frames, best_steps = {}, {}
+    for k in folds:
+        path = outputs.valid_df_path(run_dir, k)
+        if path.exists():
+            frames[k] = pd.read_csv(path)
+            best_steps[k] = _best_step_of(outputs.fold_model_dir(run_dir, cfg, k))
+    if not frames:
+        return None
+    cv, oof = evaluate.cv_summary(frames, best_steps, plan.table.labels, cfg.train.metric)
+    outputs.write_cv(run_dir, cv, oof)
+    return cv
+
+
+def _best_step_of(fold_dir: Path) -> int | None:
+    import json
+
+    try:
+        state = json.loads((fold_dir / "trainer_state.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    step = state.get("best_global_step")
+    return int(step) if isinstance(step, int) else None
+
+
+# ------------------------------------------------------------------------------------------ one fold
+def prepare_fold(accelerator, cfg: Config, plan: Plan, tokenizer, fold_of_row: np.ndarray, fold: int) -> FoldRun:
+    from accelerate.utils import set_seed
+
+    # The fold, not the history, decides the initial weights: fold 3 is the same after a resume.
+    set_seed(cfg.train.seed + fold)
+    train_rows = np.flatnonzero(fold_of_row != fold)
+    valid_rows = np.flatnonzero(fold_of_row == fold)
+    with accelerator.main_process_first():
+        train_ds = encode(plan.table, cfg, tokenizer, train_rows)
+        valid_ds = encode(plan.table, cfg, tokenizer, valid_rows)
+    train_dl, sampler, valid_dl = make_loaders(train_ds, valid_ds, tokenizer, cfg, fold)
+    model = load_model(plan.model_dir, plan.table.labels, cfg)
+
+    # accelerate hands each process every num_processes-th batch, padding with repeats to even lengths.
+    batches = math.ceil(len(train_dl) / accelerator.num_processes)
+    grad_accum = accelerator.gradient_accumulation_steps
+    steps_per_epoch = math.ceil(batches / grad_accum)
+    optimizer, scheduler = build_optimizer(accelerator, model, cfg, steps_per_epoch * cfg.train.epochs)
+    fill_deepspeed_auto(accelerator, cfg)
+    model, optimizer, train_dl, valid_dl, scheduler = accelerator.prepare(
+        model, optimizer, train_dl, valid_dl, scheduler
+    )
+    # Recount after prepare: DeepSpeed may impose its own accumulation, and sharding sets the length.
+    if len(train_dl) != batches or accelerator.gradient_accumulation_steps != grad_accum:
+        raise RuntimeError(
+            f"step count changed by prepare ({batches} batches x accumulation {grad_accum} expected, got "
+            f"{len(train_dl)} x {accelerator.gradient_accumulation_steps}); make train.grad_accum match "
+            "gradient_accumulation_steps of the DeepSpeed config"
+        )
+    return FoldRun(model, optimizer, scheduler, train_dl, valid_dl, sampler, steps_per_epoch, batches)
+
+
+def train_fold(accelerator, cfg: Config, plan: Plan, tokenizer, fold_of_row: np.ndarray, fold: int,
+               console) -> FoldState:
+    from accelerate import skip_first_batches
+
+    run_dir = cfg.run.run_dir()
+    fr = prepare_fold(accelerator, cfg, plan, tokenizer, fold_of_row, fold)
+    checkpointer = StepCheckpointer(accelerator, run_dir, fold, cfg.train.keep_last)
+    state = FoldState(fold=fold, patience_left=cfg.train.patience, metric_name=cfg.train.metric)
+    latest = checkpointer.latest()
+    if latest is not None:
+        state = FoldState.from_dict(checkpointer.load(latest[0]))
+        console.print(f"fold {fold}: resumed from {latest[0].name} (epoch {state.epoch}, "
+                      f"{state.batches_consumed_in_epoch} batches into it)")
+    evaluator = _Evaluator(accelerator, cfg, plan, tokenizer, fr, fold, checkpointer.folder)
+    log = _StepLog(accelerator, cfg, fr, fold, console, state)
+    samples_per_step = cfg.train.batch_size * accelerator.gradient_accumulation_steps * accelerator.num_processes
+
+    with log:
+        for epoch in range(state.epoch, cfg.train.epochs):
+            if state.stopped_early:
+                break
+            fr.sampler.set_epoch(epoch)
+            fr.train_loader.set_epoch(epoch)
+            loader = fr.train_loader
+            if state.batches_consumed_in_epoch:
+                loader = skip_first_batches(fr.train_loader, state.batches_consumed_in_epoch)
+                loader.set_epoch(epoch)
+            fr.model.train()
+            for batch in loader:
+                batch.pop("row")
+                step_done, loss, grad_norm = _train_micro_batch(accelerator, cfg, fr, batch, state)
+                state.batches_consumed_in_epoch += 1
+                log.add_loss(loss)
+                if not step_done:
+                    continue
+                state.global_step += 1
+                log.step(epoch, grad_norm, samples_per_step)
+                if cfg.train.eval_every and state.global_step % cfg.train.eval_every == 0:
+                    evaluator.run(state, epoch_float(state, fr))
+                if cfg.train.save_every and state.global_step % cfg.train.save_every == 0:
+                    checkpointer.save(state.global_step, asdict(state), state.best_step)
+                if state.stopped_early:
+                    break
+            if state.stopped_early:
+                break
+            state.epoch, state.batches_consumed_in_epoch = epoch + 1, 0
+            if not cfg.train.eval_every:
+                evaluator.run(state, float(state.epoch))
+        if state.last_eval_step != state.global_step and not state.stopped_early:
+            evaluator.run(state, epoch_float(state, fr))  # the steps after the last periodic evaluation
+    if accelerator.is_main_process:
+        best = Path(checkpointer.folder) / BEST_VALID_FILE
+        outputs.write_csv_atomic(outputs.valid_df_path(run_dir, fold), pd.read_csv(best))
+    console.print(f"fold {fold}: best {cfg.train.metric} {state.best_metric:.4f} at step {state.best_step}; "
+                  f"{state.global_step} steps, {state.skipped_steps} skipped (fp16 overflow)")
+    accelerator.free_memory(fr.model, fr.optimizer, fr.scheduler, fr.train_loader, fr.valid_loader)
+    del fr
+    return state
+
+
+def epoch_float(state: FoldState, fr: FoldRun) -> float:
+    return round(state.epoch + state.batches_consumed_in_epoch / max(fr.batches_per_epoch, 1), 4)
+
+
+def _train_micro_batch(accelerator, cfg: Config, fr: FoldRun, batch, state: FoldState):
+    """Forward/backward of one micro-batch; (optimizer step happened, loss, grad norm)."""
+    grad_norm = None
+    with accelerator.accumulate(fr.model):
+        loss = fr.model(**batch).loss
+        accelerator.backward(loss)
+        stepping = accelerator.sync_gradients
+        if stepping and cfg.train.max_grad_norm > 0:
+            grad_norm = accelerator.clip_grad_norm_(fr.model.parameters(), cfg.train.max_grad_norm)
+        fr.optimizer.step()
+        if stepping:
+            if accelerator.optimizer_step_was_skipped:
+                state.skipped_steps += 1  # fp16 overflow: weights and schedule unchanged
+            else:
+                fr.scheduler.step()
+        fr.optimizer.zero_grad()
+    if grad_norm is not None:
+        grad_norm = float(grad_norm)
+    return stepping, float(loss.detach().float()), grad_norm
+
+
+class _Evaluator:
+    """Evaluate, track the best, save the best fold model and its predictions, decide early stopping."""
+
+    def __init__(self, accelerator, cfg: Config, plan: Plan, tokenizer, fr: FoldRun, fold: int, ckpt_dir: Path):
+        self.acc, self.cfg, self.plan, self.tokenizer, self.fr, self.fold = accelerator, cfg, plan, tokenizer, fr, fold
+        self.best_valid = Path(ckpt_dir) / BEST_VALID_FILE
+        self.fold_dir = outputs.fold_model_dir(cfg.run.run_dir(), cfg, fold)
+
+    def run(self, state: FoldState, epoch: float) -> None:
+        cfg = self.cfg
+        rows, probs = evaluate.predict(self.acc, self.fr.model, self.fr.valid_loader)
+        scores = evaluate.compute(self.plan.table.label_ids()[rows], probs)
+        state.last_eval_step = state.global_step
+        state.log_history.append({"step": state.global_step, "epoch": epoch,
+                                  **{f"eval_{k}": v for k, v in scores.items()}})
+        value = scores[cfg.train.metric]
+        improved = evaluate.is_better(value, state.best_metric, cfg.train.mode())
+        if improved:
+            state.best_metric, state.best_step, state.patience_left = value, state.global_step, cfg.train.patience
+            self._save_best(state, epoch, value, rows, probs)
+        else:
+            state.patience_left -= 1
+            state.stopped_early = cfg.train.patience > 0 and state.patience_left <= 0
+        if self.acc.is_main_process:
+            mark = " *" if improved else ""
+            _console(self.acc).print(
+                f"fold {self.fold} step {state.global_step} eval: "
+                + " ".join(f"{k} {v:.4f}" for k, v in scores.items()) + mark
+                + (" (early stop)" if state.stopped_early else "")
+            )
+
+    def _save_best(self, state: FoldState, epoch: float, value: float, rows, probs) -> None:
+        trainer_state = {"global_step": state.global_step, "epoch": epoch,
+                         "log_history": list(state.log_history), "skipped_steps": state.skipped_steps}
+        save_fold_model(self.acc, self.fr.model, self.tokenizer, self.fold_dir, trainer_state=trainer_state,
+                        metric={"name": self.cfg.train.metric, "value": value}, step=state.global_step,
+                        fold=self.fold, lora=self.cfg.lora.enabled)
+        if self.acc.is_main_process:
+            frame = evaluate.valid_frame(self.plan.table, self.cfg, rows, probs)
+            outputs.write_csv_atomic(self.best_valid, frame)
+        self.acc.wait_for_everyone()
+
+
+class _StepLog:
+    """Rich progress bar and one log line per optimizer step, on the main process only."""
+
+    def __init__(self, accelerator, cfg: Config, fr: FoldRun, fold: int, console, state: FoldState):
+        self.acc, self.cfg, self.fr, self.fold, self.console, self.state = accelerator, cfg, fr, fold, console, state
+        self.losses: list[float] = []
+        self.progress = None
+        self.last_time = time.perf_counter()
+
+    def __enter__(self):
+        if self.acc.is_main_process:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self.progress = Progress(TextColumn("[bold]fold {task.fields[fold]}"), BarColumn(),
+                                     MofNCompleteColumn(), TimeRemainingColumn(), console=self.console)
+            self.progress.start()
+            self.task = self.progress.add_task("train", total=self.fr.steps_per_epoch * self.cfg.train.epochs,
+                                               completed=self.state.global_step, fold=self.fold)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+    def add_loss(self, loss: float) -> None:
+        self.losses.append(loss)
+
+    def step(self, epoch: int, grad_norm: float | None, samples_per_step: int) -> None:
+        state = self.state
+        now = time.perf_counter()
+        rate = samples_per_step / max(now - self.last_time, 1e-9)
+        self.last_time = now
+        loss = float(np.mean(self.losses)) if self.losses else float("nan")
+        self.losses = []
+        lr = float(self.fr.scheduler.get_last_lr()[0])
+        entry = {"step": state.global_step, "epoch": epoch_float(state, self.fr), "loss": loss, "learning_rate": lr}
+        if grad_norm is not None:
+            entry["grad_norm"] = grad_norm
+        state.log_history.append(entry)
+        if self.progress is not None:
+            self.progress.update(self.task, completed=state.global_step)
+            skipped = f" skipped {state.skipped_steps}" if state.skipped_steps else ""
+            self.console.print(f"fold {self.fold} step {state.global_step} epoch {entry['epoch']:.2f} "
+                               f"loss {loss:.4f} lr {lr:.3e} {rate:.0f} samples/s{skipped}")

@@ -1,0 +1,122 @@
+"""Model, tokenizer, optimizer and scheduler for one fold.
+
+Models load only from a local folder (``local_files_only=True``): a cluster job that silently downloads
+is a job that fails at 3 a.m. when the hub is unreachable. When the DeepSpeed JSON defines its own
+optimizer or scheduler, accelerate's DummyOptim/DummyScheduler stand in for ours.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from trainer.config import Config
+from trainer.data import LabelMap
+
+
+class ModelError(ValueError):
+    """A model folder that cannot be used; one line."""
+
+
+def check_model_dir(path: Path) -> None:
+    """Cheap checks before any process group: the folder exists and looks like a HF model folder."""
+    path = Path(path)
+    if not path.is_dir():
+        raise ModelError(f"{path}: model folder not found (model.model_name_or_path must be a local folder; "
+                         "nothing is downloaded)")
+    if not (path / "config.json").is_file():
+        raise ModelError(f"{path}: no config.json, not a Hugging Face model folder")
+
+
+def load_tokenizer(path: Path):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+
+
+def load_model(path: Path, labels: LabelMap, cfg: Config):
+    """The classifier with this run's label maps in its config; LoRA adapters when enabled."""
+    from transformers import AutoModelForSequenceClassification
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # "newly initialized classifier" is expected here, not news
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(
+            str(path),
+            num_labels=labels.num_labels,
+            id2label=labels.id2label(),
+            label2id=labels.label2id(),
+            local_files_only=True,
+            ignore_mismatched_sizes=True,  # a base model's head may have another number of classes
+        )
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    if cfg.lora.enabled:
+        from trainer.lora import apply_lora
+
+        model = apply_lora(model, cfg.lora)
+    return model
+
+
+def _no_decay_names(model) -> set[str]:
+    """Biases and normalisation weights: decaying them only hurts (BERT's recipe, HF Trainer's default)."""
+    import torch
+
+    names = set()
+    for module_name, module in model.named_modules():
+        is_norm = isinstance(module, torch.nn.LayerNorm) or "norm" in type(module).__name__.lower()
+        for param_name, _ in module.named_parameters(recurse=False):
+            full = f"{module_name}.{param_name}" if module_name else param_name
+            if is_norm or param_name == "bias":
+                names.add(full)
+    return names
+
+
+def param_groups(model, weight_decay: float) -> list[dict[str, Any]]:
+    no_decay = _no_decay_names(model)
+    trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    return [
+        {"params": [p for n, p in trainable if n not in no_decay], "weight_decay": weight_decay},
+        {"params": [p for n, p in trainable if n in no_decay], "weight_decay": 0.0},
+    ]
+
+
+def deepspeed_config(accelerator) -> dict[str, Any] | None:
+    plugin = getattr(accelerator.state, "deepspeed_plugin", None)
+    return plugin.deepspeed_config if plugin is not None else None
+
+
+def fill_deepspeed_auto(accelerator, cfg: Config) -> None:
+    """Fill the "auto" values accelerate leaves to the script with our config (clipping)."""
+    ds = deepspeed_config(accelerator)
+    if ds is not None and ds.get("gradient_clipping", "auto") == "auto":
+        ds["gradient_clipping"] = cfg.train.max_grad_norm
+
+
+def build_optimizer(accelerator, model, cfg: Config, total_steps: int):
+    """(optimizer, scheduler) for ``total_steps`` optimizer steps."""
+    import torch
+    from accelerate.utils import DummyOptim, DummyScheduler
+    from transformers import get_scheduler
+
+    lr = cfg.train.resolved_lr(cfg.model.is_demo())
+    groups = param_groups(model, cfg.train.weight_decay)
+    ds = deepspeed_config(accelerator) or {}
+    warmup = min(cfg.train.warmup_steps, total_steps)
+    if "optimizer" in ds:
+        optimizer = DummyOptim(groups, lr=lr, weight_decay=cfg.train.weight_decay)
+    else:
+        optimizer = torch.optim.AdamW(groups, lr=lr)
+
+    def ours(opt):
+        return get_scheduler(cfg.train.scheduler, opt, num_warmup_steps=warmup, num_training_steps=total_steps)
+
+    if "scheduler" in ds:
+        scheduler = DummyScheduler(optimizer, total_num_steps=total_steps, warmup_num_steps=warmup)
+    elif isinstance(optimizer, DummyOptim):  # DeepSpeed builds the optimizer; ours wraps it afterwards
+        scheduler = DummyScheduler(optimizer, total_num_steps=total_steps, warmup_num_steps=warmup,
+                                   lr_scheduler_callable=ours)
+    else:
+        scheduler = ours(optimizer)
+    return optimizer, scheduler

@@ -1,0 +1,149 @@
+"""Run-folder files of docs/FORMAT.md: run.json, .lock, valid_df_fold_<k>.csv, oof.csv, cv.json.
+
+Only the main process calls the writers here. JSON goes through ``write_json_atomic`` and CSVs through a
+temp file + rename, so a kill never leaves half a file that a reader (or a resume) would trust.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import socket
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from trainer.config import Config
+from tui.core.commit import write_json_atomic
+
+RUN_FORMAT = "ckpt-tui/run/1"
+RUN_FILE = "run.json"
+LOCK_FILE = ".lock"
+
+
+class RunFolderError(ValueError):
+    """The run folder cannot be used as asked; one line."""
+
+
+def now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def read_run(run_dir: Path) -> dict[str, Any] | None:
+    path = Path(run_dir) / RUN_FILE
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as e:
+        raise RunFolderError(f"{path}: unreadable ({e}); use --overwrite or another run.run_name") from None
+    if not isinstance(data, dict) or data.get("format") != RUN_FORMAT:
+        raise RunFolderError(f"{path}: not a {RUN_FORMAT} file; use --overwrite or another run.run_name")
+    return data
+
+
+def check_run_folder(cfg: Config) -> str:
+    """Decide what to do with an existing run folder, before any process group exists.
+
+    Returns "new" (no folder or an empty one), "resume" (same config hash, or --resume) or "overwrite".
+    """
+    run_dir = cfg.run.run_dir()
+    if not run_dir.exists() or not any(run_dir.iterdir()):
+        return "new"
+    if cfg.run.overwrite:
+        return "overwrite"
+    run = read_run(run_dir)
+    if run is None:
+        raise RunFolderError(f"{run_dir}: exists but holds no {RUN_FILE}; use --overwrite or another run.run_name")
+    if run.get("config_hash") == cfg.config_hash() or cfg.run.resume:
+        return "resume"
+    raise RunFolderError(
+        f"{run_dir}: exists with a different config (hash {str(run.get('config_hash'))[:12]} vs "
+        f"{cfg.config_hash()[:12]}); pass --resume to continue it anyway or --overwrite to start again"
+    )
+
+
+def versions() -> dict[str, str | None]:
+    from importlib import metadata
+
+    out: dict[str, str | None] = {"python": platform.python_version()}
+    for name in ("torch", "transformers", "accelerate", "deepspeed", "ckpt-tui"):
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def new_run_record(cfg: Config, *, world_size: int, mixed_precision: str, deepspeed_config: dict | None,
+                   previous: dict[str, Any] | None) -> dict[str, Any]:
+    """run.json for this invocation; keeps ``folds_done`` and ``started`` of a run being resumed."""
+    stamp = now()
+    return {
+        "format": RUN_FORMAT,
+        "run_name": cfg.run.run_name,
+        "status": "running",
+        "config": cfg.to_dict(),
+        "versions": versions(),
+        "world_size": world_size,
+        "mixed_precision": mixed_precision,
+        "deepspeed_config": deepspeed_config,
+        "model_name": cfg.model_name(),
+        "num_folds": cfg.folds.num_folds,
+        "folds_to_train": cfg.folds.to_train(),
+        "folds_done": sorted((previous or {}).get("folds_done", [])),
+        "metric": cfg.train.metric,
+        "metric_mode": cfg.train.mode(),
+        "config_hash": cfg.config_hash(),
+        "started": (previous or {}).get("started", stamp),
+        "updated": stamp,
+    }
+
+
+def update_run(run_dir: Path, record: dict[str, Any], **changes: Any) -> dict[str, Any]:
+    record.update(changes, updated=now())
+    write_json_atomic(Path(run_dir) / RUN_FILE, record)
+    return record
+
+
+def write_lock(run_dir: Path) -> None:
+    write_json_atomic(Path(run_dir) / LOCK_FILE,
+                      {"pid": os.getpid(), "host": socket.gethostname(), "started": now()})
+
+
+def remove_lock(run_dir: Path) -> None:
+    try:
+        (Path(run_dir) / LOCK_FILE).unlink()
+    except FileNotFoundError:
+        pass
+
+
+def write_csv_atomic(path: Path, frame: pd.DataFrame) -> None:
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", encoding="utf-8", newline="") as f:
+        frame.to_csv(f, index=False)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def valid_df_path(run_dir: Path, fold: int) -> Path:
+    return Path(run_dir) / f"valid_df_fold_{fold}.csv"
+
+
+def fold_model_dir(run_dir: Path, cfg: Config, fold: int) -> Path:
+    return Path(run_dir) / f"{cfg.model_name()}_fold_{fold}"
+
+
+def write_cv(run_dir: Path, cv: dict[str, Any], oof: pd.DataFrame) -> None:
+    write_csv_atomic(Path(run_dir) / "oof.csv", oof)
+    write_json_atomic(Path(run_dir) / "cv.json", cv)
+
+
+def log_main(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)

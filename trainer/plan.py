@@ -1,0 +1,66 @@
+"""Everything checked before a process group or a model exists: the run's inputs and its folder.
+
+Every launched process runs these checks; they read files only, so a bad path or a config clash costs
+about a second and one line on stderr, not a distributed traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+from trainer import demo
+from trainer.config import Config
+from trainer.data import Table, load_and_validate, validate
+from trainer.folds import FOLDS_FILE, read_folds
+from trainer.modeling import check_model_dir
+from trainer.outputs import LOCK_FILE, RunFolderError, check_run_folder
+
+
+@dataclass
+class Plan:
+    table: Table
+    data_path: Path
+    model_dir: Path
+    mode: str  # "new" | "resume" | "overwrite"
+
+
+def make_plan(cfg: Config) -> Plan:
+    mode = check_run_folder(cfg)
+    data_path, model_dir = demo.demo_paths(Path(cfg.run.output_dir))
+    if cfg.data.path is None:
+        # The demo frame is generated in memory here; the same rows are written to data_path later.
+        table = validate(demo.demo_dataframe(), cfg, data_path)
+    else:
+        data_path = Path(cfg.data.path)
+        table = load_and_validate(cfg, data_path)
+    if not cfg.model.is_demo():
+        model_dir = Path(cfg.model.model_name_or_path)
+        check_model_dir(model_dir)
+    run_dir = cfg.run.run_dir()
+    if mode == "resume":
+        _check_not_owned(run_dir)
+        if (run_dir / FOLDS_FILE).exists():
+            read_folds(run_dir / FOLDS_FILE, len(table.frame), cfg.folds.num_folds)
+    return Plan(table=table, data_path=data_path, model_dir=model_dir, mode=mode)
+
+
+def _check_not_owned(run_dir: Path) -> None:
+    """Refuse a run another live trainer on this host holds; a lock left by a killed one is stale."""
+    try:
+        lock = json.loads((run_dir / LOCK_FILE).read_text(encoding="utf-8"))
+        pid, host = int(lock["pid"]), lock["host"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return
+    if host != socket.gethostname() or pid == os.getpid():
+        return
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return
+    except PermissionError:
+        pass
+    raise RunFolderError(f"{run_dir}: in use by process {pid} on {host} ({LOCK_FILE}); wait for it or stop it")

@@ -1,0 +1,72 @@
+"""Messages that thread workers post to the app. Workers never touch widgets; handlers do."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from textual.message import Message
+
+from tui.core.model import CheckpointInfo, Inspection
+
+
+@dataclass
+class ScanBatch(Message):
+    """A batch of checkpoints found by scan ``generation`` (batched so a big tree is not a message flood)."""
+
+    generation: int
+    infos: list[CheckpointInfo]
+
+
+@dataclass
+class ScanDone(Message):
+    """Scan ``generation`` finished; ``seen`` holds every path it reported (rows not in it are gone)."""
+
+    generation: int
+    seen: set[str]
+    error: str | None = None
+    skipped: bool = False  # a poll found nothing changed: no rows were sent
+
+
+@dataclass
+class InspectionReady(Message):
+    """The detail of ``path`` (or the one-line reason it could not be read)."""
+
+    path: str
+    inspection: Inspection | None
+    error: str | None = None
+
+
+@dataclass
+class PlanReady(Message):
+    """A planned destructive action, ready for the confirmation modal."""
+
+    action: str  # "delete" | "slim" | "prune" | "trash-empty"
+    plan: Any
+    error: str | None = None
+
+
+@dataclass
+class ActionDone(Message):
+    """A disk action finished: ``text`` is shown to the user; ``ok`` False shows it as an error."""
+
+    action: str
+    ok: bool
+    text: str
+    changed_disk: bool = True
+
+
+@dataclass
+class MetricsReady(Message):
+    run: str
+    metrics: dict[str, Any] | None
+    error: str | None = None
+
+
+@dataclass
+class DiffReady(Message):
+    left: str
+    right: str
+    config_diff: list[tuple[str, Any, Any]] = field(default_factory=list)
+    tensor_diff: list[tuple[str, str, str]] = field(default_factory=list)
+    error: str | None = None

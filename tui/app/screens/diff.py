@@ -1,0 +1,52 @@
+"""Two marked checkpoints side by side: config key differences, tensor name/shape/dtype differences."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.screen import ModalScreen
+from textual.widgets import DataTable, Static, TabbedContent, TabPane
+
+
+def _cell(value: Any) -> str:
+    text = str(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+class DiffScreen(ModalScreen[None]):
+    BINDINGS = [Binding("escape,q", "close", "Close", id="diff.close")]
+
+    def __init__(self, left: str, right: str, config_diff: list, tensor_diff: list) -> None:
+        super().__init__()
+        self.left, self.right = left, right
+        self.config_diff, self.tensor_diff = config_diff, tensor_diff
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="diff-box"):
+            yield Static(f"A: {self.left}\nB: {self.right}", id="diff-title", markup=False)
+            with TabbedContent(id="diff-tabs"):
+                with TabPane(f"Config ({len(self.config_diff)})", id="diff-config"):
+                    yield DataTable(id="diff-config-table", cursor_type="row")
+                with TabPane(f"Tensors ({len(self.tensor_diff)})", id="diff-tensors"):
+                    yield DataTable(id="diff-tensor-table", cursor_type="row")
+            yield Static("esc close   ← → switch tab", classes="hint")
+
+    def on_mount(self) -> None:
+        config = self.query_one("#diff-config-table", DataTable)
+        config.add_columns("key", "A", "B")
+        for key, a, b in self.config_diff:
+            config.add_row(key, _cell(a), _cell(b))
+        if not self.config_diff:
+            config.add_row("(configs are identical)", "", "")
+        tensors = self.query_one("#diff-tensor-table", DataTable)
+        tensors.add_columns("tensor", "A", "B")
+        for name, a, b in self.tensor_diff:
+            tensors.add_row(_cell(name), a, b)
+        if not self.tensor_diff:
+            tensors.add_row("(same tensor names, dtypes and shapes)", "", "")
+
+    def action_close(self) -> None:
+        self.dismiss(None)

@@ -1,0 +1,55 @@
+"""Disk-side helpers the app's thread workers call. No widgets: they return data, workers post it."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from tui.core.model import CheckpointInfo
+
+TRASH_DIR = ".ckpt-trash"  # docs/FORMAT.md "Trash": never watched, never scanned
+MAX_WATCHED_DIRS = 20_000  # bounds the cost of one poll on a huge tree
+
+
+def tree_signature(root: Path, *, limit: int = MAX_WATCHED_DIRS) -> int:
+    """A hash of (folder, mtime) for folders under ``root``: creating, renaming or removing an entry
+    anywhere changes a folder mtime, so equal signatures mean no rescan is needed. Bounded by ``limit``."""
+    parts: list[tuple[str, int]] = []
+    stack = [Path(root)]
+    while stack and len(parts) < limit:
+        folder = stack.pop()
+        try:
+            parts.append((str(folder), os.stat(folder).st_mtime_ns))
+            with os.scandir(folder) as entries:
+                for entry in entries:
+                    if entry.name == TRASH_DIR:
+                        continue
+                    if entry.is_dir(follow_symlinks=False):
+                        stack.append(Path(entry.path))
+        except OSError:
+            parts.append((str(folder), -1))
+    return hash(tuple(sorted(parts)))
+
+
+def batched(
+    items: Iterator[CheckpointInfo], *, size: int = 64, cancelled: Callable[[], bool] = lambda: False
+) -> Iterator[list[CheckpointInfo]]:
+    """Group streamed infos so one message carries many rows; the first batch is small for a fast paint."""
+    batch: list[CheckpointInfo] = []
+    limit = min(8, size)
+    for info in items:
+        if cancelled():
+            return
+        batch.append(info)
+        if len(batch) >= limit:
+            yield batch
+            batch = []
+            limit = size
+    if batch and not cancelled():
+        yield batch
+
+
+def one_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0]}" if text else type(error).__name__

@@ -1,0 +1,262 @@
+"""The browser: one DataTable grouped run -> (fold) -> checkpoint, streamed into as the scan finds rows.
+
+Rows are keyed by checkpoint path (group headers by ``group:<run>``), so rescans update cells in place
+instead of rebuilding the table; ordering is a re-sort of row positions, never a redraw of every cell.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from rich.text import Text
+from textual.widgets import DataTable
+from textual.widgets.data_table import CellDoesNotExist, RowDoesNotExist
+
+from tui.app import rows
+from tui.core.model import CheckpointInfo
+
+GROUP_PREFIX = "group:"
+COLUMNS = (
+    ("name", "Name"),
+    ("kind", "Kind"),
+    ("step", "Step"),
+    ("metric", "Metric"),
+    ("size", "Size"),
+    ("status", "Status"),
+)
+FIXED_WIDTHS = {"kind": 9, "step": 6, "metric": 7, "size": 7, "status": 10}
+
+
+@dataclass(frozen=True)
+class NameCell:
+    """The name cell carries its row identity so the table can be sorted by group and sort key."""
+
+    key: str
+    group: str
+    header: bool
+    label: str
+    marked: bool = False
+
+    def __rich__(self) -> Text:
+        if self.header:
+            return Text(f"▾ {self.label}", style="bold")
+        mark = "◆ " if self.marked else "  "
+        return Text(mark + self.label, style="bold cyan" if self.marked else "")
+
+
+class CheckpointBrowser(DataTable):
+    """DataTable of checkpoints. The app feeds it ``upsert``/``forget``; it owns only what it shows."""
+
+    DEFAULT_CSS = """
+    CheckpointBrowser { height: 1fr; }
+    """
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(cursor_type="row", zebra_stripes=False, **kwargs)
+        self.infos: dict[str, CheckpointInfo] = {}
+        self.sort_by = "name"
+        self.filter_text = ""
+        self.marked: list[str] = []
+        self._groups_shown: set[str] = set()
+
+    def on_mount(self) -> None:
+        fixed = sum(FIXED_WIDTHS.values()) + 2 * len(COLUMNS) + 2  # cell padding + scrollbar
+        name_width = max(18, self.app.size.width - fixed)
+        for key, label in COLUMNS:
+            self.add_column(label, key=key, width=FIXED_WIDTHS.get(key, name_width))
+
+    # --- what the app calls -------------------------------------------------------------------------
+
+    def upsert(self, infos: Iterable[CheckpointInfo]) -> None:
+        """Add new checkpoints and update changed ones in place (only the cells that changed)."""
+        touched: set[str] = set()
+        added = False
+        for info in infos:
+            old = self.infos.get(info.path)
+            self.infos[info.path] = info
+            touched.add(rows.run_of(info))
+            shown = self._is_shown(info.path)
+            if not rows.matches(info, self.filter_text):
+                if shown:
+                    self.remove_row(info.path)
+                continue
+            if shown:
+                if old != info:
+                    self._update_cells(info)
+            else:
+                self._add_info_row(info)
+                added = True
+        self._refresh_groups(touched)
+        if added:
+            self.arrange()
+
+    def forget(self, paths: Iterable[str]) -> None:
+        """Drop rows for paths that no longer exist on disk."""
+        touched = set()
+        for path in list(paths):
+            info = self.infos.pop(path, None)
+            if info is None:
+                continue
+            touched.add(rows.run_of(info))
+            if self._is_shown(path):
+                self.remove_row(path)
+            if path in self.marked:
+                self.marked.remove(path)
+        self._refresh_groups(touched)
+
+    def set_sort(self, sort_by: str) -> None:
+        self.sort_by = sort_by
+        self.arrange()
+
+    def set_filter(self, text: str) -> None:
+        self.filter_text = text
+        for path, info in self.infos.items():
+            want, shown = rows.matches(info, text), self._is_shown(path)
+            if want and not shown:
+                self._add_info_row(info)
+            elif shown and not want:
+                self.remove_row(path)
+        self._refresh_groups({rows.run_of(i) for i in self.infos.values()} | set(self._groups_shown))
+        self.arrange()
+
+    def toggle_mark(self, path: str) -> list[str]:
+        """Mark or unmark ``path`` for diff; at most two marks, the oldest mark drops off."""
+        if path in self.marked:
+            self.marked.remove(path)
+        else:
+            self.marked.append(path)
+            if len(self.marked) > 2:
+                dropped = self.marked.pop(0)
+                self._update_name(dropped)
+        self._update_name(path)
+        return list(self.marked)
+
+    @property
+    def current_key(self) -> str | None:
+        if self.row_count == 0:
+            return None
+        try:
+            row_key, _ = self.coordinate_to_cell_key(self.cursor_coordinate)
+        except CellDoesNotExist:
+            return None
+        return row_key.value
+
+    @property
+    def current_info(self) -> CheckpointInfo | None:
+        key = self.current_key
+        return self.infos.get(key) if key and not key.startswith(GROUP_PREFIX) else None
+
+    @property
+    def current_group(self) -> str | None:
+        """The run of the highlighted row (header or checkpoint)."""
+        key = self.current_key
+        if key is None:
+            return None
+        if key.startswith(GROUP_PREFIX):
+            return key[len(GROUP_PREFIX) :]
+        info = self.infos.get(key)
+        return rows.run_of(info) if info else None
+
+    def visible_paths(self) -> list[str]:
+        """Checkpoint paths in display order (tests and the prune view use it)."""
+        out = []
+        for index in range(self.row_count):
+            key = self.coordinate_to_cell_key((index, 0))[0].value
+            if not key.startswith(GROUP_PREFIX):
+                out.append(key)
+        return out
+
+    def select_path(self, path: str) -> bool:
+        try:
+            self.move_cursor(row=self.get_row_index(path))
+        except RowDoesNotExist:
+            return False
+        return True
+
+    def arrange(self) -> None:
+        """Re-order rows (group, header first, then the sort key), keeping the cursor on the same row."""
+        keep = self.current_key
+        key_of = rows.sort_key(self.sort_by)
+
+        def order(cell: NameCell):
+            if cell.header:
+                return (cell.group, 0, ())
+            return (cell.group, 1, key_of(self.infos[cell.key]))
+
+        self.sort("name", key=order)
+        if keep is not None:
+            try:
+                index = self.get_row_index(keep)
+            except RowDoesNotExist:
+                return
+            if index != self.cursor_row:
+                self.move_cursor(row=index, animate=False)
+
+    # --- internals ---------------------------------------------------------------------------------
+
+    def _is_shown(self, key: str) -> bool:
+        return key in self.rows
+
+    def _name_cell(self, info: CheckpointInfo) -> NameCell:
+        group = rows.run_of(info)
+        return NameCell(info.path, group, False, rows.name_in_run(info), info.path in self.marked)
+
+    def _cells(self, info: CheckpointInfo) -> dict[str, object]:
+        return {
+            "name": self._name_cell(info),
+            "kind": rows.KIND_SHORT.get(info.kind, info.kind),
+            "step": Text(rows.step_text(info), justify="right"),
+            "metric": Text(rows.metric_text(info), justify="right"),
+            "size": Text(rows.human_bytes(info.size_bytes), justify="right"),
+            "status": rows.badge(info),
+        }
+
+    def _add_info_row(self, info: CheckpointInfo) -> None:
+        cells = self._cells(info)
+        self.add_row(*(cells[key] for key, _ in COLUMNS), key=info.path)
+
+    def _update_cells(self, info: CheckpointInfo) -> None:
+        for key, value in self._cells(info).items():
+            if self.get_cell(info.path, key) != value:
+                self.update_cell(info.path, key, value)
+
+    def _update_name(self, path: str) -> None:
+        info = self.infos.get(path)
+        if info is not None and self._is_shown(path):
+            self.update_cell(path, "name", self._name_cell(info))
+
+    def _refresh_groups(self, groups: set[str]) -> None:
+        """Keep one header row per group with visible rows: count, total size, best metric."""
+        for group in groups:
+            members = [i for i in self.infos.values() if rows.run_of(i) == group and self._is_shown(i.path)]
+            key = GROUP_PREFIX + group
+            if not members:
+                if self._is_shown(key):
+                    self.remove_row(key)
+                self._groups_shown.discard(group)
+                continue
+            metrics = [(rows.metric_value(i), i) for i in members if rows.metric_value(i) is not None]
+            best = ""
+            if metrics:
+                name = metrics[0][1].metric.get("name") if metrics[0][1].metric else None
+                pick = min if rows.lower_is_better(name) else max
+                best = f"{pick(v for v, _ in metrics):.4g}"
+            broken = sum(rows.status_of(i) == "broken" for i in members)
+            cells = {
+                "name": NameCell(key, group, True, group if group != "." else "(root)"),
+                "kind": Text("run", style="dim"),
+                "step": Text(f"{len(members)}", justify="right", style="dim"),
+                "metric": Text(best, justify="right", style="dim"),
+                "size": Text(
+                    rows.human_bytes(sum(i.size_bytes for i in members)), justify="right", style="dim"
+                ),
+                "status": Text(f"✖ {broken} broken", style="red") if broken else Text(""),
+            }
+            if self._is_shown(key):
+                for col, value in cells.items():
+                    if self.get_cell(key, col) != value:
+                        self.update_cell(key, col, value)
+            else:
+                self.add_row(*(cells[k] for k, _ in COLUMNS), key=key)
+                self._groups_shown.add(group)

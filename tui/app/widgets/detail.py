@@ -1,0 +1,250 @@
+"""Detail tabs for the highlighted checkpoint: Overview, Config, Tokenizer, Weights, Training, Files.
+
+It renders an ``Inspection`` as given; every field may be None (unknown) and is shown as such.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Vertical, VerticalScroll
+from textual.widgets import Static, TabbedContent, TabPane
+from textual_plotext import PlotextPlot
+
+from tui.app import rows
+from tui.core.model import CheckpointInfo, Inspection
+
+TABS = ("overview", "config", "tokenizer", "weights", "training", "files")
+
+
+def _kv_table(pairs: list[tuple[str, Any]]) -> Table:
+    table = Table.grid(padding=(0, 2))
+    table.add_column(style="bold", no_wrap=True)
+    table.add_column(overflow="fold")
+    for key, value in pairs:
+        table.add_row(key, value if isinstance(value, Text) else Text(_short(value)))
+    return table
+
+
+def _short(value: Any) -> str:
+    if value is None:
+        return "unknown"
+    if isinstance(value, (dict, list)):
+        text = json.dumps(value, default=str)
+        return text if len(text) <= 200 else text[:197] + "..."
+    return str(value)
+
+
+def _problems(problems: list[str]) -> Text:
+    if not problems:
+        return Text("none", style="green")
+    return Text("\n".join(f"✖ {p}" for p in problems), style="red")
+
+
+def overview_renderable(root: str, info: CheckpointInfo, manifest: dict | None = None) -> Table:
+    # Status and problems first: in 80x24 they are what must be seen without scrolling.
+    pairs: list[tuple[str, Any]] = [
+        ("path", info.path),
+        ("status", rows.badge(info)),
+        ("problems", _problems(info.problems)),
+        ("kind", info.kind),
+        ("size", f"{rows.human_bytes(info.size_bytes)} ({info.size_bytes:,} bytes)"),
+        ("metric", f"{info.metric.get('name')} = {info.metric.get('value')}" if info.metric else None),
+        ("step", info.step),
+        ("epoch", info.epoch),
+        ("fold", info.fold),
+        ("run", info.run),
+        ("absolute", f"{root.rstrip('/')}/{info.path}"),
+        ("parameters", f"{info.parameters:,}" if info.parameters is not None else None),
+        ("tensors", info.tensors),
+        ("dtypes", ", ".join(f"{k}: {v:,}" for k, v in info.dtypes.items()) if info.dtypes else None),
+    ]
+    if manifest:
+        pairs.append(("manifest", f"{manifest.get('kind')} · {len(manifest.get('files') or {})} files"))
+    return _kv_table(pairs)
+
+
+def weights_renderable(weights: dict | None) -> Any:
+    if not weights:
+        return Text("No weights found in this checkpoint.", style="dim")
+    parts: list[Any] = [
+        _kv_table(
+            [
+                ("tensors", weights.get("tensors")),
+                (
+                    "parameters",
+                    f"{weights['parameters']:,}" if weights.get("parameters") is not None else None,
+                ),
+                ("bytes", rows.human_bytes(weights.get("bytes"))),
+                ("shards", weights.get("shards")),
+            ]
+        )
+    ]
+    dtypes = weights.get("dtypes") or {}
+    if dtypes:
+        table = Table(title="dtypes", title_justify="left", expand=False)
+        table.add_column("dtype")
+        table.add_column("parameters", justify="right")
+        for dtype, count in sorted(dtypes.items(), key=lambda kv: -kv[1]):
+            table.add_row(dtype, f"{count:,}")
+        parts.append(table)
+    modules = weights.get("modules") or {}
+    if modules:
+        table = Table(title="modules", title_justify="left")
+        table.add_column("module")
+        table.add_column("parameters", justify="right")
+        for name, count in sorted(modules.items(), key=lambda kv: -kv[1]):
+            table.add_row(name, f"{count:,}")
+        parts.append(table)
+    largest = weights.get("largest") or []
+    if largest:
+        table = Table(title="largest tensors", title_justify="left")
+        for col in ("name", "dtype", "shape", "parameters"):
+            table.add_column(col, justify="right" if col == "parameters" else "left", overflow="fold")
+        for t in largest[:15]:
+            params = t.get("parameters")
+            table.add_row(
+                str(t.get("name")),
+                str(t.get("dtype")),
+                str(list(t.get("shape") or [])),
+                f"{params:,}" if isinstance(params, int) else "?",
+            )
+        parts.append(table)
+    files = weights.get("files") or []
+    if files:
+        table = Table(title="shards", title_justify="left")
+        table.add_column("file", overflow="fold")
+        table.add_column("tensors", justify="right")
+        table.add_column("size", justify="right")
+        for f in files:
+            size = f.get("size_bytes", f.get("bytes"))
+            table.add_row(str(f.get("path", f.get("name"))), _short(f.get("tensors")), rows.human_bytes(size))
+        parts.append(table)
+    if weights.get("problems"):
+        parts.append(_problems(weights["problems"]))
+    return Group(*parts)
+
+
+def files_renderable(files: list[dict]) -> Any:
+    if not files:
+        return Text("No files.", style="dim")
+    table = Table(expand=False)
+    table.add_column("file", overflow="fold")
+    table.add_column("size", justify="right")
+    for f in files:
+        table.add_row(str(f.get("path")), rows.human_bytes(f.get("size_bytes")))
+    table.caption = f"{len(files)} files, {rows.human_bytes(sum(f.get('size_bytes') or 0 for f in files))}"
+    return table
+
+
+def training_series(state: dict | None) -> dict[str, tuple[list[float], list[float]]]:
+    """``{series: (steps, values)}`` for loss and every eval_* number in the trainer_state log history."""
+    series: dict[str, tuple[list[float], list[float]]] = {}
+    for entry in (state or {}).get("log_history") or []:
+        if not isinstance(entry, dict) or not isinstance(entry.get("step"), (int, float)):
+            continue
+        for key, value in entry.items():
+            if key in ("loss", "train_loss") or key.startswith("eval_"):
+                if (
+                    isinstance(value, (int, float))
+                    and not isinstance(value, bool)
+                    and "runtime" not in key
+                    and "per_second" not in key
+                ):
+                    xs, ys = series.setdefault(key, ([], []))
+                    xs.append(float(entry["step"]))
+                    ys.append(float(value))
+    return series
+
+
+class DetailPane(Vertical):
+    """Tabs that render one Inspection; ``show_*`` methods are the only way the app updates it."""
+
+    def compose(self) -> ComposeResult:
+        with TabbedContent(id="detail-tabs"):
+            for tab in TABS:
+                with TabPane(tab.title(), id=f"tab-{tab}"):
+                    with VerticalScroll():
+                        yield Static(Text("Select a checkpoint.", style="dim"), id=f"body-{tab}")
+                        if tab == "training":
+                            yield PlotextPlot(id="training-plot")
+
+    def show_tab(self, tab: str) -> None:
+        self.query_one(TabbedContent).active = f"tab-{tab}"
+
+    def on_mount(self) -> None:
+        self.query_one("#training-plot").display = False
+
+    def _set(self, tab: str, renderable: Any) -> None:
+        self.query_one(f"#body-{tab}", Static).update(renderable)
+
+    def show_message(self, text: str, style: str = "dim") -> None:
+        for tab in TABS:
+            self._set(tab, Text(text, style=style))
+        self.query_one("#training-plot").display = False
+
+    def show_group(self, group: str, infos: list[CheckpointInfo]) -> None:
+        total = sum(i.size_bytes for i in infos)
+        broken = [i.path for i in infos if rows.status_of(i) == "broken"]
+        pairs: list[tuple[str, Any]] = [
+            ("run", group),
+            ("checkpoints", len(infos)),
+            ("size", f"{rows.human_bytes(total)} ({total:,} bytes)"),
+            ("broken", _problems(broken) if broken else Text("none", style="green")),
+            ("hint", "f: fold metrics · p: prune · ↓ select a checkpoint"),
+        ]
+        self.show_message("Select a checkpoint of this run.")
+        self._set("overview", _kv_table(pairs))
+
+    def show_error(self, root: str, info: CheckpointInfo | None, error: str) -> None:
+        self.show_message(f"Could not read this checkpoint: {error}", style="red")
+        if info is not None:
+            problems = [*info.problems, error]
+            shown = CheckpointInfo(**{**info.__dict__, "problems": problems, "complete": False})
+            self._set("overview", overview_renderable(root, shown))
+
+    def show_inspection(self, root: str, inspection: Inspection) -> None:
+        info = inspection.info
+        self._set("overview", overview_renderable(root, info, inspection.manifest))
+        self._set(
+            "config",
+            _kv_table(sorted(rows.flatten(inspection.config).items()))
+            if inspection.config
+            else Text("No config.json.", style="dim"),
+        )
+        self._set(
+            "tokenizer",
+            _kv_table(sorted(rows.flatten(inspection.tokenizer).items()))
+            if inspection.tokenizer
+            else Text("No tokenizer files.", style="dim"),
+        )
+        self._set("weights", weights_renderable(inspection.weights))
+        self._set("files", files_renderable(inspection.files))
+        self._show_training(inspection.trainer_state)
+
+    def _show_training(self, state: dict | None) -> None:
+        plot = self.query_one("#training-plot", PlotextPlot)
+        series = training_series(state)
+        if not state:
+            self._set("training", Text("No trainer_state.json.", style="dim"))
+            plot.display = False
+            return
+        scalars = [(k, v) for k, v in state.items() if k != "log_history" and not isinstance(v, (list, dict))]
+        last = {name: ys[-1] for name, (_, ys) in series.items()}
+        summary = _kv_table(scalars + [(f"last {k}", f"{v:.4g}") for k, v in sorted(last.items())])
+        self._set("training", summary)
+        plot.display = bool(series)
+        if series:
+            plt = plot.plt
+            plt.clear_data()
+            plt.clear_figure()
+            for name, (xs, ys) in sorted(series.items()):
+                plt.plot(xs, ys, label=name, marker="braille")
+            plt.title("loss and eval metrics by step")
+            plt.xlabel("step")
+            plot.refresh()

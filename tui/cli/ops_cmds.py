@@ -1,0 +1,281 @@
+"""Commands that change the disk: ``rm``, ``slim``, ``prune``, ``promote``, ``trash list|restore|empty``.
+
+Each plans first (``tui.core.actions``), prints the plan's summary, then asks: on a TTY ``[y/N]``, and
+without a TTY it refuses (exit 1) unless ``--yes`` is given. ``--dry-run`` prints the plan and changes
+nothing. ``--json`` prints one JSON object on stdout. Exit 0 done, 1 refused (by a rule, by the user, by
+a missing TTY), 2 usage.
+
+Which ROOT (where the trash lives, and the boundary nothing is touched outside of):
+``--root`` when given; else the nearest ancestor of the first PATH (or of the current directory for
+``trash``) that already has a ``.ckpt-trash`` folder, so that repeated deletes share one trash and
+``trash list`` finds them; else, for a PATH inside a trainer run (run.json), the folder holding the run
+(so the run's best / promoted checkpoints and its lock are in view); else the current directory.
+A PATH outside that ROOT is refused, never
+followed: ``cd`` to the folder you mean, or pass ``--root``. The trash is a rename on ROOT's filesystem,
+so a PATH on another disk is refused rather than copied.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+EXIT_OK, EXIT_REFUSED = 0, 1
+
+
+def register(sub) -> None:
+    for name, text in (
+        ("rm", "move checkpoints to the trash under ROOT (undo with `trash restore`)"),
+        ("slim", "drop optimizer / scheduler / RNG / ZeRO optimizer states, keep weights, config, tokenizer"),
+    ):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("paths", nargs="+", metavar="PATH")
+        p.add_argument(
+            "--root", default=None, help="ROOT (default: nearest ancestor with .ckpt-trash, else .)"
+        )
+        _confirm_flags(p)
+        p.set_defaults(handler=cmd_rm if name == "rm" else cmd_slim)
+
+    p = sub.add_parser(
+        "prune", help="keep the top K by a metric plus the latest of each run/fold; trash the rest"
+    )
+    p.add_argument("root", metavar="ROOT")
+    p.add_argument("--keep", type=int, required=True, metavar="K")
+    p.add_argument("--metric", required=True, metavar="NAME", help="e.g. f1_macro, eval_loss")
+    p.add_argument(
+        "--mode", choices=("max", "min"), default=None, help="default: min for losses/errors, else max"
+    )
+    _confirm_flags(p)
+    p.set_defaults(handler=cmd_prune)
+
+    p = sub.add_parser("promote", help="export a checkpoint as a clean HF folder with a manifest")
+    p.add_argument("path", metavar="PATH")
+    p.add_argument("--to", default=None, metavar="DIR", help="default: <run>/promoted/<name>/")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing promoted export")
+    p.add_argument("--root", default=None, help="ROOT (default: nearest ancestor with .ckpt-trash, else .)")
+    p.add_argument(
+        "--verify", action="store_true", help="reload the export with from_pretrained (needs torch)"
+    )
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=cmd_promote)
+
+    p = sub.add_parser("trash", help="list, restore or empty the trash under ROOT")
+    p.add_argument("trash_command", choices=("list", "restore", "empty"))
+    p.add_argument("id", nargs="?", metavar="ID")
+    p.add_argument("--root", default=None, help="ROOT (default: nearest ancestor with .ckpt-trash, else .)")
+    p.add_argument("--yes", action="store_true", help="empty without asking")
+    p.add_argument("--dry-run", action="store_true", help="empty: show what would go")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=cmd_trash)
+
+
+def _confirm_flags(p) -> None:
+    p.add_argument("--dry-run", action="store_true", help="show the plan, change nothing")
+    p.add_argument("--yes", action="store_true", help="do not ask (required without a TTY)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+# --- ROOT and infos --------------------------------------------------------------------------------------
+
+
+def _usage(message: str) -> Exception:
+    from tui.cli import UsageError  # tui.cli imports this module: import lazily
+
+    return UsageError(message)
+
+
+def default_root(start: Path) -> Path:
+    """The nearest ancestor of ``start`` (itself included) holding ``.ckpt-trash``; else, when ``start``
+    lies in a trainer run (an ancestor with run.json), the folder holding that run, so that the run's
+    best / promoted checkpoints and pointers are in view; else the cwd."""
+    from tui.core.trash import TRASH_DIR
+
+    start = Path(os.path.abspath(start))
+    for folder in [start, *start.parents]:
+        if (folder / TRASH_DIR).is_dir():
+            return folder
+    for folder in [start, *start.parents]:
+        if (folder / "run.json").is_file() and folder.parent != folder:
+            return folder.parent
+    return Path.cwd()
+
+
+def _root_for(args, first: Path | None) -> Path:
+    if args.root is not None:
+        if not os.path.isdir(args.root):
+            raise _usage(f"--root {args.root}: no such folder")
+        return Path(args.root)
+    return default_root(first if first is not None else Path.cwd())
+
+
+def _abs(path: str) -> Path:
+    return Path(os.path.abspath(path))
+
+
+def _scan(root: Path) -> list:
+    """Scanned infos for the protection rules (best / promoted); a scan warning never blocks."""
+    from tui.core.scan import iter_checkpoints
+
+    return list(iter_checkpoints(root, errors=[]))
+
+
+# --- output and confirmation -----------------------------------------------------------------------------
+
+
+def _emit(args, obj: dict[str, Any], text: str) -> None:
+    if args.json:
+        from tui.cli.inspect_cmds import jsonable
+
+        sys.stdout.write(json.dumps(jsonable(obj), indent=2, allow_nan=False) + "\n")
+    else:
+        print(text)
+
+
+def _plan_text(plan) -> str:
+    from tui.core.actions import format_bytes
+
+    lines = [f"  {format_bytes(i.bytes):>10}  {i.path}  ({i.what})" for i in plan.items]
+    lines += [f"  {'refused':>10}  {r.path}: {r.reason}" for r in plan.refusals]
+    lines += [f"  {'kept':>10}  {k.path}: {k.reason}" for k in plan.kept]
+    return "\n".join([*lines, plan.summary])
+
+
+def _confirm(args, plan) -> str | None:
+    """None to go ahead, else the one-line reason for not going ahead."""
+    if args.yes:
+        return None
+    if not sys.stdin.isatty():
+        return f"not a terminal: refusing to {plan.action} without --yes (or use --dry-run to look first)"
+    print(_plan_text(plan), file=sys.stderr if args.json else sys.stdout)
+    sys.stderr.write("Proceed? [y/N] ")
+    sys.stderr.flush()
+    answer = sys.stdin.readline().strip().lower()
+    return None if answer in ("y", "yes") else "not confirmed: nothing changed"
+
+
+def _run_plan(args, plan) -> int:
+    """Dry-run, confirm, execute, print: the one path every destructive command takes."""
+    from tui.core.actions import execute
+
+    refused = EXIT_REFUSED if plan.refusals else EXIT_OK
+    if args.dry_run or not plan.items:
+        _emit(args, {"plan": plan.to_json(), "executed": False}, _plan_text(plan))
+        return refused
+    if (stop := _confirm(args, plan)) is not None:
+        print(f"ckpt-tui: {stop}", file=sys.stderr)
+        if args.json:
+            _emit(args, {"plan": plan.to_json(), "executed": False, "error": stop}, "")
+        return EXIT_REFUSED
+    result = execute(plan)
+    _emit(args, {"plan": plan.to_json(), "executed": True, "result": result.to_json()}, result.summary)
+    return EXIT_OK if result.ok and not plan.refusals else EXIT_REFUSED
+
+
+# --- commands --------------------------------------------------------------------------------------------
+
+
+def cmd_rm(args) -> int:
+    from tui.core.actions import plan_delete
+
+    paths = [_abs(p) for p in args.paths]
+    root = _root_for(args, paths[0])
+    return _run_plan(args, plan_delete(root, paths, _scan(root)))
+
+
+def cmd_slim(args) -> int:
+    from tui.core.actions import plan_slim
+
+    paths = [_abs(p) for p in args.paths]
+    root = _root_for(args, paths[0])
+    return _run_plan(args, plan_slim(root, paths, _scan(root)))
+
+
+def cmd_prune(args) -> int:
+    from tui.core.actions import plan_prune
+
+    if not os.path.isdir(args.root):
+        raise _usage(f"{args.root}: no such folder")
+    if args.keep < 0:
+        raise _usage(f"--keep must be 0 or more, got {args.keep}")
+    root = Path(args.root)
+    return _run_plan(args, plan_prune(root, _scan(root), args.keep, args.metric, mode=args.mode))
+
+
+def cmd_promote(args) -> int:
+    from tui.core.promote import PromoteError, promote
+
+    if not os.path.exists(args.path):
+        raise _usage(f"{args.path}: no such file or folder")
+    source = _abs(args.path)
+    if args.root is not None:
+        root = _root_for(args, source)
+    else:
+        # Promote only reads the source, so a looser default is safe: as for rm, and when that ROOT
+        # does not contain the source, the source's parent.
+        root = default_root(source)
+        if root not in source.parents:
+            root = source.parent
+    try:
+        result = promote(
+            root,
+            source,
+            args.to,
+            infos=_scan_quiet(root),
+            overwrite=args.overwrite,
+            verify_reload=True if args.verify else None,
+        )
+    except PromoteError as e:
+        print(f"ckpt-tui: {e}", file=sys.stderr)
+        if args.json:
+            _emit(args, {"error": str(e)}, "")
+        return EXIT_REFUSED
+    text = f"Promoted {result.source} -> {result.target} ({len(result.files)} files"
+    text += f", {result.conversion} conversion" if result.conversion else ""
+    text += ", reloads with from_pretrained" if result.verified else ""
+    text += ")." + "".join(f"\n  problem: {p}" for p in result.problems)
+    _emit(args, result.to_json(), text)
+    return EXIT_OK if not result.problems else EXIT_REFUSED
+
+
+def _scan_quiet(root: Path) -> list:
+    try:
+        return _scan(root)
+    except OSError:
+        return []
+
+
+def cmd_trash(args) -> int:
+    from tui.core import actions
+    from tui.core.trash import Trash
+
+    root = _root_for(args, None)
+    if args.trash_command == "list":
+        if args.id:
+            raise _usage("trash list takes no ID")
+        entries = Trash(root).list()
+        lines = [
+            f"{e.id}  {actions.format_bytes(e.size_bytes):>10}  {e.original_path}"
+            + (f"  ({len(e.files)} files)" if e.files is not None else "")
+            + "".join(f"  [{p}]" for p in e.problems)
+            for e in entries
+        ]
+        _emit(
+            args,
+            {"root": str(root), "entries": [e.to_json() for e in entries]},
+            "\n".join(lines) or "The trash is empty.",
+        )
+        return EXIT_OK
+    if args.trash_command == "restore":
+        if not args.id:
+            raise _usage("trash restore needs an ID (see `ckpt-tui trash list`)")
+        result = actions.restore(root, args.id)
+        if not result.ok:
+            print(f"ckpt-tui: {result.errors[0]}", file=sys.stderr)
+        _emit(args, result.to_json(), result.summary)
+        return EXIT_OK if result.ok else EXIT_REFUSED
+    if args.id:
+        raise _usage("trash empty takes no ID")
+    return _run_plan(args, actions.plan_trash_empty(root))

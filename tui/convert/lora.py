@@ -1,0 +1,53 @@
+"""Merge a PEFT LoRA adapter into its base model (local folders only: nothing is downloaded)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tui.convert import MAX_SHARD_SIZE, ConvertError, load_config, model_class_for
+
+
+def base_model_path(adapter_dir: Path, root: Path) -> Path:
+    """``base_model_name_or_path`` as a local folder: absolute, or relative to the adapter, its parents or
+    ROOT. A hub id that is not on disk is an error, never a download."""
+    config_file = adapter_dir / "adapter_config.json"
+    try:
+        base = json.loads(config_file.read_text(encoding="utf-8"))["base_model_name_or_path"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ConvertError(f"{config_file}: cannot read base_model_name_or_path ({e})") from None
+    if not isinstance(base, str) or not base:
+        raise ConvertError(f"{config_file}: base_model_name_or_path is empty")
+    given = Path(base)
+    candidates = (
+        [given]
+        if given.is_absolute()
+        else [adapter_dir / given, *(p / given for p in adapter_dir.parents), root / given]
+    )
+    for c in candidates:
+        if (c / "config.json").is_file():
+            return c
+    raise ConvertError(
+        f"{config_file}: base model {base!r} is not a local folder with config.json; put it on disk and "
+        "point base_model_name_or_path at it"
+    )
+
+
+def merge(adapter_dir: Path, out: Path, *, root: Path, config: Path | None = None) -> None:
+    """Load the base (with the fine-tuned config beside the adapter when there is one, so the label head
+    has the right size), apply the adapter, merge, and save safetensors into ``out``."""
+    from peft import PeftModel
+
+    base = base_model_path(adapter_dir, root)
+    task = json.loads((adapter_dir / "adapter_config.json").read_text(encoding="utf-8")).get("task_type")
+    model_config = load_config(config if config is not None else base / "config.json")
+    if task == "SEQ_CLS":
+        from transformers import AutoModelForSequenceClassification as cls
+    else:
+        cls = model_class_for(model_config)
+    try:
+        model = cls.from_pretrained(str(base), config=model_config, local_files_only=True)
+        merged = PeftModel.from_pretrained(model, str(adapter_dir), local_files_only=True).merge_and_unload()
+    except (OSError, ValueError, KeyError, RuntimeError) as e:
+        raise ConvertError(f"{adapter_dir}: cannot merge into {base} ({str(e).splitlines()[0]})") from None
+    merged.save_pretrained(str(out), max_shard_size=MAX_SHARD_SIZE)

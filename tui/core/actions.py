@@ -1,0 +1,570 @@
+"""THE one module that deletes or moves user data.
+
+Every destructive action is two steps: a ``plan_*`` function that only reads the disk and returns a
+``Plan`` (what goes, how many bytes, what is refused and why, and the one-paragraph summary that the app's
+confirmation modal and the CLI prompt show verbatim), then ``execute(plan)``, which re-checks every rule
+(things change between plan and confirm) and moves things into the trash under ROOT, so that
+``undo_last`` can put them back. Only ``trash-empty`` removes bytes for good.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import math
+import os
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tui.core.commit import MANIFEST_NAME, ManifestError, read_manifest, write_json_atomic
+from tui.core.model import CheckpointInfo
+from tui.core.safety import Safety
+from tui.core.trash import TRASH_DIR, Trash, TrashError, tree_size
+
+# Files that only matter to resume training. Weights, config and tokenizer never match.
+SLIM_PATTERNS: tuple[tuple[str, str], ...] = (
+    ("optimizer.pt", "optimizer state"),
+    ("optimizer.bin", "optimizer state"),
+    ("optimizer_*.bin", "optimizer state"),
+    ("optimizer.safetensors", "optimizer state"),
+    ("scheduler.pt", "scheduler state"),
+    ("scheduler.bin", "scheduler state"),
+    ("scheduler_*.bin", "scheduler state"),
+    ("scaler.pt", "AMP scaler state"),
+    ("rng_state*.pth", "RNG state"),
+    ("random_states_*.pkl", "RNG state"),
+    ("*optim_states.pt", "ZeRO optimizer shard"),
+)
+ZERO_SHARD = "ZeRO optimizer shard"
+WEIGHT_PATTERNS = ("*.safetensors", "pytorch_model*.bin", "model*.bin", "*.ckpt")
+LOWER_IS_BETTER = ("loss", "error", "perplexity", "ppl", "mse", "mae", "rmse", "wer", "cer")
+
+
+@dataclass
+class PlanItem:
+    path: str  # posix, relative to ROOT
+    bytes: int
+    what: str  # what goes, in words: "hf-checkpoint, step 120" / "optimizer state"
+    group: str | None = None  # slim: the checkpoint folder the file is taken from
+
+
+@dataclass
+class Refusal:
+    path: str
+    reason: str
+
+
+@dataclass
+class Plan:
+    action: str  # "delete" | "slim" | "prune" | "trash-empty"
+    root: str
+    items: list[PlanItem] = field(default_factory=list)
+    refusals: list[Refusal] = field(default_factory=list)
+    kept: list[Refusal] = field(default_factory=list)  # prune/slim: what stays, and why
+    total_bytes: int = 0
+    summary: str = ""
+    # Not part of the JSON: what execute() needs to re-check the same rules.
+    infos: list[CheckpointInfo] = field(default_factory=list, repr=False)
+    clock: Callable[[], float] = field(default=time.time, repr=False)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "action": self.action,
+            "root": self.root,
+            "items": [asdict(i) for i in self.items],
+            "refusals": [asdict(r) for r in self.refusals],
+            "kept": [asdict(k) for k in self.kept],
+            "total_bytes": self.total_bytes,
+            "summary": self.summary,
+        }
+
+
+@dataclass
+class Result:
+    action: str
+    root: str
+    done: list[PlanItem] = field(default_factory=list)
+    refused: list[Refusal] = field(default_factory=list)  # failed the re-check at execution time
+    errors: list[str] = field(default_factory=list)
+    trash_ids: list[str] = field(default_factory=list)
+    bytes: int = 0  # moved to the trash, or (trash-empty) freed for good
+    summary: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return not self.refused and not self.errors
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "action": self.action,
+            "root": self.root,
+            "done": [asdict(i) for i in self.done],
+            "refused": [asdict(r) for r in self.refused],
+            "errors": self.errors,
+            "trash_ids": self.trash_ids,
+            "bytes": self.bytes,
+            "ok": self.ok,
+            "summary": self.summary,
+        }
+
+
+def format_bytes(n: int) -> str:
+    if n < 1024:
+        return f"{n} B"
+    exp = min(int(math.log(n, 1024)), 5)
+    return f"{n / 1024**exp:.1f} {'BKMGTP'[exp]}iB"
+
+
+def _root(root: Path | str) -> Path:
+    return Path(os.path.realpath(root))
+
+
+def _info_index(infos: Iterable[CheckpointInfo]) -> dict[str, CheckpointInfo]:
+    return {i.path: i for i in infos}
+
+
+def _describe(rel: str, full: Path, infos: dict[str, CheckpointInfo]) -> str:
+    info = infos.get(rel)
+    if info is not None:
+        parts = [info.kind]
+        if info.fold is not None:
+            parts.append(f"fold {info.fold}")
+        if info.step is not None:
+            parts.append(f"step {info.step}")
+        if info.metric and info.metric.get("value") is not None:
+            parts.append(f"{info.metric.get('name')} {info.metric['value']:.4g}")
+        return ", ".join(parts)
+    if full.is_symlink():
+        return "symlink"
+    if full.is_dir():
+        return f"folder ({sum(len(f) for _, _, f in os.walk(full))} files)"
+    return "file"
+
+
+def _drop_nested(paths: Sequence[Path]) -> list[Path]:
+    """Deleting a folder deletes what is inside: keep only the outermost of overlapping paths."""
+    unique = sorted(dict.fromkeys(paths), key=lambda p: len(p.parts))
+    kept: list[Path] = []
+    for p in unique:
+        if not any(k == p or k in p.parents for k in kept):
+            kept.append(p)
+    return kept
+
+
+def _names(items: Sequence[PlanItem | Refusal], limit: int = 3) -> str:
+    shown = ", ".join(i.path for i in items[:limit])
+    return shown + (f" and {len(items) - limit} more" if len(items) > limit else "")
+
+
+def _refusal_sentence(refusals: Sequence[Refusal]) -> str:
+    if not refusals:
+        return ""
+    first = refusals[0]
+    more = f" (and {len(refusals) - 1} more refused)" if len(refusals) > 1 else ""
+    return f" Refused: {first.path} {first.reason}{more}."
+
+
+def _undo_sentence(root: Path) -> str:
+    return (
+        f" They go to {TRASH_DIR}/ under {root} (a rename on the same disk, instant); the space comes back "
+        "when the trash is emptied, and until then `u` in the app or `ckpt-tui trash restore ID` undoes it."
+    )
+
+
+# --- delete ----------------------------------------------------------------------------------------------
+
+
+def plan_delete(
+    root: Path | str,
+    paths: Iterable[Path | str],
+    infos: Iterable[CheckpointInfo] = (),
+    *,
+    clock: Callable[[], float] = time.time,
+) -> Plan:
+    """Plan moving ``paths`` (absolute, or relative to ROOT) to the trash."""
+    root_p = _root(root)
+    infos = list(infos)
+    safety = Safety(root_p, infos, clock=clock)
+    index = _info_index(infos)
+    plan = Plan("delete", str(root_p), infos=infos, clock=clock)
+    allowed: list[Path] = []
+    for given in paths:
+        reasons = safety.reasons(given)
+        located, _ = safety.locate(given)
+        shown = safety.rel(located) if located is not None else str(given)
+        if reasons:
+            plan.refusals.append(Refusal(shown, "; ".join(reasons)))
+        else:
+            allowed.append(located)
+    for full in _drop_nested(allowed):
+        rel = safety.rel(full)
+        plan.items.append(PlanItem(rel, tree_size(full), _describe(rel, full, index)))
+    _finish_delete_summary(plan, root_p, "Delete")
+    return plan
+
+
+def _finish_delete_summary(plan: Plan, root: Path, verb: str, extra: str = "") -> None:
+    plan.total_bytes = sum(i.bytes for i in plan.items)
+    if plan.items:
+        head = (
+            f"{verb} {len(plan.items)} item{'s' if len(plan.items) != 1 else ''} "
+            f"({format_bytes(plan.total_bytes)}): {_names(plan.items)}."
+        )
+        plan.summary = head + _undo_sentence(root) + extra + _refusal_sentence(plan.refusals)
+    else:
+        plan.summary = f"Nothing to {verb.lower()}." + extra + _refusal_sentence(plan.refusals)
+
+
+# --- prune -----------------------------------------------------------------------------------------------
+
+
+def _metric_key(name: str) -> str:
+    return name[5:] if name.startswith("eval_") else name
+
+
+def lower_is_better(metric: str) -> bool:
+    return any(word in metric.lower() for word in LOWER_IS_BETTER)
+
+
+def _metric_value(info: CheckpointInfo, metric: str) -> float | None:
+    m = info.metric or {}
+    value = m.get("value")
+    if not isinstance(m.get("name"), str) or _metric_key(m["name"]) != _metric_key(metric):
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
+        return None
+    return float(value)
+
+
+def _outermost_infos(infos: Sequence[CheckpointInfo]) -> list[CheckpointInfo]:
+    """An adapter inside a fold folder goes with its folder: rank only checkpoints not inside another."""
+    paths = {i.path for i in infos}
+    return [
+        i for i in infos if not any(p != i.path and i.path.startswith(p.rstrip("/") + "/") for p in paths)
+    ]
+
+
+def _group_key(info: CheckpointInfo) -> tuple[str, int | None]:
+    """Checkpoints compete within their run and fold (each fold is its own training)."""
+    run = info.run if info.run is not None else (Path(info.path).parent.as_posix())
+    return run, info.fold
+
+
+def plan_prune(
+    root: Path | str,
+    infos: Iterable[CheckpointInfo],
+    keep: int,
+    metric: str,
+    *,
+    mode: str | None = None,
+    clock: Callable[[], float] = time.time,
+) -> Plan:
+    """Keep the top ``keep`` by ``metric`` plus the latest of each run/fold; plan deleting the rest.
+
+    Checkpoints without a value of ``metric`` are kept (never delete what cannot be ranked), and so is
+    everything the safety rules protect; both are listed under ``kept`` with the reason.
+    """
+    if keep < 0:
+        raise ValueError(f"--keep must be 0 or more, got {keep}")
+    if mode not in (None, "max", "min"):
+        raise ValueError(f"mode must be 'max' or 'min', got {mode!r}")
+    lower = lower_is_better(metric) if mode is None else mode == "min"
+    root_p = _root(root)
+    infos = list(infos)
+    safety = Safety(root_p, infos, clock=clock)
+    plan = Plan("prune", str(root_p), infos=infos, clock=clock)
+    groups: dict[tuple[str, int | None], list[CheckpointInfo]] = {}
+    for info in _outermost_infos(infos):
+        groups.setdefault(_group_key(info), []).append(info)
+
+    ranked_any = False
+    for members in groups.values():
+        ranked = [i for i in members if _metric_value(i, metric) is not None]
+        ranked_any |= bool(ranked)
+        ranked.sort(key=lambda i: (_metric_value(i, metric) * (1 if lower else -1), -(i.step or 0)))
+        top = {i.path for i in ranked[:keep]}
+        latest = max(members, key=lambda i: (i.step is not None, i.step or 0, i.mtime or 0.0))
+        for info in sorted(members, key=lambda i: i.path):
+            if info.path in top:
+                rank = [r.path for r in ranked].index(info.path) + 1
+                plan.kept.append(Refusal(info.path, f"top {keep} by {metric} (#{rank})"))
+            elif info is latest:
+                plan.kept.append(Refusal(info.path, "latest of its run"))
+            elif _metric_value(info, metric) is None:
+                plan.kept.append(Refusal(info.path, f"no {metric} value: not ranked, kept"))
+            elif reasons := safety.reasons(info.path):
+                plan.kept.append(Refusal(info.path, "protected: " + "; ".join(reasons)))
+            else:
+                full = root_p / info.path
+                plan.items.append(
+                    PlanItem(info.path, tree_size(full), _describe(info.path, full, {info.path: info}))
+                )
+    plan.items.sort(key=lambda i: i.path)
+    direction = "lowest" if lower else "highest"
+    extra = f" Kept: {len(plan.kept)} ({direction} {metric} top {keep} and the latest of each run/fold, plus protected)."
+    if not ranked_any:
+        extra += f" No checkpoint has a {metric} value, so nothing is ranked."
+    _finish_delete_summary(plan, root_p, "Prune", extra)
+    return plan
+
+
+# --- slim ------------------------------------------------------------------------------------------------
+
+
+def slim_label(name: str) -> str | None:
+    for pattern, label in SLIM_PATTERNS:
+        if fnmatch.fnmatchcase(name, pattern):
+            return label
+    return None
+
+
+def _slim_candidates(folder: Path) -> tuple[list[tuple[Path, str]], bool]:
+    """(files to drop with their label, whether the folder holds weights outside ZeRO shard folders)."""
+    found: list[tuple[Path, str]] = []
+    has_weights = False
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames[:] = [d for d in dirnames if d != TRASH_DIR and not os.path.islink(os.path.join(dirpath, d))]
+        here = Path(dirpath)
+        labels = {name: slim_label(name) for name in filenames}
+        zero_folder = ZERO_SHARD in labels.values()
+        for name in sorted(filenames):
+            if labels[name]:
+                if not (here / name).is_symlink():
+                    found.append((here / name, labels[name]))
+            elif not zero_folder and any(fnmatch.fnmatchcase(name, p) for p in WEIGHT_PATTERNS):
+                has_weights = True
+    return found, has_weights
+
+
+def plan_slim(
+    root: Path | str,
+    paths: Iterable[Path | str],
+    infos: Iterable[CheckpointInfo] = (),
+    *,
+    clock: Callable[[], float] = time.time,
+) -> Plan:
+    """Plan dropping optimizer / scheduler / RNG / ZeRO optimizer states from checkpoint folders.
+
+    ZeRO optimizer shards hold the fp32 master weights, the only full copy under ZeRO-3: they are kept
+    unless the folder also holds consolidated weights (promote first to make one).
+    """
+    root_p = _root(root)
+    infos = list(infos)
+    safety = Safety(root_p, infos, clock=clock)
+    plan = Plan("slim", str(root_p), infos=infos, clock=clock)
+    for given in paths:
+        located, reason = safety.locate(given)
+        shown = safety.rel(located) if located is not None else str(given)
+        if located is not None and (not located.is_dir() or located.is_symlink()):
+            reason = "is not a folder: slim drops training-state files from checkpoint folders"
+        reasons = [reason] if reason else safety.reasons(located, action="slim")
+        if reasons:
+            plan.refusals.append(Refusal(shown, "; ".join(reasons)))
+            continue
+        found, has_weights = _slim_candidates(located)
+        shards = [f for f, label in found if label == ZERO_SHARD]
+        if shards and not has_weights:
+            plan.kept.append(
+                Refusal(
+                    shown,
+                    f"{len(shards)} ZeRO optimizer shard(s) kept: they hold the only full-precision weights; "
+                    "promote this checkpoint first, then slim",
+                )
+            )
+            found = [(f, label) for f, label in found if label != ZERO_SHARD]
+        if not found:
+            plan.kept.append(Refusal(shown, "nothing to drop (no optimizer/scheduler/RNG states)"))
+        for f, label in found:
+            plan.items.append(PlanItem(safety.rel(f), tree_size(f), label, group=shown))
+    plan.total_bytes = sum(i.bytes for i in plan.items)
+    folders = sorted({i.group for i in plan.items if i.group})
+    if plan.items:
+        plan.summary = (
+            f"Slim {len(folders)} checkpoint{'s' if len(folders) != 1 else ''} ({', '.join(folders[:3])}"
+            f"{' ...' if len(folders) > 3 else ''}): drop {len(plan.items)} training-state files "
+            f"({format_bytes(plan.total_bytes)}: optimizer, scheduler, RNG, ZeRO optimizer states); weights, "
+            "config and tokenizer stay, and the folders can no longer resume training."
+            + _undo_sentence(root_p)
+            + _refusal_sentence(plan.refusals)
+        )
+    else:
+        plan.summary = "Nothing to slim." + _refusal_sentence(plan.refusals)
+    return plan
+
+
+# --- trash -----------------------------------------------------------------------------------------------
+
+
+def plan_trash_empty(root: Path | str) -> Plan:
+    root_p = _root(root)
+    plan = Plan("trash-empty", str(root_p))
+    for entry in Trash(root_p).list():
+        what = f"{entry.original_path or '?'} (deleted {entry.deleted_at or '?'})"
+        if entry.files is not None:
+            what = f"{len(entry.files)} files slimmed from {what}"
+        plan.items.append(PlanItem(entry.id, tree_size(root_p / TRASH_DIR / entry.id), what))
+    plan.total_bytes = sum(i.bytes for i in plan.items)
+    n = len(plan.items)
+    plan.summary = (
+        f"Permanently delete {n} trash entr{'ies' if n != 1 else 'y'} under {root_p / TRASH_DIR} "
+        f"({format_bytes(plan.total_bytes)} come back). This cannot be undone."
+        if n
+        else "The trash is empty."
+    )
+    return plan
+
+
+# --- execute ---------------------------------------------------------------------------------------------
+
+
+def execute(plan: Plan, *, infos: Iterable[CheckpointInfo] | None = None) -> Result:
+    """Carry out ``plan``: the only function here that changes the disk. Every item is re-checked first;
+    an item that became unsafe since planning is refused and the rest still run."""
+    root = _root(plan.root)
+    result = Result(plan.action, str(root))
+    safety = Safety(root, plan.infos if infos is None else list(infos), clock=plan.clock)
+    trash = Trash(root)
+    if plan.action in ("delete", "prune"):
+        _execute_delete(plan, safety, trash, result)
+    elif plan.action == "slim":
+        _execute_slim(plan, safety, trash, result)
+    elif plan.action == "trash-empty":
+        for item in plan.items:
+            try:
+                result.bytes += trash.remove(item.path)
+                result.done.append(item)
+            except (TrashError, OSError) as e:
+                result.errors.append(f"{TRASH_DIR}/{item.path}: {e}")
+    else:
+        raise ValueError(f"unknown plan action {plan.action!r}")
+    result.summary = _result_summary(result)
+    return result
+
+
+def _execute_delete(plan: Plan, safety: Safety, trash: Trash, result: Result) -> None:
+    batch: str | None = None
+    for item in plan.items:
+        if reasons := safety.reasons(item.path):
+            result.refused.append(Refusal(item.path, "; ".join(reasons)))
+            continue
+        try:
+            entry = trash.move(item.path, batch=batch, action=plan.action)
+        except (TrashError, OSError) as e:
+            result.errors.append(str(e))
+            continue
+        batch = batch or entry.id
+        result.trash_ids.append(entry.id)
+        result.bytes += entry.size_bytes
+        result.done.append(item)
+
+
+def _execute_slim(plan: Plan, safety: Safety, trash: Trash, result: Result) -> None:
+    batch: str | None = None
+    by_folder: dict[str, list[PlanItem]] = {}
+    for item in plan.items:
+        by_folder.setdefault(item.group or str(Path(item.path).parent.as_posix()), []).append(item)
+    for folder_rel, items in by_folder.items():
+        folder = safety.root / folder_rel
+        if reasons := safety.reasons(folder_rel, action="slim"):
+            result.refused.extend(Refusal(i.path, "; ".join(reasons)) for i in items)
+            continue
+        present = [i for i in items if os.path.lexists(safety.root / i.path)]
+        result.errors.extend(f"{i.path}: no longer exists" for i in items if i not in present)
+        if not present:
+            continue
+        files = [Path(i.path).relative_to(Path(folder_rel)).as_posix() for i in present]
+        try:
+            manifest = read_manifest(folder)
+        except ManifestError:
+            manifest = None  # an invalid manifest is left as it is: it was already not trusted
+        try:
+            entry = trash.move_files(
+                folder_rel, files + ([MANIFEST_NAME] if manifest else []), batch=batch, action="slim"
+            )
+        except (TrashError, OSError) as e:
+            result.errors.append(str(e))
+            continue
+        if manifest:
+            _write_slimmed_manifest(folder, manifest, files, entry.id)
+        batch = batch or entry.id
+        result.trash_ids.append(entry.id)
+        result.bytes += sum(i.bytes for i in present)
+        result.done.extend(present)
+
+
+def _write_slimmed_manifest(folder: Path, manifest: dict, dropped: list[str], trash_id: str) -> None:
+    """The folder stays a complete committed checkpoint of what is left; ``slimmed`` says what went and
+    tells a resuming trainer that the optimizer state is gone. The original manifest is in the trash
+    entry, and restore puts it back."""
+    new = dict(manifest)
+    new["files"] = {k: v for k, v in manifest["files"].items() if k not in set(dropped)}
+    new["slimmed"] = {
+        "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "dropped": sorted(dropped),
+        "trash_id": trash_id,
+    }
+    write_json_atomic(folder / MANIFEST_NAME, new)
+
+
+def _result_summary(result: Result) -> str:
+    n = len(result.done)
+    if result.action == "trash-empty":
+        text = f"Emptied {n} trash entr{'ies' if n != 1 else 'y'}: {format_bytes(result.bytes)} freed."
+    elif result.action == "undo":
+        text = f"Restored {n} item{'s' if n != 1 else ''} from the trash."
+    else:
+        verb = {"slim": "Slimmed", "prune": "Pruned", "delete": "Deleted"}[result.action]
+        text = f"{verb} {n} item{'s' if n != 1 else ''} ({format_bytes(result.bytes)} moved to the trash)."
+        if result.trash_ids:
+            text += f" Undo: `u` in the app or `ckpt-tui trash restore {result.trash_ids[0]}`."
+    if result.refused:
+        text += f" Refused at execution: {result.refused[0].path} {result.refused[0].reason}."
+    if result.errors:
+        text += f" Errors: {result.errors[0]}" + (
+            f" (+{len(result.errors) - 1} more)" if len(result.errors) > 1 else ""
+        )
+    return text
+
+
+# --- undo / restore --------------------------------------------------------------------------------------
+
+
+def restore(root: Path | str, entry_id: str) -> Result:
+    """Put one trash entry back where it was (refused when that place is occupied again)."""
+    root_p = _root(root)
+    result = Result("undo", str(root_p))
+    try:
+        entry = Trash(root_p).restore(entry_id)
+    except (TrashError, OSError) as e:
+        result.errors.append(str(e))
+    else:
+        result.done.append(PlanItem(entry.original_path, entry.size_bytes, f"restored from {entry.id}"))
+        result.trash_ids.append(entry.id)
+        result.bytes += entry.size_bytes
+    result.summary = _result_summary(result)
+    return result
+
+
+def undo_last(root: Path | str) -> Result:
+    """Restore the newest action: every trash entry of the newest entry's batch."""
+    root_p = _root(root)
+    trash = Trash(root_p)
+    entries = trash.list()
+    result = Result("undo", str(root_p))
+    if not entries:
+        result.errors.append(f"the trash under {root_p} is empty: nothing to undo")
+    else:
+        batch = entries[-1].batch
+        for entry in reversed([e for e in entries if e.batch == batch]):
+            try:
+                trash.restore(entry.id)
+            except (TrashError, OSError) as e:
+                result.errors.append(str(e))
+                continue
+            result.done.append(PlanItem(entry.original_path, entry.size_bytes, f"restored from {entry.id}"))
+            result.trash_ids.append(entry.id)
+            result.bytes += entry.size_bytes
+    result.summary = _result_summary(result)
+    return result

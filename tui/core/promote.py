@@ -1,0 +1,360 @@
+"""Export one checkpoint as a clean Hugging Face folder (docs/FORMAT.md, "Promoted exports").
+
+Safetensors weights (existing shards and index kept as they are), config.json, tokenizer files,
+trainer_state.json when present, and a ``kind: "promoted"`` manifest naming the ``source`` — all written
+through ``tui.core.commit`` (temp folder, fsync, rename, manifest last), so a kill leaves no half export.
+
+Weights that are not safetensors yet (a lone ``pytorch_model.bin``, DeepSpeed ZeRO shards, a LoRA
+adapter without merged weights) need torch: ``tui.convert`` is imported only then, and without torch
+the error says what to install. The pure-copy path never imports torch, so the app can call it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import re
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tui.core import commit
+from tui.core.model import CheckpointInfo
+from tui.core.safety import Safety
+
+PROMOTED_DIR = "promoted"
+RUN_FILE = "run.json"
+INSTALL_HINT = "pip install 'ckpt-tui[train]'"
+SAFETENSORS_WEIGHTS = re.compile(r"^model(?:-\d+-of-\d+)?\.safetensors$")
+SAFETENSORS_INDEX = "model.safetensors.index.json"
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "vocab.txt",
+    "vocab.json",
+    "merges.txt",
+    "spm.model",
+    "tokenizer.model",
+    "sentencepiece.bpe.model",
+    "chat_template.jinja",
+)
+EXTRA_FILES = ("trainer_state.json", "generation_config.json")
+ZERO_SHARD = re.compile(r"^(?:bf16_|fp16_)?(?:zero_pp_rank_\d+_)?mp_rank_\d+_(?:model|optim)_states\.pt$")
+_COPY_CHUNK = 8 << 20
+
+
+class PromoteError(Exception):
+    """Promote refused or failed; the message is one line naming the path and what to do."""
+
+
+@dataclass
+class PromoteResult:
+    source: str  # posix, relative to ROOT
+    target: str  # absolute
+    files: list[str] = field(default_factory=list)
+    conversion: str | None = None  # None (copy) | "zero" | "lora" | "bin"
+    manifest: dict[str, Any] = field(default_factory=dict)
+    verified: bool | None = None  # reloaded with from_pretrained (None: not attempted)
+    problems: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "target": self.target,
+            "files": self.files,
+            "conversion": self.conversion,
+            "verified": self.verified,
+            "problems": self.problems,
+            "manifest": self.manifest,
+        }
+
+
+def torch_available() -> bool:
+    return importlib.util.find_spec("torch") is not None
+
+
+# --- what to export --------------------------------------------------------------------------------------
+
+
+def weights_plan(source: Path) -> tuple[str, list[str]]:
+    """("copy", files) when ``source`` holds safetensors weights; else the conversion it needs and []."""
+    names = sorted(p.name for p in source.iterdir() if p.is_file())
+    shards = [n for n in names if SAFETENSORS_WEIGHTS.match(n)]
+    if shards:
+        if len(shards) > 1 or SAFETENSORS_INDEX in names:
+            if SAFETENSORS_INDEX not in names:
+                raise PromoteError(f"{source}: {len(shards)} weight shards but no {SAFETENSORS_INDEX}")
+            return "copy", [*_indexed_shards(source / SAFETENSORS_INDEX), SAFETENSORS_INDEX]
+        return "copy", shards
+    if "adapter_config.json" in names:
+        return "lora", []
+    if zero_checkpoint(source) is not None:
+        return "zero", []
+    if "pytorch_model.bin" in names:
+        return "bin", []
+    raise PromoteError(
+        f"{source}: no weights to export (expected model*.safetensors, pytorch_model.bin, ZeRO shards or a LoRA adapter)"
+    )
+
+
+def _indexed_shards(index: Path) -> list[str]:
+    try:
+        weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
+        files = sorted(set(weight_map.values()))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+        raise PromoteError(f"{index}: unreadable shard index ({e})") from None
+    for name in files:
+        if "/" in name or name.startswith(".") or not (index.parent / name).is_file():
+            raise PromoteError(f"{index}: lists {name!r}, which is missing or not a plain shard name")
+    return files
+
+
+def zero_checkpoint(source: Path) -> tuple[Path, str | None] | None:
+    """(checkpoint_dir, tag) for DeepSpeed's zero_to_fp32, or None when ``source`` holds no ZeRO shards.
+
+    Accepts the folder holding ``latest`` (accelerate's step folder, HF's checkpoint-N), or the tag folder
+    itself (``global_stepN`` / ``pytorch_model``)."""
+
+    def has_shards(folder: Path) -> bool:
+        try:
+            return any(ZERO_SHARD.match(n) for n in os.listdir(folder))
+        except OSError:
+            return False
+
+    latest = source / "latest"
+    if latest.is_file():
+        tag = latest.read_text(encoding="utf-8", errors="replace").strip()
+        if tag and "/" not in tag and has_shards(source / tag):
+            return source, None
+    if has_shards(source):
+        return source.parent, source.name
+    for sub in sorted(p for p in source.iterdir() if p.is_dir()):
+        if has_shards(sub):
+            return source, sub.name
+    return None
+
+
+def find_upwards(start: Path, root: Path, name: str) -> Path | None:
+    """``name`` in ``start`` or its ancestors up to ``root``; then in the run's fold model folders."""
+    folder = start
+    while True:
+        if (folder / name).is_file():
+            return folder / name
+        if folder == root or root not in folder.parents:
+            break
+        folder = folder.parent
+    run = run_folder(start, root)
+    if run is not None:
+        for sub in sorted(p for p in run.iterdir() if p.is_dir() and p.name != PROMOTED_DIR):
+            if (sub / name).is_file():
+                return sub / name
+    return None
+
+
+def run_folder(path: Path, root: Path) -> Path | None:
+    for folder in [path, *path.parents]:
+        if folder != root and root not in folder.parents:
+            return None
+        if (folder / RUN_FILE).is_file():
+            return folder
+    return None
+
+
+def default_target(source: Path, root: Path, info: CheckpointInfo | None) -> Path:
+    """``<run>/promoted/<name>``: the run folder from run.json / the scan, else the source's parent; the
+    name is the source's path inside the run, so folds and steps never collide."""
+    run = run_folder(source, root)
+    if run is None and info is not None and info.run:
+        run = root / info.run
+    if run is None or run == source:
+        run = source.parent
+    name = source.relative_to(run).as_posix().replace("/", "-")
+    return run / PROMOTED_DIR / name
+
+
+# --- metadata --------------------------------------------------------------------------------------------
+
+
+def _json(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def source_fields(source: Path, info: CheckpointInfo | None) -> dict[str, Any]:
+    """step / fold / metric from the scan when given, else from the source's manifest or trainer state."""
+    fields: dict[str, Any] = {"step": None, "fold": None, "metric": None}
+    if info is not None:
+        fields.update(step=info.step, fold=info.fold, metric=info.metric)
+    manifest = _json(source / commit.MANIFEST_NAME) or {}
+    state = _json(source / "trainer_state.json") or _json(source / "train_state.json") or {}
+    if fields["step"] is None:
+        fields["step"] = manifest.get("step", state.get("global_step"))
+    if fields["fold"] is None:
+        fields["fold"] = manifest.get("fold", state.get("fold"))
+    if fields["metric"] is None:
+        if isinstance(manifest.get("metric"), dict):
+            fields["metric"] = manifest["metric"]
+        elif isinstance(state.get("best_metric"), int | float):
+            fields["metric"] = {
+                "name": state.get("metric_name") or "best_metric",
+                "value": state["best_metric"],
+            }
+    return fields
+
+
+# --- promote ---------------------------------------------------------------------------------------------
+
+
+def promote(
+    root: Path | str,
+    path: Path | str,
+    to: Path | str | None = None,
+    *,
+    infos: list[CheckpointInfo] | None = None,
+    overwrite: bool = False,
+    allow_torch: bool = True,
+    verify_reload: bool | None = None,
+) -> PromoteResult:
+    """Export ``path`` (absolute, or relative to ROOT) to ``to`` or ``<run>/promoted/<name>/``.
+
+    ``allow_torch=False`` (the app) refuses conversions instead of importing torch. ``verify_reload``
+    reloads the export with from_pretrained: None means "when torch did a conversion".
+    """
+    root_p = Path(os.path.realpath(root))
+    safety = Safety(root_p)
+    source, reason = safety.locate(path)
+    if source is None:
+        raise PromoteError(f"{path}: {reason}")
+    source = Path(os.path.realpath(source))
+    if not source.is_dir():
+        raise PromoteError(f"{path}: not a checkpoint folder")
+    rel = source.relative_to(root_p).as_posix()
+    if busy := safety.being_written(source):
+        raise PromoteError(f"{rel}: {busy[0]}")
+    if (source / commit.MANIFEST_NAME).exists() and (broken := commit.verify(source)):
+        raise PromoteError(f"{rel}: not a complete checkpoint ({broken[0]})")
+    if (
+        PROMOTED_DIR in Path(rel).parts[:-1]
+        and (_json(source / commit.MANIFEST_NAME) or {}).get("kind") == "promoted"
+    ):
+        raise PromoteError(f"{rel}: already a promoted export")
+    info = next((i for i in infos or [] if i.path == rel), None)
+    target = Path(os.path.abspath(to)) if to is not None else default_target(source, root_p, info)
+    _check_target(target, source, overwrite)
+
+    conversion, weight_files = weights_plan(source)
+    if conversion != "copy":
+        if not allow_torch:
+            raise PromoteError(
+                f"{rel}: needs a {conversion} conversion with torch; run `ckpt-tui promote {rel}`"
+            )
+        if not torch_available():
+            raise PromoteError(f"{rel}: {_CONVERSION_TEXT[conversion]} needs torch: {INSTALL_HINT}")
+
+    config = (
+        source / "config.json"
+        if (source / "config.json").is_file()
+        else find_upwards(source, root_p, "config.json")
+    )
+    if config is None and conversion != "lora":
+        raise PromoteError(f"{rel}: no config.json in it or in its run / parent folders")
+    tokenizer_home = _tokenizer_home(source, root_p, config)
+
+    tmp = commit.begin(target)
+    try:
+        hashes: dict[str, str] = {}
+        for name in weight_files:
+            hashes[name] = copy_hashed(source / name, tmp / name)
+        if conversion != "copy":
+            _convert(conversion, source, tmp, config, root_p)
+        if config is not None and not (tmp / "config.json").exists():
+            hashes["config.json"] = copy_hashed(config, tmp / "config.json")
+        if tokenizer_home is not None:
+            for name in TOKENIZER_FILES:
+                if (tokenizer_home / name).is_file() and not (tmp / name).exists():
+                    hashes[name] = copy_hashed(tokenizer_home / name, tmp / name)
+        for name in EXTRA_FILES:
+            if (source / name).is_file():
+                hashes[name] = copy_hashed(source / name, tmp / name)
+        fields = {"source": rel, **source_fields(source, info)}
+        manifest = commit.commit(tmp, target, kind="promoted", hashes=hashes, fields=fields)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    result = PromoteResult(
+        rel, str(target), sorted(manifest["files"]), None if conversion == "copy" else conversion, manifest
+    )
+    result.problems = commit.verify(target, check_hashes=True)
+    if verify_reload or (verify_reload is None and conversion != "copy"):
+        from tui.convert.verify import verify_reload as reload_check
+
+        problem = reload_check(target)
+        result.verified = problem is None
+        if problem:
+            result.problems.append(problem)
+    return result
+
+
+_CONVERSION_TEXT = {
+    "zero": "consolidating DeepSpeed ZeRO shards",
+    "lora": "merging a LoRA adapter into its base model",
+    "bin": "converting pytorch_model.bin to safetensors",
+}
+
+
+def _check_target(target: Path, source: Path, overwrite: bool) -> None:
+    if target == source or source in target.parents or target in source.parents:
+        raise PromoteError(f"{target}: the export must not contain or lie inside its source {source}")
+    if not os.path.lexists(target):
+        return
+    if not overwrite:
+        raise PromoteError(f"{target}: already exists; pass --overwrite to replace it")
+    manifest = _json(target / commit.MANIFEST_NAME) or {}
+    if manifest.get("kind") != "promoted" or target.is_symlink():
+        # Replacing renames the old folder aside and removes it: only ever do that to our own export.
+        raise PromoteError(f"{target}: exists and is not a promoted export; refusing to replace it")
+
+
+def _tokenizer_home(source: Path, root: Path, config: Path | None) -> Path | None:
+    for folder in (source, config.parent if config else None):
+        if folder is not None and any((folder / n).is_file() for n in TOKENIZER_FILES):
+            return folder
+    found = find_upwards(source, root, "tokenizer_config.json") or find_upwards(
+        source, root, "tokenizer.json"
+    )
+    return found.parent if found else None
+
+
+def _convert(conversion: str, source: Path, tmp: Path, config: Path | None, root: Path) -> None:
+    from tui import convert  # torch from here on: only when a conversion is needed
+
+    try:
+        if conversion == "zero":
+            checkpoint_dir, tag = zero_checkpoint(source)  # type: ignore[misc]
+            convert.consolidate_zero(checkpoint_dir, tag, config, tmp)
+        elif conversion == "lora":
+            convert.merge_lora(source, tmp, root=root, config=config)
+        else:
+            convert.bin_to_safetensors(source / "pytorch_model.bin", config, tmp)
+    except convert.ConvertError as e:
+        raise PromoteError(str(e)) from None
+
+
+def copy_hashed(src: Path, dest: Path) -> str:
+    """Copy ``src`` to ``dest`` and return its sha256, read once (big weights are read from disk once)."""
+    h = hashlib.sha256()
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with open(src, "rb") as fin, open(dest, "wb") as fout:
+        while chunk := fin.read(_COPY_CHUNK):
+            h.update(chunk)
+            fout.write(chunk)
+    shutil.copystat(src, dest)
+    return h.hexdigest()

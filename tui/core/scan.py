@@ -1,0 +1,563 @@
+"""Walk a root and classify every checkpoint in it, streaming ``CheckpointInfo`` records as found.
+
+The walk uses ``os.scandir`` once per folder and classifies a folder from the names it holds, so the
+only extra system calls are one ``stat`` per folder entered (loop detection, mtime) and one per file
+inside a checkpoint (``size_bytes``). Weight numbers come from safetensors headers and static pickle
+scans, never from tensor data.
+
+Rules worth knowing (docs/FORMAT.md has the on-disk contract):
+
+- Never entered: ``.ckpt-trash``, ``.git``, ``node_modules``, ``__pycache__``, ``.venv``; symlinked
+  folders (outside the root they are not ours; inside it their target is reached by its real path); a
+  folder already entered (by device and inode: bind mounts, hard-linked folders).
+- A folder classified as a checkpoint is one unit: the files under it belong to it (``size_bytes``
+  counts all of them, nested checkpoints included, i.e. what deleting it frees). Inside it only a few
+  nested kinds are reported on their own, because each is usable without its parent:
+  a PEFT adapter folder (``adapter/`` in a fold folder) and a DeepSpeed tag folder (``global_stepN``
+  inside an HF ``checkpoint-N`` trained with DeepSpeed). Likewise the ``checkpoint-N`` folders inside a
+  Trainer ``output_dir`` that ``save_model`` made an hf-model. The ``pytorch_model/`` ZeRO folder inside an
+  accelerate ``save_state`` folder is part of that state and is not reported separately.
+- Loose files outside checkpoint folders: ``.safetensors`` -> safetensors-file; ``.pt/.pth/.ckpt`` ->
+  lightning or torch-pickle; ``.bin`` only when it starts like a zip or a pickle (``data.bin`` files
+  of datasets are not checkpoints).
+- Names with bytes that are not UTF-8 are kept with ``surrogateescape`` so that ``root / info.path``
+  still opens the file; ``json_safe_path`` turns them into printable text for JSON and screens.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tui.core import commit, summaries
+from tui.core.model import CheckpointInfo
+
+SKIP_DIRS = frozenset({".ckpt-trash", ".git", "node_modules", "__pycache__", ".venv"})
+PICKLE_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin")
+
+CHECKPOINT_N = re.compile(r"^checkpoint-(\d+)$")
+GLOBAL_STEP = re.compile(r"^global_step(\d+)$")
+STEP_NAME = re.compile(r"^(?:step|global_step)[_-]?(\d+)$")
+FOLD_NAME = re.compile(r"(?:^|[_\-.])fold[_-]?(\d+)$", re.IGNORECASE)
+RANDOM_STATES = re.compile(r"^random_states_\d+\.pkl$")
+ZERO_SHARD = re.compile(r"^(?:bf16_|fp16_)?zero_pp_rank_(\d+)_mp_rank_\d+_(?:model|optim)_states\.pt$")
+MP_MODEL_STATES = re.compile(r"^(?:zero_pp_rank_\d+_)?mp_rank_\d+_model_states\.pt$")
+LIGHTNING_NAME_STEP = re.compile(r"(?:^|[-_])step=(\d+)")
+LIGHTNING_NAME_EPOCH = re.compile(r"(?:^|[-_])epoch=(\d+)")
+# MindSpore's ModelCheckpoint convention, "<prefix>-<epoch>_<step>.ckpt" (e.g. fer-5_449.ckpt).
+EPOCH_STEP_NAME = re.compile(r"-(\d+)_(\d+)$")
+HF_WEIGHTS = re.compile(
+    r"^(?:model|pytorch_model|tf_model|flax_model)(?:-\d+-of-\d+)?\.(?:safetensors|bin|h5|msgpack)$"
+)
+ADAPTER_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")
+# Checkpoints reported on their own even inside another checkpoint folder (see the module docstring).
+NESTED_KINDS = ("peft-adapter", "deepspeed", "hf-checkpoint")
+
+
+# --- classification from names --------------------------------------------------------------------------
+
+
+def classify_folder(name: str, files: set[str], dirs: set[str]) -> str | None:
+    """The kind of a folder named ``name`` holding ``files`` and ``dirs``, or None when it is not one."""
+    # Trainer's output_dir also holds trainer_state.json + training_args.bin after save_model/save_state,
+    # but no optimizer: that one is an hf-model. Resumable state is what makes an hf-checkpoint.
+    if "trainer_state.json" in files and (
+        CHECKPOINT_N.match(name) or "optimizer.pt" in files or "scheduler.pt" in files
+    ):
+        return "hf-checkpoint"
+    if any(MP_MODEL_STATES.match(f) or ZERO_SHARD.match(f) for f in files):
+        return "deepspeed"
+    if any(RANDOM_STATES.match(f) for f in files) or (
+        "optimizer.bin" in files
+        and ("model.safetensors" in files or "pytorch_model.bin" in files or "pytorch_model" in dirs)
+    ):
+        return "accelerate-state"
+    if "adapter_config.json" in files and any(w in files for w in ADAPTER_WEIGHTS):
+        return "peft-adapter"
+    if "config.json" in files and any(HF_WEIGHTS.match(f) or f.endswith(".index.json") for f in files):
+        return "hf-model"
+    return None
+
+
+def classify_by_name(name: str) -> str | None:
+    """Kind implied by a checkpoint folder's name alone (for half-written temp folders)."""
+    if CHECKPOINT_N.match(name):
+        return "hf-checkpoint"
+    if GLOBAL_STEP.match(name):
+        return "deepspeed"
+    if STEP_NAME.match(name):
+        return "accelerate-state"
+    if FOLD_NAME.search(name):
+        return "hf-model"
+    return None
+
+
+def looks_like_pickle(path: str) -> bool:
+    """A zip (torch >= 1.6) or a raw pickle (protocol 2+ starts with 0x80)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(2)
+    except OSError:
+        return False
+    return head[:2] == b"PK" or head[:1] == b"\x80"
+
+
+def json_safe_path(path: str) -> str:
+    """``path`` with undecodable bytes shown as ``\\xNN`` (printable, valid UTF-8 JSON)."""
+    try:
+        path.encode("utf-8")
+        return path
+    except UnicodeEncodeError:
+        return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def fold_from_path(rel: str) -> int | None:
+    """Fold index from the nearest path component named ``*_fold_<k>``, ``fold<k>`` or ``fold-<k>``."""
+    for part in reversed(rel.split("/")):
+        part = commit.target_name_of_temp(part) or part
+        stem = part.rsplit(".", 1)[0] if "." in part else part
+        m = FOLD_NAME.search(stem)
+        if m:
+            return int(m.group(1))
+    return None
+
+
+def step_from_name(name: str) -> int | None:
+    for pattern in (CHECKPOINT_N, GLOBAL_STEP, STEP_NAME):
+        m = pattern.match(name)
+        if m:
+            return int(m.group(1))
+    return None
+
+
+# --- the walk -----------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Listing:
+    """One folder read with scandir: file name -> (size, mtime) filled lazily, subfolder entries."""
+
+    path: str
+    rel: str
+    files: dict[str, os.DirEntry] = field(default_factory=dict)
+    dirs: dict[str, os.DirEntry] = field(default_factory=dict)
+
+
+@dataclass
+class _RunContext:
+    """What a run folder (holding run.json) tells the checkpoints under it."""
+
+    rel: str
+    lock: str | None = None  # "pid 12 on host-a" when a .lock file is present
+
+
+@dataclass
+class _Scan:
+    root: str
+    root_real: str
+    cancelled: Callable[[], bool]
+    errors: list[str]
+    seen: set[tuple[int, int]] = field(default_factory=set)
+    best: set[str] = field(default_factory=set)  # abs paths named best by their trainer_state
+    best_decided: set[str] = field(default_factory=set)  # parents whose checkpoint-N best is known
+    promoted_sources: set[str] = field(default_factory=set)
+
+    def rel(self, path: str) -> str:
+        rel = os.path.relpath(path, self.root)
+        return "." if rel == "." else rel.replace(os.sep, "/")
+
+
+def iter_checkpoints(
+    root: str | os.PathLike,
+    *,
+    cancelled: Callable[[], bool] = lambda: False,
+    errors: list[str] | None = None,
+) -> Iterator[CheckpointInfo]:
+    """Every checkpoint under ``root``, yielded as soon as it is classified.
+
+    ``cancelled`` is polled once per folder. Folders that cannot be read are skipped and described
+    (one line each) in ``errors`` when a list is given.
+    """
+    root = os.path.abspath(os.fspath(root))
+    state = _Scan(root, os.path.realpath(root), cancelled, errors if errors is not None else [])
+    try:
+        st = os.stat(root)
+    except OSError as e:
+        state.errors.append(f"{root}: {e.strerror or e}")
+        return
+    if not os.path.isdir(root):
+        yield from _loose_file(state, root, os.path.basename(root), None)
+        return
+    state.seen.add((st.st_dev, st.st_ino))
+    yield from _visit(state, root, None, st.st_mtime)
+
+
+def scan(root: str | os.PathLike) -> list[CheckpointInfo]:
+    return list(iter_checkpoints(root))
+
+
+def _list(state: _Scan, path: str) -> _Listing | None:
+    listing = _Listing(path, state.rel(path))
+    try:
+        with os.scandir(path) as it:
+            for entry in it:
+                try:
+                    if entry.is_dir():  # follows symlinks; filtered in _enter
+                        listing.dirs[entry.name] = entry
+                    elif entry.is_file():
+                        listing.files[entry.name] = entry
+                except OSError:
+                    continue
+    except OSError as e:
+        state.errors.append(f"{listing.rel}: cannot list ({e.strerror or e})")
+        return None
+    return listing
+
+
+def _enter(state: _Scan, entry: os.DirEntry) -> os.stat_result | None:
+    """stat of a subfolder we may enter, or None (skip list, symlink out of root, already seen)."""
+    if entry.name in SKIP_DIRS:
+        return None
+    try:
+        # A linked folder is never entered. One that points outside the root is not ours to show (and
+        # delete refuses paths through it). One that points inside is reached by its real path anyway,
+        # and entering it through the link first would report every checkpoint under the link's name:
+        # `best`/`promoted` marks and delete protection are keyed by the real path.
+        if entry.is_symlink():
+            return None
+        st = entry.stat()
+    except OSError:
+        return None
+    key = (st.st_dev, st.st_ino)
+    if key in state.seen:
+        return None
+    state.seen.add(key)
+    return st
+
+
+def _visit(state: _Scan, path: str, run: _RunContext | None, mtime: float) -> Iterator[CheckpointInfo]:
+    if state.cancelled():
+        return
+    listing = _list(state, path)
+    if listing is None:
+        return
+    if "run.json" in listing.files:
+        run = _enter_run(state, listing)
+    _decide_hf_best(state, listing)
+    name = os.path.basename(path)
+    kind, leftover = _folder_kind(name, listing)
+    if kind is not None:
+        yield from _checkpoint_folder(state, listing, kind, run, mtime, leftover=leftover)
+        return
+    for fname in sorted(listing.files):
+        if fname.endswith(".safetensors") or fname.endswith(PICKLE_SUFFIXES):
+            yield from _loose_file(state, listing.files[fname].path, fname, run)
+    for dname in sorted(listing.dirs):
+        st = _enter(state, listing.dirs[dname])
+        if st is not None:
+            yield from _visit(state, listing.dirs[dname].path, run, st.st_mtime)
+            if state.cancelled():
+                return
+
+
+def _folder_kind(name: str, listing: _Listing) -> tuple[str | None, bool]:
+    files, dirs = set(listing.files), set(listing.dirs)
+    target = commit.target_name_of_temp(name)
+    if target is not None:  # .<name>.tmp / .<name>.old left by an interrupted commit
+        kind = classify_folder(target, files, dirs) or classify_by_name(target)
+        return kind, kind is not None
+    return classify_folder(name, files, dirs), False
+
+
+def _enter_run(state: _Scan, listing: _Listing) -> _RunContext:
+    run = _RunContext(listing.rel)
+    if ".lock" in listing.files:
+        data, err = summaries.load_json(Path(listing.path) / ".lock", limit=1 << 16)
+        run.lock = _describe_lock(data) if isinstance(data, dict) else "unreadable .lock"
+    promoted = listing.dirs.get("promoted")
+    if promoted is not None:
+        try:
+            names = os.listdir(promoted.path)
+        except OSError:
+            names = []
+        for name in names:
+            manifest, _ = summaries.load_json(
+                Path(promoted.path) / name / commit.MANIFEST_NAME, limit=64 << 20
+            )
+            if (
+                isinstance(manifest, dict)
+                and manifest.get("kind") == "promoted"
+                and isinstance(manifest.get("source"), str)
+            ):
+                source = manifest["source"]
+                # FORMAT.md: source is relative; accept it relative to the run or to the root.
+                for base in (listing.path, state.root):
+                    state.promoted_sources.add(os.path.normpath(os.path.join(base, source)))
+    return run
+
+
+def _describe_lock(data: dict[str, Any]) -> str:
+    pid, host = data.get("pid"), data.get("host")
+    text = f"run locked by pid {pid} on {host}"
+    if isinstance(pid, int) and host == socket.gethostname():
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return f"stale .lock (pid {pid} on {host} is not running)"
+        except OSError:
+            pass
+    return text
+
+
+def _decide_hf_best(state: _Scan, listing: _Listing) -> None:
+    """Mark the best ``checkpoint-N`` child of this folder, as said by the newest trainer_state.
+
+    Each checkpoint's trainer_state names the best *so far*; only the newest one (highest
+    global_step, the output folder's own trainer_state included) speaks for the run.
+    """
+    children = sorted(
+        ((int(m.group(1)), n) for n in listing.dirs if (m := CHECKPOINT_N.match(n))), reverse=True
+    )
+    if not children:
+        return
+    candidates = [os.path.join(listing.path, n) for _, n in children[:2]]
+    if "trainer_state.json" in listing.files:
+        candidates.insert(0, listing.path)
+    newest: tuple[int, str, Any] | None = None
+    for folder in candidates:
+        data, _ = summaries.load_json(Path(folder) / "trainer_state.json", limit=summaries.STATE_LIMIT)
+        if not isinstance(data, dict) or not isinstance(data.get("global_step"), int):
+            continue
+        if newest is None or data["global_step"] > newest[0]:
+            newest = (data["global_step"], folder, data.get("best_model_checkpoint"))
+    if newest is None:
+        return
+    state.best_decided.add(listing.path)
+    best = summaries.resolve_best_checkpoint(Path(newest[1]), newest[2])
+    if best is not None:
+        state.best.add(os.path.normpath(str(best)))
+
+
+# --- one checkpoint folder ------------------------------------------------------------------------------
+
+
+@dataclass
+class _Tree:
+    """Everything under one checkpoint folder: files (posix rel path -> size) and nested checkpoints."""
+
+    files: dict[str, int] = field(default_factory=dict)
+    nested: list[tuple[_Listing, str]] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+
+def _collect(state: _Scan, listing: _Listing, tree: _Tree, prefix: str, parent_kind: str) -> None:
+    for fname, entry in listing.files.items():
+        try:
+            tree.files[prefix + fname] = entry.stat().st_size
+        except OSError:
+            tree.problems.append(f"{prefix}{fname}: cannot stat (broken link?)")
+    for dname, entry in sorted(listing.dirs.items()):
+        if _enter(state, entry) is None:
+            continue
+        sub = _list(state, entry.path)
+        if sub is None:
+            tree.problems.append(f"{prefix}{dname}/: cannot list, size is a lower bound")
+            continue
+        kind = classify_folder(dname, set(sub.files), set(sub.dirs))
+        if kind in NESTED_KINDS and not (kind == "deepspeed" and parent_kind == "accelerate-state"):
+            tree.nested.append((sub, kind))
+        _decide_hf_best(state, sub)
+        _collect(state, sub, tree, f"{prefix}{dname}/", parent_kind)
+
+
+def _checkpoint_folder(
+    state: _Scan, listing: _Listing, kind: str, run: _RunContext | None, mtime: float, *, leftover: bool
+) -> Iterator[CheckpointInfo]:
+    from tui.core import inspect as integrity
+
+    tree = _Tree()
+    _collect(state, listing, tree, "", kind)
+    info = _base_info(state, listing, kind, run, mtime, tree.files)
+    for problem in tree.problems:
+        info.add_problem(problem)
+    manifest = integrity.check_folder(info, Path(listing.path), set(tree.files), kind)
+    if leftover:
+        info.in_progress = True
+        info.add_problem(
+            f"{os.path.basename(listing.path)}: leftover of an interrupted commit; safe to delete once no trainer runs"
+        )
+    elif run is not None and manifest is None and not info.promoted:
+        info.in_progress = True
+        why = run.lock or "never committed: in progress, or killed while writing"
+        info.add_problem(f"no {commit.MANIFEST_NAME} ({why})")
+    yield info
+    for sub, sub_kind in tree.nested:
+        prefix = sub.rel[len(listing.rel) + 1 :] + "/" if listing.rel != "." else sub.rel + "/"
+        sub_files = {k[len(prefix) :]: v for k, v in tree.files.items() if k.startswith(prefix)}
+        try:
+            sub_mtime = os.stat(sub.path).st_mtime
+        except OSError:
+            sub_mtime = None
+        nested = _base_info(state, sub, sub_kind, run, sub_mtime, sub_files)
+        integrity.check_folder(nested, Path(sub.path), set(sub_files), sub_kind)
+        # A nested checkpoint is committed (or not) with the folder that holds it.
+        nested.in_progress = info.in_progress
+        nested.promoted = nested.promoted or info.promoted
+        if nested.fold is None:
+            nested.fold = info.fold
+        yield nested
+
+
+def _base_info(
+    state: _Scan,
+    listing: _Listing,
+    kind: str,
+    run: _RunContext | None,
+    mtime: float | None,
+    files: dict[str, int],
+) -> CheckpointInfo:
+    name = os.path.basename(listing.path)
+    info = CheckpointInfo(path=listing.rel, kind=kind, size_bytes=sum(files.values()), mtime=mtime)
+    info.fold = fold_from_path(listing.rel)
+    info.step = step_from_name(commit.target_name_of_temp(name) or name)
+    if run is not None:
+        info.run = run.rel
+    elif kind == "hf-checkpoint":
+        parent = os.path.dirname(listing.rel) if listing.rel != "." else ".."
+        info.run = parent or "."
+    abspath = os.path.normpath(listing.path)
+    if abspath in state.promoted_sources:
+        info.promoted = True
+    if kind in ("hf-checkpoint", "hf-model"):
+        parent = os.path.dirname(abspath)
+        if abspath in state.best:
+            info.best = True
+        elif kind == "hf-model" or parent not in state.best_decided:
+            info.best = _names_itself_best(listing.path)
+    return info
+
+
+def _names_itself_best(folder: str) -> bool:
+    if not os.path.exists(os.path.join(folder, "trainer_state.json")):
+        return False
+    data, _ = summaries.load_json(Path(folder) / "trainer_state.json", limit=summaries.STATE_LIMIT)
+    if not isinstance(data, dict):
+        return False
+    best = summaries.resolve_best_checkpoint(Path(folder), data.get("best_model_checkpoint"))
+    return best is not None and os.path.normpath(str(best)) == os.path.normpath(folder)
+
+
+# --- loose files ----------------------------------------------------------------------------------------
+
+
+def _loose_file(state: _Scan, path: str, name: str, run: _RunContext | None) -> Iterator[CheckpointInfo]:
+    from tui.core import inspect as integrity
+
+    if name.endswith(".bin") and not looks_like_pickle(path):
+        return
+    try:
+        st = os.stat(path)
+    except OSError as e:
+        state.errors.append(f"{state.rel(path)}: {e.strerror or e}")
+        return
+    rel = state.rel(path) if path != state.root else name
+    kind = "safetensors-file" if name.endswith(".safetensors") else "torch-pickle"
+    info = CheckpointInfo(path=rel, kind=kind, size_bytes=st.st_size, mtime=st.st_mtime)
+    info.run = run.rel if run is not None else None
+    info.fold = fold_from_path(rel)
+    stem = name.rsplit(".", 1)[0]
+    if kind == "torch-pickle":
+        if m := LIGHTNING_NAME_STEP.search(stem):
+            info.step = int(m.group(1))
+        if m := LIGHTNING_NAME_EPOCH.search(stem):
+            info.epoch = float(m.group(1))
+        if info.step is None and (m := EPOCH_STEP_NAME.search(stem)):
+            info.epoch, info.step = float(m.group(1)), int(m.group(2))
+    info.promoted = os.path.normpath(path) in state.promoted_sources
+    integrity.check_file(info, Path(path))
+    yield info
+
+
+# --- one path (inspect) ---------------------------------------------------------------------------------
+
+
+def describe(root: str | os.PathLike, path: str | os.PathLike) -> CheckpointInfo | None:
+    """The ``CheckpointInfo`` the scan of ``root`` would give ``path``, without walking the whole root.
+
+    Only the context it needs is read: the nearest run folder above ``path``, the parent folder (which
+    sibling checkpoint-N is best) and, for a nested adapter or tag folder, the checkpoint holding it.
+    None when ``path`` is missing or not a checkpoint.
+    """
+    root, path = os.path.abspath(os.fspath(root)), os.path.abspath(os.fspath(path))
+    state = _Scan(root, os.path.realpath(root), lambda: False, [])
+    ancestors = _ancestors_within(root, path)
+    run = None
+    for folder in ancestors:  # nearest first
+        if os.path.isfile(os.path.join(folder, "run.json")):
+            listing = _list(state, folder)
+            run = _enter_run(state, listing) if listing is not None else None
+            break
+    name = os.path.basename(path)
+    if os.path.isfile(path):
+        if not (name.endswith(".safetensors") or name.endswith(PICKLE_SUFFIXES)):
+            return None
+        return next(_loose_file(state, path, name, run), None)
+    if not os.path.isdir(path):
+        return None
+    nested = _describe_nested(state, path, ancestors[:3], run)
+    if nested is not None:
+        return nested
+    parent = _list(state, os.path.dirname(path))
+    if parent is not None:
+        _decide_hf_best(state, parent)
+    listing = _list(state, path)
+    if listing is None:
+        return None
+    kind, leftover = _folder_kind(name, listing)
+    if kind is None:
+        return None
+    st = os.stat(path)
+    state.seen.add((st.st_dev, st.st_ino))
+    return next(_checkpoint_folder(state, listing, kind, run, st.st_mtime, leftover=leftover), None)
+
+
+def _describe_nested(
+    state: _Scan, path: str, holders: list[str], run: _RunContext | None
+) -> CheckpointInfo | None:
+    """``path`` as the scan reports it when it sits inside a checkpoint folder (adapter/, global_stepN)."""
+    for holder in holders:
+        listing = _list(state, holder)
+        if listing is None:
+            return None
+        kind, leftover = _folder_kind(os.path.basename(holder), listing)
+        if kind is None:
+            continue
+        st = os.stat(holder)
+        state.seen.add((st.st_dev, st.st_ino))
+        want = state.rel(path)
+        for info in _checkpoint_folder(state, listing, kind, run, st.st_mtime, leftover=leftover):
+            if info.path == want:
+                return info
+        return None
+    return None
+
+
+def _ancestors_within(root: str, path: str) -> list[str]:
+    """Folders from ``path``'s parent up to ``root`` (nearest first); [] when ``path`` is outside it."""
+    out = []
+    current = os.path.dirname(path)
+    if not (path == root or path.startswith(root.rstrip(os.sep) + os.sep)):
+        return [current]
+    while True:
+        if len(current) < len(root):
+            break
+        out.append(current)
+        if current == root:
+            break
+        current = os.path.dirname(current)
+    return out

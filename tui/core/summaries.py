@@ -1,0 +1,292 @@
+"""Summaries of the small JSON files beside the weights: config.json, the tokenizer files and
+trainer_state.json. Every reader is bounded in size and never raises: a file that cannot be used
+becomes a one-line problem naming it, and the summary is None."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+CONFIG_LIMIT = 16 << 20
+TOKENIZER_LIMIT = 64 << 20  # tokenizer.json of a 250k-token vocabulary is ~20 MB
+STATE_LIMIT = 64 << 20
+# transformers' "no limit" sentinel (VERY_LARGE_INTEGER) is int(1e30); anything this large means unknown.
+_NO_MAX_LENGTH = 10**18
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "vocab.txt",
+    "vocab.json",
+    "merges.txt",
+    "spm.model",
+    "sentencepiece.bpe.model",
+    "tokenizer.model",
+    "added_tokens.json",
+)
+
+
+def load_json(path: Path, *, limit: int = CONFIG_LIMIT) -> tuple[Any, str | None]:
+    """(data, None) or (None, "<name>: <problem>"); None, None when the file does not exist."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(limit + 1)
+    except FileNotFoundError:
+        return None, None
+    except OSError as e:
+        return None, f"{path.name}: unreadable ({e.strerror or e})"
+    if len(raw) > limit:
+        return None, f"{path.name}: larger than {limit >> 20} MiB, not read"
+    if not raw.strip():
+        return None, f"{path.name}: empty file"
+    try:
+        return json.loads(raw), None
+    except (ValueError, UnicodeDecodeError, RecursionError) as e:
+        return None, f"{path.name}: invalid JSON ({_one_line(e)})"
+
+
+def _one_line(e: BaseException) -> str:
+    return str(e).splitlines()[0][:200] if str(e) else type(e).__name__
+
+
+def _int(v: Any) -> int | None:
+    return v if isinstance(v, int) and not isinstance(v, bool) else None
+
+
+def _num(v: Any) -> float | int | None:
+    return v if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+
+
+def _str(v: Any) -> str | None:
+    return v if isinstance(v, str) else None
+
+
+# --- config.json ------------------------------------------------------------------------------------------
+
+
+def config_summary(folder: Path) -> tuple[dict[str, Any] | None, list[str]]:
+    data, err = load_json(Path(folder) / "config.json", limit=CONFIG_LIMIT)
+    if err:
+        return None, [err]
+    if data is None:
+        return None, []
+    if not isinstance(data, dict):
+        return None, ["config.json: not a JSON object"]
+    id2label = data.get("id2label")
+    id2label = {str(k): str(v) for k, v in id2label.items()} if isinstance(id2label, dict) else None
+    num_labels = len(id2label) if id2label else _int(data.get("num_labels"))
+    architectures = data.get("architectures")
+    return {
+        "model_type": _str(data.get("model_type")),
+        "architectures": [a for a in architectures if isinstance(a, str)]
+        if isinstance(architectures, list)
+        else None,
+        "hidden_size": _int(data.get("hidden_size")),
+        "num_hidden_layers": _int(data.get("num_hidden_layers")),
+        "num_attention_heads": _int(data.get("num_attention_heads")),
+        "vocab_size": _int(data.get("vocab_size")),
+        "num_labels": num_labels,
+        "id2label": id2label,
+        # transformers 5 writes "dtype"; 4.x wrote "torch_dtype".
+        "dtype": _str(data.get("dtype")) or _str(data.get("torch_dtype")),
+    }, []
+
+
+def adapter_config_summary(folder: Path) -> tuple[dict[str, Any] | None, list[str]]:
+    """PEFT adapter_config.json: base model, method, rank and targets."""
+    data, err = load_json(Path(folder) / "adapter_config.json", limit=CONFIG_LIMIT)
+    if err:
+        return None, [err]
+    if data is None:
+        return None, []
+    if not isinstance(data, dict):
+        return None, ["adapter_config.json: not a JSON object"]
+    targets = data.get("target_modules")
+    return {
+        "peft_type": _str(data.get("peft_type")),
+        "base_model": _str(data.get("base_model_name_or_path")),
+        "r": _int(data.get("r")),
+        "lora_alpha": _num(data.get("lora_alpha")),
+        "target_modules": targets if isinstance(targets, (list, str)) else None,
+        "task_type": _str(data.get("task_type")),
+    }, []
+
+
+# --- tokenizer ----------------------------------------------------------------------------------------
+
+
+def tokenizer_summary(folder: Path) -> tuple[dict[str, Any] | None, list[str]]:
+    folder = Path(folder)
+    try:
+        present = sorted(n for n in os.listdir(folder) if n in TOKENIZER_FILES)
+    except OSError:
+        present = []
+    if not present:
+        return None, []
+    problems: list[str] = []
+    tok_config, err = load_json(folder / "tokenizer_config.json")
+    if err:
+        problems.append(err)
+    tok_config = tok_config if isinstance(tok_config, dict) else {}
+    specials: dict[str, str] = {}
+    special_map, err = load_json(folder / "special_tokens_map.json")
+    if err:
+        problems.append(err)
+    for source in (tok_config, special_map if isinstance(special_map, dict) else {}):
+        for key, value in source.items():
+            if key.endswith("_token"):
+                text = value.get("content") if isinstance(value, dict) else value
+                if isinstance(text, str):
+                    specials[key] = text
+    vocab_size, added_special, err = _vocab_size(folder, present)
+    if err:
+        problems.append(err)
+    max_len = _int(tok_config.get("model_max_length"))
+    return {
+        "class": _str(tok_config.get("tokenizer_class")),
+        "vocab_size": vocab_size,
+        "special_tokens": specials,
+        "added_special_tokens": added_special,
+        "model_max_length": max_len if max_len is not None and max_len < _NO_MAX_LENGTH else None,
+        "files": present,
+    }, problems
+
+
+def _vocab_size(folder: Path, present: list[str]) -> tuple[int | None, list[str], str | None]:
+    """Size of the id space: model vocab plus added tokens (deduplicated by id)."""
+    if "tokenizer.json" in present:
+        data, err = load_json(folder / "tokenizer.json", limit=TOKENIZER_LIMIT)
+        if err or not isinstance(data, dict):
+            return None, [], err or "tokenizer.json: not a JSON object"
+        model = data.get("model") if isinstance(data.get("model"), dict) else {}
+        vocab = model.get("vocab")
+        if isinstance(vocab, dict):  # WordPiece / BPE / WordLevel: token -> id
+            ids = {v for v in vocab.values() if isinstance(v, int)}
+        elif isinstance(vocab, list):  # Unigram: [[piece, score], ...], id = position
+            ids = set(range(len(vocab)))
+        else:
+            ids = set()
+        added = data.get("added_tokens") if isinstance(data.get("added_tokens"), list) else []
+        special = []
+        for tok in added:
+            if isinstance(tok, dict) and isinstance(tok.get("id"), int):
+                ids.add(tok["id"])
+                if tok.get("special") and isinstance(tok.get("content"), str):
+                    special.append(tok["content"])
+        return (len(ids) or None), special, None
+    if "vocab.txt" in present:
+        try:
+            with open(folder / "vocab.txt", "rb") as f:
+                return sum(1 for line in f if line.strip()), [], None
+        except OSError as e:
+            return None, [], f"vocab.txt: unreadable ({e.strerror})"
+    if "vocab.json" in present:
+        data, err = load_json(folder / "vocab.json", limit=TOKENIZER_LIMIT)
+        return (len(data) if isinstance(data, dict) else None), [], err
+    return None, [], None
+
+
+# --- trainer_state.json -------------------------------------------------------------------------------
+
+
+def resolve_best_checkpoint(folder: Path, value: Any) -> Path | None:
+    """Where ``best_model_checkpoint`` of ``folder/trainer_state.json`` points, or None.
+
+    Ours is relative to ``folder`` (``"."`` = itself). HF writes ``<output_dir>/checkpoint-N``, absolute
+    or relative to the training CWD; when that does not exist here (the folder moved), the last
+    component is looked up as ``folder`` itself, a sibling, or a child.
+    """
+    if not isinstance(value, str) or not value.strip():
+        return None
+    folder = Path(os.path.abspath(folder))
+    direct = Path(value) if os.path.isabs(value) else folder / value
+    if direct.is_dir():
+        return Path(os.path.normpath(direct))
+    last = Path(value.rstrip("/\\").replace("\\", "/")).name
+    if not last or last in (".", ".."):
+        return None
+    if folder.name == last:
+        return folder
+    for candidate in (folder.parent / last, folder / last):
+        if candidate.is_dir():
+            return candidate
+    return None
+
+
+def trainer_state_summary(
+    folder: Path, *, name: str = "trainer_state.json", root: Path | None = None
+) -> tuple[dict[str, Any] | None, list[str]]:
+    """global_step, epoch, best_metric, best_model_checkpoint (raw and resolved), log_history.
+
+    ``name`` may be ``train_state.json`` (our resumable step folders) which shares the keys it has.
+    ``best_model_checkpoint_resolved`` is posix relative to ``root`` when given, else absolute.
+    """
+    folder = Path(folder)
+    data, err = load_json(folder / name, limit=STATE_LIMIT)
+    if err:
+        return None, [err]
+    if data is None:
+        return None, []
+    if not isinstance(data, dict):
+        return None, [f"{name}: not a JSON object"]
+    raw_best = data.get("best_model_checkpoint")
+    resolved = resolve_best_checkpoint(folder, raw_best)
+    resolved_text = None
+    if resolved is not None:
+        resolved_text = resolved.as_posix()
+        if root is not None:
+            try:
+                resolved_text = resolved.relative_to(Path(os.path.abspath(root))).as_posix()
+            except ValueError:
+                pass
+    history = data.get("log_history")
+    history = (
+        [_clean_log_entry(e) for e in history if isinstance(e, dict)] if isinstance(history, list) else []
+    )
+    return {
+        "global_step": _int(data.get("global_step")),
+        "epoch": _num(data.get("epoch")),
+        "best_metric": _num(data.get("best_metric")),
+        "best_global_step": _int(data.get("best_global_step")) or _int(data.get("best_step")),
+        "best_model_checkpoint": _str(raw_best),
+        "best_model_checkpoint_resolved": resolved_text,
+        "metric_name": infer_metric_name(data),
+        "log_history": history,
+    }, []
+
+
+def _clean_log_entry(entry: dict[str, Any]) -> dict[str, Any]:
+    return {str(k): v for k, v in entry.items() if _num(v) is not None}
+
+
+def infer_metric_name(state: dict[str, Any]) -> str | None:
+    """The eval_* key whose value at the best step equals best_metric (HF does not store the name).
+
+    Returns None unless exactly one key matches: a name is never guessed.
+    """
+    best = _num(state.get("best_metric"))
+    history = state.get("log_history")
+    if best is None or not isinstance(history, list):
+        return None
+    best_step = _int(state.get("best_global_step"))
+    names = set()
+    for entry in history:
+        if not isinstance(entry, dict) or (best_step is not None and entry.get("step") != best_step):
+            continue
+        for key, value in entry.items():
+            if isinstance(key, str) and key.startswith("eval_") and _num(value) == best:
+                names.add(key)
+    return names.pop() if len(names) == 1 else None
+
+
+def metric_at_step(summary: dict[str, Any], metric_name: str | None, step: int | None) -> float | None:
+    """Value of ``metric_name`` logged at ``step`` in a trainer_state summary."""
+    if not metric_name or step is None:
+        return None
+    for entry in reversed(summary.get("log_history") or []):
+        if entry.get("step") == step and metric_name in entry:
+            return entry[metric_name]
+    return None

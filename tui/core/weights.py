@@ -1,0 +1,400 @@
+"""Weight summaries from safetensors headers only: single files, folders and sharded indexes.
+
+API (docs/ARCHITECTURE.md, "Core API")::
+
+    @dataclass WeightsSummary(files, shards, tensors, parameters, dtypes, bytes, modules, largest, problems,
+                              ...extras: index, file_bytes, module_prefix, metadata, index_metadata)
+        .to_json() -> dict                          # JSON-serializable (shapes are lists)
+    summarize_weights(folder_or_files, *, index_file=None) -> WeightsSummary   # never raises on bad input
+    tensor_table(folder) -> dict[str, tuple[str, tuple[int, ...]]]             # name -> (dtype, shape)
+
+What gets summarized (``folder_or_files``):
+
+* a ``.safetensors`` file; a ``*.safetensors.index.json`` file; a list of such paths;
+* a folder: its shard index if it has one (``model.safetensors.index.json`` first, else the first
+  ``*.safetensors.index.json`` by name, e.g. ``adapter_model.safetensors.index.json``), else
+  ``model.safetensors``, else ``adapter_model.safetensors``, else every ``*.safetensors`` in it;
+* ``index_file=`` names the index explicitly; shards are looked up beside it.
+
+Integrity problems (never raised): unreadable or broken headers (``HeaderError`` text, zero-byte files),
+the per-file layout problems of ``read_header`` (truncation, overlaps, size mismatches), a shard named in
+the index that is missing ("missing shard named in index: ..."), tensors the index maps to a shard that
+lacks them, tensors in shards that the index does not list, a tensor stored in two shards, shard names
+that try to leave the folder, an index that is not JSON or has no ``weight_map``, and
+``model-0000i-of-0000n`` shards without their index (or with some of the n missing).
+
+Counts come from the shard headers (what is on disk), not from the index. ``parameters`` and ``dtypes``
+(safetensors dtype name -> parameters) count logical elements (numel). ``bytes`` is the tensor data the
+headers describe; ``file_bytes`` the files' sizes.
+
+``modules``: parameters per top-level name component. A leading component shared by *every* tensor is
+stripped first, repeatedly (``model.``, ``deberta.``, PEFT's ``base_model.model.``), stopping before a
+numeric component (a layer index) or when a name would run out of components; what was stripped is in
+``module_prefix``. So ``BertForSequenceClassification`` gives ``bert`` and ``classifier`` (no prefix:
+``classifier.*`` is not under ``bert.``), a bare ``BertModel`` gives ``embeddings``, ``encoder``,
+``pooler``, and a LoRA adapter over the encoder only (``base_model.model.bert.encoder.layer.<i>...``)
+gives one module per layer index under the prefix ``base_model.model.bert.encoder.layer.``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from .safetensors_header import (
+    HeaderError,
+    SafetensorsHeader,
+    TensorEntry,
+    open_regular_file,
+    printable,
+    read_header,
+)
+
+__all__ = ["WeightsSummary", "resolve_weight_files", "summarize_weights", "tensor_table"]
+
+MAX_INDEX_BYTES = 64 << 20
+LARGEST = 10
+_MAX_NAMES = 5  # tensor names quoted in one problem line
+_SHARD_RE = re.compile(r"^(?P<stem>.+)-(?P<i>\d+)-of-(?P<n>\d+)\.safetensors$")
+
+
+@dataclass
+class WeightsSummary:
+    files: list[dict[str, Any]] = field(default_factory=list)
+    shards: int = 0
+    tensors: int = 0
+    parameters: int = 0
+    dtypes: dict[str, int] = field(default_factory=dict)  # safetensors dtype -> parameters
+    bytes: int = 0  # tensor data bytes described by the headers
+    modules: dict[str, int] = field(default_factory=dict)  # top-level module -> parameters
+    largest: list[dict[str, Any]] = field(default_factory=list)  # {name, dtype, shape, parameters}
+    problems: list[str] = field(default_factory=list)
+    # Beyond the contract:
+    index: str | None = None  # the index file used, relative to the folder
+    file_bytes: int = 0
+    module_prefix: str = ""  # the common leading components stripped before grouping modules
+    metadata: dict[str, str] | None = None  # __metadata__ of the first shard (e.g. {"format": "pt"})
+    index_metadata: dict[str, Any] | None = None  # the index's "metadata" (total_size, ...)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class _Plan:
+    """Which files to read, decided before reading any of them."""
+
+    base: str  # folder that names are relative to
+    names: list[str]  # shard / file names relative to base (or absolute when given so)
+    index: str | None = None
+    weight_map: dict[str, str] | None = None
+    index_metadata: dict[str, Any] | None = None
+    problems: list[str] = field(default_factory=list)
+
+
+def summarize_weights(folder_or_files: Any, *, index_file: Any = None) -> WeightsSummary:
+    """Summarize the safetensors weights at ``folder_or_files`` from their headers. Never raises."""
+    try:
+        out = _summarize(folder_or_files, index_file)
+    except Exception as e:  # the contract is "never raises"; this line is the proof of that, not a plan
+        out = WeightsSummary(problems=[f"weights summary failed ({type(e).__name__}: {e})"[:300]])
+    out.problems = [printable(p) for p in out.problems]
+    return out
+
+
+def tensor_table(folder: Any) -> dict[str, tuple[str, tuple[int, ...]]]:
+    """name -> (dtype, shape) over the same files ``summarize_weights`` reads; {} when nothing is readable."""
+    try:
+        plan = resolve_weight_files(folder)
+        out: dict[str, tuple[str, tuple[int, ...]]] = {}
+        for name in plan.names:
+            try:
+                header = read_header(os.path.join(plan.base, name))
+            except HeaderError:
+                continue
+            for t in header.tensors.values():
+                out.setdefault(t.name, (t.dtype, t.shape))
+        return out
+    except Exception:
+        return {}
+
+
+# ------------------------------------------------------------------------------------------ resolving
+
+
+def resolve_weight_files(folder_or_files: Any, index_file: Any = None) -> _Plan:
+    """Decide which files make up the weights (see the module docstring). Reads at most the index."""
+    if index_file is not None:
+        return _plan_from_index(os.fspath(index_file))
+    if isinstance(folder_or_files, (str, bytes, os.PathLike)):
+        path = os.fsdecode(folder_or_files)
+        if os.path.isdir(path):
+            return _plan_from_folder(path)
+        if path.endswith(".index.json"):
+            return _plan_from_index(path)
+        if not os.path.lexists(path):
+            return _Plan(base="", names=[], problems=[f"{path}: does not exist"])
+        return _Plan(base=os.path.dirname(path), names=[os.path.basename(path)])
+    if isinstance(folder_or_files, Iterable):
+        paths = [os.fsdecode(p) for p in folder_or_files]
+        indexes = [p for p in paths if p.endswith(".index.json")]
+        if indexes:
+            plan = _plan_from_index(indexes[0])
+            if len(indexes) > 1:
+                plan.problems.append(f"several index files given; used {os.path.basename(indexes[0])}")
+            return plan
+        common = os.path.commonpath(paths) if paths and all(os.path.isabs(p) for p in paths) else ""
+        if common and all(os.path.dirname(p) == common for p in paths):
+            return _Plan(base=common, names=[os.path.basename(p) for p in paths])
+        return _Plan(base="", names=paths)
+    return _Plan(base="", names=[], problems=[f"cannot summarize weights of {type(folder_or_files).__name__}"])
+
+
+def _plan_from_folder(folder: str) -> _Plan:
+    try:
+        names = sorted(e.name for e in os.scandir(folder) if e.is_file())
+    except OSError as e:
+        return _Plan(base=folder, names=[], problems=[f"{os.path.basename(folder)}: cannot list ({e.strerror})"])
+    indexes = [n for n in names if n.endswith(".safetensors.index.json")]
+    if indexes:
+        chosen = "model.safetensors.index.json" if "model.safetensors.index.json" in indexes else indexes[0]
+        return _plan_from_index(os.path.join(folder, chosen))
+    files = [n for n in names if n.endswith(".safetensors")]
+    for preferred in ("model.safetensors", "adapter_model.safetensors"):
+        if preferred in files:
+            return _Plan(base=folder, names=[preferred])
+    plan = _Plan(base=folder, names=files)
+    plan.problems.extend(_orphan_shard_problems(files))
+    return plan
+
+
+def _orphan_shard_problems(files: list[str]) -> list[str]:
+    """``model-0000i-of-0000n.safetensors`` without an index: say so, and name missing shard numbers."""
+    groups: dict[tuple[str, int], set[int]] = {}
+    for name in files:
+        m = _SHARD_RE.match(name)
+        if m:
+            groups.setdefault((m["stem"], int(m["n"])), set()).add(int(m["i"]))
+    out = []
+    for (stem, n), have in sorted(groups.items()):
+        line = f"{stem}-*-of-{n:05d}.safetensors shards have no {stem}.safetensors.index.json"
+        missing = sorted(set(range(1, n + 1)) - have) if n <= 100_000 else []
+        if missing:
+            line += f"; shard(s) {', '.join(str(i) for i in missing[:10])} of {n} missing"
+        out.append(line)
+    return out
+
+
+def _plan_from_index(index_path: str) -> _Plan:
+    base, name = os.path.split(index_path)
+    plan = _Plan(base=base, names=[], index=name)
+    data, problem = _load_index(index_path)
+    if problem:
+        plan.problems.append(problem)
+    weight_map = data.get("weight_map") if isinstance(data, dict) else None
+    if isinstance(data, dict) and isinstance(data.get("metadata"), dict):
+        plan.index_metadata = _jsonable(data["metadata"])
+    if data is not None and not (
+        isinstance(weight_map, dict) and all(isinstance(v, str) for v in weight_map.values())
+    ):
+        plan.problems.append(f"{name}: no valid weight_map (tensor name -> shard file)")
+        weight_map = None
+    if weight_map is None:
+        # Fall back to the shards on disk so the user still sees something.
+        stem = name[: -len(".index.json")] if name.endswith(".index.json") else name
+        stem = stem[: -len(".safetensors")] if stem.endswith(".safetensors") else stem
+        try:
+            on_disk = sorted(
+                e.name
+                for e in os.scandir(base or ".")
+                if e.name.endswith(".safetensors") and (e.name.startswith(stem + "-") or e.name == stem + ".safetensors")
+            )
+        except OSError:
+            on_disk = []
+        plan.names = on_disk
+        return plan
+    plan.weight_map = weight_map
+    shards: list[str] = []
+    seen: set[str] = set()
+    unsafe: list[str] = []
+    for shard in weight_map.values():
+        if shard in seen:
+            continue
+        seen.add(shard)
+        if _unsafe_shard_name(shard):
+            unsafe.append(shard)
+        else:
+            shards.append(shard)
+    if unsafe:
+        plan.problems.append(
+            f"{name}: shard names outside the folder ignored: " + ", ".join(repr(s)[:80] for s in unsafe[:_MAX_NAMES])
+        )
+    plan.names = sorted(shards)
+    return plan
+
+
+def _unsafe_shard_name(shard: str) -> bool:
+    return (
+        not shard
+        or "/" in shard
+        or "\\" in shard
+        or shard in (".", "..")
+        or os.path.isabs(shard)
+        or "\x00" in shard
+    )
+
+
+def _load_index(path: str) -> tuple[Any, str | None]:
+    name = os.path.basename(path)
+    try:
+        fd, size = open_regular_file(path)
+    except FileNotFoundError:
+        return None, f"{name}: index file missing"
+    except (OSError, ValueError) as e:
+        return None, f"{name}: cannot open index ({getattr(e, 'strerror', None) or e})"
+    try:
+        if size > MAX_INDEX_BYTES:
+            return None, f"{name}: index is {size} bytes, over the {MAX_INDEX_BYTES >> 20} MiB limit"
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            raw = f.read(MAX_INDEX_BYTES + 1)
+    except OSError as e:
+        return None, f"{name}: cannot read index ({e.strerror or e})"
+    finally:
+        os.close(fd)
+    if not raw:
+        return None, f"{name}: zero-byte index file"
+    try:
+        return json.loads(raw.decode("utf-8")), None
+    except (ValueError, RecursionError) as e:
+        return None, f"{name}: index is not valid JSON ({str(e).splitlines()[0][:120] if str(e) else type(e).__name__})"
+
+
+def _jsonable(obj: Any) -> Any:
+    try:
+        json.dumps(obj)
+        return obj
+    except (TypeError, ValueError, RecursionError):
+        return None
+
+
+# ---------------------------------------------------------------------------------------- summarizing
+
+
+def _summarize(folder_or_files: Any, index_file: Any) -> WeightsSummary:
+    plan = resolve_weight_files(folder_or_files, index_file)
+    out = WeightsSummary(index=plan.index, index_metadata=plan.index_metadata)
+    out.problems.extend(plan.problems)
+    headers: dict[str, SafetensorsHeader] = {}
+    for name in plan.names:
+        path = os.path.join(plan.base, name) if plan.base else name
+        record: dict[str, Any] = {"path": name, "size_bytes": None, "header_bytes": None, "tensors": None,
+                                  "parameters": None, "ok": False}
+        out.files.append(record)
+        if plan.weight_map is not None and not os.path.lexists(path):
+            out.problems.append(f"missing shard named in index: {name}")
+            continue
+        try:
+            header = read_header(path)
+        except HeaderError as e:
+            out.problems.append(str(e))
+            try:
+                record["size_bytes"] = os.stat(path).st_size
+                out.file_bytes += record["size_bytes"]
+            except OSError:
+                pass
+            continue
+        headers[name] = header
+        record.update(
+            size_bytes=header.file_size,
+            header_bytes=header.header_len,
+            tensors=len(header.tensors),
+            parameters=header.parameters,
+            ok=not header.problems,
+        )
+        out.file_bytes += header.file_size
+        out.problems.extend(header.problems)
+        if out.metadata is None and header.metadata is not None:
+            out.metadata = header.metadata
+    out.shards = len(plan.names)
+    if not plan.names and not out.problems:
+        out.problems.append("no .safetensors weights found")
+
+    where: dict[str, str] = {}  # tensor -> shard holding it
+    entries: list[TensorEntry] = []
+    dupes: list[str] = []
+    for name, header in headers.items():
+        for t in header.tensors.values():
+            if t.name in where:
+                dupes.append(f"{t.name!r} ({where[t.name]} and {name})")
+                continue
+            where[t.name] = name
+            entries.append(t)
+    if dupes:
+        out.problems.append(f"tensor(s) stored in two shards: {_names(dupes)}")
+    if plan.weight_map is not None:
+        out.problems.extend(_index_problems(plan, headers, where))
+
+    dtypes: dict[str, int] = {}
+    for t in entries:
+        n = t.numel
+        out.parameters += n
+        out.bytes += t.nbytes
+        dtypes[t.dtype] = dtypes.get(t.dtype, 0) + n
+    out.tensors = len(entries)
+    out.dtypes = dict(sorted(dtypes.items(), key=lambda kv: (-kv[1], kv[0])))
+    out.module_prefix, out.modules = _modules(entries)
+    top = sorted(entries, key=lambda t: (-t.numel, t.name))[:LARGEST]
+    out.largest = [{"name": t.name, "dtype": t.dtype, "shape": list(t.shape), "parameters": t.numel} for t in top]
+    return out
+
+
+def _index_problems(plan: _Plan, headers: dict[str, SafetensorsHeader], where: dict[str, str]) -> list[str]:
+    assert plan.weight_map is not None
+    out = []
+    absent: list[str] = []  # listed in the index, its shard was read, the tensor is not in it
+    moved: list[str] = []  # listed under one shard, found in another
+    for tensor, shard in plan.weight_map.items():
+        if shard not in headers:
+            continue  # missing / unreadable / unsafe shard: already a problem of its own
+        found = where.get(tensor)
+        if found is None:
+            absent.append(f"{tensor!r} ({shard})")
+        elif found != shard:
+            moved.append(f"{tensor!r} (index: {shard}, found in {found})")
+    if absent:
+        out.append(f"{len(absent)} tensor(s) listed in {plan.index} but absent from their shard: {_names(absent)}")
+    if moved:
+        out.append(f"{len(moved)} tensor(s) in a different shard than {plan.index} says: {_names(moved)}")
+    extra = [t for t in where if t not in plan.weight_map]
+    if extra:
+        out.append(f"{len(extra)} tensor(s) in the shards but not listed in {plan.index}: {_names([repr(t) for t in extra])}")
+    return out
+
+
+def _names(items: list[str]) -> str:
+    shown = ", ".join(items[:_MAX_NAMES])
+    return shown + (f" and {len(items) - _MAX_NAMES} more" if len(items) > _MAX_NAMES else "")
+
+
+def _modules(entries: list[TensorEntry]) -> tuple[str, dict[str, int]]:
+    if not entries:
+        return "", {}
+    split = [t.name.split(".") for t in entries]
+    depth = 0
+    while True:
+        if any(len(parts) <= depth + 1 for parts in split):
+            break  # stripping would leave a name with no component
+        first = split[0][depth]
+        if first.isdigit() or any(parts[depth] != first for parts in split):
+            break
+        depth += 1
+    prefix = ".".join(split[0][:depth]) + "." if depth else ""
+    modules: dict[str, int] = {}
+    for t, parts in zip(entries, split, strict=True):
+        key = parts[depth]
+        modules[key] = modules.get(key, 0) + t.numel
+    return prefix, dict(sorted(modules.items(), key=lambda kv: (-kv[1], kv[0])))
