@@ -20,8 +20,8 @@ $(VENV)/.installed: pyproject.toml
 # then lists what it wrote and its CV scores.
 demo: setup
 	$(BIN)/accelerate launch --config_file ds_configs/accelerate/cpu_2proc_zero2.yaml bin/train.py
-	$(BIN)/ckpt-tui ls outputs
-	$(BIN)/ckpt-tui metrics outputs/demo
+	$(BIN)/ckpt-tui ls runs
+	$(BIN)/ckpt-tui metrics runs/kfold
 
 lint: setup
 	$(BIN)/ruff check tui trainer bin tests bench

@@ -161,7 +161,9 @@ def main() -> None:
     )
     ok_abs = ours_warm <= 0.050
     ok_ratio = t_theirs / ours_warm >= 20
-    print(f"Targets: ours <= 50 ms: {'met' if ok_abs else 'MISSED'}; >= 20x faster: {'met' if ok_ratio else 'MISSED'}.")
+    print(
+        f"Targets: ours <= 50 ms: {'met' if ok_abs else 'MISSED'}; >= 20x faster: {'met' if ok_ratio else 'MISSED'}."
+    )
 
 
 if __name__ == "__main__":

@@ -146,12 +146,14 @@ class LoraConfig:
     r: int = _f(8, "LoRA rank")
     alpha: int = _f(16, "LoRA alpha (scale = alpha / r)")
     dropout: float = _f(0.05, "dropout on the LoRA branch")
-    target_modules: list[str] = _f(["query_proj", "value_proj"], "module names that receive adapters")
+    target_modules: list[str] | None = _f(
+        None, "module names that receive adapters; none = the attention projections of the model's architecture"
+    )
 
     def __post_init__(self) -> None:
         _require(self.r >= 1, "lora.r", f"must be >= 1, got {self.r}")
         _require(0 <= self.dropout < 1, "lora.dropout", "must be in [0, 1)")
-        _require(bool(self.target_modules), "lora.target_modules", "is empty")
+        _require(self.target_modules is None or bool(self.target_modules), "lora.target_modules", "is empty")
 
 
 @dataclass
@@ -282,16 +284,15 @@ def _build(overrides: dict[str, dict[str, Any]], where_of: dict[str, str]) -> Co
             sections[name] = cls(**kwargs)
         except ConfigError as e:
             key = str(e).split(":", 1)[0]
-            where = where_of.get(key)
-            raise ConfigError(f"{where}: {e}" if where else str(e)) from None
+            given = [w for k, w in where_of.items() if k.startswith(f"{name}.") and w != "defaults"]
+            where = where_of.get(key) if key in where_of else (given[-1] if given else "defaults")
+            raise ConfigError(f"{where}: {e}") from None
     return Config(**sections)
 
 
 def _check_keys(section: str, keys: typing.Iterable[str], where: str) -> None:
     if section not in _SECTION_TYPES:
-        raise ConfigError(
-            f"{where}: unknown section {section!r} (sections: {', '.join(_SECTION_TYPES)})"
-        )
+        raise ConfigError(f"{where}: unknown section {section!r} (sections: {', '.join(_SECTION_TYPES)})")
     valid = {f.name for f in dataclasses.fields(_SECTION_TYPES[section])}
     for key in keys:
         if key not in valid:
@@ -340,12 +341,29 @@ def build_parser() -> argparse.ArgumentParser:
         allow_abbrev=False,
     )
     parser.add_argument("--config", metavar="FILE", help="YAML file with sections data/model/train/...")
-    parser.add_argument("--resume", dest="run.resume", nargs="?", const="true", default=argparse.SUPPRESS,
-                        help="shorthand for --run.resume")
-    parser.add_argument("--overwrite", dest="run.overwrite", nargs="?", const="true",
-                        default=argparse.SUPPRESS, help="shorthand for --run.overwrite")
-    parser.add_argument("--folds", dest="folds.folds", default=argparse.SUPPRESS, metavar="K,K",
-                        help="shorthand for --folds.folds")
+    parser.add_argument(
+        "--resume",
+        dest="run.resume",
+        nargs="?",
+        const="true",
+        default=argparse.SUPPRESS,
+        help="shorthand for --run.resume",
+    )
+    parser.add_argument(
+        "--overwrite",
+        dest="run.overwrite",
+        nargs="?",
+        const="true",
+        default=argparse.SUPPRESS,
+        help="shorthand for --run.overwrite",
+    )
+    parser.add_argument(
+        "--folds",
+        dest="folds.folds",
+        default=argparse.SUPPRESS,
+        metavar="K,K",
+        help="shorthand for --folds.folds",
+    )
     for section, cls in _SECTION_TYPES.items():
         group = parser.add_argument_group(section)
         hints = _hints(cls)
@@ -355,7 +373,9 @@ def build_parser() -> argparse.ArgumentParser:
             kwargs: dict[str, Any] = {
                 "dest": f"{section}.{f.name}",
                 "default": argparse.SUPPRESS,
-                "metavar": "LIST" if typing.get_origin(_is_optional(hint)[1]) is list else _type_name(hint).split(" ")[0].upper(),
+                "metavar": "LIST"
+                if typing.get_origin(_is_optional(hint)[1]) is list
+                else _type_name(hint).split(" ")[0].upper(),
                 "help": f"{f.metadata.get('help', '')} (default: {default})",
             }
             if _is_optional(hint)[1] is bool:

@@ -100,22 +100,30 @@ def validate(df: pd.DataFrame, cfg: Config, path: Path) -> Table:
     for name in (d.text_column, d.text_pair_column, d.label_column, d.group_column, d.id_column):
         if name is not None and df[name].isna().any():
             first = int(np.flatnonzero(df[name].isna().to_numpy())[0])
-            raise DataError(f"{path}: column {name!r} has {int(df[name].isna().sum())} empty values "
-                            f"(first at row {first})")
+            raise DataError(
+                f"{path}: column {name!r} has {int(df[name].isna().sum())} empty values "
+                f"(first at row {first})"
+            )
     if len(df) < k:
         raise DataError(f"{path}: {len(df)} rows, fewer than folds.num_folds = {k}")
     counts = df[d.label_column].astype(str).value_counts()
     if len(counts) < 2:
         raise DataError(f"{path}: column {d.label_column!r} has one class only ({counts.index[0]!r})")
     if counts.min() < k:
-        raise DataError(f"{path}: class {counts.idxmin()!r} has {int(counts.min())} rows, fewer than "
-                        f"folds.num_folds = {k}; stratified folds need at least one per fold")
+        raise DataError(
+            f"{path}: class {counts.idxmin()!r} has {int(counts.min())} rows, fewer than "
+            f"folds.num_folds = {k}; stratified folds need at least one per fold"
+        )
     if d.group_column is not None and df[d.group_column].nunique() < k:
-        raise DataError(f"{path}: {df[d.group_column].nunique()} groups in {d.group_column!r}, "
-                        f"fewer than folds.num_folds = {k}")
+        raise DataError(
+            f"{path}: {df[d.group_column].nunique()} groups in {d.group_column!r}, "
+            f"fewer than folds.num_folds = {k}"
+        )
     ids = df[d.id_column] if d.id_column else pd.Series(np.arange(len(df)), name="id")
     if ids.duplicated().any():
-        raise DataError(f"{path}: id column {d.id_column!r} has duplicates (e.g. {ids[ids.duplicated()].iloc[0]!r})")
+        raise DataError(
+            f"{path}: id column {d.id_column!r} has duplicates (e.g. {ids[ids.duplicated()].iloc[0]!r})"
+        )
     return Table(
         frame=df.reset_index(drop=True),
         ids=ids.reset_index(drop=True),
@@ -179,11 +187,27 @@ class EpochSeededSampler:
 
 def make_loaders(train_ds: EncodedDataset, valid_ds: EncodedDataset, tokenizer, cfg: Config, fold: int):
     """(train loader, its sampler, valid loader) before ``accelerator.prepare``."""
+    import torch
     from torch.utils.data import DataLoader
     from transformers import DataCollatorWithPadding
 
     collate = DataCollatorWithPadding(tokenizer, return_tensors="pt")
     sampler = EpochSeededSampler(len(train_ds), cfg.train.seed, fold)
-    train = DataLoader(train_ds, batch_size=cfg.train.batch_size, sampler=sampler, collate_fn=collate)
-    valid = DataLoader(valid_ds, batch_size=cfg.train.eval_batch_size, shuffle=False, collate_fn=collate)
+    # Every DataLoader iteration draws a worker base seed, from the global torch RNG unless it has its own
+    # generator. A resumed run starts a (skipping) iteration the killed run never started mid-epoch, so
+    # that draw would shift the dropout masks of everything after it: exact resume needs private ones.
+    train = DataLoader(
+        train_ds,
+        batch_size=cfg.train.batch_size,
+        sampler=sampler,
+        collate_fn=collate,
+        generator=torch.Generator().manual_seed(cfg.train.seed),
+    )
+    valid = DataLoader(
+        valid_ds,
+        batch_size=cfg.train.eval_batch_size,
+        shuffle=False,
+        collate_fn=collate,
+        generator=torch.Generator().manual_seed(cfg.train.seed),
+    )
     return train, sampler, valid

@@ -30,8 +30,10 @@ TOPIC_WORDS = {
     "tech": "laptop server compiler database network kernel python cloud router keyboard "
     "software debug chip memory cluster browser sensor robot".split(),
 }
-FILLER = "the a of and to in it was with for on this that very quite today then after before "\
+FILLER = (
+    "the a of and to in it was with for on this that very quite today then after before "
     "really just my our their some every again".split()
+)
 CLASS_WEIGHTS = {"sports": 0.42, "cooking": 0.33, "tech": 0.25}  # unbalanced: majority class is 42%
 
 
@@ -55,17 +57,33 @@ def demo_dataframe(num_rows: int = NUM_ROWS, seed: int = DEMO_SEED) -> pd.DataFr
     return pd.DataFrame(rows)
 
 
+def wordpiece_vocab(texts: list[str], max_words: int = 400) -> dict[str, int]:
+    """A WordPiece vocabulary learned from ``texts``: specials, every character (also as a ``##`` suffix
+    piece, so no word is ever [UNK]), then the most frequent words.
+
+    Learned here rather than with ``tokenizers``' WordPieceTrainer, whose ties between equally frequent
+    merges fall in hash-map order and so differ between processes: the demo must be the same bytes on
+    every run, or a resumed run would tokenize differently from the run it continues.
+    """
+    from collections import Counter
+
+    words = Counter(w for text in texts for w in text.lower().split())
+    chars = sorted({c for w in words for c in w})
+    pieces = SPECIAL_TOKENS + chars + [f"##{c}" for c in chars]
+    ranked = sorted(words, key=lambda w: (-words[w], w))[:max_words]
+    pieces += [w for w in ranked if w not in pieces]
+    return {piece: i for i, piece in enumerate(pieces)}
+
+
 def train_tokenizer(texts: list[str]):
-    """A WordPiece tokenizer trained here (no download), wrapped as a PreTrainedTokenizerFast."""
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    """A WordPiece tokenizer built from ``texts`` (no download), wrapped as a PreTrainedTokenizerFast."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
 
-    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tok = Tokenizer(models.WordPiece(vocab=wordpiece_vocab(texts), unk_token="[UNK]"))
     tok.normalizer = normalizers.BertNormalizer(lowercase=True)
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     tok.decoder = decoders.WordPiece()
-    trainer = trainers.WordPieceTrainer(vocab_size=400, min_frequency=1, special_tokens=SPECIAL_TOKENS)
-    tok.train_from_iterator(texts, trainer=trainer)
     cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
     tok.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]",

@@ -66,7 +66,9 @@ def valid_frame(table: Table, cfg: Config, rows: np.ndarray, probs: np.ndarray) 
     order = np.argsort(rows, kind="stable")
     rows, probs = rows[order], probs[order]
     frame = table.frame.iloc[rows]
-    out = pd.DataFrame({"id": table.ids.iloc[rows].to_numpy(), "text": frame[cfg.data.text_column].to_numpy()})
+    out = pd.DataFrame(
+        {"id": table.ids.iloc[rows].to_numpy(), "text": frame[cfg.data.text_column].to_numpy()}
+    )
     if cfg.data.text_pair_column:
         out["text_pair"] = frame[cfg.data.text_pair_column].to_numpy()
     out["label"] = table.labels.decode(table.label_ids()[rows])
@@ -87,8 +89,11 @@ def cv_summary(
     """(cv.json object, oof frame) over the folds given; oof adds ``fold`` last."""
     folds = {}
     for k in sorted(fold_frames):
-        folds[str(k)] = {"n": len(fold_frames[k]), **frame_metrics(fold_frames[k], labels),
-                         "best_step": best_steps.get(k)}
+        folds[str(k)] = {
+            "n": len(fold_frames[k]),
+            **frame_metrics(fold_frames[k], labels),
+            "best_step": best_steps.get(k),
+        }
     oof = pd.concat([f.assign(fold=k) for k, f in sorted(fold_frames.items())], ignore_index=True)
     per_fold = {name: np.array([folds[k][name] for k in folds]) for name in METRIC_NAMES}
     cv = {

@@ -71,8 +71,14 @@ def read_folds(path: Path, num_rows: int, num_folds: int) -> np.ndarray:
     return fold.astype(np.int64)
 
 
-def load_or_create(run_dir: Path, ids: pd.Series, labels: np.ndarray, num_folds: int, seed: int,
-                   groups: np.ndarray | None = None) -> np.ndarray:
+def load_or_create(
+    run_dir: Path,
+    ids: pd.Series,
+    labels: np.ndarray,
+    num_folds: int,
+    seed: int,
+    groups: np.ndarray | None = None,
+) -> np.ndarray:
     """Read ``run_dir/folds.csv`` when it exists, otherwise compute and write it. Main process only."""
     path = Path(run_dir) / FOLDS_FILE
     if path.exists():

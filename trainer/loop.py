@@ -25,7 +25,13 @@ from trainer.checkpoint import StepCheckpointer, save_fold_model
 from trainer.config import Config
 from trainer.data import encode, make_loaders
 from trainer.folds import FOLDS_FILE, load_or_create, read_folds
-from trainer.modeling import build_optimizer, deepspeed_config, fill_deepspeed_auto, load_model, load_tokenizer
+from trainer.modeling import (
+    build_optimizer,
+    deepspeed_config,
+    fill_deepspeed_auto,
+    load_model,
+    load_tokenizer,
+)
 from trainer.plan import Plan
 
 BEST_VALID_FILE = "best_valid.csv"  # beside the step checkpoints: predictions of the fold's best model
@@ -73,22 +79,20 @@ class FoldRun:
 
 # ------------------------------------------------------------------------------------------- set-up
 def make_accelerator(cfg: Config):
-    import torch
     from accelerate import Accelerator
-    from accelerate.utils import InitProcessGroupKwargs
+
+    from trainer.distributed import process_group_handlers
 
     if os.environ.get(ALLOW_CPU_FP16_ENV) == "1":
         from deepspeed.accelerator import get_accelerator
 
         type(get_accelerator()).is_fp16_supported = lambda self: True
-    launched = "RANK" in os.environ or "LOCAL_RANK" in os.environ  # a launcher set up a process group
-    handlers = [InitProcessGroupKwargs(backend="gloo")] if launched and not torch.cuda.is_available() else []
     # step_scheduler_with_optimizer=False: the scheduler steps once per optimizer step on every world size
     # (accelerate would otherwise step it num_processes times), and not at all on a skipped fp16 step.
     return Accelerator(
         gradient_accumulation_steps=cfg.train.grad_accum,
         step_scheduler_with_optimizer=False,
-        kwargs_handlers=handlers,
+        kwargs_handlers=process_group_handlers(),
     )
 
 
@@ -125,8 +129,14 @@ def train(cfg: Config, plan: Plan) -> dict[str, Any] | None:
             previous=outputs.read_run(run_dir),
         )
         outputs.update_run(run_dir, record)
-        load_or_create(run_dir, plan.table.ids, plan.table.label_ids(), cfg.folds.num_folds, cfg.folds.seed,
-                       plan.table.frame[cfg.data.group_column].to_numpy() if cfg.data.group_column else None)
+        load_or_create(
+            run_dir,
+            plan.table.ids,
+            plan.table.label_ids(),
+            cfg.folds.num_folds,
+            cfg.folds.seed,
+            plan.table.frame[cfg.data.group_column].to_numpy() if cfg.data.group_column else None,
+        )
     accelerator.wait_for_everyone()
     fold_of_row = read_folds(run_dir / FOLDS_FILE, len(plan.table.frame), cfg.folds.num_folds)
     done = set(outputs.read_run(run_dir)["folds_done"])
@@ -147,8 +157,10 @@ def train(cfg: Config, plan: Plan) -> dict[str, Any] | None:
             complete = set(cfg.folds.to_train()) <= done
             outputs.update_run(run_dir, record, status="complete" if complete else "running")
             if cv is not None:
-                console.print(f"CV {cfg.train.metric}: oof {cv['oof'][cfg.train.metric]:.4f}, "
-                              f"mean {cv['mean'][cfg.train.metric]:.4f} ± {cv['std'][cfg.train.metric]:.4f}")
+                console.print(
+                    f"CV {cfg.train.metric}: oof {cv['oof'][cfg.train.metric]:.4f}, "
+                    f"mean {cv['mean'][cfg.train.metric]:.4f} ± {cv['std'][cfg.train.metric]:.4f}"
+                )
     except Exception as e:
         if main:
             first = str(e).splitlines()[0] if str(e) else type(e).__name__
@@ -188,7 +200,9 @@ def _best_step_of(fold_dir: Path) -> int | None:
 
 
 # ------------------------------------------------------------------------------------------ one fold
-def prepare_fold(accelerator, cfg: Config, plan: Plan, tokenizer, fold_of_row: np.ndarray, fold: int) -> FoldRun:
+def prepare_fold(
+    accelerator, cfg: Config, plan: Plan, tokenizer, fold_of_row: np.ndarray, fold: int
+) -> FoldRun:
     from accelerate.utils import set_seed
 
     # The fold, not the history, decides the initial weights: fold 3 is the same after a resume.
@@ -220,8 +234,9 @@ def prepare_fold(accelerator, cfg: Config, plan: Plan, tokenizer, fold_of_row: n
     return FoldRun(model, optimizer, scheduler, train_dl, valid_dl, sampler, steps_per_epoch, batches)
 
 
-def train_fold(accelerator, cfg: Config, plan: Plan, tokenizer, fold_of_row: np.ndarray, fold: int,
-               console) -> FoldState:
+def train_fold(
+    accelerator, cfg: Config, plan: Plan, tokenizer, fold_of_row: np.ndarray, fold: int, console
+) -> FoldState:
     from accelerate import skip_first_batches
 
     run_dir = cfg.run.run_dir()
@@ -231,11 +246,15 @@ def train_fold(accelerator, cfg: Config, plan: Plan, tokenizer, fold_of_row: np.
     latest = checkpointer.latest()
     if latest is not None:
         state = FoldState.from_dict(checkpointer.load(latest[0]))
-        console.print(f"fold {fold}: resumed from {latest[0].name} (epoch {state.epoch}, "
-                      f"{state.batches_consumed_in_epoch} batches into it)")
+        console.print(
+            f"fold {fold}: resumed from {latest[0].name} (epoch {state.epoch}, "
+            f"{state.batches_consumed_in_epoch} batches into it)"
+        )
     evaluator = _Evaluator(accelerator, cfg, plan, tokenizer, fr, fold, checkpointer.folder)
     log = _StepLog(accelerator, cfg, fr, fold, console, state)
-    samples_per_step = cfg.train.batch_size * accelerator.gradient_accumulation_steps * accelerator.num_processes
+    samples_per_step = (
+        cfg.train.batch_size * accelerator.gradient_accumulation_steps * accelerator.num_processes
+    )
 
     with log:
         for epoch in range(state.epoch, cfg.train.epochs):
@@ -273,8 +292,10 @@ def train_fold(accelerator, cfg: Config, plan: Plan, tokenizer, fold_of_row: np.
     if accelerator.is_main_process:
         best = Path(checkpointer.folder) / BEST_VALID_FILE
         outputs.write_csv_atomic(outputs.valid_df_path(run_dir, fold), pd.read_csv(best))
-    console.print(f"fold {fold}: best {cfg.train.metric} {state.best_metric:.4f} at step {state.best_step}; "
-                  f"{state.global_step} steps, {state.skipped_steps} skipped (fp16 overflow)")
+    console.print(
+        f"fold {fold}: best {cfg.train.metric} {state.best_metric:.4f} at step {state.best_step}; "
+        f"{state.global_step} steps, {state.skipped_steps} skipped (fp16 overflow)"
+    )
     accelerator.free_memory(fr.model, fr.optimizer, fr.scheduler, fr.train_loader, fr.valid_loader)
     del fr
     return state
@@ -308,8 +329,17 @@ def _train_micro_batch(accelerator, cfg: Config, fr: FoldRun, batch, state: Fold
 class _Evaluator:
     """Evaluate, track the best, save the best fold model and its predictions, decide early stopping."""
 
-    def __init__(self, accelerator, cfg: Config, plan: Plan, tokenizer, fr: FoldRun, fold: int, ckpt_dir: Path):
-        self.acc, self.cfg, self.plan, self.tokenizer, self.fr, self.fold = accelerator, cfg, plan, tokenizer, fr, fold
+    def __init__(
+        self, accelerator, cfg: Config, plan: Plan, tokenizer, fr: FoldRun, fold: int, ckpt_dir: Path
+    ):
+        self.acc, self.cfg, self.plan, self.tokenizer, self.fr, self.fold = (
+            accelerator,
+            cfg,
+            plan,
+            tokenizer,
+            fr,
+            fold,
+        )
         self.best_valid = Path(ckpt_dir) / BEST_VALID_FILE
         self.fold_dir = outputs.fold_model_dir(cfg.run.run_dir(), cfg, fold)
 
@@ -318,12 +348,17 @@ class _Evaluator:
         rows, probs = evaluate.predict(self.acc, self.fr.model, self.fr.valid_loader)
         scores = evaluate.compute(self.plan.table.label_ids()[rows], probs)
         state.last_eval_step = state.global_step
-        state.log_history.append({"step": state.global_step, "epoch": epoch,
-                                  **{f"eval_{k}": v for k, v in scores.items()}})
+        state.log_history.append(
+            {"step": state.global_step, "epoch": epoch, **{f"eval_{k}": v for k, v in scores.items()}}
+        )
         value = scores[cfg.train.metric]
         improved = evaluate.is_better(value, state.best_metric, cfg.train.mode())
         if improved:
-            state.best_metric, state.best_step, state.patience_left = value, state.global_step, cfg.train.patience
+            state.best_metric, state.best_step, state.patience_left = (
+                value,
+                state.global_step,
+                cfg.train.patience,
+            )
             self._save_best(state, epoch, value, rows, probs)
         else:
             state.patience_left -= 1
@@ -332,16 +367,29 @@ class _Evaluator:
             mark = " *" if improved else ""
             _console(self.acc).print(
                 f"fold {self.fold} step {state.global_step} eval: "
-                + " ".join(f"{k} {v:.4f}" for k, v in scores.items()) + mark
+                + " ".join(f"{k} {v:.4f}" for k, v in scores.items())
+                + mark
                 + (" (early stop)" if state.stopped_early else "")
             )
 
     def _save_best(self, state: FoldState, epoch: float, value: float, rows, probs) -> None:
-        trainer_state = {"global_step": state.global_step, "epoch": epoch,
-                         "log_history": list(state.log_history), "skipped_steps": state.skipped_steps}
-        save_fold_model(self.acc, self.fr.model, self.tokenizer, self.fold_dir, trainer_state=trainer_state,
-                        metric={"name": self.cfg.train.metric, "value": value}, step=state.global_step,
-                        fold=self.fold, lora=self.cfg.lora.enabled)
+        trainer_state = {
+            "global_step": state.global_step,
+            "epoch": epoch,
+            "log_history": list(state.log_history),
+            "skipped_steps": state.skipped_steps,
+        }
+        save_fold_model(
+            self.acc,
+            self.fr.model,
+            self.tokenizer,
+            self.fold_dir,
+            trainer_state=trainer_state,
+            metric={"name": self.cfg.train.metric, "value": value},
+            step=state.global_step,
+            fold=self.fold,
+            lora=self.cfg.lora.enabled,
+        )
         if self.acc.is_main_process:
             frame = evaluate.valid_frame(self.plan.table, self.cfg, rows, probs)
             outputs.write_csv_atomic(self.best_valid, frame)
@@ -352,7 +400,14 @@ class _StepLog:
     """Rich progress bar and one log line per optimizer step, on the main process only."""
 
     def __init__(self, accelerator, cfg: Config, fr: FoldRun, fold: int, console, state: FoldState):
-        self.acc, self.cfg, self.fr, self.fold, self.console, self.state = accelerator, cfg, fr, fold, console, state
+        self.acc, self.cfg, self.fr, self.fold, self.console, self.state = (
+            accelerator,
+            cfg,
+            fr,
+            fold,
+            console,
+            state,
+        )
         self.losses: list[float] = []
         self.progress = None
         self.last_time = time.perf_counter()
@@ -361,11 +416,20 @@ class _StepLog:
         if self.acc.is_main_process:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-            self.progress = Progress(TextColumn("[bold]fold {task.fields[fold]}"), BarColumn(),
-                                     MofNCompleteColumn(), TimeRemainingColumn(), console=self.console)
+            self.progress = Progress(
+                TextColumn("[bold]fold {task.fields[fold]}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeRemainingColumn(),
+                console=self.console,
+            )
             self.progress.start()
-            self.task = self.progress.add_task("train", total=self.fr.steps_per_epoch * self.cfg.train.epochs,
-                                               completed=self.state.global_step, fold=self.fold)
+            self.task = self.progress.add_task(
+                "train",
+                total=self.fr.steps_per_epoch * self.cfg.train.epochs,
+                completed=self.state.global_step,
+                fold=self.fold,
+            )
         return self
 
     def __exit__(self, *exc) -> None:
@@ -383,12 +447,19 @@ class _StepLog:
         loss = float(np.mean(self.losses)) if self.losses else float("nan")
         self.losses = []
         lr = float(self.fr.scheduler.get_last_lr()[0])
-        entry = {"step": state.global_step, "epoch": epoch_float(state, self.fr), "loss": loss, "learning_rate": lr}
+        entry = {
+            "step": state.global_step,
+            "epoch": epoch_float(state, self.fr),
+            "loss": loss,
+            "learning_rate": lr,
+        }
         if grad_norm is not None:
             entry["grad_norm"] = grad_norm
         state.log_history.append(entry)
         if self.progress is not None:
             self.progress.update(self.task, completed=state.global_step)
             skipped = f" skipped {state.skipped_steps}" if state.skipped_steps else ""
-            self.console.print(f"fold {self.fold} step {state.global_step} epoch {entry['epoch']:.2f} "
-                               f"loss {loss:.4f} lr {lr:.3e} {rate:.0f} samples/s{skipped}")
+            self.console.print(
+                f"fold {self.fold} step {state.global_step} epoch {entry['epoch']:.2f} "
+                f"loss {loss:.4f} lr {lr:.3e} {rate:.0f} samples/s{skipped}"
+            )

@@ -22,8 +22,10 @@ def check_model_dir(path: Path) -> None:
     """Cheap checks before any process group: the folder exists and looks like a HF model folder."""
     path = Path(path)
     if not path.is_dir():
-        raise ModelError(f"{path}: model folder not found (model.model_name_or_path must be a local folder; "
-                         "nothing is downloaded)")
+        raise ModelError(
+            f"{path}: model folder not found (model.model_name_or_path must be a local folder; "
+            "nothing is downloaded)"
+        )
     if not (path / "config.json").is_file():
         raise ModelError(f"{path}: no config.json, not a Hugging Face model folder")
 
@@ -110,13 +112,16 @@ def build_optimizer(accelerator, model, cfg: Config, total_steps: int):
         optimizer = torch.optim.AdamW(groups, lr=lr)
 
     def ours(opt):
-        return get_scheduler(cfg.train.scheduler, opt, num_warmup_steps=warmup, num_training_steps=total_steps)
+        return get_scheduler(
+            cfg.train.scheduler, opt, num_warmup_steps=warmup, num_training_steps=total_steps
+        )
 
     if "scheduler" in ds:
         scheduler = DummyScheduler(optimizer, total_num_steps=total_steps, warmup_num_steps=warmup)
     elif isinstance(optimizer, DummyOptim):  # DeepSpeed builds the optimizer; ours wraps it afterwards
-        scheduler = DummyScheduler(optimizer, total_num_steps=total_steps, warmup_num_steps=warmup,
-                                   lr_scheduler_callable=ours)
+        scheduler = DummyScheduler(
+            optimizer, total_num_steps=total_steps, warmup_num_steps=warmup, lr_scheduler_callable=ours
+        )
     else:
         scheduler = ours(optimizer)
     return optimizer, scheduler

@@ -10,7 +10,6 @@ import json
 import os
 import platform
 import socket
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -58,7 +57,9 @@ def check_run_folder(cfg: Config) -> str:
         return "overwrite"
     run = read_run(run_dir)
     if run is None:
-        raise RunFolderError(f"{run_dir}: exists but holds no {RUN_FILE}; use --overwrite or another run.run_name")
+        raise RunFolderError(
+            f"{run_dir}: exists but holds no {RUN_FILE}; use --overwrite or another run.run_name"
+        )
     if run.get("config_hash") == cfg.config_hash() or cfg.run.resume:
         return "resume"
     raise RunFolderError(
@@ -79,8 +80,14 @@ def versions() -> dict[str, str | None]:
     return out
 
 
-def new_run_record(cfg: Config, *, world_size: int, mixed_precision: str, deepspeed_config: dict | None,
-                   previous: dict[str, Any] | None) -> dict[str, Any]:
+def new_run_record(
+    cfg: Config,
+    *,
+    world_size: int,
+    mixed_precision: str,
+    deepspeed_config: dict | None,
+    previous: dict[str, Any] | None,
+) -> dict[str, Any]:
     """run.json for this invocation; keeps ``folds_done`` and ``started`` of a run being resumed."""
     stamp = now()
     return {
@@ -111,8 +118,9 @@ def update_run(run_dir: Path, record: dict[str, Any], **changes: Any) -> dict[st
 
 
 def write_lock(run_dir: Path) -> None:
-    write_json_atomic(Path(run_dir) / LOCK_FILE,
-                      {"pid": os.getpid(), "host": socket.gethostname(), "started": now()})
+    write_json_atomic(
+        Path(run_dir) / LOCK_FILE, {"pid": os.getpid(), "host": socket.gethostname(), "started": now()}
+    )
 
 
 def remove_lock(run_dir: Path) -> None:
@@ -143,7 +151,3 @@ def fold_model_dir(run_dir: Path, cfg: Config, fold: int) -> Path:
 def write_cv(run_dir: Path, cv: dict[str, Any], oof: pd.DataFrame) -> None:
     write_csv_atomic(Path(run_dir) / "oof.csv", oof)
     write_json_atomic(Path(run_dir) / "cv.json", cv)
-
-
-def log_main(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)

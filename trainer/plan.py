@@ -18,6 +18,7 @@ from trainer.data import Table, load_and_validate, validate
 from trainer.folds import FOLDS_FILE, read_folds
 from trainer.modeling import check_model_dir
 from trainer.outputs import LOCK_FILE, RunFolderError, check_run_folder
+from tui.core.process import pid_alive
 
 
 @dataclass
@@ -57,10 +58,8 @@ def _check_not_owned(run_dir: Path) -> None:
         return
     if host != socket.gethostname() or pid == os.getpid():
         return
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+    if not pid_alive(pid):
         return
-    except PermissionError:
-        pass
-    raise RunFolderError(f"{run_dir}: in use by process {pid} on {host} ({LOCK_FILE}); wait for it or stop it")
+    raise RunFolderError(
+        f"{run_dir}: in use by process {pid} on {host} ({LOCK_FILE}); wait for it or stop it"
+    )

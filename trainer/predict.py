@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -186,7 +187,15 @@ def predict(
     if accelerator is None:
         from accelerate import Accelerator
 
-        accelerator = Accelerator()
+        from trainer.distributed import process_group_handlers
+
+        accelerator = Accelerator(kwargs_handlers=process_group_handlers())
+    if accelerator.is_main_process:
+        print(
+            f"predicting {len(table)} rows with {len(paths)} fold models on {accelerator.num_processes} "
+            f"process{'es' if accelerator.num_processes != 1 else ''}",
+            file=sys.stderr,
+        )
     tokenizer = AutoTokenizer.from_pretrained(found.models[0].path)
 
     def collate(rows: list[int]) -> dict[str, Any]:

@@ -104,5 +104,19 @@ def test_batched_sends_a_small_first_batch_then_full_ones():
 
 
 def test_one_line_errors():
-    assert tasks.one_line(ValueError("bad\nsecond line")) == "ValueError: bad"
-    assert tasks.one_line(KeyError()) == "KeyError"
+    assert tasks.one_line(ValueError("bad\nsecond line")) == "bad"
+    assert tasks.one_line(KeyError()) == "unexpected KeyError"
+    # an error that is not the core's nor a bad file is a bug: its class stays, to be reported
+    assert tasks.one_line(KeyError("x")) == "'x' (KeyError)"
+
+
+def test_one_line_makes_paths_relative_to_root(tmp_path):
+    from tui.core.metrics import MetricsError
+
+    root = tmp_path / "runs"
+    error = MetricsError(f"{root}/a/hf_out: no valid_df_fold_<k>.csv files")
+    assert tasks.one_line(error, root) == "a/hf_out: no valid_df_fold_<k>.csv files"
+    missing = FileNotFoundError(2, "No such file or directory", f"{root}/a/x.json")
+    assert tasks.one_line(missing, str(root) + "/") == "No such file or directory: a/x.json"
+    # ROOT itself reads ".", and a sibling that merely starts with ROOT's name is left alone
+    assert tasks.one_line(ValueError(f"{root}: bad; {root}2: ok"), root) == f".: bad; {root}2: ok"

@@ -18,7 +18,7 @@ from tui.app.app import make_app
 
 @pytest.fixture
 def snap_root(monkeypatch):
-    # A fixed place: the core's plan summaries name the absolute ROOT, so a tmp_path would change them.
+    # A fixed place, so that nothing on screen depends on where pytest puts tmp_path.
     home = Path(tempfile.gettempdir()) / "ckpt-tui-snapshots"
     shutil.rmtree(home, ignore_errors=True)
     build_tree(home / "tree")

@@ -146,3 +146,53 @@ def test_non_utf8_name_prints_valid_json_subprocess(tmp_path):
     assert proc.returncode == 0, proc.stderr
     rows = json.loads(proc.stdout.decode("utf-8"))
     assert rows[0]["path"] == "bad-\\xff"
+
+
+def test_ls_and_metrics_on_a_file_say_it_is_not_a_folder(tmp_path, capsys):
+    s.write_safetensors(tmp_path / "lone.safetensors", {"w": ("F32", (2, 2))})
+    for command in ("ls", "metrics"):
+        code, out, err = run_cli(capsys, command, str(tmp_path / "lone.safetensors"))
+        assert code == 2 and out == "" and err.count("\n") == 1
+        assert "not a folder" in err and "no such" not in err and "lone.safetensors" in err
+    assert "ckpt-tui inspect" in run_cli(capsys, "ls", str(tmp_path / "lone.safetensors"))[2]
+
+
+def test_ls_of_an_empty_folder_is_an_empty_list(tmp_path, capsys):
+    code, out, err = run_cli(capsys, "ls", str(tmp_path), "--json")
+    assert (code, json.loads(out), err) == (0, [], "")
+    code, out, _ = run_cli(capsys, "ls", str(tmp_path))
+    assert code == 0 and "0 checkpoints" in out
+
+
+def test_metrics_of_the_parent_of_one_run_folder(tmp_path, capsys):
+    run = s.write_run(tmp_path / "outputs", "exp1", folds=3, rows_per_fold=11)
+    _, direct, _ = run_cli(capsys, "metrics", str(run), "--json")
+    code, out, err = run_cli(capsys, "metrics", str(tmp_path / "outputs"), "--json")
+    assert code == 0 and json.loads(out) == json.loads(direct)
+    assert err.count("\n") == 1 and "exp1" in err  # says which run it used
+    code, out, err = run_cli(capsys, "metrics", str(tmp_path), "--json")  # two levels up
+    assert code == 0 and json.loads(out) == json.loads(direct)
+
+
+def test_metrics_of_a_parent_of_several_runs_names_them(tmp_path, capsys):
+    s.write_run(tmp_path, "exp1", folds=2, rows_per_fold=5)
+    s.write_run(tmp_path, "exp2", folds=2, rows_per_fold=5)
+    code, out, err = run_cli(capsys, "metrics", str(tmp_path), "--json")
+    assert code == 2 and out == "" and err.count("\n") == 1
+    assert "exp1" in err and "exp2" in err
+
+
+def test_rich_output_never_passes_markup_or_control_characters_from_names(tmp_path, capsys):
+    names = ["[bold]x", "new\nline", "esc\x1b]0;pwned\x07", "[red]", "sp ace"]
+    for name in names:
+        s.write_hf_model(tmp_path / name, tokenizer=False)
+    (tmp_path / "[red]" / "config.json").write_text("{bad")  # a problem line too
+    code, out, _ = run_cli(capsys, "ls", str(tmp_path))
+    assert code == 0 and "\x1b" not in out and "\x07" not in out
+    for shown in ("[bold]x", "new\\x0aline", "esc\\x1b]0;pwned\\x07", "[red]", "sp ace"):
+        assert shown in out, shown
+    assert "[red]: config.json: invalid JSON" in out
+    code, out, _ = run_cli(capsys, "inspect", str(tmp_path / "esc\x1b]0;pwned\x07"))
+    assert code == 0 and "\x1b" not in out and "esc\\x1b]0;pwned\\x07" in out
+    code, out, _ = run_cli(capsys, "inspect", str(tmp_path / "[bold]x"))
+    assert code == 0 and "[bold]x" in out.splitlines()[0]  # the title, not eaten as markup

@@ -217,3 +217,15 @@ def test_rm_inside_a_run_sees_the_run_lock_and_best(tmp_path, capsys, monkeypatc
     (run / ".lock").unlink()
     assert main(["rm", "step_5", "--yes"]) == 0
     assert (tmp_path / "outputs" / ".ckpt-trash").is_dir()
+
+
+def test_the_confirmation_shows_a_name_with_a_newline_on_one_line(root, capsys, monkeypatch):
+    tricky = root / "out" / "checkpoint-10\n      1.0 KiB  checkpoint-20  (nothing else)"
+    os.rename(root / "out" / "checkpoint-10", tricky)
+    age_tree(root)
+    monkeypatch.setattr(sys, "stdin", FakeTTY("n\n"))
+    assert main(["rm", str(tricky)]) == 1
+    out = capsys.readouterr().out
+    item_lines = [line for line in out.splitlines() if line.startswith("  ") and "KiB" in line]
+    assert len(item_lines) == 1 and "checkpoint-10\\x0a" in item_lines[0]
+    assert tricky.exists()

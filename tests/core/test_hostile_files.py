@@ -52,6 +52,14 @@ HEADER_ERRORS = {
     "shape-not-list": (st_bytes(header=_entry(shape="2")), "list of integers"),
     "dim-over-u64": (st_bytes(header=_entry(shape=[2**64])), "overflows u64"),
     "numel-over-u64": (st_bytes(header=_entry(shape=[2**40, 2**40])), "overflows u64"),
+    "many-huge-dims": (
+        st_bytes(
+            header=b'{"t": {"dtype": "U8", "shape": ['
+            + b"4611686018427387904," * 300_000
+            + b'1], "data_offsets": [0, 1]}}'
+        ),
+        "overflows u64",
+    ),  # fmt: skip
     "offsets-reversed": (st_bytes(header=_entry(data_offsets=[8, 0])), "end 0 < start 8"),
     "offsets-negative": (st_bytes(header=_entry(data_offsets=[-8, 0])), "two non-negative integers"),
     "offsets-one": (st_bytes(header=_entry(data_offsets=[0])), "two non-negative integers"),
@@ -173,7 +181,9 @@ def test_oversized_index_is_refused_without_reading_it(tmp_path):
 
 
 def test_deeply_nested_index_json(tmp_path):
-    (tmp_path / "model.safetensors.index.json").write_bytes(b'{"weight_map": ' + b"[" * 100_000 + b"]" * 100_000 + b"}")
+    (tmp_path / "model.safetensors.index.json").write_bytes(
+        b'{"weight_map": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    )
     s = summarize_weights(tmp_path)
     assert any("index is not valid JSON" in p for p in s.problems)
 
@@ -281,6 +291,17 @@ HOSTILE_PICKLES = {
     "bad-utf8": (b"\x80\x02X\x02\x00\x00\x00\xc3\x28.", "UnicodeDecodeError"),
     "int-digits": (b"\x80\x02L" + b"9" * 5000 + b"L\n.", "LONG"),
     "stop-on-empty": (b"\x80\x02.", "STOP on an empty stack"),
+    # a tensor whose "shape" is 300,000 huge dimensions: not counted, and not a quadratic product
+    "huge-shape": (
+        b"\x80\x02ctorch._utils\n_rebuild_tensor_v2\n((X\x07\x00\x00\x00storagectorch\nFloatStorage\n"
+        b"X\x01\x00\x00\x000X\x03\x00\x00\x00cpuK\x01tQK\x00("
+        + b"\x8a\x08"
+        + b"\xff" * 7
+        + b"\x3f" * 1
+        + (b"\x8a\x08" + b"\xff" * 7 + b"\x3f") * 299_999
+        + b"t)\x89NtR.",
+        "malformed shape",
+    ),
 }
 
 

@@ -187,7 +187,9 @@ def test_torch_save_of_whole_module_flags_the_user_class(tmp_path):
     assert "torch.nn.modules.linear.Linear" not in r.unsafe_globals
     mine = f"{TinyNet.__module__}.TinyNet"
     assert r.unsafe_globals == [mine]
-    assert r.problems == [f"whole.pt: pickle global {mine} is not on the allowlist (loading imports it and may run its code)"]
+    assert r.problems == [
+        f"whole.pt: pickle global {mine} is not on the allowlist (loading imports it and may run its code)"
+    ]
     assert r.tensors == 2 and r.parameters == 3 * 4 + 3
 
 
@@ -213,7 +215,9 @@ def test_hf_style_training_args_and_rng_state_are_clean(tmp_path):
     for name in ("training_args.bin", "rng_state.pth"):
         r = scan_pickle(tmp_path / name)
         assert r.problems == [] and r.unsafe_globals == [], (name, r.problems)
-    assert "transformers.training_args.TrainingArguments" in scan_pickle(tmp_path / "training_args.bin").globals
+    assert (
+        "transformers.training_args.TrainingArguments" in scan_pickle(tmp_path / "training_args.bin").globals
+    )
 
 
 # ------------------------------------------------------------------------------------------- Lightning
@@ -433,3 +437,34 @@ def test_dotted_name_reaching_os_through_an_allowed_module(tmp_path):
 )
 def test_classify_global(module, name, verdict):
     assert classify_global(module, name) == verdict
+
+
+@needs_torch
+def test_deepspeed_zero_objects_are_allowed(tmp_path):
+    """What ZeRO optimizer-state files hold besides tensors (checked against real ZeRO-2/3 fp32/bf16
+    checkpoints: ZeroStageEnum, LossScaler, fragment_address, torch.Size), without launching DeepSpeed."""
+    deepspeed = pytest.importorskip("deepspeed")
+    from collections import OrderedDict
+
+    from deepspeed.runtime.fp16.loss_scaler import LossScaler
+    from deepspeed.runtime.zero.config import ZeroStageEnum
+    from deepspeed.utils.tensor_fragment import fragment_address
+
+    state = {
+        "optimizer_state_dict": {
+            "zero_stage": ZeroStageEnum.gradients,
+            "loss_scaler": LossScaler(1.0),
+            "partition_count": [1],
+            "base_optimizer_state": {"state": {0: {"exp_avg": torch.zeros(10)}}},
+            "single_partition_of_fp32_groups": [torch.zeros(10)],
+            "param_slice_mappings": [OrderedDict({"0.weight": fragment_address(numel=8, start=0)})],
+        },
+        "param_shapes": [OrderedDict({"0.weight": torch.Size([2, 4])})],
+        "ds_config": {"zero_optimization": {"stage": 2}},
+        "ds_version": deepspeed.__version__,
+    }
+    path = tmp_path / "zero_pp_rank_0_mp_rank_00_optim_states.pt"
+    torch.save(state, path)
+    r = scan_pickle(path)
+    assert r.problems == [] and r.unsafe_globals == [], r.problems
+    assert (r.tensors, r.parameters) == (2, 20)

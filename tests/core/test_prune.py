@@ -118,3 +118,71 @@ def test_bad_arguments(tree):
         plan_prune(root, infos, keep=-1, metric="f1_macro")
     with pytest.raises(ValueError, match="mode"):
         plan_prune(root, infos, keep=1, metric="f1_macro", mode="up")
+
+
+def _trainer_output(out, evals):
+    """HF Trainer's output_dir after training and save_model: checkpoint-N folders inside an hf-model."""
+    from tests.fixtures import synthetic
+
+    for step in evals:
+        so_far = {s: v for s, v in evals.items() if s <= step}
+        best = max(so_far, key=so_far.get)
+        synthetic.write_hf_checkpoint(
+            out / f"checkpoint-{step}",
+            step,
+            evals=so_far,
+            best_metric=so_far[best],
+            best_model_checkpoint=str(out / f"checkpoint-{best}"),
+        )
+    synthetic.write_hf_model(out, tokenizer=False)
+    best = max(evals, key=evals.get)
+    synthetic.write_trainer_state(
+        out,
+        global_step=max(evals),
+        evals=evals,
+        best_metric=evals[best],
+        best_model_checkpoint=str(out / f"checkpoint-{best}"),
+    )
+
+
+def test_checkpoints_inside_a_trainer_output_dir_are_pruned_and_the_dir_is_kept(tmp_path):
+    from tests.core.ops_helpers import age_tree
+    from tui.core.scan import scan
+
+    root = tmp_path / "root"
+    _trainer_output(root / "hf_out", {10: 0.55, 20: 0.9, 30: 0.6, 40: 0.7})
+    _trainer_output(root / "hf_out2", {10: 0.8, 20: 0.3})  # a second run beside it: never merged
+    age_tree(root)
+    before = tree_hashes(root)
+    infos = scan(root)
+    assert {i.path: i.kind for i in infos}["hf_out"] == "hf-model"
+    plan = plan_prune(root, infos, keep=1, metric="f1_macro", clock=CLOCK)
+    assert [i.path for i in plan.items] == ["hf_out/checkpoint-10", "hf_out/checkpoint-30"]
+    kept = {k.path: k.reason for k in plan.kept}
+    assert kept["hf_out"].startswith("holds other checkpoints") and kept["hf_out2"].startswith("holds")
+    assert (
+        kept["hf_out/checkpoint-20"].startswith("top 1")
+        and kept["hf_out/checkpoint-40"] == "latest of its run"
+    )
+    assert (
+        kept["hf_out2/checkpoint-10"].startswith("top 1")
+        and kept["hf_out2/checkpoint-20"] == "latest of its run"
+    )
+    assert execute(plan).ok
+    assert sorted(p.name for p in (root / "hf_out").iterdir() if p.name.startswith("checkpoint")) == [
+        "checkpoint-20",
+        "checkpoint-40",
+    ]
+    assert (root / "hf_out" / "model.safetensors").exists()
+    undo_last(root)
+    assert {k: v for k, v in tree_hashes(root).items() if not k.startswith(".ckpt-trash")} == before
+
+
+def test_undo_of_a_prune_restores_every_byte(tree):
+    root, infos = tree
+    before = tree_hashes(root)
+    result = execute(plan_prune(root, infos, keep=0, metric="f1_macro", clock=CLOCK))
+    assert result.ok and len(result.done) >= 5
+    undone = undo_last(root)
+    assert undone.ok and len(undone.done) == len(result.done)
+    assert {k: v for k, v in tree_hashes(root).items() if not k.startswith(".ckpt-trash")} == before

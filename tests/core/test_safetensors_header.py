@@ -147,10 +147,14 @@ def test_reads_only_the_header_bytes(tmp_path, monkeypatch):
 
 def test_sub_byte_dtypes_and_misalignment(tmp_path):
     ok = tmp_path / "f4.safetensors"
-    ok.write_bytes(st_bytes(header={"a": {"dtype": "F4", "shape": [4, 2], "data_offsets": [0, 4]}}, data=bytes(4)))
+    ok.write_bytes(
+        st_bytes(header={"a": {"dtype": "F4", "shape": [4, 2], "data_offsets": [0, 4]}}, data=bytes(4))
+    )
     assert read_header(ok).problems == []
     odd = tmp_path / "f4odd.safetensors"
-    odd.write_bytes(st_bytes(header={"a": {"dtype": "F4", "shape": [3], "data_offsets": [0, 2]}}, data=bytes(2)))
+    odd.write_bytes(
+        st_bytes(header={"a": {"dtype": "F4", "shape": [3], "data_offsets": [0, 2]}}, data=bytes(2))
+    )
     (problem,) = read_header(odd).problems
     assert "byte boundary" in problem
 

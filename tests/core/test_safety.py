@@ -184,3 +184,57 @@ def test_run_lock_above_root_is_seen_but_stray_locks_are_not(tmp_path):
     assert safety(run / "checkpoints").reasons("step_1") == []
     write_file(run / ".lock", alive)
     assert "held by pid" in safety(run / "checkpoints").refusal("step_1")
+
+
+def test_best_listed_through_a_symlinked_folder_still_protects_the_real_folder(tmp_path):
+    # The app deletes what the scan listed; an info whose path runs through a linked folder must protect
+    # the folder that the delete would really move.
+    root = tmp_path / "root"
+    make_checkpoint(root / "zruns" / "exp" / "bert_fold_0")
+    os.symlink(root / "zruns", root / "a_link")
+    infos = [info("a_link/exp/bert_fold_0", kind="hf-model", best=True, run="a_link/exp")]
+    s = safety(root, infos)
+    assert "is the best checkpoint" in s.refusal("a_link/exp/bert_fold_0")
+    assert "is the best checkpoint" in s.refusal("zruns/exp/bert_fold_0")
+    assert "contains the best checkpoint" in s.refusal("zruns")
+
+
+def test_best_fold_model_under_a_symlinked_run_folder_cannot_be_deleted(tmp_path):
+    from tests.fixtures import synthetic
+    from tui.core.actions import execute, plan_delete
+    from tui.core.scan import scan
+
+    root = tmp_path / "root"
+    fold = root / "zruns" / "exp" / "bert_fold_0"
+    synthetic.write_hf_model(fold)  # best only through its fold-model manifest: no pointer file names it
+    synthetic.write_manifest(fold, kind="fold-model", step=8, fold=0)
+    synthetic.write_json(root / "zruns" / "exp" / "run.json", {"format": "ckpt-tui/run/1"})
+    os.symlink(root / "zruns", root / "a_link")
+    infos = scan(root)
+    assert [(i.path, i.best) for i in infos] == [("zruns/exp/bert_fold_0", True)]
+    for given in ("a_link/exp/bert_fold_0", "zruns/exp/bert_fold_0"):
+        plan = plan_delete(root, [given], infos, clock=later_clock())
+        assert plan.items == [] and "best checkpoint" in plan.refusals[0].reason
+        execute(plan)
+    assert (fold / "model.safetensors").exists()
+
+
+def test_a_checkpoints_own_stale_best_so_far_does_not_protect_it(tmp_path):
+    # HF's first checkpoint always names itself best (the only eval so far); later states overrule it.
+    root = tmp_path / "root"
+    for step, best in ((10, 10), (20, 20), (30, 20)):
+        make_checkpoint(root / "out" / f"checkpoint-{step}")
+        write_file(
+            root / "out" / f"checkpoint-{step}" / "trainer_state.json",
+            json.dumps({"global_step": step, "best_model_checkpoint": f"out/checkpoint-{best}"}),
+        )
+    s = safety(root)
+    assert s.reasons("out/checkpoint-10") == []
+    assert "best_model_checkpoint in out/checkpoint-30/trainer_state.json" in s.refusal("out/checkpoint-20")
+    assert s.reasons("out/checkpoint-30") == []
+    # the newest checkpoint naming itself is the run's best: still protected
+    write_file(
+        root / "out" / "checkpoint-30" / "trainer_state.json",
+        json.dumps({"global_step": 30, "best_model_checkpoint": "out/checkpoint-30"}),
+    )
+    assert "best_model_checkpoint in out/checkpoint-30" in safety(root).refusal("out/checkpoint-30")

@@ -275,3 +275,18 @@ def test_root_that_is_itself_a_checkpoint(tmp_path):
 def test_missing_root_yields_nothing_and_says_why(tmp_path):
     errors: list[str] = []
     assert list(iter_checkpoints(tmp_path / "nope", errors=errors)) == [] and errors
+
+
+def test_a_symlinked_folder_inside_the_root_is_reported_by_its_real_path(tmp_path):
+    # "a_link" sorts before "runs": entered through the link first, the checkpoints were reported under
+    # the link's name and lost their `best` mark (keyed by the real path).
+    out = tmp_path / "runs" / "hf_out"
+    for step in (2, 4):
+        s.write_hf_checkpoint(
+            out / f"checkpoint-{step}", step, best_metric=0.9, best_model_checkpoint=str(out / "checkpoint-2")
+        )
+    os.symlink(tmp_path / "runs", tmp_path / "a_link")
+    os.symlink(out / "checkpoint-4", out / "a_latest")  # a linked checkpoint folder beside the real one
+    got = by_path(tmp_path)
+    assert sorted(got) == ["runs/hf_out/checkpoint-2", "runs/hf_out/checkpoint-4"]
+    assert got["runs/hf_out/checkpoint-2"].best and not got["runs/hf_out/checkpoint-4"].best

@@ -211,7 +211,9 @@ def test_index_problems(tmp_path):
     _write(folder / "model-00001-of-00001.safetensors", {"a": ("F32", [2])})
     idx = folder / "model.safetensors.index.json"
 
-    idx.write_text(json.dumps({"weight_map": {"a": "model-00001-of-00001.safetensors", "b": "../../etc/passwd"}}))
+    idx.write_text(
+        json.dumps({"weight_map": {"a": "model-00001-of-00001.safetensors", "b": "../../etc/passwd"}})
+    )
     s = summarize_weights(folder)
     assert any("shard names outside the folder ignored" in p and "etc/passwd" in p for p in s.problems)
     assert s.tensors == 1
@@ -241,11 +243,24 @@ def test_orphan_shards_without_index(tmp_path):
 
 
 def test_tensor_in_two_shards(tmp_path):
-    a, b = tmp_path / "a.safetensors", tmp_path / "b.safetensors"
+    a = tmp_path / "model-00001-of-00002.safetensors"
+    b = tmp_path / "model-00002-of-00002.safetensors"
     _write(a, {"w": ("F32", [2])})
     _write(b, {"w": ("F32", [2])})
-    s = summarize_weights([a, b])
+    weight_map = {"w": a.name}
+    (tmp_path / "model.safetensors.index.json").write_text(json.dumps({"weight_map": weight_map}))
+    s = summarize_weights(tmp_path)
+    assert s.shards == 1 and s.tensors == 1  # the index names one shard
+    weight_map["v"] = b.name
+    (tmp_path / "model.safetensors.index.json").write_text(json.dumps({"weight_map": weight_map}))
+    s = summarize_weights(tmp_path)
     assert s.tensors == 1 and any("stored in two shards" in p for p in s.problems)
+    # separate files given together (accelerate: model.safetensors, model_1.safetensors) all count
+    m0, m1 = tmp_path / "model.safetensors", tmp_path / "model_1.safetensors"
+    _write(m0, {"w": ("F32", [2])})
+    _write(m1, {"w": ("F32", [3])})
+    s = summarize_weights([m0, m1])
+    assert (s.tensors, s.parameters, s.problems) == (2, 5, [])
 
 
 def test_zero_byte_and_broken_files_become_problems(tmp_path):

@@ -1,15 +1,19 @@
 """Issue 5's kill test: SIGKILL the 2-process DeepSpeed ZeRO-2 CPU training at >= 20 seeded moments,
 resume each time, and get exactly the run an uninterrupted launch produces.
 
-How the moments are chosen (``kill_schedule``, seeded; printed on any failure):
+How the moments are chosen (``kill_schedule``, seeded; printed on any failure). The run is 2 folds x 30
+optimizer steps = 60 positions; the non-start-up kills get sorted random target positions spread over
+all 60, so kills land in both folds, around the fold boundary, and the run always advances from one
+kill to the next (a kill relative to the launch would keep hitting the first steps after the resumed
+checkpoint and leave fold 1 untouched):
 
-- ``startup``: a random delay after the launch, mostly before the first optimizer step (imports,
-  process group, DeepSpeed engine, tokenisation, the resume itself);
-- ``write``: poll the run folder every few milliseconds for a commit-protocol temp folder
-  (``checkpoints/fold_<k>/.step_<N>.tmp`` or ``.<model>_fold_<k>.tmp``, or a parked ``.old``) and kill
-  the moment one appears, or a few milliseconds later, i.e. while ``save_state`` / the fold model writer
-  / the rename + manifest of the commit is running;
-- ``train``: a random delay after this launch's first optimizer step was logged.
+- ``startup``: a random delay after the launch (imports, process group, DeepSpeed engine, tokenisation,
+  the resume itself): no progress, costs only the delay;
+- ``write``: once the log shows the target position, poll the run folder every few milliseconds for
+  the next commit-protocol temp folder this launch creates (``checkpoints/fold_<k>/.step_<N>.tmp``,
+  ``.<model>_fold_<k>.tmp``, or a parked ``.old``) and kill the moment it appears or a few
+  milliseconds later, i.e. inside ``save_state`` / the fold model writer / the renames + manifest;
+- ``train``: up to 0.3 s after the log shows the target position.
 
 After every kill (once the whole process group is gone) the inspection core, ``tui.core.scan.scan``,
 must not call anything incomplete complete: every ``complete`` item with a manifest verifies (sizes and
@@ -21,8 +25,9 @@ and the data position (sampler seeded by (seed, fold, epoch) + ``skip_first_batc
 oof.csv and every tensor of every fold model must be bit-identical to the uninterrupted run; any
 difference is a resume bug (lost state), not noise.
 
-Budget (2 cores): the reference run is ~20-45 s, every launch costs ~7-9 s of start-up before it can be
-killed in training, so 22 kills + the final segment take ~3-5 minutes.
+Budget (2 cores): the reference run takes ~20 s; every launch costs ~11-13 s of start-up before it can
+be killed in training (start-up kills cost their delay), so 22 kills + the final segment took 4 min 36 s
+on an idle box (measured), and about twice that while other 2-process jobs share the cores.
 """
 
 from __future__ import annotations
@@ -64,7 +69,11 @@ TRAIN_ARGS = [
     "--train.eval_every", "5",
     "--train.keep_last", "2",
 ]  # fmt: skip
-STEP_LINE = re.compile(r"^fold \d+ step \d+ epoch", re.MULTILINE)
+STEP_LINE = re.compile(r"^fold (\d+) step (\d+) epoch", re.MULTILINE)
+# 160 rows / 2 folds = 80 training rows per fold / (8 rows x 2 ranks) = 5 steps per epoch x 6 epochs.
+# Checked against the reference run's trainer_state.json, so a change of the config cannot drift silently.
+STEPS_PER_FOLD = 30
+NUM_FOLDS = 2
 
 
 # ------------------------------------------------------------------------------------------- launching
@@ -93,57 +102,114 @@ def launch(data: Path, out: Path, run_name: str, log: Path, *extra: str) -> subp
         )
 
 
-def kill_group(proc: subprocess.Popen) -> None:
+def _children(pid: int) -> list[int]:
     try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    proc.wait()
-    # The ranks are the launcher's children: reparented, not reaped by us. Wait until none is left, so
-    # that nothing writes while the run folder is inspected or the next launch starts.
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except FileNotFoundError:
+        return []
+    kids = []
+    for tid in tasks:
         try:
-            os.killpg(proc.pid, 0)
+            kids += [int(c) for c in Path(f"/proc/{pid}/task/{tid}/children").read_text().split()]
+        except (FileNotFoundError, ProcessLookupError):
+            pass
+    return kids
+
+
+def _tree(pid: int) -> set[int]:
+    found, todo = set(), [pid]
+    while todo:
+        p = todo.pop()
+        if p not in found:
+            found.add(p)
+            todo += _children(p)
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return False
+    return state not in ("Z", "X")  # a zombie holds no files open and writes nothing
+
+
+def kill_group(proc: subprocess.Popen) -> None:
+    """SIGKILL the whole job at once, as a preemption or a node's OOM killer does.
+
+    The launcher runs in its own process group (start_new_session), but torch elastic starts every rank
+    with ``start_new_session=True`` too, so ``os.killpg`` of the launcher's group alone would orphan the
+    ranks, which then go on training (they did, in this test's first version). So: freeze every process
+    of the tree with SIGSTOP (no rank gets further than the moment chosen), then SIGKILL each of their
+    process groups with os.killpg, then wait until none is left.
+    """
+    frozen: set[int] = set()
+    while (tree := _tree(proc.pid)) - frozen:  # again until no new child appeared meanwhile
+        for pid in tree - frozen:
+            try:
+                os.kill(pid, signal.SIGSTOP)
+            except ProcessLookupError:
+                pass
+        frozen |= tree
+    groups = set()
+    for pid in frozen:
+        try:
+            groups.add(os.getpgid(pid))
         except ProcessLookupError:
-            return
+            pass
+    for pgid in groups:
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    proc.wait()
+    deadline = time.monotonic() + 30
+    while any(_alive(pid) for pid in frozen):  # ranks are reaped by init, not by us
+        if time.monotonic() > deadline:
+            raise AssertionError(
+                f"processes {sorted(p for p in frozen if _alive(p))} alive 30 s after SIGKILL"
+            )
         time.sleep(0.01)
-    raise AssertionError(f"process group {proc.pid} still alive 30 s after SIGKILL")
 
 
 # ------------------------------------------------------------------------------------------ the schedule
 @dataclass
 class Kill:
     mode: str  # startup | write | train
-    delay: float  # seconds: after launch (startup), after the temp folder appeared (write), after step 1
+    target: int  # write/train: the run position (fold * STEPS_PER_FOLD + step) that arms the kill
+    delay: float  # seconds after the launch (startup), or after the arming event (write, train)
     # filled in when it happens
     at: float | None = None  # seconds since this segment's launch
     saw: str | None = None  # the temp folder a write-kill reacted to
     last_step: str | None = None  # the last step line of the segment's log
-    leftovers: list[str] = field(default_factory=list)  # temp / manifest-less folders after the kill
+    left: list[str] = field(default_factory=list)  # half-written folders this kill added
 
     def describe(self) -> str:
-        what = f"{self.mode}+{self.delay:.3f}s"
+        fold, step = (self.target - 1) // STEPS_PER_FOLD, (self.target - 1) % STEPS_PER_FOLD + 1
+        where = "" if self.mode == "startup" else f" at fold {fold} step {step}"
+        what = f"{self.mode}{where} +{self.delay:.3f}s"
         if self.at is None:
             return f"{what}: not reached (run completed first)"
         return (
-            f"{what}: killed at {self.at:.2f}s; saw {self.saw}; last log {self.last_step!r}; "
-            f"left {self.leftovers or 'nothing half-written'}"
+            f"{what}: killed {self.at:.2f}s after launch; saw {self.saw}; last log {self.last_step!r}; "
+            f"left {self.left or 'nothing new half-written'}"
         )
 
 
 def kill_schedule(seed: int, n: int) -> list[Kill]:
     rng = random.Random(seed)
+    modes = [rng.choices(["startup", "write", "train"], weights=[2, 5, 3])[0] for _ in range(n)]
+    moving = [m for m in modes if m != "startup"]
+    # Positions 1..59 (the last step of fold 1 is left to the final segment), sorted, distinct.
+    targets = iter(sorted(rng.sample(range(1, NUM_FOLDS * STEPS_PER_FOLD), len(moving))))
     kills = []
-    for _ in range(n):
-        mode = rng.choices(["startup", "write", "train"], weights=[2, 5, 3])[0]
+    for mode in modes:
         if mode == "startup":
-            delay = rng.uniform(0.5, 8.0)
-        elif mode == "write":
-            delay = rng.choice([0.0, 0.0, rng.uniform(0.0, 0.08)])  # immediately, or a little into it
+            kills.append(Kill(mode, 0, round(rng.uniform(0.5, 8.0), 3)))
+        elif mode == "write":  # immediately, or a few milliseconds into the write
+            kills.append(Kill(mode, next(targets), round(rng.choice([0.0, 0.0, rng.uniform(0, 0.08)]), 3)))
         else:
-            delay = rng.uniform(0.0, 2.5)
-        kills.append(Kill(mode, round(delay, 3)))
+            kills.append(Kill(mode, next(targets), round(rng.uniform(0.0, 0.3), 3)))
     return kills
 
 
@@ -161,29 +227,60 @@ def _temp_folders(run_dir: Path) -> list[Path]:
     return found
 
 
+def _new_temp_folders(run_dir: Path, since_ns: int) -> list[Path]:
+    """Temp folders created (or written into) since ``since_ns``: the previous kill's leftovers, same
+    names until the trainer cleans them up, must not trigger a write-kill. A folder's ctime moves on
+    when it is created and whenever an entry is added inside it."""
+    found = []
+    for path in _temp_folders(run_dir):
+        try:
+            if path.stat().st_ctime_ns >= since_ns:
+                found.append(path)
+        except FileNotFoundError:
+            pass  # committed (renamed) or cleaned up since it was listed
+    return found
+
+
 def _steps_logged(log: Path) -> list[str]:
     try:
-        return STEP_LINE.findall(log.read_text(errors="replace")) and [
-            line for line in log.read_text(errors="replace").splitlines() if STEP_LINE.match(line)
-        ]
+        text = log.read_text(errors="replace")
     except FileNotFoundError:
         return []
+    return [m.group(0) for m in STEP_LINE.finditer(text)]
+
+
+def _position(log: Path) -> int:
+    """How far this launch has trained, as fold * STEPS_PER_FOLD + step of its last step line; -1 if none."""
+    try:
+        text = log.read_text(errors="replace")
+    except FileNotFoundError:
+        return -1
+    positions = [int(f) * STEPS_PER_FOLD + int(s) for f, s in STEP_LINE.findall(text)]
+    return max(positions, default=-1)
 
 
 def run_until_kill(proc: subprocess.Popen, kill: Kill, run_dir: Path, log: Path, started: float) -> bool:
     """Wait for ``kill``'s moment and kill the group; False when the run ended by itself first."""
     deadline = started + SEGMENT_TIMEOUT_S
     fire_at = started + kill.delay if kill.mode == "startup" else None
+    armed_ns: int | None = None  # write-kill: temp folders created after this count
     while proc.poll() is None:
         now = time.monotonic()
         if now > deadline:
             kill_group(proc)
             raise AssertionError(f"launch did not finish or reach its kill moment in {SEGMENT_TIMEOUT_S} s")
-        if fire_at is None and kill.mode == "write" and (temps := _temp_folders(run_dir)):
-            kill.saw = temps[0].relative_to(run_dir).as_posix()
-            fire_at = now + kill.delay
-        if fire_at is None and kill.mode == "train" and _steps_logged(log):
-            fire_at = now + kill.delay
+        if fire_at is None and kill.mode != "startup":
+            if armed_ns is None and _position(log) >= kill.target:
+                armed_ns = time.time_ns() - 50_000_000  # file times tick coarser than time_ns()
+                if kill.mode == "train":
+                    fire_at = now + kill.delay
+            if (
+                kill.mode == "write"
+                and armed_ns is not None
+                and (temps := _new_temp_folders(run_dir, armed_ns))
+            ):
+                kill.saw = temps[0].relative_to(run_dir).as_posix()
+                fire_at = now + kill.delay
         if fire_at is not None and now >= fire_at:
             kill_group(proc)
             kill.at = time.monotonic() - started
@@ -257,10 +354,12 @@ def differences(reference: Path, resumed: Path) -> list[str]:
                 diffs.append(f"fold {fold} {name}: max |diff| {delta:.3g}")
         states = [json.loads((d / f"{MODEL_NAME}_fold_{fold}" / "trainer_state.json").read_text())
                   for d in (reference, resumed)]  # fmt: skip
-        if states[0]["log_history"] != states[1]["log_history"]:
+        ref_history, res_history = (s["log_history"] for s in states)
+        if ref_history != res_history:  # the first differing entry points at the step that diverged
+            pairs = zip(ref_history, res_history, strict=False)
             first = next(
-                (a, b) for a, b in zip(*(s["log_history"] for s in states), strict=False) if a != b
-            ) if any(a != b for a, b in zip(*(s["log_history"] for s in states), strict=False)) else None
+                ((a, b) for a, b in pairs if a != b), f"lengths {len(ref_history)} vs {len(res_history)}"
+            )
             diffs.append(f"fold {fold}: log_history differs; first difference {first}")
     return diffs
 
@@ -279,6 +378,12 @@ def test_sigkill_at_20_moments_and_resume_gives_the_uninterrupted_run(tmp_path):
     ref = launch(data, out, "reference", ref_log)
     assert ref.wait(timeout=300) == 0, ref_log.read_text()[-4000:]
 
+    for fold in range(NUM_FOLDS):  # the schedule's positions assume this many steps per fold
+        state = json.loads(
+            (out / "reference" / f"{MODEL_NAME}_fold_{fold}" / "trainer_state.json").read_text()
+        )
+        assert state["global_step"] == STEPS_PER_FOLD, state["global_step"]
+
     schedule = kill_schedule(SEED, NUM_KILLS)
     run_dir = out / "killed"
     report: list[str] = [f"seed {SEED} (set KILL_TEST_SEED to replay another schedule)"]
@@ -290,6 +395,7 @@ def test_sigkill_at_20_moments_and_resume_gives_the_uninterrupted_run(tmp_path):
     kills = 0
     for i, kill in enumerate(schedule):
         log = tmp_path / f"segment_{i:02d}.log"
+        before = {p.relative_to(run_dir).as_posix() for p in suspicious_folders(run_dir)} if i else set()
         started = time.monotonic()
         proc = launch(data, out, "killed", log, *(["--resume"] if i else []))
         if not run_until_kill(proc, kill, run_dir, log, started):
@@ -297,7 +403,8 @@ def test_sigkill_at_20_moments_and_resume_gives_the_uninterrupted_run(tmp_path):
                 fail(f"segment {i} exited with {proc.returncode}:\n{log.read_text()[-4000:]}")
             break  # finished before its kill moment
         kills += 1
-        kill.leftovers = [p.relative_to(run_dir).as_posix() for p in suspicious_folders(run_dir)]
+        after = {p.relative_to(run_dir).as_posix() for p in suspicious_folders(run_dir)}
+        kill.left = sorted(after - before)
         if violations := audit_scan(run_dir):
             fail(f"after kill {i}, the inspection core lies:\n  " + "\n  ".join(violations))
 
@@ -308,11 +415,36 @@ def test_sigkill_at_20_moments_and_resume_gives_the_uninterrupted_run(tmp_path):
     if violations := audit_scan(run_dir):
         fail("after the final run, the inspection core lies:\n  " + "\n  ".join(violations))
 
-    mid_write = sum(1 for k in schedule if k.leftovers)
+    mid_write = sum(1 for k in schedule if k.left)
     if kills < MIN_KILLS:
         fail(f"only {kills} kills landed before the run completed (need {MIN_KILLS})")
     if mid_write < MIN_MID_WRITE:
         fail(f"only {mid_write} kills left a half-written checkpoint (need {MIN_MID_WRITE})")
     assert json.loads((run_dir / "run.json").read_text())["status"] == "complete"
+    print(f"{kills} kills, {mid_write} of them left a new half-written checkpoint:")  # shown with -rA / -s
+    print("\n".join(f"  kill {i}: {k.describe()}" for i, k in enumerate(schedule)))
     if diffs := differences(out / "reference", run_dir):
         fail("the resumed run differs from the uninterrupted one:\n  " + "\n  ".join(diffs))
+
+
+def test_audit_catches_an_inspection_core_that_calls_half_written_folders_complete(tmp_path, monkeypatch):
+    """The audit above must be able to fail: feed it a scan that says "complete" about everything."""
+    from tui.core import commit, scan
+    from tui.core.model import CheckpointInfo
+
+    run_dir = tmp_path / "run"
+    fold = run_dir / "checkpoints" / "fold_0"
+    with commit.atomic_dir(fold / "step_3", kind="step-checkpoint") as tmp:
+        (tmp / "optimizer.bin").write_bytes(b"x" * 32)
+    (fold / "step_3" / "optimizer.bin").write_bytes(b"x" * 8)  # truncated after the commit
+    (fold / ".step_6.tmp").mkdir()
+    (fold / "step_9").mkdir()  # renamed into place, killed before the manifest
+    listed = ["checkpoints/fold_0/step_3", "checkpoints/fold_0/.step_6.tmp", "checkpoints/fold_0/step_9"]
+    monkeypatch.setattr(
+        scan, "scan", lambda root: [CheckpointInfo(path=p, kind="accelerate-state") for p in listed]
+    )
+    violations = audit_scan(run_dir)
+    assert len(violations) == 3, violations
+    assert violations[0].startswith("checkpoints/fold_0/step_3: listed complete but does not verify")
+    monkeypatch.undo()
+    assert audit_scan(run_dir) == []  # the real inspection core gets all three right

@@ -12,6 +12,7 @@ from typing import Any
 
 from rich.markup import escape
 from textual import on, work
+from textual.actions import SkipAction
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Footer, Input, Static
@@ -22,7 +23,7 @@ from tui.app import rows, tasks
 from tui.app.commands import ActionsProvider
 from tui.app.screens.confirm import ConfirmModal
 from tui.app.widgets.browser import CheckpointBrowser
-from tui.app.widgets.detail import DetailPane
+from tui.app.widgets.detail import TABS, DetailPane
 from tui.core.model import CheckpointInfo, Inspection
 
 
@@ -32,19 +33,36 @@ class CkptApp(App[None]):
     COMMANDS = App.COMMANDS | {ActionsProvider}
     ENABLE_COMMAND_PALETTE = True
 
+    # The Footer shows what fits in 80 columns (the ones a first-time user needs); `?` and the command
+    # palette list every binding, including those with show=False.
     BINDINGS = [
         Binding("q", "quit", "Quit", id="app.quit"),
-        Binding("slash", "filter", "Filter", key_display="/", id="app.filter"),
+        # priority: "/" is handled as it arrives, so keys typed right after it in one burst (a paste, a
+        # fast typist over SSH) reach the filter box instead of the table and its bindings.
+        Binding("slash", "filter", "Filter", key_display="/", id="app.filter", priority=True),
         Binding("s", "cycle_sort", "Sort", id="app.sort"),
         Binding("d", "delete", "Delete", id="app.delete"),
-        Binding("S", "slim", "Slim", id="app.slim"),
-        Binding("p", "prune", "Prune", id="app.prune"),
-        Binding("P", "promote", "Promote", id="app.promote"),
+        Binding("S", "slim", "Slim", id="app.slim", show=False),
+        Binding("p", "prune", "Prune", id="app.prune", show=False),
+        Binding("P", "promote", "Promote", id="app.promote", show=False),
         Binding("m", "mark", "Mark", id="app.mark"),
-        Binding("D", "diff", "Diff", id="app.diff"),
-        Binding("f", "fold_metrics", "Folds", id="app.folds"),
-        Binding("u", "undo", "Undo", id="app.undo"),
-        Binding("r", "refresh", "Refresh", id="app.refresh"),
+        Binding("D", "diff", "Diff", id="app.diff", show=False),
+        Binding("f", "fold_metrics", "Folds", id="app.folds", show=False),
+        Binding("u", "undo", "Undo", id="app.undo", show=False),
+        Binding("r", "refresh", "Refresh", id="app.refresh", show=False),
+        Binding("right_square_bracket", "next_tab", "Next tab", key_display="]", id="app.next_tab"),
+        Binding(
+            "left_square_bracket",
+            "previous_tab",
+            "Previous tab",
+            key_display="[",
+            id="app.prev_tab",
+            show=False,
+        ),
+        *[
+            Binding(str(n), f"show_tab('{tab}')", f"{tab.title()} tab", id=f"app.tab_{tab}", show=False)
+            for n, tab in enumerate(TABS, start=1)
+        ],
         Binding("question_mark", "help", "Help", key_display="?", id="app.help"),
     ]
     # Palette entries with no key of their own: (title, action, help).
@@ -76,6 +94,7 @@ class CkptApp(App[None]):
         self.notices: list[tuple[str, str]] = []  # (severity, text) of every notification, newest last
 
     def notify(self, message: str, *, severity: str = "information", **kwargs: Any) -> None:
+        message = rows.display_path(message)  # core summaries name paths, which may hold undecodable bytes
         self.notices.append((severity, message))
         super().notify(message, severity=severity, **kwargs)
 
@@ -107,6 +126,7 @@ class CkptApp(App[None]):
 
     def on_mount(self) -> None:
         self.browser.focus()
+        self.browser.pin_top = True  # until the first scan is done: the user starts at the top
         self._update_status()
         self.start_scan()
         if self.poll_interval > 0:
@@ -122,7 +142,7 @@ class CkptApp(App[None]):
             parts.append(f"marked: {len(browser.marked)}/2")
         if self.scanning:
             parts.append("[yellow]scanning…[/yellow]")
-        parts.append(f"[b]{escape(self.root_label)}[/b]")
+        parts.append(f"[b]{escape(rows.display_path(self.root_label))}[/b]")
         self.query_one("#status", Static).update(" · ".join(parts))
 
     # --- scanning and live refresh ----------------------------------------------------------------------
@@ -133,7 +153,14 @@ class CkptApp(App[None]):
         self._update_status()
         self._scan_worker(self.scan_generation, only_if_changed)
 
+    @property
+    def _torn_down(self) -> bool:
+        """The app is exiting: a late message or timer finds the browser already removed."""
+        return not self.screen_stack or not self.screen_stack[0].query(CheckpointBrowser)
+
     def _poll(self) -> None:
+        if self._torn_down:
+            return
         if not self.scanning:  # never cancel a scan in flight for a poll
             self.start_scan(only_if_changed=True)
 
@@ -155,30 +182,30 @@ class CkptApp(App[None]):
                 self.post_message(msg.ScanBatch(generation, batch))
         except Exception as e:  # a scan failure is shown, never a crash
             self._signature = None
-            self.post_message(msg.ScanDone(generation, seen, error=tasks.one_line(e)))
+            self.post_message(msg.ScanDone(generation, seen, error=tasks.one_line(e, self.root)))
             return
         if not worker.is_cancelled:
             self.post_message(msg.ScanDone(generation, seen))
 
     def on_scan_batch(self, message: msg.ScanBatch) -> None:
-        if message.generation != self.scan_generation:
+        if message.generation != self.scan_generation or self._torn_down:
             return
         for info in message.infos:
             cached = self._inspections.get(info.path)
             if cached is not None and cached.info != info:
                 del self._inspections[info.path]
-        first = not self.browser.infos
         self.browser.upsert(message.infos)
-        if first:
-            self._schedule_inspect()
-        elif self.browser.current_key == self._inspected and self._inspected not in self._inspections:
+        if self.browser.current_key != self._inspected:
+            self._schedule_inspect()  # the first rows arrived, or new rows sorted in above the cursor
+        elif self._inspected not in self._inspections:
             self._schedule_inspect(force=True)  # the shown checkpoint changed on disk
         self._update_status()
 
     def on_scan_done(self, message: msg.ScanDone) -> None:
-        if message.generation != self.scan_generation:
+        if message.generation != self.scan_generation or self._torn_down:
             return
         self.scanning = False
+        self.browser.pin_top = False
         if message.error:
             self.notify(f"Scan of {self.root_label} failed: {message.error}", severity="error", timeout=8)
         elif not message.skipped:
@@ -233,7 +260,7 @@ class CkptApp(App[None]):
 
             inspection = inspect_path(self.root, self.root / path)
         except Exception as e:
-            self.post_message(msg.InspectionReady(path, None, error=tasks.one_line(e)))
+            self.post_message(msg.InspectionReady(path, None, error=tasks.one_line(e, self.root)))
             return
         if not worker.is_cancelled:
             self.post_message(msg.InspectionReady(path, inspection))
@@ -258,6 +285,10 @@ class CkptApp(App[None]):
     # --- filter and sort --------------------------------------------------------------------------------
 
     def action_filter(self) -> None:
+        # A priority binding sees "/" everywhere: in a text box (this one, promote's, the palette's) or
+        # on a modal it is just a character, so let it through.
+        if isinstance(self.focused, Input) or self.screen is not self.screen_stack[0]:
+            raise SkipAction()
         box = self.query_one("#filter", Input)
         box.add_class("-shown")
         # set_focus now, not focus() (deferred): keys typed right after "/" must reach the input.
@@ -283,6 +314,15 @@ class CkptApp(App[None]):
         if event.key == "escape" and self.focused is self.query_one("#filter", Input):
             event.stop()
             self._leave_filter()
+
+    def action_show_tab(self, tab: str) -> None:
+        self.detail.show_tab(tab)
+
+    def action_next_tab(self) -> None:
+        self.detail.step_tab(+1)
+
+    def action_previous_tab(self) -> None:
+        self.detail.step_tab(-1)
 
     def action_cycle_sort(self) -> None:
         order = rows.SORTS
@@ -341,7 +381,7 @@ class CkptApp(App[None]):
             else:
                 plan = actions.plan_trash_empty(self.root)
         except Exception as e:
-            self.post_message(msg.PlanReady(action, None, error=tasks.one_line(e)))
+            self.post_message(msg.PlanReady(action, None, error=tasks.one_line(e, self.root)))
             return
         self.post_message(msg.PlanReady(action, plan))
 
@@ -371,7 +411,9 @@ class CkptApp(App[None]):
 
             result = actions.execute(plan)
         except Exception as e:
-            self.post_message(msg.ActionDone(action, False, f"{action} failed: {tasks.one_line(e)}"))
+            self.post_message(
+                msg.ActionDone(action, False, f"{action} failed: {tasks.one_line(e, self.root)}")
+            )
             return
         self.post_message(msg.ActionDone(action, result.ok, result.summary))
 
@@ -385,7 +427,7 @@ class CkptApp(App[None]):
 
             result = actions.undo_last(self.root)
         except Exception as e:
-            self.post_message(msg.ActionDone("undo", False, f"undo failed: {tasks.one_line(e)}"))
+            self.post_message(msg.ActionDone("undo", False, f"undo failed: {tasks.one_line(e, self.root)}"))
             return
         self.post_message(msg.ActionDone("undo", result.ok, result.summary))
 
@@ -407,7 +449,7 @@ class CkptApp(App[None]):
             if target is None:
                 self.notify("Promote cancelled.")
             else:
-                self.notify(f"Promoting {info.path}…")
+                self.notify(f"Promoting {info.path}…", timeout=4)
                 self._promote_worker(info.path, target or None)
 
         self.push_screen(PromoteScreen(info.path), answered)
@@ -423,7 +465,7 @@ class CkptApp(App[None]):
             result = promote(self.root, self.root / path, to, infos=self._infos(), allow_torch=False)
         except Exception as e:
             self.post_message(
-                msg.ActionDone("promote", False, f"Promote refused: {tasks.one_line(e)}", False)
+                msg.ActionDone("promote", False, f"Promote refused: {tasks.one_line(e, self.root)}", False)
             )
             return
         text = f"Promoted {result.source} -> {result.target} ({len(result.files)} files)."
@@ -460,7 +502,7 @@ class CkptApp(App[None]):
             config = rows.config_diff(a.config, b.config)
             tensors = rows.tensor_diff(tensor_table(self.root / left), tensor_table(self.root / right))
         except Exception as e:
-            self.post_message(msg.DiffReady(left, right, error=tasks.one_line(e)))
+            self.post_message(msg.DiffReady(left, right, error=tasks.one_line(e, self.root)))
             return
         self.post_message(msg.DiffReady(left, right, config, tensors))
 
@@ -486,13 +528,17 @@ class CkptApp(App[None]):
 
             metrics = compute_metrics(self.root / run if run != "." else self.root)
         except Exception as e:
-            self.post_message(msg.MetricsReady(run, None, error=tasks.one_line(e)))
+            self.post_message(msg.MetricsReady(run, None, error=tasks.one_line(e, self.root)))
             return
         self.post_message(msg.MetricsReady(run, metrics))
 
     def on_metrics_ready(self, message: msg.MetricsReady) -> None:
         if message.metrics is None:
-            self.notify(f"No fold metrics for {message.run}: {message.error}", severity="warning", timeout=8)
+            self.notify(
+                f"No fold metrics: {message.error}. Select a run that has valid_df_fold_<k>.csv files.",
+                severity="warning",
+                timeout=8,
+            )
             return
         from tui.app.screens.fold_metrics import FoldMetricsScreen
 
@@ -506,7 +552,7 @@ class CkptApp(App[None]):
     def action_help(self) -> None:
         from tui.app.screens.help import HelpScreen
 
-        self.push_screen(HelpScreen(list(self.BINDINGS)))
+        self.push_screen(HelpScreen([*self.BINDINGS, *CheckpointBrowser.BINDINGS]))
 
 
 def make_app(root: str | Path, *, poll_interval: float = 2.0, **options: Any) -> CkptApp:

@@ -29,6 +29,16 @@ KIND_SHORT = {
 _LOWER_IS_BETTER = ("loss", "error", "perplexity", "wer", "cer", "mse", "mae", "rmse")
 
 
+def display_path(path: str) -> str:
+    """``path`` as the screen shows it: undecodable bytes (kept as surrogates by the scan) as ``\\xNN``.
+
+    Every path or message that may hold a file name goes through here before it reaches the terminal:
+    a lone surrogate would be written out as garbage and shift the table's columns."""
+    from tui.core.scan import json_safe_path  # the scan worker has imported it long before a row shows
+
+    return json_safe_path(path)
+
+
 def human_bytes(n: int | None) -> str:
     if n is None:
         return "?"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -50,6 +51,29 @@ def batched(
         yield batch
 
 
-def one_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {text[0]}" if text else type(error).__name__
+def one_line(error: BaseException, root: Path | str | None = None) -> str:
+    """What the user reads about ``error``: its first line, with paths under ``root`` relative to it.
+
+    The core's own errors (and ValueError / OSError, which it raises for bad files) already say what and
+    where, so their class name is noise. Anything else is a bug: its class name stays, to be reported."""
+    if isinstance(error, OSError) and error.strerror:
+        text = f"{error.strerror}: {error.filename}" if error.filename else error.strerror
+    else:
+        lines = str(error).strip().splitlines()
+        text = lines[0].strip() if lines else ""
+    if root is not None:
+        text = relative_to_root(text, root)
+    expected = isinstance(error, (OSError, ValueError)) or type(error).__module__.startswith("tui.")
+    if not text:
+        return f"unexpected {type(error).__name__}"
+    return text if expected else f"{text} ({type(error).__name__})"
+
+
+def relative_to_root(text: str, root: Path | str) -> str:
+    """``text`` with every absolute spelling of ``root`` (as given, absolute, resolved) made relative."""
+    bases = {os.path.abspath(root), os.path.realpath(root), str(root)} - {"", "."}
+    for base in sorted(bases, key=len, reverse=True):
+        base = base.rstrip("/") or "/"
+        text = text.replace(base + "/", "") if base != "/" else text
+        text = re.sub(re.escape(base) + r"(?=$|[\s:'\",)])", ".", text)
+    return text

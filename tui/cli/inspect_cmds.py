@@ -8,6 +8,7 @@ import json
 import math
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
 FLOAT_KEYS = ("accuracy", "f1_macro", "log_loss")
@@ -55,6 +56,26 @@ def jsonable(obj: Any) -> Any:
     return obj
 
 
+# C0 controls (newline and tab included), DEL and C1 controls: a file name holding ESC sequences must
+# not drive the user's terminal, and one holding a newline must not fake a row of the output.
+_CONTROL = {c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7F, 0xA0))}
+
+
+def printable(text: Any) -> str:
+    """``text`` for a terminal: undecodable bytes and control characters shown as ``\\xNN``."""
+    from tui.core.scan import json_safe_path
+
+    return json_safe_path(str(text)).translate(_CONTROL)
+
+
+def _need_folder(path: str, command: str) -> None:
+    if not os.path.exists(path):
+        raise _usage(f"{printable(path)}: no such folder")
+    if not os.path.isdir(path):
+        hint = "; use `ckpt-tui inspect PATH` for one checkpoint file" if command == "ls" else ""
+        raise _usage(f"{printable(path)}: not a folder ({command} takes a ROOT folder{hint})")
+
+
 def _print_json(obj: Any) -> None:
     sys.stdout.write(json.dumps(jsonable(obj), indent=2, allow_nan=False) + "\n")
 
@@ -62,12 +83,11 @@ def _print_json(obj: Any) -> None:
 def cmd_ls(args) -> int:
     from tui.core.scan import iter_checkpoints
 
-    if not os.path.isdir(args.root):
-        raise _usage(f"{args.root}: no such folder")
+    _need_folder(args.root, "ls")
     errors: list[str] = []
     infos = list(iter_checkpoints(args.root, errors=errors))
     for line in errors:
-        print(f"ckpt-tui: warning: {jsonable(line)}", file=sys.stderr)
+        print(f"ckpt-tui: warning: {printable(line)}", file=sys.stderr)
     if args.json:
         _print_json([i.to_json() for i in infos])
         return 0
@@ -79,12 +99,12 @@ def cmd_inspect(args) -> int:
     from tui.core.inspect import NotACheckpoint, find_root, inspect_path
 
     if not os.path.exists(args.path):
-        raise _usage(f"{args.path}: no such file or folder")
+        raise _usage(f"{printable(args.path)}: no such file or folder")
     root = args.root or str(find_root(args.path))
     try:
         result = inspect_path(root, args.path, verify_hashes=args.verify)
     except NotACheckpoint as e:
-        raise _usage(str(e)) from None
+        raise _usage(printable(e)) from None
     if args.json:
         _print_json(result.to_json())
         return 0
@@ -95,20 +115,41 @@ def cmd_inspect(args) -> int:
 def cmd_metrics(args) -> int:
     from tui.core.metrics import MetricsError, compute_metrics
 
-    if not os.path.isdir(args.root):
-        raise _usage(f"{args.root}: no such folder")
+    _need_folder(args.root, "metrics")
+    folder = _metrics_folder(args.root)
     try:
-        result = compute_metrics(args.root)
+        result = compute_metrics(folder)
     except MetricsError as e:
-        raise _usage(str(e)) from None
+        raise _usage(printable(e)) from None
     for k, fold in result["folds"].items():
         if fold.get("error"):
-            print(f"ckpt-tui: warning: fold {k} left out: {fold['error']}", file=sys.stderr)
+            print(f"ckpt-tui: warning: fold {k} left out: {printable(fold['error'])}", file=sys.stderr)
     if args.json:
         _print_json(result)
         return 0
     _metrics_table(result)
     return 0
+
+
+def _metrics_folder(root: str) -> str:
+    """ROOT when it holds valid_df_fold CSVs; else the one run folder below it that does (said on
+    stderr); several are a usage error naming them, since one metrics object describes one run."""
+    from tui.core.metrics import fold_files, folders_with_folds
+
+    if fold_files(Path(root)):
+        return root
+    found = folders_with_folds(Path(root))
+    if len(found) == 1:
+        print(f"ckpt-tui: metrics of {printable(found[0])}", file=sys.stderr)
+        return str(found[0])
+    if found:
+        names = ", ".join(printable(os.path.relpath(f, root)) for f in found[:5])
+        more = f" and {len(found) - 5} more" if len(found) > 5 else ""
+        raise _usage(
+            f"{printable(root)}: no valid_df_fold_<k>.csv here; {len(found)} run folders below have them "
+            f"({names}{more}): pass one of them"
+        )
+    return root  # compute_metrics says what is missing
 
 
 # --- rich output ----------------------------------------------------------------------------------------
@@ -144,9 +185,16 @@ def _console():
     return Console(width=None if sys.stdout.isatty() else 200)
 
 
+def _text(value: Any, style: str = ""):
+    """A table cell from data read off disk: never parsed as markup, never a control character."""
+    from rich.text import Text
+
+    return Text(printable(value), style=style)
+
+
 def _ls_table(infos) -> None:
-    from rich.markup import escape
     from rich.table import Table
+    from rich.text import Text
 
     table = Table(title=f"{len(infos)} checkpoints", show_lines=False)
     for col in ("path", "kind", "ok", "size", "params", "dtypes", "step", "epoch", "fold", "best", "metric"):
@@ -154,41 +202,41 @@ def _ls_table(infos) -> None:
             col, justify="right" if col in ("size", "params", "step", "epoch", "fold") else "left"
         )
     for i in infos:
-        ok = "[green]yes[/]" if i.complete else f"[red]{len(i.problems)} problem(s)[/]"
+        ok = Text("yes", style="green") if i.complete else Text(f"{len(i.problems)} problem(s)", style="red")
         if i.in_progress:
-            ok += " [yellow]in progress[/]"
+            ok.append(" in progress", style="yellow")
         metric = (
             f"{i.metric.get('name')}={i.metric['value']:.4g}"
             if i.metric and isinstance(i.metric.get("value"), (int, float))
             else "-"
         )
         table.add_row(
-            escape(jsonable(i.path)),
+            _text(i.path),
             i.kind,
             ok,
             _size(i.size_bytes),
             _count(i.parameters),
-            ", ".join(i.dtypes) if i.dtypes else "-",
+            _text(", ".join(i.dtypes) if i.dtypes else "-"),
             _opt(i.step),
             _opt(i.epoch),
             _opt(i.fold),
             "*" if i.best else "",
-            escape(metric),
+            _text(metric),
         )
     console = _console()
     console.print(table)
     for i in infos:
         for p in i.problems:
-            console.print(f"[red]![/] {escape(jsonable(i.path))}: {escape(jsonable(p))}")
+            console.print(Text.assemble(("! ", "red"), _text(i.path), ": ", _text(p)))
 
 
 def _inspect_tables(result) -> None:
-    from rich.markup import escape
     from rich.table import Table
+    from rich.text import Text
 
     console = _console()
     data = jsonable(result.to_json())
-    head = Table(title=escape(data["path"]), show_header=False)
+    head = Table(title=_text(data["path"]), show_header=False)
     head.add_column("key")
     head.add_column("value")
     for key in (
@@ -207,7 +255,7 @@ def _inspect_tables(result) -> None:
         "promoted",
         "metric",
     ):
-        head.add_row(key, escape(json.dumps(data[key])))
+        head.add_row(key, _text(json.dumps(data[key])))
     console.print(head)
     for section in ("config", "tokenizer", "trainer_state"):
         value = data.get(section)
@@ -219,7 +267,7 @@ def _inspect_tables(result) -> None:
         for k, v in value.items():
             if k == "log_history":
                 v = f"{len(v)} entries"
-            table.add_row(k, escape(v if isinstance(v, str) else json.dumps(v)[:200]))
+            table.add_row(_text(k), _text(v if isinstance(v, str) else json.dumps(v)[:200]))
         console.print(table)
     weights = data.get("weights") or {}
     if weights.get("largest"):
@@ -228,11 +276,11 @@ def _inspect_tables(result) -> None:
             table.add_column(col)
         for t in weights["largest"][:10]:
             table.add_row(
-                escape(str(t.get("name"))), str(t.get("dtype")), str(t.get("shape")), str(t.get("parameters"))
+                _text(t.get("name")), _text(t.get("dtype")), _text(t.get("shape")), _text(t.get("parameters"))
             )
         console.print(table)
     for p in data["problems"]:
-        console.print(f"[red]![/] {escape(p)}")
+        console.print(Text.assemble(("! ", "red"), _text(p)))
 
 
 def _metrics_table(result: dict[str, Any]) -> None:
@@ -253,4 +301,4 @@ def _metrics_table(result: dict[str, Any]) -> None:
     row("std", result["std"])
     console = _console()
     console.print(table)
-    console.print(f"columns used: {json.dumps(result['columns'])}")
+    console.print(_text(f"columns used: {json.dumps(result['columns'])}"))

@@ -134,13 +134,21 @@ def _emit(args, obj: dict[str, Any], text: str) -> None:
         print(text)
 
 
+def _p(text: Any) -> str:
+    """One line for the terminal: a path with a newline or ESC in its name cannot fake or hide a line
+    of the plan the user is asked to confirm."""
+    from tui.cli.inspect_cmds import printable
+
+    return printable(text)
+
+
 def _plan_text(plan) -> str:
     from tui.core.actions import format_bytes
 
-    lines = [f"  {format_bytes(i.bytes):>10}  {i.path}  ({i.what})" for i in plan.items]
-    lines += [f"  {'refused':>10}  {r.path}: {r.reason}" for r in plan.refusals]
-    lines += [f"  {'kept':>10}  {k.path}: {k.reason}" for k in plan.kept]
-    return "\n".join([*lines, plan.summary])
+    lines = [f"  {format_bytes(i.bytes):>10}  {_p(i.path)}  ({_p(i.what)})" for i in plan.items]
+    lines += [f"  {'refused':>10}  {_p(r.path)}: {_p(r.reason)}" for r in plan.refusals]
+    lines += [f"  {'kept':>10}  {_p(k.path)}: {_p(k.reason)}" for k in plan.kept]
+    return "\n".join([*lines, _p(plan.summary)])
 
 
 def _confirm(args, plan) -> str | None:
@@ -170,7 +178,7 @@ def _run_plan(args, plan) -> int:
             _emit(args, {"plan": plan.to_json(), "executed": False, "error": stop}, "")
         return EXIT_REFUSED
     result = execute(plan)
-    _emit(args, {"plan": plan.to_json(), "executed": True, "result": result.to_json()}, result.summary)
+    _emit(args, {"plan": plan.to_json(), "executed": True, "result": result.to_json()}, _p(result.summary))
     return EXIT_OK if result.ok and not plan.refusals else EXIT_REFUSED
 
 
@@ -228,14 +236,14 @@ def cmd_promote(args) -> int:
             verify_reload=True if args.verify else None,
         )
     except PromoteError as e:
-        print(f"ckpt-tui: {e}", file=sys.stderr)
+        print(f"ckpt-tui: {_p(e)}", file=sys.stderr)
         if args.json:
             _emit(args, {"error": str(e)}, "")
         return EXIT_REFUSED
-    text = f"Promoted {result.source} -> {result.target} ({len(result.files)} files"
+    text = f"Promoted {_p(result.source)} -> {_p(result.target)} ({len(result.files)} files"
     text += f", {result.conversion} conversion" if result.conversion else ""
     text += ", reloads with from_pretrained" if result.verified else ""
-    text += ")." + "".join(f"\n  problem: {p}" for p in result.problems)
+    text += ")." + "".join(f"\n  problem: {_p(p)}" for p in result.problems)
     _emit(args, result.to_json(), text)
     return EXIT_OK if not result.problems else EXIT_REFUSED
 
@@ -257,9 +265,9 @@ def cmd_trash(args) -> int:
             raise _usage("trash list takes no ID")
         entries = Trash(root).list()
         lines = [
-            f"{e.id}  {actions.format_bytes(e.size_bytes):>10}  {e.original_path}"
+            f"{_p(e.id)}  {actions.format_bytes(e.size_bytes):>10}  {_p(e.original_path)}"
             + (f"  ({len(e.files)} files)" if e.files is not None else "")
-            + "".join(f"  [{p}]" for p in e.problems)
+            + "".join(f"  [{_p(p)}]" for p in e.problems)
             for e in entries
         ]
         _emit(
@@ -273,8 +281,8 @@ def cmd_trash(args) -> int:
             raise _usage("trash restore needs an ID (see `ckpt-tui trash list`)")
         result = actions.restore(root, args.id)
         if not result.ok:
-            print(f"ckpt-tui: {result.errors[0]}", file=sys.stderr)
-        _emit(args, result.to_json(), result.summary)
+            print(f"ckpt-tui: {_p(result.errors[0])}", file=sys.stderr)
+        _emit(args, result.to_json(), _p(result.summary))
         return EXIT_OK if result.ok else EXIT_REFUSED
     if args.id:
         raise _usage("trash empty takes no ID")

@@ -168,7 +168,7 @@ def _refusal_sentence(refusals: Sequence[Refusal]) -> str:
 
 def _undo_sentence(root: Path) -> str:
     return (
-        f" They go to {TRASH_DIR}/ under {root} (a rename on the same disk, instant); the space comes back "
+        f" They go to {root.name}/{TRASH_DIR}/ (a rename on the same disk, instant); the space comes back "
         "when the trash is emptied, and until then `u` in the app or `ckpt-tui trash restore ID` undoes it."
     )
 
@@ -238,12 +238,31 @@ def _metric_value(info: CheckpointInfo, metric: str) -> float | None:
     return float(value)
 
 
-def _outermost_infos(infos: Sequence[CheckpointInfo]) -> list[CheckpointInfo]:
-    """An adapter inside a fold folder goes with its folder: rank only checkpoints not inside another."""
-    paths = {i.path for i in infos}
-    return [
-        i for i in infos if not any(p != i.path and i.path.startswith(p.rstrip("/") + "/") for p in paths)
-    ]
+# Kinds that are a part of the checkpoint holding them (an adapter in a fold folder, a ZeRO tag folder in
+# an HF checkpoint-N): they go with it. Any other checkpoint inside another one is ranked on its own.
+PART_KINDS = ("peft-adapter", "deepspeed")
+
+
+def _prune_units(infos: Sequence[CheckpointInfo]) -> tuple[list[CheckpointInfo], list[CheckpointInfo]]:
+    """(checkpoints to rank, folders that hold other ranked checkpoints and are never pruned).
+
+    A Trainer ``output_dir`` after ``save_model`` is itself an hf-model holding its ``checkpoint-N``
+    folders: ranking only the outermost would never prune a checkpoint-N, and pruning the output_dir
+    would take every checkpoint of the run with it.
+    """
+    paths = sorted({i.path for i in infos})
+
+    def inside(path: str, other: str) -> bool:
+        return other != path and (other == "." or path.startswith(other.rstrip("/") + "/"))
+
+    parts = {i.path for i in infos if i.kind in PART_KINDS and any(inside(i.path, p) for p in paths)}
+    ranked_paths = [p for p in paths if p not in parts]
+    units, holders = [], []
+    for i in infos:
+        if i.path in parts:
+            continue
+        (holders if any(inside(p, i.path) for p in ranked_paths) else units).append(i)
+    return units, holders
 
 
 def _group_key(info: CheckpointInfo) -> tuple[str, int | None]:
@@ -276,8 +295,11 @@ def plan_prune(
     safety = Safety(root_p, infos, clock=clock)
     plan = Plan("prune", str(root_p), infos=infos, clock=clock)
     groups: dict[tuple[str, int | None], list[CheckpointInfo]] = {}
-    for info in _outermost_infos(infos):
+    units, holders = _prune_units(infos)
+    for info in units:
         groups.setdefault(_group_key(info), []).append(info)
+    for info in sorted(holders, key=lambda i: i.path):
+        plan.kept.append(Refusal(info.path, "holds other checkpoints: those are pruned one by one, not it"))
 
     ranked_any = False
     for members in groups.values():
@@ -408,7 +430,7 @@ def plan_trash_empty(root: Path | str) -> Plan:
     plan.total_bytes = sum(i.bytes for i in plan.items)
     n = len(plan.items)
     plan.summary = (
-        f"Permanently delete {n} trash entr{'ies' if n != 1 else 'y'} under {root_p / TRASH_DIR} "
+        f"Permanently delete {n} trash entr{'ies' if n != 1 else 'y'} in {root_p.name}/{TRASH_DIR}/ "
         f"({format_bytes(plan.total_bytes)} come back). This cannot be undone."
         if n
         else "The trash is empty."

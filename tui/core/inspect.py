@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -33,10 +34,18 @@ class NotACheckpoint(ValueError):
 # --- the rules the scanner applies to every checkpoint --------------------------------------------------
 
 
-def check_folder(info: CheckpointInfo, folder: Path, files: set[str], kind: str) -> dict[str, Any] | None:
+def check_folder(
+    info: CheckpointInfo,
+    folder: Path,
+    files: set[str],
+    kind: str,
+    *,
+    trainer_state: Callable[[str], tuple[dict[str, Any] | None, list[str]]] | None = None,
+) -> dict[str, Any] | None:
     """Fill weight numbers, step/epoch/metric and problems of a checkpoint folder; return its manifest.
 
     ``files`` are posix paths relative to ``folder`` (from the walk, so no listing is repeated).
+    ``trainer_state(folder)`` is the scan's cache of trainer_state.json summaries (read once per scan).
     """
     problems: list[str] = []
     top = {f for f in files if "/" not in f}
@@ -50,8 +59,8 @@ def check_folder(info: CheckpointInfo, folder: Path, files: set[str], kind: str)
         problems += latest_problems(folder.parent, only_if_names=folder.name)
     if "latest" in top:  # accelerate save_state under DeepSpeed keeps `latest` inside the folder
         problems += latest_problems(folder)
-    _state_into(info, folder, top, kind, problems)
-    manifest = _manifest_into(info, folder, problems)
+    _state_into(info, folder, top, kind, problems, trainer_state)
+    manifest = _manifest_into(info, folder, problems) if commit.MANIFEST_NAME in top else None
     for p in dict.fromkeys(problems):  # same text from two rules once
         info.add_problem(p)
     return manifest
@@ -154,7 +163,14 @@ def _pickle_numbers_into(info: CheckpointInfo, report: Any) -> None:
     info.dtypes = dict(report.dtypes) if report.dtypes is not None else None
 
 
-def _state_into(info: CheckpointInfo, folder: Path, top: set[str], kind: str, problems: list[str]) -> None:
+def _state_into(
+    info: CheckpointInfo,
+    folder: Path,
+    top: set[str],
+    kind: str,
+    problems: list[str],
+    trainer_state: Callable[[str], tuple[dict[str, Any] | None, list[str]]] | None = None,
+) -> None:
     """step / epoch / metric from trainer_state.json (HF) or train_state.json (our step folders)."""
     name = (
         "trainer_state.json"
@@ -165,7 +181,10 @@ def _state_into(info: CheckpointInfo, folder: Path, top: set[str], kind: str, pr
     )
     if name is None:
         return
-    state, errs = summaries.trainer_state_summary(folder, name=name)
+    if name == "trainer_state.json" and trainer_state is not None:
+        state, errs = trainer_state(str(folder))
+    else:
+        state, errs = summaries.trainer_state_summary(folder, name=name)
     problems += errs
     if state is None:
         return

@@ -45,6 +45,39 @@ def fold_files(folder: Path) -> dict[int, Path]:
     return dict(sorted(out.items()))
 
 
+def folders_with_folds(root: Path, *, max_depth: int = 3, max_folders: int = 20_000) -> list[Path]:
+    """Folders at most ``max_depth`` below ``root`` that hold valid_df_fold CSVs (run folders), for a
+    ROOT given one level too high. Bounded (a 2 TB tree is not walked), links and trash never entered,
+    and nothing below a folder that has them."""
+    from tui.core.scan import SKIP_DIRS
+
+    found: list[Path] = []
+    level, visited = [Path(root)], 0
+    for _ in range(max_depth):
+        below: list[Path] = []
+        for folder in level:
+            try:
+                with os.scandir(folder) as it:
+                    subs = [
+                        Path(e.path)
+                        for e in it
+                        if e.name not in SKIP_DIRS and e.is_dir(follow_symlinks=False)
+                    ]
+            except OSError:
+                continue
+            for sub in sorted(subs):
+                visited += 1
+                if visited > max_folders:
+                    return found
+                try:
+                    has_folds = any(FOLD_FILE.match(n) for n in os.listdir(sub))
+                except OSError:
+                    continue
+                (found if has_folds else below).append(sub)
+        level = below
+    return sorted(found)
+
+
 def compute_metrics(folder: Path) -> dict[str, Any]:
     """``{"folds": {k: {n, accuracy, f1_macro, log_loss}}, "oof", "mean", "std", "columns"}``."""
     folder = Path(folder)

@@ -17,11 +17,14 @@ Formats:
 * ``"not-pickle"``: anything else (random bytes, a MindSpore protobuf .ckpt, safetensors named .pt),
   with a problem saying so.
 
-How: ``pickletools.genops`` decodes the opcodes and a small *symbolic* stack machine replays them. It
-pushes inert placeholders (a ``GLOBAL`` becomes a name, ``REDUCE`` a record of "call this name with these
+How: a small *symbolic* stack machine replays the opcodes (arguments decoded with ``struct`` for the
+common binary opcodes and with ``pickletools``' own argument readers for the rest). It pushes inert
+placeholders (a ``GLOBAL`` becomes a name, ``REDUCE`` a record of "call this name with these
 arguments") and never imports or calls anything, so a malicious ``__reduce__`` is just data here.
-Limits make hostile files cheap: at most 64 MiB of pickle bytes, 2,000,000 opcodes and 100,000 nested
-MARKs per file; no recursion anywhere (deeply nested pickles are walked with explicit stacks).
+Limits make hostile files cheap: at most 64 MiB of pickle bytes (legacy files: 4 MiB first, more only
+if the pickles run past it), 2,000,000 opcodes (about 1 s) and 100,000 nested MARKs per file, 1,000,000
+containers walked for names; no recursion anywhere (deeply nested pickles are walked with explicit
+stacks). Hitting a limit is a problem "scan of ... stopped at a limit (...)"; counts are then partial.
 
 What the replay yields:
 
@@ -61,7 +64,7 @@ Allowed (loading them only rebuilds data):
   paths; ``datetime``, ``decimal.Decimal``, ``fractions.Fraction``, ``uuid.UUID``; numpy's array/scalar
   reconstructors, ``numpy.dtype``/``ndarray``, ``numpy.dtypes.*``, numpy bit generators; torch's tensor
   and parameter rebuilders (``torch._utils._rebuild_*`` except ``_load_from_bytes``), its dtypes,
-  layouts, memory formats and ``torch.device``.
+  layouts, memory formats and ``torch.device``; DeepSpeed's ``fragment_address`` namedtuple.
 * class-like names (the last component starts with a capital letter) inside ``torch``, ``lightning``,
   ``pytorch_lightning``, ``lightning_fabric``, ``transformers``, ``accelerate``, ``deepspeed``, ``peft``,
   ``torchmetrics``, ``omegaconf``, ``typing``, ``enum`` and ``numpy.random``: modules, storages,
@@ -69,7 +72,7 @@ Allowed (loading them only rebuilds data):
   ``training_args.bin`` holds ``accelerate.state.PartialState``). Functions there are not allowed, and
   these sub-packages are never allowed because loading through them can execute or fetch code:
   ``torch.hub``, ``torch.jit``, ``torch.package``, ``torch.fx`` (a GraphModule's reduce ``exec``s
-  source), ``torch.serialization``, ``torch.utils.cpp_extension``, ``torch._dynamo``, ``torch._inductor``,
+  source), ``torch.serialization`` (but ``_get_layout``), ``torch.utils.cpp_extension``, ``torch._dynamo``, ``torch._inductor``,
   ``torch.ops``, ``torch._ops``, ``torch._C``, ``torch.multiprocessing``, ``torch.distributed.rpc``,
   ``transformers.dynamic_module_utils``, ``transformers.pipelines``, ``transformers.utils.hub``,
   ``accelerate.commands``, ``accelerate.launchers``, ``deepspeed.launcher``, ``deepspeed.ops``,
@@ -84,7 +87,7 @@ import io
 import os
 import pickletools
 import zipfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from .safetensors_header import open_regular_file, printable
@@ -98,6 +101,7 @@ MAX_MARK_DEPTH = 100_000
 MAX_TOP_KEYS = 1000
 MAX_ENTRIES = 200_000
 MAX_PATH_CHARS = 400
+MAX_DIMS = 64
 MAX_WALK_NODES = 1_000_000
 MAX_GLOBAL_PROBLEMS = 20
 _LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
@@ -294,7 +298,6 @@ _DENIED_PREFIXES = (
 _TENSOR_REBUILDERS = frozenset(
     {"_rebuild_tensor", "_rebuild_tensor_v2", "_rebuild_tensor_v3", "_rebuild_qtensor"}
 )
-_TENSOR_WRAPPERS = frozenset({"_rebuild_parameter", "_rebuild_parameter_with_state", "Parameter", "Buffer"})
 
 
 def _under(path: str, prefix: str) -> bool:
@@ -309,7 +312,9 @@ def classify_global(module: str, name: str) -> str:
         return "unsafe"
     if module in _BUILTIN_MODULES and (parts[0] in _UNSAFE_BUILTINS or parts[0] not in _SAFE_BUILTINS):
         return "unsafe" if parts[0] in _UNSAFE_BUILTINS or len(parts) > 1 else "unlisted"
-    if len(parts) > 1 and any(p in _UNSAFE_MODULES or p in _BUILTIN_MODULES or p.startswith("__") for p in parts):
+    if len(parts) > 1 and any(
+        p in _UNSAFE_MODULES or p in _BUILTIN_MODULES or p.startswith("__") for p in parts
+    ):
         return "unsafe"  # attribute traversal to os.system, __globals__, __builtins__, ...
     full = f"{module}.{name}"
     if full in _SAFE_EXACT:
@@ -346,7 +351,16 @@ class PickleReport:
     pickle_name: str | None = None  # the archive member scanned ("archive/data.pkl")
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        """A JSON-ready copy (``dataclasses.asdict`` deep-copies value by value: slow on big tables)."""
+        out = dict(vars(self))
+        for key in ("entries", "globals", "unsafe_globals", "top_keys", "problems"):
+            out[key] = list(out[key])
+        for key in ("dtypes", "parameters_by_key"):
+            out[key] = dict(out[key]) if out[key] is not None else None
+        out["tensor_table"] = {
+            k: [d, list(s) if s is not None else None] for k, (d, s) in self.tensor_table.items()
+        }
+        return out
 
 
 # --------------------------------------------------------------------------------- symbolic machine
@@ -429,13 +443,14 @@ class _Machine:
     # ---- helpers
     def _global(self, module: Any, name: Any) -> _Global:
         if not isinstance(module, str) or not isinstance(name, str):
-            module, name = "<non-string>", repr(name)[:60]
+            module, name = "<non-string>", f"<{type(module).__name__}, {type(name).__name__}>"
             verdict = "unsafe"
         else:
             verdict = classify_global(module, name)
             module, name = module[:200], name[:200]  # for display; judged on the full text above
         key = f"{module}.{name}"
-        if key not in self.globals and len(self.globals) < 10_000:
+        # Bounded, but a flood of harmless names must not hide a harmful one behind the bound.
+        if key not in self.globals and len(self.globals) < (10_000 if verdict == "ok" else 100_000):
             self.globals[key] = verdict
         return _Global(module, name)
 
@@ -699,7 +714,11 @@ _FAST_ARGS = {
     "BINBYTES8": ("bytes", 8),
 }
 _OPS: dict[int, tuple[str, str | None, int, Any]] = {
-    op.code.encode("latin-1")[0]: (op.name, *(_FAST_ARGS.get(op.name) or (("slow", 0) if op.arg else (None, 0))), op)
+    op.code.encode("latin-1")[0]: (
+        op.name,
+        *(_FAST_ARGS.get(op.name) or (("slow", 0) if op.arg else (None, 0))),
+        op,
+    )
     for op in pickletools.opcodes
 }
 
@@ -737,11 +756,20 @@ def _is_count(v: Any) -> bool:
 
 
 def _shape(v: Any) -> tuple[int, ...] | None:
+    """A plausible tensor shape (<= 64 dims, numel < 2**63), else None. Bounding it here keeps a hostile
+    shape of a million huge dimensions from costing a quadratic big-integer product."""
     if isinstance(v, _Call) and isinstance(v.func, _Global) and v.func.name == "Size" and v.args:
         v = v.args[0]  # torch.Size((2, 3))
-    if isinstance(v, (tuple, list)) and all(_is_count(d) for d in v):
-        return tuple(v)
-    return None
+    if not isinstance(v, (tuple, list)) or len(v) > MAX_DIMS:
+        return None
+    n = 1
+    for d in v:
+        if not _is_count(d):
+            return None
+        n *= d
+        if n >= 1 << 63:
+            return None
+    return tuple(v)
 
 
 def _numel(shape: tuple[int, ...]) -> int:
@@ -847,7 +875,9 @@ def scan_pickle(path: str | os.PathLike) -> PickleReport:
         label = printable(os.path.basename(name) or name)
         report = _scan(name, label)
     except Exception as e:  # a last line of defence: the contract is "never raises"
-        return PickleReport(format="not-pickle", problems=[printable(f"scan failed ({type(e).__name__}: {e})"[:300])])
+        return PickleReport(
+            format="not-pickle", problems=[printable(f"scan failed ({type(e).__name__}: {e})"[:300])]
+        )
     report.problems = [printable(p) for p in report.problems]
     return report
 
@@ -877,7 +907,9 @@ def _scan_zip(f: Any, label: str) -> PickleReport:
         report.problems.append(f"{label}: zip central directory missing: truncated file? ({e})")
         return report
     except Exception as e:  # LargeZipFile, OSError, struct/Unicode errors from hostile directories
-        report.problems.append(f"{label}: zip central directory unreadable: corrupt file? ({type(e).__name__}: {e})")
+        report.problems.append(
+            f"{label}: zip central directory unreadable: corrupt file? ({type(e).__name__}: {e})"
+        )
         return report
     with zf:
         try:
@@ -900,8 +932,10 @@ def _scan_zip(f: Any, label: str) -> PickleReport:
                 data = member.read(MAX_PICKLE_BYTES)
             sizes = {i.filename: i.file_size for i in infos}
         except Exception as e:  # bad local header, CRC mismatch, unsupported compression, zlib errors
-            report.problems.append(f"{label}: cannot read {report.pickle_name or 'the archive'}: corrupt file? "
-                                   f"({type(e).__name__}: {e})")
+            report.problems.append(
+                f"{label}: cannot read {report.pickle_name or 'the archive'}: corrupt file? "
+                f"({type(e).__name__}: {e})"
+            )
             return report
     machine = _Machine()
     root, _end, stop = _run_one(machine, data, 0)
@@ -955,7 +989,9 @@ def _replay_legacy(data: bytes, label: str, *, final: bool, cut: bool = False) -
                 report.problems.append(f"{label}: only the first {MAX_PICKLE_BYTES >> 20} MiB were scanned")
             _finish(machine, None, report, label)
             return report
-        return PickleReport(format="not-pickle", problems=[f"{label}: not a torch zip archive or a pickle ({stop})"])
+        return PickleReport(
+            format="not-pickle", problems=[f"{label}: not a torch zip archive or a pickle ({stop})"]
+        )
     report = PickleReport(format="legacy")
     root = first
     if isinstance(first, int) and not isinstance(first, bool) and first == _LEGACY_MAGIC:
@@ -968,7 +1004,9 @@ def _replay_legacy(data: bytes, label: str, *, final: bool, cut: bool = False) -
                     return None
                 report.problems.append(stop.describe(label, "legacy torch pickle"))
                 if cut and stop.truncated:
-                    report.problems.append(f"{label}: only the first {MAX_PICKLE_BYTES >> 20} MiB were scanned")
+                    report.problems.append(
+                        f"{label}: only the first {MAX_PICKLE_BYTES >> 20} MiB were scanned"
+                    )
                 break
             if i == 2:
                 root = obj
@@ -996,11 +1034,15 @@ def _finish(machine: _Machine, root: Any, report: PickleReport, label: str) -> N
         if verdict == "unsafe":
             flagged.append(f"{label}: unsafe pickle global {g} (would run code on load)")
         else:
-            flagged.append(f"{label}: pickle global {g} is not on the allowlist (loading imports it and may run its code)")
+            flagged.append(
+                f"{label}: pickle global {g} is not on the allowlist (loading imports it and may run its code)"
+            )
     flagged.sort(key=lambda m: "unsafe pickle global" not in m)  # the worst first
     report.problems.extend(flagged[:MAX_GLOBAL_PROBLEMS])
     if len(flagged) > MAX_GLOBAL_PROBLEMS:
-        report.problems.append(f"{label}: and {len(flagged) - MAX_GLOBAL_PROBLEMS} more pickle globals off the allowlist")
+        report.problems.append(
+            f"{label}: and {len(flagged) - MAX_GLOBAL_PROBLEMS} more pickle globals off the allowlist"
+        )
 
     params = 0
     dtypes: dict[str, int] = {}
@@ -1017,7 +1059,9 @@ def _finish(machine: _Machine, root: Any, report: PickleReport, label: str) -> N
     report.parameters = params
     report.dtypes = dict(sorted(dtypes.items(), key=lambda kv: (-kv[1], kv[0])))
     if unknown:
-        report.problems.append(f"{label}: {unknown} tensor(s) with a malformed shape are not counted in parameters")
+        report.problems.append(
+            f"{label}: {unknown} tensor(s) with a malformed shape are not counted in parameters"
+        )
     report.storages = len(machine.storages)
     report.storage_bytes = sum(b for _, b in machine.storages.values())
     if root is not None:

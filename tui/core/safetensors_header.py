@@ -45,6 +45,7 @@ __all__ = [
     "TensorEntry",
     "open_regular_file",
     "printable",
+    "quoted",
     "read_header",
 ]
 
@@ -137,12 +138,22 @@ class SafetensorsHeader:
         return out
 
 
-def printable(text: str) -> str:
+MAX_MESSAGE_CHARS = 2000
+
+
+def printable(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
     """``text`` with control characters and lone surrogates (undecodable file-name bytes) escaped, so a
-    message stays one line and encodes as UTF-8 anywhere it is printed."""
+    message stays one line and encodes as UTF-8 anywhere it is printed; cut to ``limit`` characters."""
+    if len(text) > limit:
+        text = text[: limit - 3] + "..."
     if text.isprintable():
         return text
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def quoted(name: str, limit: int = 80) -> str:
+    """A tensor or file name for a message: repr'd, and cut when long (names are attacker-controlled)."""
+    return repr(name if len(name) <= limit else name[: limit - 3] + "...")
 
 
 def open_regular_file(path: str | os.PathLike) -> tuple[int, int]:
@@ -179,7 +190,7 @@ def read_header(path: str | os.PathLike, *, max_header_bytes: int = 100 << 20) -
     try:
         header = _read_header(path, max_header_bytes)
     except HeaderError as e:
-        raise HeaderError(printable(str(e))) from None
+        raise HeaderError(printable(str(e), 500)) from None
     header.problems = [printable(p) for p in header.problems]
     return header
 
@@ -197,7 +208,9 @@ def _read_header(path: str | os.PathLike, max_header_bytes: int) -> SafetensorsH
         if size == 0:
             raise HeaderError(f"{label}: zero-byte file (no header, no weights)")
         if size < 8:
-            raise HeaderError(f"{label}: {size} bytes, too short for a safetensors header (8-byte length prefix)")
+            raise HeaderError(
+                f"{label}: {size} bytes, too short for a safetensors header (8-byte length prefix)"
+            )
         try:
             prefix = _read_exact(fd, 8)
         except OSError as e:
@@ -251,7 +264,9 @@ def _parse(name: str, label: str, raw: bytes, size: int) -> SafetensorsHeader:
             if isinstance(info, dict) and all(isinstance(v, str) for v in info.values()):
                 metadata = info
             else:
-                problems.append(f"{label}: __metadata__ is not a string-to-string map (safetensors refuses it)")
+                problems.append(
+                    f"{label}: __metadata__ is not a string-to-string map (safetensors refuses it)"
+                )
             continue
         tensors[key] = _entry(label, key, info)
 
@@ -284,31 +299,33 @@ def _is_uint(v: Any) -> bool:
 
 
 def _entry(label: str, key: str, info: Any) -> TensorEntry:
-    shown = key if len(key) <= 80 else key[:77] + "..."
+    shown = quoted(key)
     if not isinstance(info, dict):
-        raise HeaderError(f"{label}: tensor {shown!r}: entry is not an object")
+        raise HeaderError(f"{label}: tensor {shown}: entry is not an object")
     dtype = info.get("dtype")
     if not isinstance(dtype, str) or dtype not in DTYPE_BITS:
         bad = repr(dtype)[:40]
-        raise HeaderError(f"{label}: tensor {shown!r}: unknown dtype {bad}")
+        raise HeaderError(f"{label}: tensor {shown}: unknown dtype {bad}")
     shape = info.get("shape")
     if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) for d in shape):
-        raise HeaderError(f"{label}: tensor {shown!r}: shape must be a list of integers")
+        raise HeaderError(f"{label}: tensor {shown}: shape must be a list of integers")
     if any(d < 0 for d in shape):
-        raise HeaderError(f"{label}: tensor {shown!r}: negative dimension in shape {shape[:8]}")
-    numel = 1
+        raise HeaderError(f"{label}: tensor {shown}: negative dimension in shape {shape[:8]}")
+    numel, bits = 1, DTYPE_BITS[dtype]
     for d in shape:
         if d >= _U64:
-            raise HeaderError(f"{label}: tensor {shown!r}: shape dimension {d} overflows u64")
+            raise HeaderError(f"{label}: tensor {shown}: shape dimension {d} overflows u64")
         numel *= d
-    if numel * DTYPE_BITS[dtype] >= _U64:  # safetensors computes numel * bits in a u64
-        raise HeaderError(f"{label}: tensor {shown!r}: shape {shape[:8]} overflows u64 (numel * bits)")
+        # safetensors computes numel * bits in a u64; checking as we go also keeps a hostile shape of
+        # millions of huge dimensions from growing a giant integer (quadratic time).
+        if numel * bits >= _U64:
+            raise HeaderError(f"{label}: tensor {shown}: shape {shape[:8]} overflows u64 (numel * bits)")
     offsets = info.get("data_offsets")
     if not (isinstance(offsets, list) and len(offsets) == 2 and all(_is_uint(v) for v in offsets)):
-        raise HeaderError(f"{label}: tensor {shown!r}: data_offsets must be two non-negative integers")
+        raise HeaderError(f"{label}: tensor {shown}: data_offsets must be two non-negative integers")
     start, end = offsets
     if end < start:
-        raise HeaderError(f"{label}: tensor {shown!r}: data_offsets end {end} < start {start}")
+        raise HeaderError(f"{label}: tensor {shown}: data_offsets end {end} < start {start}")
     return TensorEntry(name=key, dtype=dtype, shape=tuple(shape), start=start, end=end)
 
 
@@ -318,9 +335,9 @@ def _layout_problems(label: str, tensors: dict[str, TensorEntry], data_size: int
     for t in tensors.values():
         want = t.expected_nbytes
         if want is None:
-            sizes.append(f"{t.name!r} ({t.dtype} x {t.numel} does not end on a byte boundary)")
+            sizes.append(f"{quoted(t.name)} ({t.dtype} x {t.numel} does not end on a byte boundary)")
         elif want != t.nbytes:
-            sizes.append(f"{t.name!r} ({t.nbytes} bytes for {t.numel} x {t.dtype} = {want})")
+            sizes.append(f"{quoted(t.name)} ({t.nbytes} bytes for {t.numel} x {t.dtype} = {want})")
     out.extend(_capped(f"{label}: byte length != numel * itemsize for", sizes))
 
     ordered = sorted(tensors.values(), key=lambda t: (t.start, t.end))
@@ -330,9 +347,11 @@ def _layout_problems(label: str, tensors: dict[str, TensorEntry], data_size: int
     prev: TensorEntry | None = None
     for t in ordered:
         if t.start < cursor and prev is not None:
-            overlaps.append(f"{prev.name!r} and {t.name!r} (bytes {t.start}-{min(cursor, t.end)})")
+            overlaps.append(
+                f"{quoted(prev.name)} and {quoted(t.name)} (bytes {t.start}-{min(cursor, t.end)})"
+            )
         elif t.start > cursor:
-            gaps.append(f"{t.start - cursor} unused bytes before {t.name!r}")
+            gaps.append(f"{t.start - cursor} unused bytes before {quoted(t.name)}")
         if t.end >= cursor:
             cursor, prev = t.end, t
     out.extend(_capped(f"{label}: overlapping data offsets:", overlaps))
@@ -341,11 +360,13 @@ def _layout_problems(label: str, tensors: dict[str, TensorEntry], data_size: int
     if cursor > data_size:
         last = prev.name if prev is not None else "?"
         out.append(
-            f"{label}: truncated: tensor data ends at byte {cursor} of the data section (tensor {last!r}) "
+            f"{label}: truncated: tensor data ends at byte {cursor} of the data section (tensor {quoted(last)}) "
             f"but the file holds only {max(data_size, 0)} data bytes"
         )
     elif cursor < data_size:
-        out.append(f"{label}: {data_size - cursor} trailing bytes after the last tensor (safetensors refuses it)")
+        out.append(
+            f"{label}: {data_size - cursor} trailing bytes after the last tensor (safetensors refuses it)"
+        )
     return out
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import time
 from collections.abc import Callable, Iterable
@@ -29,6 +30,7 @@ from pathlib import Path
 
 from tui.core.commit import MANIFEST_NAME, is_temp_name
 from tui.core.model import CheckpointInfo
+from tui.core.process import pid_alive
 from tui.core.trash import TRASH_DIR
 
 QUIET_SECONDS = 60.0  # a file touched more recently than this means someone is writing
@@ -37,18 +39,7 @@ LOCK_NAME = ".lock"
 RUN_FILE = "run.json"
 _POINTER_WALK_DEPTH = 6
 _MAX_POINTER_FILE = 64 << 20
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by someone else
-        return True
-    except (OverflowError, ValueError):
-        return False
-    return True
+CHECKPOINT_N = re.compile(r"^checkpoint-(\d+)$")
 
 
 @dataclass(frozen=True)
@@ -183,12 +174,32 @@ class Safety:
                 what = "DeepSpeed's `latest`" if p.kind == "latest" else "Lightning's last.ckpt"
                 out.append(f"is the checkpoint {what} names ({holder})")
             elif action == "delete" and p.kind == "best_model_checkpoint":
+                if _within(p.holder, located) and self._superseded(p.holder.parent):
+                    continue  # its own stale "best so far", overruled by a later checkpoint's state
                 out.append(f"is best_model_checkpoint in {holder}")
             elif action == "delete" and p.kind == "promoted-export":
                 out.append(f"is a promoted export ({holder})")
             elif action == "delete" and p.kind == "promoted-source":
                 out.append(f"was promoted (source of {holder})")
         return out
+
+    def _superseded(self, folder: Path) -> bool:
+        """``folder`` is an HF ``checkpoint-N`` with a later ``checkpoint-M`` beside it. Each checkpoint's
+        trainer_state names the best *so far*, so the first one always names itself; only later states
+        (checked as pointers of their own) speak for the run, as in the scanner's ``best``."""
+        m = CHECKPOINT_N.match(folder.name)
+        if m is None:
+            return False
+        try:
+            siblings = os.listdir(folder.parent)
+        except OSError:
+            return False
+        return any(
+            (n := CHECKPOINT_N.match(name))
+            and int(n.group(1)) > int(m.group(1))
+            and (folder.parent / name).is_dir()
+            for name in siblings
+        )
 
     # --- being written -------------------------------------------------------------------------------
 

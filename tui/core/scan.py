@@ -36,6 +36,7 @@ from typing import Any
 
 from tui.core import commit, summaries
 from tui.core.model import CheckpointInfo
+from tui.core.process import pid_alive
 
 SKIP_DIRS = frozenset({".ckpt-trash", ".git", "node_modules", "__pycache__", ".venv"})
 PICKLE_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin")
@@ -166,10 +167,24 @@ class _Scan:
     best: set[str] = field(default_factory=set)  # abs paths named best by their trainer_state
     best_decided: set[str] = field(default_factory=set)  # parents whose checkpoint-N best is known
     promoted_sources: set[str] = field(default_factory=set)
+    # folder -> its trainer_state.json summary: the best-of-parent rule, the checkpoint's own step /
+    # metric and the names-itself-best rule each need it; read and parsed once per scan.
+    trainer_states: dict[str, tuple[dict[str, Any] | None, list[str]]] = field(default_factory=dict)
 
     def rel(self, path: str) -> str:
-        rel = os.path.relpath(path, self.root)
-        return "." if rel == "." else rel.replace(os.sep, "/")
+        # The walk only builds paths by joining names onto the root, so a prefix cut is exact (and
+        # much cheaper than os.path.relpath, which re-normalises both paths every call).
+        if path == self.root:
+            return "."
+        prefix = self.root if self.root.endswith(os.sep) else self.root + os.sep
+        if path.startswith(prefix):
+            return path[len(prefix) :].replace(os.sep, "/")
+        return os.path.relpath(path, self.root).replace(os.sep, "/")
+
+    def trainer_state(self, folder: str) -> tuple[dict[str, Any] | None, list[str]]:
+        if folder not in self.trainer_states:
+            self.trainer_states[folder] = summaries.trainer_state_summary(Path(folder))
+        return self.trainer_states[folder]
 
 
 def iter_checkpoints(
@@ -305,12 +320,8 @@ def _describe_lock(data: dict[str, Any]) -> str:
     pid, host = data.get("pid"), data.get("host")
     text = f"run locked by pid {pid} on {host}"
     if isinstance(pid, int) and host == socket.gethostname():
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+        if not pid_alive(pid):
             return f"stale .lock (pid {pid} on {host} is not running)"
-        except OSError:
-            pass
     return text
 
 
@@ -328,19 +339,18 @@ def _decide_hf_best(state: _Scan, listing: _Listing) -> None:
     candidates = [os.path.join(listing.path, n) for _, n in children[:2]]
     if "trainer_state.json" in listing.files:
         candidates.insert(0, listing.path)
-    newest: tuple[int, str, Any] | None = None
+    newest: tuple[int, str | None] | None = None
     for folder in candidates:
-        data, _ = summaries.load_json(Path(folder) / "trainer_state.json", limit=summaries.STATE_LIMIT)
-        if not isinstance(data, dict) or not isinstance(data.get("global_step"), int):
+        summary, _ = state.trainer_state(folder)
+        if summary is None or summary["global_step"] is None:
             continue
-        if newest is None or data["global_step"] > newest[0]:
-            newest = (data["global_step"], folder, data.get("best_model_checkpoint"))
+        if newest is None or summary["global_step"] > newest[0]:
+            newest = (summary["global_step"], summary["best_model_checkpoint_resolved"])
     if newest is None:
         return
     state.best_decided.add(listing.path)
-    best = summaries.resolve_best_checkpoint(Path(newest[1]), newest[2])
-    if best is not None:
-        state.best.add(os.path.normpath(str(best)))
+    if newest[1] is not None:
+        state.best.add(os.path.normpath(newest[1]))
 
 
 # --- one checkpoint folder ------------------------------------------------------------------------------
@@ -385,7 +395,9 @@ def _checkpoint_folder(
     info = _base_info(state, listing, kind, run, mtime, tree.files)
     for problem in tree.problems:
         info.add_problem(problem)
-    manifest = integrity.check_folder(info, Path(listing.path), set(tree.files), kind)
+    manifest = integrity.check_folder(
+        info, Path(listing.path), set(tree.files), kind, trainer_state=state.trainer_state
+    )
     if leftover:
         info.in_progress = True
         info.add_problem(
@@ -404,7 +416,9 @@ def _checkpoint_folder(
         except OSError:
             sub_mtime = None
         nested = _base_info(state, sub, sub_kind, run, sub_mtime, sub_files)
-        integrity.check_folder(nested, Path(sub.path), set(sub_files), sub_kind)
+        integrity.check_folder(
+            nested, Path(sub.path), set(sub_files), sub_kind, trainer_state=state.trainer_state
+        )
         # A nested checkpoint is committed (or not) with the folder that holds it.
         nested.in_progress = info.in_progress
         nested.promoted = nested.promoted or info.promoted
@@ -437,19 +451,11 @@ def _base_info(
         parent = os.path.dirname(abspath)
         if abspath in state.best:
             info.best = True
-        elif kind == "hf-model" or parent not in state.best_decided:
-            info.best = _names_itself_best(listing.path)
+        elif (kind == "hf-model" or parent not in state.best_decided) and "trainer_state.json" in files:
+            summary, _ = state.trainer_state(listing.path)
+            best = summary["best_model_checkpoint_resolved"] if summary is not None else None
+            info.best = best is not None and os.path.normpath(best) == os.path.normpath(listing.path)
     return info
-
-
-def _names_itself_best(folder: str) -> bool:
-    if not os.path.exists(os.path.join(folder, "trainer_state.json")):
-        return False
-    data, _ = summaries.load_json(Path(folder) / "trainer_state.json", limit=summaries.STATE_LIMIT)
-    if not isinstance(data, dict):
-        return False
-    best = summaries.resolve_best_checkpoint(Path(folder), data.get("best_model_checkpoint"))
-    return best is not None and os.path.normpath(str(best)) == os.path.normpath(folder)
 
 
 # --- loose files ----------------------------------------------------------------------------------------

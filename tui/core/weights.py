@@ -19,7 +19,8 @@ What gets summarized (``folder_or_files``):
 Integrity problems (never raised): unreadable or broken headers (``HeaderError`` text, zero-byte files),
 the per-file layout problems of ``read_header`` (truncation, overlaps, size mismatches), a shard named in
 the index that is missing ("missing shard named in index: ..."), tensors the index maps to a shard that
-lacks them, tensors in shards that the index does not list, a tensor stored in two shards, shard names
+lacks them, tensors in shards that the index does not list, a tensor stored in two shards of one model
+(index or ``-0000i-of-0000n`` names; separate files given together may repeat names), shard names
 that try to leave the folder, an index that is not JSON or has no ``weight_map``, and
 ``model-0000i-of-0000n`` shards without their index (or with some of the n missing).
 
@@ -42,7 +43,7 @@ import json
 import os
 import re
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from .safetensors_header import (
@@ -51,6 +52,7 @@ from .safetensors_header import (
     TensorEntry,
     open_regular_file,
     printable,
+    quoted,
     read_header,
 )
 
@@ -81,7 +83,14 @@ class WeightsSummary:
     index_metadata: dict[str, Any] | None = None  # the index's "metadata" (total_size, ...)
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        """A JSON-ready copy (shapes are lists)."""
+        out = dict(vars(self))
+        out["files"] = [dict(f) for f in self.files]
+        out["largest"] = [{**t, "shape": list(t["shape"])} for t in self.largest]
+        for key in ("dtypes", "modules", "metadata", "index_metadata"):
+            out[key] = dict(out[key]) if out[key] is not None else None
+        out["problems"] = list(self.problems)
+        return out
 
 
 @dataclass
@@ -151,14 +160,18 @@ def resolve_weight_files(folder_or_files: Any, index_file: Any = None) -> _Plan:
         if common and all(os.path.dirname(p) == common for p in paths):
             return _Plan(base=common, names=[os.path.basename(p) for p in paths])
         return _Plan(base="", names=paths)
-    return _Plan(base="", names=[], problems=[f"cannot summarize weights of {type(folder_or_files).__name__}"])
+    return _Plan(
+        base="", names=[], problems=[f"cannot summarize weights of {type(folder_or_files).__name__}"]
+    )
 
 
 def _plan_from_folder(folder: str) -> _Plan:
     try:
         names = sorted(e.name for e in os.scandir(folder) if e.is_file())
     except OSError as e:
-        return _Plan(base=folder, names=[], problems=[f"{os.path.basename(folder)}: cannot list ({e.strerror})"])
+        return _Plan(
+            base=folder, names=[], problems=[f"{os.path.basename(folder)}: cannot list ({e.strerror})"]
+        )
     indexes = [n for n in names if n.endswith(".safetensors.index.json")]
     if indexes:
         chosen = "model.safetensors.index.json" if "model.safetensors.index.json" in indexes else indexes[0]
@@ -211,7 +224,8 @@ def _plan_from_index(index_path: str) -> _Plan:
             on_disk = sorted(
                 e.name
                 for e in os.scandir(base or ".")
-                if e.name.endswith(".safetensors") and (e.name.startswith(stem + "-") or e.name == stem + ".safetensors")
+                if e.name.endswith(".safetensors")
+                and (e.name.startswith(stem + "-") or e.name == stem + ".safetensors")
             )
         except OSError:
             on_disk = []
@@ -231,7 +245,8 @@ def _plan_from_index(index_path: str) -> _Plan:
             shards.append(shard)
     if unsafe:
         plan.problems.append(
-            f"{name}: shard names outside the folder ignored: " + ", ".join(repr(s)[:80] for s in unsafe[:_MAX_NAMES])
+            f"{name}: shard names outside the folder ignored: "
+            + ", ".join(repr(s)[:80] for s in unsafe[:_MAX_NAMES])
         )
     plan.names = sorted(shards)
     return plan
@@ -270,7 +285,10 @@ def _load_index(path: str) -> tuple[Any, str | None]:
     try:
         return json.loads(raw.decode("utf-8")), None
     except (ValueError, RecursionError) as e:
-        return None, f"{name}: index is not valid JSON ({str(e).splitlines()[0][:120] if str(e) else type(e).__name__})"
+        return (
+            None,
+            f"{name}: index is not valid JSON ({str(e).splitlines()[0][:120] if str(e) else type(e).__name__})",
+        )
 
 
 def _jsonable(obj: Any) -> Any:
@@ -291,11 +309,17 @@ def _summarize(folder_or_files: Any, index_file: Any) -> WeightsSummary:
     headers: dict[str, SafetensorsHeader] = {}
     for name in plan.names:
         path = os.path.join(plan.base, name) if plan.base else name
-        record: dict[str, Any] = {"path": name, "size_bytes": None, "header_bytes": None, "tensors": None,
-                                  "parameters": None, "ok": False}
+        record: dict[str, Any] = {
+            "path": name,
+            "size_bytes": None,
+            "header_bytes": None,
+            "tensors": None,
+            "parameters": None,
+            "ok": False,
+        }
         out.files.append(record)
         if plan.weight_map is not None and not os.path.lexists(path):
-            out.problems.append(f"missing shard named in index: {name}")
+            out.problems.append(f"missing shard named in index: {printable(name, 300)}")
             continue
         try:
             header = read_header(path)
@@ -323,15 +347,18 @@ def _summarize(folder_or_files: Any, index_file: Any) -> WeightsSummary:
     if not plan.names and not out.problems:
         out.problems.append("no .safetensors weights found")
 
+    # Shards of one model (an index, or model-0000i-of-0000n names) must not repeat a tensor; separate
+    # files given together (accelerate's model.safetensors + model_1.safetensors) may, and all count.
+    sharded = plan.weight_map is not None or any(_SHARD_RE.match(os.path.basename(n)) for n in plan.names)
     where: dict[str, str] = {}  # tensor -> shard holding it
     entries: list[TensorEntry] = []
     dupes: list[str] = []
     for name, header in headers.items():
         for t in header.tensors.values():
-            if t.name in where:
-                dupes.append(f"{t.name!r} ({where[t.name]} and {name})")
+            if t.name in where and sharded:
+                dupes.append(f"{quoted(t.name)} ({where[t.name]} and {name})")
                 continue
-            where[t.name] = name
+            where.setdefault(t.name, name)
             entries.append(t)
     if dupes:
         out.problems.append(f"tensor(s) stored in two shards: {_names(dupes)}")
@@ -348,7 +375,9 @@ def _summarize(folder_or_files: Any, index_file: Any) -> WeightsSummary:
     out.dtypes = dict(sorted(dtypes.items(), key=lambda kv: (-kv[1], kv[0])))
     out.module_prefix, out.modules = _modules(entries)
     top = sorted(entries, key=lambda t: (-t.numel, t.name))[:LARGEST]
-    out.largest = [{"name": t.name, "dtype": t.dtype, "shape": list(t.shape), "parameters": t.numel} for t in top]
+    out.largest = [
+        {"name": t.name, "dtype": t.dtype, "shape": list(t.shape), "parameters": t.numel} for t in top
+    ]
     return out
 
 
@@ -362,16 +391,20 @@ def _index_problems(plan: _Plan, headers: dict[str, SafetensorsHeader], where: d
             continue  # missing / unreadable / unsafe shard: already a problem of its own
         found = where.get(tensor)
         if found is None:
-            absent.append(f"{tensor!r} ({shard})")
+            absent.append(f"{quoted(tensor)} ({quoted(shard)})")
         elif found != shard:
-            moved.append(f"{tensor!r} (index: {shard}, found in {found})")
+            moved.append(f"{quoted(tensor)} (index: {quoted(shard)}, found in {found})")
     if absent:
-        out.append(f"{len(absent)} tensor(s) listed in {plan.index} but absent from their shard: {_names(absent)}")
+        out.append(
+            f"{len(absent)} tensor(s) listed in {plan.index} but absent from their shard: {_names(absent)}"
+        )
     if moved:
         out.append(f"{len(moved)} tensor(s) in a different shard than {plan.index} says: {_names(moved)}")
     extra = [t for t in where if t not in plan.weight_map]
     if extra:
-        out.append(f"{len(extra)} tensor(s) in the shards but not listed in {plan.index}: {_names([repr(t) for t in extra])}")
+        out.append(
+            f"{len(extra)} tensor(s) in the shards but not listed in {plan.index}: {_names([quoted(t) for t in extra])}"
+        )
     return out
 
 

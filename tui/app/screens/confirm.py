@@ -12,7 +12,7 @@ from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-from tui.app.rows import human_bytes
+from tui.app.rows import display_path, human_bytes
 
 
 def plan_table(items: list[tuple[str, int, str]], refusals: list[tuple[str, str]]) -> Table:
@@ -22,9 +22,11 @@ def plan_table(items: list[tuple[str, int, str]], refusals: list[tuple[str, str]
     table.add_column("bytes", justify="right", no_wrap=True)
     table.add_column("what", overflow="fold", ratio=2, style="dim")
     for path, size, what in items:
-        table.add_row(path, human_bytes(size), what)
+        table.add_row(display_path(path), human_bytes(size), display_path(what))
     for path, reason in refusals:
-        table.add_row(Text(path, style="red"), "", Text(f"refused: {reason}", style="red"))
+        table.add_row(
+            Text(display_path(path), style="red"), "", Text(f"refused: {display_path(reason)}", style="red")
+        )
     return table
 
 
@@ -61,7 +63,7 @@ class ConfirmModal(ModalScreen[bool]):
         with Vertical(id="confirm-box"):
             yield Static(self.title_text, id="confirm-title")
             with VerticalScroll(id="confirm-body"):
-                yield Static(self.summary, id="confirm-summary", markup=False)
+                yield Static(display_path(self.summary), id="confirm-summary", markup=False)
                 if self.items or self.refusals:
                     yield Static(plan_table(self.items, self.refusals), id="confirm-items")
             yield Static("[b]y[/b] confirm   [b]n[/b] / [b]esc[/b] cancel", id="confirm-keys")

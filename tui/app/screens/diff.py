@@ -10,6 +10,8 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Static, TabbedContent, TabPane
 
+from tui.app.rows import display_path
+
 
 def _cell(value: Any) -> str:
     text = str(value)
@@ -26,7 +28,9 @@ class DiffScreen(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="diff-box"):
-            yield Static(f"A: {self.left}\nB: {self.right}", id="diff-title", markup=False)
+            yield Static(
+                f"A: {display_path(self.left)}\nB: {display_path(self.right)}", id="diff-title", markup=False
+            )
             with TabbedContent(id="diff-tabs"):
                 with TabPane(f"Config ({len(self.config_diff)})", id="diff-config"):
                     yield DataTable(id="diff-config-table", cursor_type="row")

@@ -10,7 +10,7 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Static
 
-from tui.app.rows import lower_is_better
+from tui.app.rows import display_path, lower_is_better
 
 METRIC_COLUMNS = ("n", "accuracy", "f1_macro", "log_loss")
 
@@ -41,7 +41,7 @@ class FoldMetricsScreen(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="folds-box"):
-            yield Static(f"Fold metrics · {self.run}", id="folds-title")
+            yield Static(f"Fold metrics · {display_path(self.run)}", id="folds-title", markup=False)
             yield DataTable(id="folds-table", cursor_type="row")
             yield Static(self._columns_note(), classes="hint", id="folds-note")
 

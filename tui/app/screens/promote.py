@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from rich.markup import escape
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Input, Static
+
+from tui.app.rows import display_path
 
 
 class PromoteScreen(ModalScreen["str | None"]):
@@ -21,7 +24,9 @@ class PromoteScreen(ModalScreen["str | None"]):
     def compose(self) -> ComposeResult:
         with Vertical(id="promote-box"):
             yield Static(
-                f"Promote [b]{self.source}[/b] as a clean HF folder", id="promote-title", markup=True
+                f"Promote [b]{escape(display_path(self.source))}[/b] as a clean HF folder",
+                id="promote-title",
+                markup=True,
             )
             yield Static("Target folder (empty: <run>/promoted/<name>/):", classes="hint")
             yield Input(placeholder="leave empty for the default", id="promote-target")

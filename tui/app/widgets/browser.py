@@ -1,7 +1,8 @@
 """The browser: one DataTable grouped run -> (fold) -> checkpoint, streamed into as the scan finds rows.
 
 Rows are keyed by checkpoint path (group headers by ``group:<run>``), so rescans update cells in place
-instead of rebuilding the table; ordering is a re-sort of row positions, never a redraw of every cell.
+instead of rebuilding the table. Streaming is incremental: a batch recounts only the headers of the runs it
+touched (from a run -> paths index), and re-sorts row positions only when its rows did not land in order.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from rich.text import Text
+from textual.binding import Binding
 from textual.widgets import DataTable
 from textual.widgets.data_table import CellDoesNotExist, RowDoesNotExist
 
@@ -39,10 +41,12 @@ class NameCell:
     marked: bool = False
 
     def __rich__(self) -> Text:
+        # Paths may hold undecodable bytes (kept as surrogates): show them as \xNN, never raw.
+        label = rows.display_path(self.label)
         if self.header:
-            return Text(f"▾ {self.label}", style="bold")
+            return Text(f"▾ {label}", style="bold")
         mark = "◆ " if self.marked else "  "
-        return Text(mark + self.label, style="bold cyan" if self.marked else "")
+        return Text(mark + label, style="bold cyan" if self.marked else "")
 
 
 class CheckpointBrowser(DataTable):
@@ -51,6 +55,13 @@ class CheckpointBrowser(DataTable):
     DEFAULT_CSS = """
     CheckpointBrowser { height: 1fr; }
     """
+    # What k9s / lazygit users reach for; DataTable's own home/end scroll sideways only.
+    BINDINGS = [
+        Binding("g,home", "scroll_top", "First row", key_display="g/home", show=False, id="browser.top"),
+        Binding("G,end", "scroll_bottom", "Last row", key_display="G/end", show=False, id="browser.bottom"),
+        Binding("j", "cursor_down", "Down", show=False, id="browser.down"),
+        Binding("k", "cursor_up", "Up", show=False, id="browser.up"),
+    ]
 
     def __init__(self, **kwargs) -> None:
         super().__init__(cursor_type="row", zebra_stripes=False, **kwargs)
@@ -59,6 +70,8 @@ class CheckpointBrowser(DataTable):
         self.filter_text = ""
         self.marked: list[str] = []
         self._groups_shown: set[str] = set()
+        self._members: dict[str, set[str]] = {}  # run -> paths of its checkpoints (shown or filtered out)
+        self.pin_top = False  # the app sets it while the first scan streams in: row 0 stays row 0
 
     def on_mount(self) -> None:
         fixed = sum(FIXED_WIDTHS.values()) + 2 * len(COLUMNS) + 2  # cell padding + scrollbar
@@ -71,11 +84,16 @@ class CheckpointBrowser(DataTable):
     def upsert(self, infos: Iterable[CheckpointInfo]) -> None:
         """Add new checkpoints and update changed ones in place (only the cells that changed)."""
         touched: set[str] = set()
-        added = False
+        added = self.row_count
         for info in infos:
             old = self.infos.get(info.path)
             self.infos[info.path] = info
-            touched.add(rows.run_of(info))
+            group = rows.run_of(info)
+            if old is not None and rows.run_of(old) != group:
+                self._members.get(rows.run_of(old), set()).discard(info.path)
+                touched.add(rows.run_of(old))
+            self._members.setdefault(group, set()).add(info.path)
+            touched.add(group)
             shown = self._is_shown(info.path)
             if not rows.matches(info, self.filter_text):
                 if shown:
@@ -86,9 +104,8 @@ class CheckpointBrowser(DataTable):
                     self._update_cells(info)
             else:
                 self._add_info_row(info)
-                added = True
         self._refresh_groups(touched)
-        if added:
+        if self.row_count > added and not self._appended_in_order(self.row_count - added):
             self.arrange()
 
     def forget(self, paths: Iterable[str]) -> None:
@@ -99,6 +116,7 @@ class CheckpointBrowser(DataTable):
             if info is None:
                 continue
             touched.add(rows.run_of(info))
+            self._members.get(rows.run_of(info), set()).discard(path)
             if self._is_shown(path):
                 self.remove_row(path)
             if path in self.marked:
@@ -117,7 +135,7 @@ class CheckpointBrowser(DataTable):
                 self._add_info_row(info)
             elif shown and not want:
                 self.remove_row(path)
-        self._refresh_groups({rows.run_of(i) for i in self.infos.values()} | set(self._groups_shown))
+        self._refresh_groups(set(self._members) | set(self._groups_shown))
         self.arrange()
 
     def toggle_mark(self, path: str) -> list[str]:
@@ -174,17 +192,25 @@ class CheckpointBrowser(DataTable):
             return False
         return True
 
-    def arrange(self) -> None:
-        """Re-order rows (group, header first, then the sort key), keeping the cursor on the same row."""
-        keep = self.current_key
+    def _order(self, cell: NameCell, key_of=None):
+        """Display order: by run, the run's header first, then the sort key."""
+        if cell.header:
+            return (cell.group, 0, ())
+        return (cell.group, 1, (key_of or rows.sort_key(self.sort_by))(self.infos[cell.key]))
+
+    def _appended_in_order(self, count: int) -> bool:
+        """True when the last ``count`` rows (just added at the bottom) already sit where a sort puts them."""
         key_of = rows.sort_key(self.sort_by)
+        first = max(0, self.row_count - count - 1)
+        keys = [self._order(self.get_row_at(index)[0], key_of) for index in range(first, self.row_count)]
+        return all(a <= b for a, b in zip(keys, keys[1:], strict=False))
 
-        def order(cell: NameCell):
-            if cell.header:
-                return (cell.group, 0, ())
-            return (cell.group, 1, key_of(self.infos[cell.key]))
-
-        self.sort("name", key=order)
+    def arrange(self) -> None:
+        """Re-order rows (group, header first, then the sort key), keeping the cursor on the same row
+        (or on the first row while ``pin_top`` holds and the user has not moved off it)."""
+        keep = None if self.pin_top and self.cursor_row == 0 else self.current_key
+        key_of = rows.sort_key(self.sort_by)
+        self.sort("name", key=lambda cell: self._order(cell, key_of))
         if keep is not None:
             try:
                 index = self.get_row_index(keep)
@@ -213,6 +239,13 @@ class CheckpointBrowser(DataTable):
         }
 
     def _add_info_row(self, info: CheckpointInfo) -> None:
+        group = rows.run_of(info)
+        if not self._is_shown(GROUP_PREFIX + group):
+            # The header goes in before its first row, so rows streamed in path order need no re-sort;
+            # _refresh_groups fills in its counts.
+            blank = NameCell(GROUP_PREFIX + group, group, True, group if group != "." else "(root)")
+            self.add_row(blank, *[""] * (len(COLUMNS) - 1), key=GROUP_PREFIX + group)
+            self._groups_shown.add(group)
         cells = self._cells(info)
         self.add_row(*(cells[key] for key, _ in COLUMNS), key=info.path)
 
@@ -229,7 +262,7 @@ class CheckpointBrowser(DataTable):
     def _refresh_groups(self, groups: set[str]) -> None:
         """Keep one header row per group with visible rows: count, total size, best metric."""
         for group in groups:
-            members = [i for i in self.infos.values() if rows.run_of(i) == group and self._is_shown(i.path)]
+            members = [self.infos[p] for p in self._members.get(group, ()) if self._is_shown(p)]
             key = GROUP_PREFIX + group
             if not members:
                 if self._is_shown(key):

@@ -1,6 +1,8 @@
 """Detail tabs for the highlighted checkpoint: Overview, Config, Tokenizer, Weights, Training, Files.
 
 It renders an ``Inspection`` as given; every field may be None (unknown) and is shown as such.
+The plot widget (textual-plotext, which imports plotext) is built the first time a training log is shown,
+not at start-up: most users look at the table long before they open a plot.
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical, VerticalScroll
 from textual.widgets import Static, TabbedContent, TabPane
-from textual_plotext import PlotextPlot
 
 from tui.app import rows
 from tui.core.model import CheckpointInfo, Inspection
@@ -49,7 +50,7 @@ def _problems(problems: list[str]) -> Text:
 def overview_renderable(root: str, info: CheckpointInfo, manifest: dict | None = None) -> Table:
     # Status and problems first: in 80x24 they are what must be seen without scrolling.
     pairs: list[tuple[str, Any]] = [
-        ("path", info.path),
+        ("path", rows.display_path(info.path)),
         ("status", rows.badge(info)),
         ("problems", _problems(info.problems)),
         ("kind", info.kind),
@@ -59,7 +60,7 @@ def overview_renderable(root: str, info: CheckpointInfo, manifest: dict | None =
         ("epoch", info.epoch),
         ("fold", info.fold),
         ("run", info.run),
-        ("absolute", f"{root.rstrip('/')}/{info.path}"),
+        ("absolute", rows.display_path(f"{root.rstrip('/')}/{info.path}")),
         ("parameters", f"{info.parameters:,}" if info.parameters is not None else None),
         ("tensors", info.tensors),
         ("dtypes", ", ".join(f"{k}: {v:,}" for k, v in info.dtypes.items()) if info.dtypes else None),
@@ -167,18 +168,37 @@ class DetailPane(Vertical):
 
     def compose(self) -> ComposeResult:
         with TabbedContent(id="detail-tabs"):
-            for tab in TABS:
-                with TabPane(tab.title(), id=f"tab-{tab}"):
-                    with VerticalScroll():
+            for number, tab in enumerate(TABS, start=1):
+                # The number is the key that opens the tab (1-6; [ and ] step through them).
+                with TabPane(f"{number} {tab.title()}", id=f"tab-{tab}"):
+                    with VerticalScroll(id=f"scroll-{tab}"):
                         yield Static(Text("Select a checkpoint.", style="dim"), id=f"body-{tab}")
-                        if tab == "training":
-                            yield PlotextPlot(id="training-plot")
+
+    @property
+    def active_tab(self) -> str:
+        return self.query_one(TabbedContent).active.removeprefix("tab-")
 
     def show_tab(self, tab: str) -> None:
         self.query_one(TabbedContent).active = f"tab-{tab}"
 
-    def on_mount(self) -> None:
-        self.query_one("#training-plot").display = False
+    def step_tab(self, step: int) -> None:
+        """The next (+1) or previous (-1) tab, wrapping around."""
+        self.show_tab(TABS[(TABS.index(self.active_tab) + step) % len(TABS)])
+
+    def _hide_plot(self) -> None:
+        for plot in self.query("#training-plot"):
+            plot.display = False
+
+    def _plot(self):
+        """The training plot, mounted under the Training summary on first use."""
+        from textual_plotext import PlotextPlot
+
+        found = self.query("#training-plot")
+        if found:
+            return found.first()
+        plot = PlotextPlot(id="training-plot")
+        self.query_one("#scroll-training", VerticalScroll).mount(plot)
+        return plot
 
     def _set(self, tab: str, renderable: Any) -> None:
         self.query_one(f"#body-{tab}", Static).update(renderable)
@@ -186,7 +206,7 @@ class DetailPane(Vertical):
     def show_message(self, text: str, style: str = "dim") -> None:
         for tab in TABS:
             self._set(tab, Text(text, style=style))
-        self.query_one("#training-plot").display = False
+        self._hide_plot()
 
     def show_group(self, group: str, infos: list[CheckpointInfo]) -> None:
         total = sum(i.size_bytes for i in infos)
@@ -228,23 +248,25 @@ class DetailPane(Vertical):
         self._show_training(inspection.trainer_state)
 
     def _show_training(self, state: dict | None) -> None:
-        plot = self.query_one("#training-plot", PlotextPlot)
         series = training_series(state)
         if not state:
             self._set("training", Text("No trainer_state.json.", style="dim"))
-            plot.display = False
+            self._hide_plot()
             return
         scalars = [(k, v) for k, v in state.items() if k != "log_history" and not isinstance(v, (list, dict))]
         last = {name: ys[-1] for name, (_, ys) in series.items()}
         summary = _kv_table(scalars + [(f"last {k}", f"{v:.4g}") for k, v in sorted(last.items())])
         self._set("training", summary)
-        plot.display = bool(series)
-        if series:
-            plt = plot.plt
-            plt.clear_data()
-            plt.clear_figure()
-            for name, (xs, ys) in sorted(series.items()):
-                plt.plot(xs, ys, label=name, marker="braille")
-            plt.title("loss and eval metrics by step")
-            plt.xlabel("step")
-            plot.refresh()
+        if not series:
+            self._hide_plot()
+            return
+        plot = self._plot()
+        plot.display = True
+        plt = plot.plt
+        plt.clear_data()
+        plt.clear_figure()
+        for name, (xs, ys) in sorted(series.items()):
+            plt.plot(xs, ys, label=name, marker="braille")
+        plt.title("loss and eval metrics by step")
+        plt.xlabel("step")
+        plot.refresh()
