@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from trainer.outputs import write_csv_atomic
+
 FOLDS_FILE = "folds.csv"
 
 
@@ -39,19 +41,6 @@ def assign_folds(
 
 def folds_frame(ids: pd.Series, fold: np.ndarray) -> pd.DataFrame:
     return pd.DataFrame({"row": np.arange(len(fold)), "id": ids.to_numpy(), "fold": fold})
-
-
-def write_folds(path: Path, frame: pd.DataFrame) -> None:
-    """Atomic write: a kill leaves either no folds.csv or a whole one."""
-    import os
-
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8", newline="") as f:
-        frame.to_csv(f, index=False)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def read_folds(path: Path, num_rows: int, num_folds: int) -> np.ndarray:
@@ -84,5 +73,5 @@ def load_or_create(
     if path.exists():
         return read_folds(path, len(labels), num_folds)
     fold = assign_folds(labels, num_folds, seed, groups)
-    write_folds(path, folds_frame(ids, fold))
+    write_csv_atomic(path, folds_frame(ids, fold))  # a kill leaves no folds.csv or a whole one
     return fold

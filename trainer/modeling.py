@@ -96,6 +96,16 @@ def fill_deepspeed_auto(accelerator, cfg: Config) -> None:
         ds["gradient_clipping"] = cfg.train.max_grad_norm
 
 
+def _fused_adamw_ok(model) -> bool:
+    import torch
+
+    supported = ("cpu", "cuda", "xpu", "mps", "hpu")
+    params = [p for p in model.parameters() if p.requires_grad]
+    return bool(params) and all(
+        p.device.type in supported and torch.is_floating_point(p) for p in params
+    )
+
+
 def build_optimizer(accelerator, model, cfg: Config, total_steps: int):
     """(optimizer, scheduler) for ``total_steps`` optimizer steps."""
     import torch
@@ -109,7 +119,8 @@ def build_optimizer(accelerator, model, cfg: Config, total_steps: int):
     if "optimizer" in ds:
         optimizer = DummyOptim(groups, lr=lr, weight_decay=cfg.train.weight_decay)
     else:
-        optimizer = torch.optim.AdamW(groups, lr=lr)
+        # The fused kernel (one launch per step, CPU and GPU since torch 2.4) is HF Trainer's default too.
+        optimizer = torch.optim.AdamW(groups, lr=lr, fused=_fused_adamw_ok(model))
 
     def ours(opt):
         return get_scheduler(

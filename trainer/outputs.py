@@ -131,6 +131,7 @@ def remove_lock(run_dir: Path) -> None:
 
 
 def write_csv_atomic(path: Path, frame: pd.DataFrame) -> None:
+    """A kill leaves the previous file (or none) or the whole new one, never half a CSV."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
     with open(tmp, "w", encoding="utf-8", newline="") as f:

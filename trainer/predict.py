@@ -8,7 +8,6 @@ Runs under ``accelerate launch`` too: rows are split across processes and gather
 from __future__ import annotations
 
 import json
-import os
 import re
 import sys
 from dataclasses import dataclass
@@ -221,7 +220,10 @@ def predict(
     for j, name in enumerate(labels):
         frame[f"prob_{name}"] = mean[:, j]
     if output_path is not None and accelerator.is_main_process:
-        _write_csv_atomic(frame, Path(output_path))
+        from trainer.outputs import write_csv_atomic
+
+        Path(output_path).parent.mkdir(parents=True, exist_ok=True)
+        write_csv_atomic(Path(output_path), frame)
     accelerator.wait_for_everyone()
     return frame
 
@@ -239,10 +241,3 @@ def _predict_probs(accelerator, model, loader, n_rows: int):
             rows, probs = accelerator.gather_for_metrics((rows, probs))
             out[rows.cpu().numpy()] = probs.cpu().numpy()
     return out
-
-
-def _write_csv_atomic(frame, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    frame.to_csv(tmp, index=False)
-    os.replace(tmp, path)
