@@ -200,6 +200,26 @@ def test_exact_files_written(runs, kind):
     assert list(folds.columns) == ["row", "id", "fold"] and len(folds) == ROWS
 
 
+@pytest.mark.parametrize("kind", ["single", "zero3-fp32"])
+def test_inspection_core_reads_what_the_trainer_wrote(runs, kind):
+    """The other side of docs/FORMAT.md: `ckpt-tui ls` reports each fold folder as the trainer wrote it."""
+    from tui.core.scan import scan
+
+    run = runs[kind]
+    infos = {info.path: info for info in scan(run.parent)}
+    cv = json.loads((run / "cv.json").read_text())
+    for k in (0, 1):
+        info = infos[f"run/demo-deberta-v2_fold_{k}"]
+        state = json.loads((run / f"demo-deberta-v2_fold_{k}" / "trainer_state.json").read_text())
+        assert (info.kind, info.complete, info.problems, info.best) == ("hf-model", True, [], True)
+        assert (info.fold, info.step, info.epoch) == (k, state["best_global_step"], state["epoch"])
+        assert info.metric == {"name": "f1_macro", "value": pytest.approx(cv["folds"][str(k)]["f1_macro"])}
+        assert info.parameters and set(info.dtypes) == {"F32"}
+        for step_dir in (run / "checkpoints" / f"fold_{k}").glob("step_*"):
+            step = infos[step_dir.relative_to(run.parent).as_posix()]
+            assert step.complete and step.step == int(step_dir.name.split("_")[1]) and step.fold == k
+
+
 @pytest.mark.parametrize("kind", ["single", "zero2-bf16", "zero3-fp32", "zero3-bf16"])
 def test_folds_reload_and_cv_recomputes(runs, kind):
     from transformers import AutoModelForSequenceClassification, AutoTokenizer

@@ -203,7 +203,11 @@ def _state_into(
     elif state["best_model_checkpoint"] is None and info.step is None:
         info.step = state["global_step"]  # no best tracking: the weights are the last step's
     # else: an output_dir whose state names another best checkpoint may hold either weights; unknown.
-    if kind == "hf-checkpoint" and state["epoch"] is not None:
+    if state["epoch"] is not None and (
+        kind == "hf-checkpoint"
+        # a fold folder saved at its best step: the state's epoch is the weights' epoch
+        or (names_itself and state["global_step"] is not None and state["global_step"] == info.step)
+    ):
         info.epoch = float(state["epoch"])
     metric_name = state["metric_name"]
     if names_itself and state["best_metric"] is not None:
