@@ -341,22 +341,15 @@ def build_parser() -> argparse.ArgumentParser:
         allow_abbrev=False,
     )
     parser.add_argument("--config", metavar="FILE", help="YAML file with sections data/model/train/...")
-    parser.add_argument(
-        "--resume",
-        dest="run.resume",
-        nargs="?",
-        const="true",
-        default=argparse.SUPPRESS,
-        help="shorthand for --run.resume",
-    )
-    parser.add_argument(
-        "--overwrite",
-        dest="run.overwrite",
-        nargs="?",
-        const="true",
-        default=argparse.SUPPRESS,
-        help="shorthand for --run.overwrite",
-    )
+    for flag in ("resume", "overwrite"):
+        parser.add_argument(
+            f"--{flag}",
+            dest=f"run.{flag}",
+            nargs="?",
+            const="true",
+            default=argparse.SUPPRESS,
+            help=f"shorthand for --run.{flag}",
+        )
     parser.add_argument(
         "--folds",
         dest="folds.folds",

@@ -42,8 +42,9 @@ def make_plan(cfg: Config) -> Plan:
         model_dir = Path(cfg.model.model_name_or_path)
         check_model_dir(model_dir)
     run_dir = cfg.run.run_dir()
-    if mode == "resume":
+    if mode in ("resume", "overwrite"):  # never continue or delete a run a live trainer is writing
         _check_not_owned(run_dir)
+    if mode == "resume":
         if (run_dir / FOLDS_FILE).exists():
             read_folds(run_dir / FOLDS_FILE, len(table.frame), cfg.folds.num_folds)
     return Plan(table=table, data_path=data_path, model_dir=model_dir, mode=mode)
