@@ -182,7 +182,7 @@ class Kill:
     at: float | None = None  # seconds since this segment's launch
     saw: str | None = None  # the temp folder a write-kill reacted to
     last_step: str | None = None  # the last step line of the segment's log
-    left: list[str] = field(default_factory=list)  # half-written folders this kill added
+    left: list[str] = field(default_factory=list)  # half-written folders this launch wrote, then left
 
     def describe(self) -> str:
         fold, step = (self.target - 1) // STEPS_PER_FOLD, (self.target - 1) % STEPS_PER_FOLD + 1
@@ -192,7 +192,7 @@ class Kill:
             return f"{what}: not reached (run completed first)"
         return (
             f"{what}: killed {self.at:.2f}s after launch; saw {self.saw}; last log {self.last_step!r}; "
-            f"left {self.left or 'nothing new half-written'}"
+            f"left {self.left or 'nothing half-written of its own'}"
         )
 
 
@@ -227,18 +227,23 @@ def _temp_folders(run_dir: Path) -> list[Path]:
     return found
 
 
-def _new_temp_folders(run_dir: Path, since_ns: int) -> list[Path]:
-    """Temp folders created (or written into) since ``since_ns``: the previous kill's leftovers, same
-    names until the trainer cleans them up, must not trigger a write-kill. A folder's ctime moves on
-    when it is created and whenever an entry is added inside it."""
+def _written_since(paths: list[Path], since_ns: int) -> list[Path]:
+    """Those of ``paths`` created (or written into) since ``since_ns``: a previous kill's leftovers keep
+    their names until the trainer cleans them up, so names alone cannot say what this launch wrote. A
+    folder's ctime moves on when it is created and whenever an entry is added inside it."""
     found = []
-    for path in _temp_folders(run_dir):
+    for path in paths:
         try:
             if path.stat().st_ctime_ns >= since_ns:
                 found.append(path)
         except FileNotFoundError:
             pass  # committed (renamed) or cleaned up since it was listed
     return found
+
+
+def _new_temp_folders(run_dir: Path, since_ns: int) -> list[Path]:
+    """Temp folders this launch is writing: what arms a write-kill."""
+    return _written_since(_temp_folders(run_dir), since_ns)
 
 
 def _steps_logged(log: Path) -> list[str]:
@@ -395,16 +400,16 @@ def test_sigkill_at_20_moments_and_resume_gives_the_uninterrupted_run(tmp_path):
     kills = 0
     for i, kill in enumerate(schedule):
         log = tmp_path / f"segment_{i:02d}.log"
-        before = {p.relative_to(run_dir).as_posix() for p in suspicious_folders(run_dir)} if i else set()
         started = time.monotonic()
+        launched_ns = time.time_ns() - 50_000_000  # file times tick coarser than time_ns()
         proc = launch(data, out, "killed", log, *(["--resume"] if i else []))
         if not run_until_kill(proc, kill, run_dir, log, started):
             if proc.returncode != 0:
                 fail(f"segment {i} exited with {proc.returncode}:\n{log.read_text()[-4000:]}")
             break  # finished before its kill moment
         kills += 1
-        after = {p.relative_to(run_dir).as_posix() for p in suspicious_folders(run_dir)}
-        kill.left = sorted(after - before)
+        written = _written_since(suspicious_folders(run_dir), launched_ns)
+        kill.left = sorted(p.relative_to(run_dir).as_posix() for p in written)
         if violations := audit_scan(run_dir):
             fail(f"after kill {i}, the inspection core lies:\n  " + "\n  ".join(violations))
 
@@ -421,7 +426,7 @@ def test_sigkill_at_20_moments_and_resume_gives_the_uninterrupted_run(tmp_path):
     if mid_write < MIN_MID_WRITE:
         fail(f"only {mid_write} kills left a half-written checkpoint (need {MIN_MID_WRITE})")
     assert json.loads((run_dir / "run.json").read_text())["status"] == "complete"
-    print(f"{kills} kills, {mid_write} of them left a new half-written checkpoint:")  # shown with -rA / -s
+    print(f"{kills} kills, {mid_write} of them left a half-written checkpoint of their own:")  # shown with -rA / -s
     print("\n".join(f"  kill {i}: {k.describe()}" for i, k in enumerate(schedule)))
     if diffs := differences(out / "reference", run_dir):
         fail("the resumed run differs from the uninterrupted one:\n  " + "\n  ".join(diffs))
