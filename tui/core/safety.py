@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import socket
 import time
 from collections.abc import Callable, Iterable
@@ -31,6 +30,7 @@ from pathlib import Path
 from tui.core.commit import MANIFEST_NAME, is_temp_name
 from tui.core.model import CheckpointInfo
 from tui.core.process import pid_alive
+from tui.core.scan import CHECKPOINT_N
 from tui.core.trash import TRASH_DIR
 
 QUIET_SECONDS = 60.0  # a file touched more recently than this means someone is writing
@@ -39,7 +39,6 @@ LOCK_NAME = ".lock"
 RUN_FILE = "run.json"
 _POINTER_WALK_DEPTH = 6
 _MAX_POINTER_FILE = 64 << 20
-CHECKPOINT_N = re.compile(r"^checkpoint-(\d+)$")
 
 
 @dataclass(frozen=True)
