@@ -8,7 +8,7 @@ kill to the next (a kill relative to the launch would keep hitting the first ste
 checkpoint and leave fold 1 untouched):
 
 - ``startup``: a random delay after the launch (imports, process group, DeepSpeed engine, tokenisation,
-  the resume itself): no progress, costs only the delay;
+  the resume itself), or at the first step line if that comes first: no progress, costs only the delay;
 - ``write``: once the log shows the target position, poll the run folder every few milliseconds for
   the next commit-protocol temp folder this launch creates (``checkpoints/fold_<k>/.step_<N>.tmp``,
   ``.<model>_fold_<k>.tmp``, or a parked ``.old``) and kill the moment it appears or a few
@@ -25,7 +25,7 @@ and the data position (sampler seeded by (seed, fold, epoch) + ``skip_first_batc
 oof.csv and every tensor of every fold model must be bit-identical to the uninterrupted run; any
 difference is a resume bug (lost state), not noise.
 
-Budget (2 cores): the reference run takes ~20 s; every launch costs ~11-13 s of start-up before it can
+Budget (2 cores): the reference run takes ~20 s; every launch costs ~6-13 s of start-up (box-dependent) before it can
 be killed in training (start-up kills cost their delay), so 22 kills + the final segment took 4 min 36 s
 on an idle box (measured), and about twice that while other 2-process jobs share the cores.
 """
@@ -286,6 +286,10 @@ def run_until_kill(proc: subprocess.Popen, kill: Kill, run_dir: Path, log: Path,
             ):
                 kill.saw = temps[0].relative_to(run_dir).as_posix()
                 fire_at = now + kill.delay
+        if kill.mode == "startup" and fire_at is not None and _position(log) >= 0:
+            # A start-up kill lands before training: past the first step, a fast box would otherwise
+            # train through the positions of the kills after it, and the run would end too early.
+            fire_at = now
         if fire_at is not None and now >= fire_at:
             kill_group(proc)
             kill.at = time.monotonic() - started
