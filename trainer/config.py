@@ -64,9 +64,15 @@ class DataConfig:
     id_column: str | None = _f(None, "optional id column; the row number is used when absent")
     group_column: str | None = _f(None, "optional group column: rows of one group stay in one fold")
     max_length: int = _f(128, "truncate tokenized inputs to this many tokens")
+    num_workers: int | None = _f(
+        None, "DataLoader worker processes per training process; none = 2 on a GPU, 0 on CPU"
+    )
 
     def __post_init__(self) -> None:
         _require(self.max_length >= 8, "data.max_length", f"must be >= 8, got {self.max_length}")
+        _require(
+            self.num_workers is None or self.num_workers >= 0, "data.num_workers", "must be >= 0 or none"
+        )
 
 
 @dataclass
@@ -96,6 +102,11 @@ class TrainConfig:
     metric_mode: str = _f("auto", "max | min | auto (min for log_loss, max otherwise)")
     patience: int = _f(0, "stop a fold after N evaluations without improvement; 0 = never stop early")
     seed: int = _f(42, "seed for model initialisation, dropout and data order")
+    tf32: bool = _f(True, "let fp32 matmuls use TF32 tensor cores on NVIDIA GPUs (no effect on CPU)")
+    gradient_checkpointing: bool = _f(False, "recompute activations in backward: less GPU memory, ~30% slower")
+    compile: str | None = _f(
+        None, "torch.compile backend for the repeated transformer blocks (inductor, eager...); none = off"
+    )
     save_every: int = _f(50, "write a resumable checkpoint every N optimizer steps; 0 = never")
     keep_last: int = _f(2, "resumable checkpoints kept per fold (the best one is always kept too)")
 
@@ -162,10 +173,14 @@ class RunConfig:
     run_name: str = _f("kfold", "run folder name under output_dir")
     resume: bool = _f(False, "continue the run even if its config changed (same config resumes anyway)")
     overwrite: bool = _f(False, "delete an existing run folder of this name and start again")
+    dist_timeout_s: int = _f(
+        7200, "seconds a rank waits in a collective (NCCL/gloo) before the job fails; rank 0 may be saving"
+    )
 
     def __post_init__(self) -> None:
         _require(bool(self.run_name) and "/" not in self.run_name, "run.run_name", "must be a plain name")
         _require(not (self.resume and self.overwrite), "run", "--resume and --overwrite exclude each other")
+        _require(self.dist_timeout_s >= 60, "run.dist_timeout_s", f"must be >= 60, got {self.dist_timeout_s}")
 
     def run_dir(self) -> Path:
         return Path(self.output_dir) / self.run_name
@@ -200,8 +215,12 @@ class Config:
         return Path(self.model.model_name_or_path.rstrip("/")).name
 
 
-# Settings that do not change what a fold learns: a run may continue with other values of these.
-_NOT_HASHED = (("train", "save_every"), ("train", "keep_last"), ("folds", "folds"))
+# Settings that do not change what a fold learns (beyond rounding, as the launcher's precision does not):
+# a run may continue with other values of these.
+_NOT_HASHED = (
+    ("train", "save_every"), ("train", "keep_last"), ("folds", "folds"), ("data", "num_workers"),
+    ("train", "tf32"), ("train", "gradient_checkpointing"), ("train", "compile"),
+)  # fmt: skip
 _SECTION_TYPES = {
     "data": DataConfig,
     "model": ModelConfig,

@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 import os
+from datetime import timedelta
+
+# accelerate's own default is 600 s for NCCL (DeepSpeed: 10 min), shorter than rank 0 may take to hash and
+# fsync a large checkpoint or write a fold model while every other rank waits in a barrier.
+DEFAULT_TIMEOUT_S = 7200
 
 
-def process_group_handlers() -> list:
-    """accelerate's kwargs handlers for this machine. Without a GPU a launched job needs the gloo backend:
-    accelerate would otherwise pick none, and each of the N processes would believe it is alone."""
+def process_group_handlers(timeout_s: int = DEFAULT_TIMEOUT_S) -> list:
+    """accelerate's kwargs handlers for this machine: the collective timeout on every backend, and gloo
+    without a GPU (accelerate would otherwise pick none, and each of the N launched processes would
+    believe it is alone). The timeout reaches DeepSpeed's ``init_distributed`` too."""
     import torch
     from accelerate.utils import InitProcessGroupKwargs
 
     launched = "RANK" in os.environ or "LOCAL_RANK" in os.environ  # a launcher set up a process group
-    return [InitProcessGroupKwargs(backend="gloo")] if launched and not torch.cuda.is_available() else []
+    timeout = timedelta(seconds=timeout_s)
+    if launched and not torch.cuda.is_available():
+        return [InitProcessGroupKwargs(backend="gloo", timeout=timeout)]
+    # backend stays accelerate's default ("nccl"), which its to_kwargs() drops: accelerate picks the backend.
+    return [InitProcessGroupKwargs(timeout=timeout)]

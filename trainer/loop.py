@@ -27,6 +27,7 @@ from trainer.data import encode, make_loaders
 from trainer.folds import FOLDS_FILE, load_or_create, read_folds
 from trainer.modeling import (
     build_optimizer,
+    compile_blocks,
     deepspeed_config,
     fill_deepspeed_auto,
     load_model,
@@ -82,7 +83,9 @@ def make_accelerator(cfg: Config):
     from accelerate import Accelerator
 
     from trainer.distributed import process_group_handlers
+    from trainer.modeling import enable_tf32
 
+    enable_tf32(cfg.train.tf32)
     if os.environ.get(ALLOW_CPU_FP16_ENV) == "1":
         from deepspeed.accelerator import get_accelerator
 
@@ -92,7 +95,7 @@ def make_accelerator(cfg: Config):
     return Accelerator(
         gradient_accumulation_steps=cfg.train.grad_accum,
         step_scheduler_with_optimizer=False,
-        kwargs_handlers=process_group_handlers(),
+        kwargs_handlers=process_group_handlers(cfg.run.dist_timeout_s),
     )
 
 
@@ -224,6 +227,7 @@ def prepare_fold(
     model, optimizer, train_dl, valid_dl, scheduler = accelerator.prepare(
         model, optimizer, train_dl, valid_dl, scheduler
     )
+    compile_blocks(accelerator.unwrap_model(model), cfg.train.compile)
     # Recount after prepare: DeepSpeed may impose its own accumulation, and sharding sets the length.
     if len(train_dl) != batches or accelerator.gradient_accumulation_steps != grad_accum:
         raise RuntimeError(

@@ -36,8 +36,36 @@ def load_tokenizer(path: Path):
     return AutoTokenizer.from_pretrained(str(path), local_files_only=True)
 
 
+def check_compile_backend(name: str | None) -> None:
+    """``train.compile`` names a backend torch.compile knows (checked before any process group)."""
+    if name is None:
+        return
+    import torch._dynamo
+
+    known = torch._dynamo.list_backends(exclude_tags=())
+    if name not in known:
+        raise ModelError(f"train.compile: unknown torch.compile backend {name!r} (none, {', '.join(known)})")
+
+
+def enable_tf32(enabled: bool) -> None:
+    """fp32 matmuls on TF32 tensor cores (Ampere and later): what bf16/fp16 runs still do in fp32 (the
+    optimizer, the loss) and whole fp32 runs get ~8x the matmul rate. CUDA only; CPU results are unchanged."""
+    import torch
+
+    if torch.cuda.is_available():
+        torch.set_float32_matmul_precision("high" if enabled else "highest")
+
+
 def load_model(path: Path, labels: LabelMap, cfg: Config):
-    """The classifier with this run's label maps in its config; LoRA adapters when enabled."""
+    """The classifier with this run's label maps in its config; LoRA adapters when enabled.
+
+    Trainable weights are always fp32, whatever dtype the folder was saved in (transformers 5 loads the
+    checkpoint's dtype by default): mixed precision is the launcher's business (autocast + loss scaling,
+    or DeepSpeed's fp32 master copy); bf16 parameters under plain DDP would silently drop small updates,
+    and fp16 ones fail in the GradScaler. Under ZeRO-3, DeepSpeed's partitioning at construction decides
+    the dtype of the (sharded) parameters and keeps the fp32 master copy itself.
+    """
+    import torch
     from transformers import AutoModelForSequenceClassification
     from transformers.utils import logging as hf_logging
 
@@ -51,14 +79,36 @@ def load_model(path: Path, labels: LabelMap, cfg: Config):
             label2id=labels.label2id(),
             local_files_only=True,
             ignore_mismatched_sizes=True,  # a base model's head may have another number of classes
+            dtype=torch.float32,
         )
     finally:
         hf_logging.set_verbosity(verbosity)
+    if cfg.train.gradient_checkpointing:
+        # Non-reentrant: needs no input that requires grad, so it works with frozen embeddings (LoRA).
+        kwargs = {"use_reentrant": False}
+        if hasattr(model, "activation_checkpointing_enable"):  # the name since transformers 5.24
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+        else:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
     if cfg.lora.enabled:
         from trainer.lora import apply_lora
 
         model = apply_lora(model, cfg.lora)
     return model
+
+
+def compile_blocks(model, backend: str | None) -> None:
+    """Compile the repeated blocks (the encoder layers) in place, each with the same code, so one
+    compilation serves every layer and the state_dict keys stay those of the plain model (accelerate's
+    own regional compilation for DDP wraps the blocks and renames every key under them). Call it on the
+    unwrapped model after ``accelerator.prepare``, so DeepSpeed's hooks are installed first."""
+    if backend is None:
+        return
+    from accelerate.utils.other import compile_regions_deepspeed
+
+    # In place (Module.compile), despite its name not specific to DeepSpeed; dynamic=None lets dynamo
+    # mark the sequence length dynamic after the first length change instead of recompiling per length.
+    compile_regions_deepspeed(model, backend=backend, dynamic=None)
 
 
 def _no_decay_names(model) -> set[str]:

@@ -16,7 +16,7 @@ from trainer import demo
 from trainer.config import Config
 from trainer.data import Table, load_and_validate, validate
 from trainer.folds import FOLDS_FILE, read_folds
-from trainer.modeling import check_model_dir
+from trainer.modeling import check_compile_backend, check_model_dir
 from trainer.outputs import LOCK_FILE, RunFolderError, check_run_folder
 from tui.core.process import pid_alive
 
@@ -41,6 +41,7 @@ def make_plan(cfg: Config) -> Plan:
     if not cfg.model.is_demo():
         model_dir = Path(cfg.model.model_name_or_path)
         check_model_dir(model_dir)
+    check_compile_backend(cfg.train.compile)
     run_dir = cfg.run.run_dir()
     if mode in ("resume", "overwrite"):  # never continue or delete a run a live trainer is writing
         _check_not_owned(run_dir)
