@@ -252,13 +252,16 @@ def zero3_run(tmp_path_factory):
     import subprocess
     import sys
 
+    from tests.subprocess_env import cpu_only
+
     root = tmp_path_factory.mktemp("zero")
     run_dir = root / "run"
     run_dir.mkdir()
     script = root / "make_zero.py"
     script.write_text(ZERO_SCRIPT)
     proc = subprocess.run(
-        [sys.executable, str(script), str(run_dir), "3"], capture_output=True, text=True, timeout=600
+        [sys.executable, str(script), str(run_dir), "3"], capture_output=True, text=True, timeout=600,
+        env=cpu_only(),
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     synthetic.write_tokenizer(run_dir)

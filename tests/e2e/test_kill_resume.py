@@ -46,6 +46,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.subprocess_env import cpu_only
+
 REPO = Path(__file__).resolve().parents[2]
 ACCELERATE = Path(sys.executable).with_name("accelerate")
 ACCELERATE_CONFIG = REPO / "ds_configs" / "accelerate" / "cpu_2proc_zero2.yaml"
@@ -85,6 +87,15 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def launch_env() -> dict[str, str]:
+    return {**cpu_only(), "PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false"}
+
+
+def test_launched_children_never_see_a_gpu(monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
+    assert launch_env()["CUDA_VISIBLE_DEVICES"] == ""
+
+
 def launch(data: Path, out: Path, run_name: str, log: Path, *extra: str) -> subprocess.Popen:
     cmd = [
         str(ACCELERATE), "launch", "--config_file", str(ACCELERATE_CONFIG),
@@ -93,7 +104,7 @@ def launch(data: Path, out: Path, run_name: str, log: Path, *extra: str) -> subp
         "--data.path", str(data), "--run.output_dir", str(out), "--run.run_name", run_name,
         *TRAIN_ARGS, *extra,
     ]  # fmt: skip
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false"}
+    env = launch_env()
     with open(log, "w") as sink:
         # start_new_session: the launcher and both ranks share one process group that we kill at once,
         # as a scheduler's preemption or the OOM killer of a node does.

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tests.subprocess_env import cpu_only
 from trainer.demo import demo_dataframe
 from tui.core.commit import verify
 
@@ -55,11 +56,11 @@ AGREE_LOG_LOSS = 0.05
 
 
 def _env(tmp_root: Path) -> dict[str, str]:
-    env = {
+    env = cpu_only({
         k: v
         for k, v in os.environ.items()
         if not k.startswith(("ACCELERATE_", "RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_"))
-    }
+    })  # fmt: skip
     env["TORCH_EXTENSIONS_DIR"] = os.environ.get(
         "TORCH_EXTENSIONS_DIR", str(Path.home() / ".cache" / "torch_extensions")
     )
@@ -67,6 +68,11 @@ def _env(tmp_root: Path) -> dict[str, str]:
     env["ACCELERATE_CONFIG_FILE"] = str(tmp_root / "no-accelerate-config.yaml")  # ignore a user config
     env["PYTHONPATH"] = str(REPO)
     return env
+
+
+def test_launched_children_never_see_a_gpu(tmp_path, monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
+    assert _env(tmp_path)["CUDA_VISIBLE_DEVICES"] == ""
 
 
 def _launch_args(kind: str) -> list[str]:

@@ -11,13 +11,14 @@ leak into other tests.
 from __future__ import annotations
 
 import json
-import os
 import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from tests.subprocess_env import cpu_only
 
 REPO = Path(__file__).resolve().parents[2]
 DS_JSON = REPO / "ds_configs" / "zero2_fp16.json"
@@ -34,7 +35,7 @@ def _free_port() -> int:
 def test_fp16_overflow_is_skipped_counted_and_halves_the_scale(tmp_path):
     out = tmp_path / "fp16.json"
     env = {
-        **os.environ, "RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0", "LOCAL_WORLD_SIZE": "1",
+        **cpu_only(), "RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0", "LOCAL_WORLD_SIZE": "1",
         "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port()), "PYTHONPATH": str(REPO),
     }  # fmt: skip
     proc = subprocess.run(
