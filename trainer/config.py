@@ -34,6 +34,8 @@ from typing import Any
 
 import yaml
 
+from tui.core.text import lower_is_better
+
 DEMO_LR = 2e-3  # a randomly initialised tiny model needs a far larger step than fine-tuning does
 FINETUNE_LR = 2e-5
 METRICS = ("f1_macro", "accuracy", "log_loss")
@@ -125,7 +127,7 @@ class TrainConfig:
     def mode(self) -> str:
         if self.metric_mode != "auto":
             return self.metric_mode
-        return "min" if self.metric == "log_loss" else "max"
+        return "min" if lower_is_better(self.metric) else "max"
 
     def resolved_lr(self, demo: bool) -> float:
         if self.lr is not None:

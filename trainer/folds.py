@@ -12,8 +12,7 @@ import numpy as np
 import pandas as pd
 
 from trainer.outputs import write_csv_atomic
-
-FOLDS_FILE = "folds.csv"
+from tui.core.names import FOLDS_FILE
 
 
 class FoldsError(ValueError):

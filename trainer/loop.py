@@ -33,7 +33,7 @@ from trainer.modeling import (
     load_model,
     load_tokenizer,
 )
-from trainer.plan import Plan
+from trainer.plan import RunPlan as Plan
 
 BEST_VALID_FILE = "best_valid.csv"  # beside the step checkpoints: predictions of the fold's best model
 # Test seam, and only that: DeepSpeed's CPU accelerator refuses fp16; the fp16 loss-scaler path can run

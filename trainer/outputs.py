@@ -6,41 +6,32 @@ temp file + rename, so a kill never leaves half a file that a reader (or a resum
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import socket
-import time
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from trainer.config import Config
-from tui.core.commit import write_json_atomic
+from tui.core.commit import utc_now, write_json_atomic
+from tui.core.files import read_json_dict
+from tui.core.names import CV_FILE, LOCK_FILE, OOF_FILE, RUN_FILE, fold_model_dir_name, valid_df_name
 
 RUN_FORMAT = "ckpt-tui/run/1"
-RUN_FILE = "run.json"
-LOCK_FILE = ".lock"
 
 
 class RunFolderError(ValueError):
     """The run folder cannot be used as asked; one line."""
 
 
-def now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-
-
 def read_run(run_dir: Path) -> dict[str, Any] | None:
     path = Path(run_dir) / RUN_FILE
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
+    data = read_json_dict(path, RunFolderError, "; use --overwrite or another run.run_name")
+    if data is None:
         return None
-    except (OSError, ValueError) as e:
-        raise RunFolderError(f"{path}: unreadable ({e}); use --overwrite or another run.run_name") from None
-    if not isinstance(data, dict) or data.get("format") != RUN_FORMAT:
+    if data.get("format") != RUN_FORMAT:
         raise RunFolderError(f"{path}: not a {RUN_FORMAT} file; use --overwrite or another run.run_name")
     return data
 
@@ -89,7 +80,7 @@ def new_run_record(
     previous: dict[str, Any] | None,
 ) -> dict[str, Any]:
     """run.json for this invocation; keeps ``folds_done`` and ``started`` of a run being resumed."""
-    stamp = now()
+    stamp = utc_now()
     return {
         "format": RUN_FORMAT,
         "run_name": cfg.run.run_name,
@@ -112,14 +103,14 @@ def new_run_record(
 
 
 def update_run(run_dir: Path, record: dict[str, Any], **changes: Any) -> dict[str, Any]:
-    record.update(changes, updated=now())
+    record.update(changes, updated=utc_now())
     write_json_atomic(Path(run_dir) / RUN_FILE, record)
     return record
 
 
 def write_lock(run_dir: Path) -> None:
     write_json_atomic(
-        Path(run_dir) / LOCK_FILE, {"pid": os.getpid(), "host": socket.gethostname(), "started": now()}
+        Path(run_dir) / LOCK_FILE, {"pid": os.getpid(), "host": socket.gethostname(), "started": utc_now()}
     )
 
 
@@ -142,13 +133,13 @@ def write_csv_atomic(path: Path, frame: pd.DataFrame) -> None:
 
 
 def valid_df_path(run_dir: Path, fold: int) -> Path:
-    return Path(run_dir) / f"valid_df_fold_{fold}.csv"
+    return Path(run_dir) / valid_df_name(fold)
 
 
 def fold_model_dir(run_dir: Path, cfg: Config, fold: int) -> Path:
-    return Path(run_dir) / f"{cfg.model_name()}_fold_{fold}"
+    return Path(run_dir) / fold_model_dir_name(cfg.model_name(), fold)
 
 
 def write_cv(run_dir: Path, cv: dict[str, Any], oof: pd.DataFrame) -> None:
-    write_csv_atomic(Path(run_dir) / "oof.csv", oof)
-    write_json_atomic(Path(run_dir) / "cv.json", cv)
+    write_csv_atomic(Path(run_dir) / OOF_FILE, oof)
+    write_json_atomic(Path(run_dir) / CV_FILE, cv)

@@ -6,7 +6,6 @@ about a second and one line on stderr, not a distributed traceback.
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 from dataclasses import dataclass
@@ -17,19 +16,23 @@ from trainer.config import Config
 from trainer.data import Table, load_and_validate, validate
 from trainer.folds import FOLDS_FILE, read_folds
 from trainer.modeling import check_compile_backend, check_model_dir
-from trainer.outputs import LOCK_FILE, RunFolderError, check_run_folder
+from trainer.outputs import RunFolderError, check_run_folder
+from tui.core.files import json_object
+from tui.core.names import LOCK_FILE
 from tui.core.process import pid_alive
 
 
 @dataclass
-class Plan:
+class RunPlan:
+    """What a launch will do, decided before any process group exists."""
+
     table: Table
     data_path: Path
     model_dir: Path
     mode: str  # "new" | "resume" | "overwrite"
 
 
-def make_plan(cfg: Config) -> Plan:
+def make_plan(cfg: Config) -> RunPlan:
     mode = check_run_folder(cfg)
     data_path, model_dir = demo.demo_paths(Path(cfg.run.output_dir))
     if cfg.data.path is None:
@@ -48,15 +51,15 @@ def make_plan(cfg: Config) -> Plan:
     if mode == "resume":
         if (run_dir / FOLDS_FILE).exists():
             read_folds(run_dir / FOLDS_FILE, len(table.frame), cfg.folds.num_folds)
-    return Plan(table=table, data_path=data_path, model_dir=model_dir, mode=mode)
+    return RunPlan(table=table, data_path=data_path, model_dir=model_dir, mode=mode)
 
 
 def _check_not_owned(run_dir: Path) -> None:
     """Refuse a run another live trainer on this host holds; a lock left by a killed one is stale."""
+    lock = json_object(run_dir / LOCK_FILE) or {}
     try:
-        lock = json.loads((run_dir / LOCK_FILE).read_text(encoding="utf-8"))
         pid, host = int(lock["pid"]), lock["host"]
-    except (OSError, ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, OverflowError):
         return
     if host != socket.gethostname() or pid == os.getpid():
         return

@@ -7,17 +7,15 @@ Runs under ``accelerate launch`` too: rows are split across processes and gather
 
 from __future__ import annotations
 
-import json
-import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from tui.core import commit as protocol
-
-FOLD_DIR_RE = re.compile(r"^(?P<model>.+)_fold_(?P<fold>\d+)$")
-LOWER_IS_BETTER = {"log_loss"}
+from tui.core.files import read_json_dict
+from tui.core.names import CONFIG_FILE, CV_FILE, FOLD_MODEL_DIR, MANIFEST_NAME, RUN_FILE
+from tui.core.text import lower_is_better
 
 
 class PredictError(ValueError):
@@ -40,23 +38,11 @@ class Source:
     data_config: dict[str, Any]
 
 
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError) as e:
-        raise PredictError(f"{path}: unreadable JSON ({e})") from None
-    if not isinstance(data, dict):
-        raise PredictError(f"{path}: not a JSON object")
-    return data
-
-
 def _checked_model(path: Path, fold: int | None, score: float | None) -> FoldModel:
     problems = protocol.verify(path)
-    if problems and (path / protocol.MANIFEST_NAME).exists():
+    if problems and (path / MANIFEST_NAME).exists():
         raise PredictError(f"{path}: incomplete model folder ({problems[0]})")
-    if not (path / "config.json").is_file():
+    if not (path / CONFIG_FILE).is_file():
         raise PredictError(f"{path}: no config.json (not a Hugging Face model folder)")
     return FoldModel(path, fold, score)
 
@@ -66,30 +52,30 @@ def find_models(source: Path) -> Source:
     source = Path(source)
     if not source.is_dir():
         raise PredictError(f"{source}: no such run folder")
-    run = _read_json(source / "run.json") or _read_json(source.parent / "run.json") or {}
+    run = read_json_dict(source / RUN_FILE, PredictError) or read_json_dict(source.parent / RUN_FILE, PredictError) or {}
     data_config = (run.get("config") or {}).get("data") or {}
-    cv = _read_json(source / "cv.json") or {}
+    cv = read_json_dict(source / CV_FILE, PredictError) or {}
     metric = cv.get("metric") or run.get("metric")
 
-    if (source / "run.json").is_file():
+    if (source / RUN_FILE).is_file():
         models = []
         for child in sorted(source.iterdir()):
-            match = FOLD_DIR_RE.match(child.name)
+            match = FOLD_MODEL_DIR.match(child.name)
             if match and child.is_dir():
                 fold = int(match.group("fold"))
                 score = ((cv.get("folds") or {}).get(str(fold)) or {}).get(metric) if metric else None
                 models.append(_checked_model(child, fold, score))
         if not models:
             raise PredictError(f"{source}: no <model>_fold_<k>/ folders (has any fold finished?)")
-    elif (source / "config.json").is_file():
+    elif (source / CONFIG_FILE).is_file():
         models = [_checked_model(source, None, None)]
     else:
         models = []
-        for child in sorted(p for p in source.iterdir() if p.is_dir() and (p / "config.json").is_file()):
-            manifest = protocol.read_manifest(child) if (child / protocol.MANIFEST_NAME).exists() else None
+        for child in sorted(p for p in source.iterdir() if p.is_dir() and (p / CONFIG_FILE).is_file()):
+            manifest = protocol.read_manifest(child) if (child / MANIFEST_NAME).exists() else None
             manifest_metric = (manifest or {}).get("metric") or {}
             metric = metric or manifest_metric.get("name")
-            match = FOLD_DIR_RE.match(child.name)
+            match = FOLD_MODEL_DIR.match(child.name)
             fold = (manifest or {}).get("fold", int(match.group("fold")) if match else None)
             models.append(_checked_model(child, fold, manifest_metric.get("value")))
         if not models:
@@ -107,7 +93,7 @@ def fold_weights(models: list[FoldModel], metric: str | None, weighted: bool) ->
         raise PredictError(
             f"--weighted needs a fold score for every model; none for {', '.join(missing) or 'all'}"
         )
-    raw = [1.0 / m.score if metric in LOWER_IS_BETTER else m.score for m in models]
+    raw = [1.0 / m.score if lower_is_better(metric) else m.score for m in models]
     if any(w <= 0 for w in raw) or sum(raw) <= 0:
         raise PredictError(
             f"--weighted: fold scores must be positive ({metric}: {[m.score for m in models]})"

@@ -61,3 +61,9 @@ async def settle(app, pilot, rounds: int = 40) -> None:
             await pilot.pause()
             return
     raise AssertionError("the app did not settle")
+
+
+def screen_text(app) -> str:
+    """Every character the app would send to the terminal for the current screen (modals and toasts
+    included), one line per terminal row: what a user's terminal interprets."""
+    return "\n".join(strip.text for strip in app.screen._compositor.render_strips())

@@ -21,13 +21,6 @@ def test_status_is_most_urgent_first():
     assert "broken" in rows.badge(info("a", complete=False)).plain
 
 
-def test_human_bytes():
-    assert rows.human_bytes(0) == "0B"
-    assert rows.human_bytes(2048) == "2.0K"
-    assert rows.human_bytes(5 * 1024**3) == "5.0G"
-    assert rows.human_bytes(None) == "?"
-
-
 def test_metric_sort_puts_best_first_for_both_directions():
     f1 = [info(f"r/c{v}", metric={"name": "f1_macro", "value": v}) for v in (0.5, 0.9, 0.7)]
     assert [i.path for i in sorted(f1, key=rows.sort_key("metric"))] == ["r/c0.9", "r/c0.7", "r/c0.5"]

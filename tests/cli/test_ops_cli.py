@@ -229,3 +229,23 @@ def test_the_confirmation_shows_a_name_with_a_newline_on_one_line(root, capsys, 
     item_lines = [line for line in out.splitlines() if line.startswith("  ") and "KiB" in line]
     assert len(item_lines) == 1 and "checkpoint-10\\x0a" in item_lines[0]
     assert tricky.exists()
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["rm", "--root", "x\x1b]0;PWNED\x07", "out/checkpoint-10"],
+        ["prune", "gone\x1b[2J\u202e", "--keep", "1", "--metric", "loss"],
+        ["promote", "gone\x1b[31m\nfake line"],
+        ["trash", "list", "--root", "t\x1b]0;t\x07"],
+        ["gone\x1b]0;PWNED\x07"],  # `ckpt-tui ROOT` (the app) with a ROOT that does not exist
+    ],
+)
+def test_usage_errors_never_echo_control_characters(root, capsys, argv):
+    code = main(argv)
+    out, err = capsys.readouterr()
+    assert code == 2 and out == ""
+    assert err.count("\n") == 1 and err.startswith("ckpt-tui: ")
+    for raw in ("\x1b", "\x07", "\u202e"):
+        assert raw not in err
+    assert "\\x1b" in err

@@ -8,7 +8,8 @@ from tests.core.ops_helpers import info, later_clock, make_checkpoint, tree_hash
 from tui.core import actions
 from tui.core.actions import execute, plan_delete, plan_slim, plan_trash_empty, undo_last
 from tui.core.commit import atomic_dir, read_manifest, verify
-from tui.core.trash import TRASH_DIR, Trash
+from tui.core.names import TRASH_DIR
+from tui.core.trash import Trash
 
 CLOCK = later_clock()
 
@@ -170,12 +171,6 @@ def test_plan_json_is_serialisable(root):
     data = json.loads(json.dumps(plan.to_json()))
     assert data["items"][0]["path"] == "run/checkpoint-10"
     assert data["refusals"][0] == {"path": "missing", "reason": "does not exist"}
-
-
-def test_format_bytes():
-    assert actions.format_bytes(0) == "0 B"
-    assert actions.format_bytes(1536) == "1.5 KiB"
-    assert actions.format_bytes(3 * 1024**3) == "3.0 GiB"
 
 
 def test_slim_never_follows_links_outside(root, tmp_path):

@@ -5,6 +5,7 @@ import pytest
 
 from tests.core.ops_helpers import age_tree, info, write_file
 from tests.fixtures import synthetic
+from tui import convert
 from tui.core import commit
 from tui.core import promote as promote_mod
 from tui.core.actions import plan_delete
@@ -124,10 +125,11 @@ def test_conversion_without_torch_says_what_to_install(tmp_path, monkeypatch):
     age_tree(root)
     monkeypatch.setattr(promote_mod, "torch_available", lambda: False)
     with pytest.raises(PromoteError, match=r"pip install 'ckpt-tui\[train\]'") as e:
-        promote(root, "ds")
+        promote(root, "ds", convert=convert)
     assert "\n" not in str(e.value)
+    # Without a converter (the app) the core refuses and names the command that converts.
     with pytest.raises(PromoteError, match="run `ckpt-tui promote ds`"):
-        promote(root, "ds", allow_torch=False)
+        promote(root, "ds")
 
 
 def test_zero_checkpoint_layouts_are_found(tmp_path):
@@ -274,7 +276,7 @@ def test_promote_consolidates_real_zero3_shards_and_reloads(zero3_run, tmp_path)
     import torch
 
     root, run_dir = zero3_run
-    result = promote(root, "run/ds_ckpt", to=tmp_path / "export")
+    result = promote(root, "run/ds_ckpt", to=tmp_path / "export", convert=convert)
     assert result.conversion == "zero" and result.verified is True and result.problems == []
     files = set(commit.read_manifest(tmp_path / "export")["files"])
     assert {"model.safetensors", "config.json", "tokenizer.json"} <= files
@@ -291,7 +293,7 @@ def test_promote_copy_reloads_with_from_pretrained(tmp_path):
     model.save_pretrained(str(root / "out" / "checkpoint-3"))
     synthetic.write_tokenizer(root / "out" / "checkpoint-3")
     age_tree(root)
-    result = promote(root, "out/checkpoint-3", verify_reload=True)
+    result = promote(root, "out/checkpoint-3", convert=convert, verify_reload=True)
     assert result.verified is True and result.conversion is None
     assert_same_weights(result.target, model.state_dict())
 
@@ -322,7 +324,7 @@ def test_promote_merges_a_lora_adapter_and_reloads(tmp_path):
     cfg_file.write_text(json.dumps(cfg))
     age_tree(root)
 
-    result = promote(root, "run/bert_fold_0/adapter")
+    result = promote(root, "run/bert_fold_0/adapter", convert=convert)
     assert result.conversion == "lora" and result.verified is True, result.problems
     assert result.target == str(root / "run" / "promoted" / "bert_fold_0-adapter")
     merged = AutoModelForSequenceClassification.from_pretrained(result.target, local_files_only=True).eval()
@@ -339,4 +341,4 @@ def test_lora_with_a_hub_base_is_a_clear_error(tmp_path):
     synthetic.write_peft_adapter(root / "adapter", base_model="microsoft/not-on-disk")
     age_tree(root)
     with pytest.raises(PromoteError, match="not a local folder"):
-        promote(root, "adapter")
+        promote(root, "adapter", convert=convert)

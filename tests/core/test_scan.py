@@ -11,7 +11,8 @@ import pytest
 
 from tests.fixtures import synthetic as s
 from tui.core import scan as scan_mod
-from tui.core.scan import fold_from_path, iter_checkpoints, json_safe_path, scan
+from tui.core.scan import fold_from_path, iter_checkpoints, scan
+from tui.core.text import json_safe
 
 
 def by_path(root: Path) -> dict:
@@ -161,7 +162,7 @@ def test_non_utf8_names_round_trip_and_print_as_json(tmp_path):
     assert len(infos) == 2
     for info in infos:
         assert os.path.exists(tmp_path / info.path)  # surrogateescape keeps the real bytes
-        text = json.dumps({"path": json_safe_path(info.path)}, ensure_ascii=False)
+        text = json.dumps({"path": json_safe(info.path)}, ensure_ascii=False)
         text.encode("utf-8")  # no lone surrogates survive
         assert "\\xff" in text or "\\xe9" in text
 

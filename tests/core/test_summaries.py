@@ -9,9 +9,9 @@ import pytest
 
 from tests.fixtures import synthetic as s
 from tui.core import summaries
+from tui.core.files import load_json
 from tui.core.summaries import (
     config_summary,
-    load_json,
     resolve_best_checkpoint,
     tokenizer_summary,
     trainer_state_summary,

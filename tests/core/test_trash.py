@@ -5,7 +5,8 @@ import pytest
 
 from tests.core.ops_helpers import make_checkpoint, tree_hashes, write_file
 from tui.core import trash as trash_mod
-from tui.core.trash import TRASH_DIR, Trash, TrashError
+from tui.core.names import TRASH_DIR
+from tui.core.trash import Trash, TrashError
 
 
 def test_move_then_restore_is_byte_identical(tmp_path):

@@ -10,8 +10,9 @@ import sys
 import pytest
 
 from trainer.config import parse_args
-from trainer.outputs import LOCK_FILE, RUN_FILE, RunFolderError, new_run_record
+from trainer.outputs import RunFolderError, new_run_record
 from trainer.plan import make_plan
+from tui.core.names import LOCK_FILE, RUN_FILE
 
 
 def _run_folder(tmp_path, pid: int):

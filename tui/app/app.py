@@ -25,6 +25,7 @@ from tui.app.screens.confirm import ConfirmModal
 from tui.app.widgets.browser import CheckpointBrowser
 from tui.app.widgets.detail import TABS, DetailPane
 from tui.core.model import CheckpointInfo, Inspection
+from tui.core.text import safe_message, safe_text
 
 
 class CkptApp(App[None]):
@@ -94,7 +95,7 @@ class CkptApp(App[None]):
         self.notices: list[tuple[str, str]] = []  # (severity, text) of every notification, newest last
 
     def notify(self, message: str, *, severity: str = "information", **kwargs: Any) -> None:
-        message = rows.display_path(message)  # core summaries name paths, which may hold undecodable bytes
+        message = safe_message(message)  # messages name paths and quote files: other people's text
         self.notices.append((severity, message))
         super().notify(message, severity=severity, **kwargs)
 
@@ -137,12 +138,12 @@ class CkptApp(App[None]):
         # ROOT goes last: a long path is cut at the edge, the counts and the state never are.
         parts = [f"{len(browser.infos)} checkpoints", f"sort: {browser.sort_by}"]
         if browser.filter_text:
-            parts.append(f"filter: {browser.filter_text!r}")
+            parts.append(escape(f"filter: {safe_text(repr(browser.filter_text))}"))
         if browser.marked:
             parts.append(f"marked: {len(browser.marked)}/2")
         if self.scanning:
             parts.append("[yellow]scanning…[/yellow]")
-        parts.append(f"[b]{escape(rows.display_path(self.root_label))}[/b]")
+        parts.append(f"[b]{escape(safe_text(self.root_label))}[/b]")
         self.query_one("#status", Static).update(" · ".join(parts))
 
     # --- scanning and live refresh ----------------------------------------------------------------------
@@ -461,8 +462,8 @@ class CkptApp(App[None]):
         try:
             from tui.core.promote import promote
 
-            # allow_torch=False: the app never imports torch; conversions are refused with the CLI to run.
-            result = promote(self.root, self.root / path, to, infos=self._infos(), allow_torch=False)
+            # No converter: the app never imports torch; conversions are refused with the CLI command to run.
+            result = promote(self.root, self.root / path, to, infos=self._infos())
         except Exception as e:
             self.post_message(
                 msg.ActionDone("promote", False, f"Promote refused: {tasks.one_line(e, self.root)}", False)

@@ -1,6 +1,7 @@
 """Pure presentation helpers for the browser: cell text, status badges, sort keys, filtering.
 
-No widgets here, so they are unit-tested without running the app.
+No widgets here, so they are unit-tested without running the app. Text read off disk reaches the screen
+only through ``cell`` / ``tui.core.text.safe_text``.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from typing import Any
 from rich.text import Text
 
 from tui.core.model import CheckpointInfo
+from tui.core.text import lower_is_better, safe_text
 
 SORTS = ("name", "step", "metric", "size")
 
@@ -25,29 +27,9 @@ KIND_SHORT = {
     "safetensors-file": "st-file",
 }
 
-# Metrics where smaller is better: sorting puts the best first either way.
-_LOWER_IS_BETTER = ("loss", "error", "perplexity", "wer", "cer", "mse", "mae", "rmse")
-
-
-def display_path(path: str) -> str:
-    """``path`` as the screen shows it: undecodable bytes (kept as surrogates by the scan) as ``\\xNN``.
-
-    Every path or message that may hold a file name goes through here before it reaches the terminal:
-    a lone surrogate would be written out as garbage and shift the table's columns."""
-    from tui.core.scan import json_safe_path  # the scan worker has imported it long before a row shows
-
-    return json_safe_path(path)
-
-
-def human_bytes(n: int | None) -> str:
-    if n is None:
-        return "?"
-    size = float(n)
-    for unit in ("B", "K", "M", "G", "T"):
-        if size < 1024 or unit == "T":
-            return f"{size:.0f}{unit}" if unit == "B" else f"{size:.1f}{unit}"
-        size /= 1024
-    return f"{n}B"
+def cell(value: Any, style: str = "", justify: Any = None) -> Text:
+    """A renderable for text read off disk: terminal-safe, never parsed as markup."""
+    return Text(safe_text(value), style=style, justify=justify)
 
 
 def status_of(info: CheckpointInfo) -> str:
@@ -95,11 +77,6 @@ def step_text(info: CheckpointInfo) -> str:
     if info.epoch is not None:
         return f"e{info.epoch:g}"
     return ""
-
-
-def lower_is_better(metric_name: str | None) -> bool:
-    name = (metric_name or "").lower()
-    return any(word in name for word in _LOWER_IS_BETTER)
 
 
 def run_of(info: CheckpointInfo) -> str:

@@ -8,8 +8,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from tui.core.model import CheckpointInfo
+from tui.core.names import SKIP_DIRS
 
-TRASH_DIR = ".ckpt-trash"  # docs/FORMAT.md "Trash": never watched, never scanned
 MAX_WATCHED_DIRS = 20_000  # bounds the cost of one poll on a huge tree
 
 
@@ -24,7 +24,7 @@ def tree_signature(root: Path, *, limit: int = MAX_WATCHED_DIRS) -> int:
             parts.append((str(folder), os.stat(folder).st_mtime_ns))
             with os.scandir(folder) as entries:
                 for entry in entries:
-                    if entry.name == TRASH_DIR:
+                    if entry.name in SKIP_DIRS:  # what the scan never enters cannot change its result
                         continue
                     if entry.is_dir(follow_symlinks=False):
                         stack.append(Path(entry.path))

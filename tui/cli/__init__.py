@@ -10,6 +10,7 @@ import argparse
 import sys
 
 from tui.cli import inspect_cmds, ops_cmds
+from tui.core.text import safe_message
 
 COMMAND_MODULES = (inspect_cmds, ops_cmds)
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE = 0, 1, 2
@@ -50,7 +51,8 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
         return args.handler(args)
     except UsageError as e:
-        print(f"ckpt-tui: {e}", file=sys.stderr)
+        # Arguments are echoed in usage errors: a path holding ESC must not drive the terminal.
+        print(f"ckpt-tui: {safe_message(e)}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130

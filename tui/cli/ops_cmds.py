@@ -17,11 +17,14 @@ so a PATH on another disk is refused rather than copied.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from pathlib import Path
 from typing import Any
+
+from tui.cli.output import print_json
+from tui.core.names import RUN_FILE, TRASH_DIR
+from tui.core.text import format_bytes, safe_text
 
 EXIT_OK, EXIT_REFUSED = 0, 1
 
@@ -91,14 +94,12 @@ def default_root(start: Path) -> Path:
     """The nearest ancestor of ``start`` (itself included) holding ``.ckpt-trash``; else, when ``start``
     lies in a trainer run (an ancestor with run.json), the folder holding that run, so that the run's
     best / promoted checkpoints and pointers are in view; else the cwd."""
-    from tui.core.trash import TRASH_DIR
-
     start = Path(os.path.abspath(start))
     for folder in [start, *start.parents]:
         if (folder / TRASH_DIR).is_dir():
             return folder
     for folder in [start, *start.parents]:
-        if (folder / "run.json").is_file() and folder.parent != folder:
+        if (folder / RUN_FILE).is_file() and folder.parent != folder:
             return folder.parent
     return Path.cwd()
 
@@ -106,7 +107,7 @@ def default_root(start: Path) -> Path:
 def _root_for(args, first: Path | None) -> Path:
     if args.root is not None:
         if not os.path.isdir(args.root):
-            raise _usage(f"--root {args.root}: no such folder")
+            raise _usage(f"--root {safe_text(args.root)}: no such folder")
         return Path(args.root)
     return default_root(first if first is not None else Path.cwd())
 
@@ -127,28 +128,16 @@ def _scan(root: Path) -> list:
 
 def _emit(args, obj: dict[str, Any], text: str) -> None:
     if args.json:
-        from tui.cli.inspect_cmds import jsonable
-
-        sys.stdout.write(json.dumps(jsonable(obj), indent=2, allow_nan=False) + "\n")
+        print_json(obj)
     else:
         print(text)
 
 
-def _p(text: Any) -> str:
-    """One line for the terminal: a path with a newline or ESC in its name cannot fake or hide a line
-    of the plan the user is asked to confirm."""
-    from tui.cli.inspect_cmds import printable
-
-    return printable(text)
-
-
 def _plan_text(plan) -> str:
-    from tui.core.actions import format_bytes
-
-    lines = [f"  {format_bytes(i.bytes):>10}  {_p(i.path)}  ({_p(i.what)})" for i in plan.items]
-    lines += [f"  {'refused':>10}  {_p(r.path)}: {_p(r.reason)}" for r in plan.refusals]
-    lines += [f"  {'kept':>10}  {_p(k.path)}: {_p(k.reason)}" for k in plan.kept]
-    return "\n".join([*lines, _p(plan.summary)])
+    lines = [f"  {format_bytes(i.bytes):>10}  {safe_text(i.path)}  ({safe_text(i.what)})" for i in plan.items]
+    lines += [f"  {'refused':>10}  {safe_text(r.path)}: {safe_text(r.reason)}" for r in plan.refusals]
+    lines += [f"  {'kept':>10}  {safe_text(k.path)}: {safe_text(k.reason)}" for k in plan.kept]
+    return "\n".join([*lines, safe_text(plan.summary)])
 
 
 def _confirm(args, plan) -> str | None:
@@ -178,7 +167,7 @@ def _run_plan(args, plan) -> int:
             _emit(args, {"plan": plan.to_json(), "executed": False, "error": stop}, "")
         return EXIT_REFUSED
     result = execute(plan)
-    _emit(args, {"plan": plan.to_json(), "executed": True, "result": result.to_json()}, _p(result.summary))
+    _emit(args, {"plan": plan.to_json(), "executed": True, "result": result.to_json()}, safe_text(result.summary))
     return EXIT_OK if result.ok and not plan.refusals else EXIT_REFUSED
 
 
@@ -205,7 +194,7 @@ def cmd_prune(args) -> int:
     from tui.core.actions import plan_prune
 
     if not os.path.isdir(args.root):
-        raise _usage(f"{args.root}: no such folder")
+        raise _usage(f"{safe_text(args.root)}: no such folder")
     if args.keep < 0:
         raise _usage(f"--keep must be 0 or more, got {args.keep}")
     root = Path(args.root)
@@ -213,10 +202,11 @@ def cmd_prune(args) -> int:
 
 
 def cmd_promote(args) -> int:
+    from tui import convert
     from tui.core.promote import PromoteError, promote
 
     if not os.path.exists(args.path):
-        raise _usage(f"{args.path}: no such file or folder")
+        raise _usage(f"{safe_text(args.path)}: no such file or folder")
     source = _abs(args.path)
     if args.root is not None:
         root = _root_for(args, source)
@@ -233,17 +223,18 @@ def cmd_promote(args) -> int:
             args.to,
             infos=_scan_quiet(root),
             overwrite=args.overwrite,
+            convert=convert,
             verify_reload=True if args.verify else None,
         )
     except PromoteError as e:
-        print(f"ckpt-tui: {_p(e)}", file=sys.stderr)
+        print(f"ckpt-tui: {safe_text(e)}", file=sys.stderr)
         if args.json:
             _emit(args, {"error": str(e)}, "")
         return EXIT_REFUSED
-    text = f"Promoted {_p(result.source)} -> {_p(result.target)} ({len(result.files)} files"
+    text = f"Promoted {safe_text(result.source)} -> {safe_text(result.target)} ({len(result.files)} files"
     text += f", {result.conversion} conversion" if result.conversion else ""
     text += ", reloads with from_pretrained" if result.verified else ""
-    text += ")." + "".join(f"\n  problem: {_p(p)}" for p in result.problems)
+    text += ")." + "".join(f"\n  problem: {safe_text(p)}" for p in result.problems)
     _emit(args, result.to_json(), text)
     return EXIT_OK if not result.problems else EXIT_REFUSED
 
@@ -265,9 +256,9 @@ def cmd_trash(args) -> int:
             raise _usage("trash list takes no ID")
         entries = Trash(root).list()
         lines = [
-            f"{_p(e.id)}  {actions.format_bytes(e.size_bytes):>10}  {_p(e.original_path)}"
+            f"{safe_text(e.id)}  {format_bytes(e.size_bytes):>10}  {safe_text(e.original_path)}"
             + (f"  ({len(e.files)} files)" if e.files is not None else "")
-            + "".join(f"  [{_p(p)}]" for p in e.problems)
+            + "".join(f"  [{safe_text(p)}]" for p in e.problems)
             for e in entries
         ]
         _emit(
@@ -281,8 +272,8 @@ def cmd_trash(args) -> int:
             raise _usage("trash restore needs an ID (see `ckpt-tui trash list`)")
         result = actions.restore(root, args.id)
         if not result.ok:
-            print(f"ckpt-tui: {_p(result.errors[0])}", file=sys.stderr)
-        _emit(args, result.to_json(), _p(result.summary))
+            print(f"ckpt-tui: {safe_text(result.errors[0])}", file=sys.stderr)
+        _emit(args, result.to_json(), safe_text(result.summary))
         return EXIT_OK if result.ok else EXIT_REFUSED
     if args.id:
         raise _usage("trash empty takes no ID")

@@ -1,10 +1,22 @@
 """Torch-backed conversions for ``promote``: ZeRO consolidation, LoRA merge, .bin -> safetensors, and the
-reload check. Imported lazily by ``tui.core.promote`` only when a conversion is needed (the browser and
-its core never import torch); each function raises ``ConvertError`` with one line for the user."""
+reload check. This module is the ``tui.core.promote.Converter`` the CLI hands to ``promote`` (the core never
+imports it; the app never passes it). torch and transformers are imported inside the functions, when a
+conversion runs; each function raises ``ConvertError`` with one line for the user."""
 
 from __future__ import annotations
 
 from pathlib import Path
+
+from tui.convert.verify import verify_reload
+
+__all__ = [
+    "ConvertError",
+    "bin_to_safetensors",
+    "consolidate_zero",
+    "merge_lora",
+    "save_state_dict",
+    "verify_reload",
+]
 
 MAX_SHARD_SIZE = "5GB"  # docs/FORMAT.md: exports are sharded above 5 GB
 

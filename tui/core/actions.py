@@ -18,10 +18,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tui.core.commit import MANIFEST_NAME, ManifestError, read_manifest, write_json_atomic
+from tui.core.commit import ManifestError, read_manifest, utc_now, write_json_atomic
 from tui.core.model import CheckpointInfo
+from tui.core.names import MANIFEST_NAME, TRASH_DIR
 from tui.core.safety import Safety
-from tui.core.trash import TRASH_DIR, Trash, TrashError, tree_size
+from tui.core.text import format_bytes, lower_is_better
+from tui.core.trash import Trash, TrashError, tree_size
 
 # Files that only matter to resume training. Weights, config and tokenizer never match.
 SLIM_PATTERNS: tuple[tuple[str, str], ...] = (
@@ -39,7 +41,6 @@ SLIM_PATTERNS: tuple[tuple[str, str], ...] = (
 )
 ZERO_SHARD = "ZeRO optimizer shard"
 WEIGHT_PATTERNS = ("*.safetensors", "pytorch_model*.bin", "model*.bin", "*.ckpt")
-LOWER_IS_BETTER = ("loss", "error", "perplexity", "ppl", "mse", "mae", "rmse", "wer", "cer")
 
 
 @dataclass
@@ -108,13 +109,6 @@ class Result:
             "ok": self.ok,
             "summary": self.summary,
         }
-
-
-def format_bytes(n: int) -> str:
-    if n < 1024:
-        return f"{n} B"
-    exp = min(int(math.log(n, 1024)), 5)
-    return f"{n / 1024**exp:.1f} {'BKMGTP'[exp]}iB"
 
 
 def _root(root: Path | str) -> Path:
@@ -222,10 +216,6 @@ def _finish_delete_summary(plan: Plan, root: Path, verb: str, extra: str = "") -
 
 def _metric_key(name: str) -> str:
     return name[5:] if name.startswith("eval_") else name
-
-
-def lower_is_better(metric: str) -> bool:
-    return any(word in metric.lower() for word in LOWER_IS_BETTER)
 
 
 def _metric_value(info: CheckpointInfo, metric: str) -> float | None:
@@ -523,7 +513,7 @@ def _write_slimmed_manifest(folder: Path, manifest: dict, dropped: list[str], tr
     new = dict(manifest)
     new["files"] = {k: v for k, v in manifest["files"].items() if k not in set(dropped)}
     new["slimmed"] = {
-        "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "at": utc_now(),
         "dropped": sorted(dropped),
         "trash_id": trash_id,
     }

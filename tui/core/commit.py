@@ -18,11 +18,17 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-MANIFEST_NAME = "ckpt_manifest.json"
+from tui.core.names import MANIFEST_NAME
+
 MANIFEST_FORMAT = "ckpt-tui/manifest/1"
 TMP_MARK = ".tmp"
 OLD_MARK = ".old"
 _HASH_CHUNK = 8 << 20
+
+
+def utc_now() -> str:
+    """Now as ISO 8601 UTC to the second ("2026-12-02T10:11:12Z"): every time stamp our files hold."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
 class ManifestError(ValueError):
@@ -64,7 +70,7 @@ def recover(target: Path) -> bool:
     if target.exists() or not old.is_dir() or verify(old):
         return False
     os.replace(old, target)
-    _fsync_path(target.parent)
+    fsync_path(target.parent)
     return True
 
 
@@ -95,7 +101,8 @@ def write_bytes_hashed(path: Path, data: bytes | memoryview) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _fsync_path(path: Path) -> None:
+def fsync_path(path: Path) -> None:
+    """fsync a file or a folder by path (a folder: so that a rename in it is durable)."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -130,9 +137,9 @@ def commit(
             continue
         digest = known.get(rel) or sha256_file(path)
         files[rel] = {"size": path.stat().st_size, "sha256": digest}
-        _fsync_path(path)
+        fsync_path(path)
     for folder in sorted({p.parent for p in _files_under(tmp)} | {tmp}, key=lambda p: -len(p.parts)):
-        _fsync_path(folder)
+        fsync_path(folder)
 
     old = old_path_for(target)
     if old.exists():
@@ -140,12 +147,12 @@ def commit(
     if target.exists():
         os.replace(target, old)
     os.replace(tmp, target)
-    _fsync_path(target.parent)
+    fsync_path(target.parent)
 
     manifest = {
         "format": MANIFEST_FORMAT,
         "kind": kind,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "created": utc_now(),
         **(fields or {}),
         "files": files,
     }
@@ -177,7 +184,7 @@ def write_json_atomic(path: Path, obj: Any) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
-    _fsync_path(path.parent)
+    fsync_path(path.parent)
 
 
 def read_manifest(folder: Path) -> dict[str, Any] | None:

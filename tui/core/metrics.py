@@ -10,16 +10,17 @@ from __future__ import annotations
 
 import math
 import os
-import re
 from pathlib import Path
 from typing import Any
+
+from tui.core.names import SKIP_DIRS, VALID_DF
+from tui.core.text import first_line
 
 LABEL_COLUMNS = ("label", "target", "y", "labels")
 PREDICTION_COLUMNS = ("prediction", "pred", "preds", "predicted")
 ID_COLUMNS = ("id", "row_id", "idx")
 PROB_PREFIXES = ("prob_", "proba_", "p_")
 METRIC_NAMES = ("accuracy", "f1_macro", "log_loss")
-FOLD_FILE = re.compile(r"^valid_df_fold_(\d+)\.csv$")
 MAX_CSV_BYTES = 2 << 30
 
 
@@ -37,7 +38,7 @@ def fold_files(folder: Path) -> dict[int, Path]:
     try:
         with os.scandir(folder) as it:
             for entry in it:
-                m = FOLD_FILE.match(entry.name)
+                m = VALID_DF.match(entry.name)
                 if m and entry.is_file():
                     out[int(m.group(1))] = Path(entry.path)
     except OSError as e:
@@ -49,8 +50,6 @@ def folders_with_folds(root: Path, *, max_depth: int = 3, max_folders: int = 20_
     """Folders at most ``max_depth`` below ``root`` that hold valid_df_fold CSVs (run folders), for a
     ROOT given one level too high. Bounded (a 2 TB tree is not walked), links and trash never entered,
     and nothing below a folder that has them."""
-    from tui.core.scan import SKIP_DIRS
-
     found: list[Path] = []
     level, visited = [Path(root)], 0
     for _ in range(max_depth):
@@ -70,7 +69,7 @@ def folders_with_folds(root: Path, *, max_depth: int = 3, max_folders: int = 20_
                 if visited > max_folders:
                     return found
                 try:
-                    has_folds = any(FOLD_FILE.match(n) for n in os.listdir(sub))
+                    has_folds = any(VALID_DF.match(n) for n in os.listdir(sub))
                 except OSError:
                     continue
                 (found if has_folds else below).append(sub)
@@ -141,7 +140,7 @@ def _read_fold(path: Path):
     except _FoldError:
         raise
     except (OSError, ValueError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as e:
-        raise _FoldError(f"{path.name}: not a readable CSV ({_one_line(e)})") from None
+        raise _FoldError(f"{path.name}: not a readable CSV ({first_line(e)})") from None
     names = [str(c) for c in frame.columns]
     label = _pick(names, LABEL_COLUMNS)
     pred = _pick(names, PREDICTION_COLUMNS)
@@ -195,7 +194,3 @@ def _score(frame, what: str) -> dict[str, Any]:
             result["log_loss"] = float(log_loss(y, probs / sums, labels=classes))
     return result
 
-
-def _one_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0][:200] if text else type(e).__name__

@@ -90,7 +90,8 @@ import zipfile
 from dataclasses import dataclass, field
 from typing import Any
 
-from .safetensors_header import open_regular_file, printable
+from tui.core.files import open_regular_file
+from tui.core.text import safe_message
 
 __all__ = ["PickleReport", "classify_global", "scan_pickle"]
 
@@ -872,13 +873,13 @@ def scan_pickle(path: str | os.PathLike) -> PickleReport:
     """Describe the pickle at ``path`` without unpickling it (see the module docstring). Never raises."""
     try:
         name = os.fsdecode(path)
-        label = printable(os.path.basename(name) or name)
+        label = safe_message(os.path.basename(name) or name)
         report = _scan(name, label)
     except Exception as e:  # a last line of defence: the contract is "never raises"
         return PickleReport(
-            format="not-pickle", problems=[printable(f"scan failed ({type(e).__name__}: {e})"[:300])]
+            format="not-pickle", problems=[safe_message(f"scan failed ({type(e).__name__}: {e})"[:300])]
         )
-    report.problems = [printable(p) for p in report.problems]
+    report.problems = [safe_message(p) for p in report.problems]
     return report
 
 

@@ -5,47 +5,60 @@ trainer_state.json when present, and a ``kind: "promoted"`` manifest naming the 
 through ``tui.core.commit`` (temp folder, fsync, rename, manifest last), so a kill leaves no half export.
 
 Weights that are not safetensors yet (a lone ``pytorch_model.bin``, DeepSpeed ZeRO shards, a LoRA
-adapter without merged weights) need torch: ``tui.convert`` is imported only then, and without torch
-the error says what to install. The pure-copy path never imports torch, so the app can call it.
+adapter without merged weights) need torch. The core never imports it: the caller passes a ``Converter``
+(the CLI passes ``tui.convert``); without one a conversion is refused with the command to run, and
+without torch installed the error says what to install. The pure-copy path needs neither, so the app
+calls it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import importlib.util
-import json
 import os
-import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from tui.core import commit
+from tui.core.files import json_object, read_small_text
 from tui.core.model import CheckpointInfo
+from tui.core.names import (
+    ADAPTER_CONFIG,
+    CONFIG_FILE,
+    DEEPSPEED_LATEST,
+    DEEPSPEED_SHARD,
+    MANIFEST_NAME,
+    PROMOTED_DIR,
+    RUN_FILE,
+    SAFETENSORS_INDEX,
+    SAFETENSORS_WEIGHTS,
+    TOKENIZER_FILES,
+    TRAIN_STATE,
+    TRAINER_STATE,
+)
 from tui.core.safety import Safety
 
-PROMOTED_DIR = "promoted"
-RUN_FILE = "run.json"
 INSTALL_HINT = "pip install 'ckpt-tui[train]'"
-SAFETENSORS_WEIGHTS = re.compile(r"^model(?:-\d+-of-\d+)?\.safetensors$")
-SAFETENSORS_INDEX = "model.safetensors.index.json"
-TOKENIZER_FILES = (
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-    "added_tokens.json",
-    "vocab.txt",
-    "vocab.json",
-    "merges.txt",
-    "spm.model",
-    "tokenizer.model",
-    "sentencepiece.bpe.model",
-    "chat_template.jinja",
-)
-EXTRA_FILES = ("trainer_state.json", "generation_config.json")
-ZERO_SHARD = re.compile(r"^(?:bf16_|fp16_)?(?:zero_pp_rank_\d+_)?mp_rank_\d+_(?:model|optim)_states\.pt$")
+EXPORT_TOKENIZER_FILES = (*TOKENIZER_FILES, "chat_template.jinja")
+EXTRA_FILES = (TRAINER_STATE, "generation_config.json")
 _COPY_CHUNK = 8 << 20
+
+
+class Converter(Protocol):
+    """The torch-backed conversions ``promote`` needs (``tui.convert`` is one); each raises
+    ``ConvertError`` with one line for the user."""
+
+    ConvertError: type[Exception]
+
+    def consolidate_zero(self, checkpoint_dir: Path, tag: str | None, config_path: Path, out: Path) -> None: ...
+
+    def merge_lora(self, adapter_dir: Path, out: Path, *, root: Path, config: Path | None = None) -> None: ...
+
+    def bin_to_safetensors(self, bin_path: Path, config_path: Path, out: Path) -> None: ...
+
+    def verify_reload(self, folder: Path | str) -> str | None: ...
 
 
 class PromoteError(Exception):
@@ -91,7 +104,7 @@ def weights_plan(source: Path) -> tuple[str, list[str]]:
                 raise PromoteError(f"{source}: {len(shards)} weight shards but no {SAFETENSORS_INDEX}")
             return "copy", [*_indexed_shards(source / SAFETENSORS_INDEX), SAFETENSORS_INDEX]
         return "copy", shards
-    if "adapter_config.json" in names:
+    if ADAPTER_CONFIG in names:
         return "lora", []
     if zero_checkpoint(source) is not None:
         return "zero", []
@@ -103,11 +116,10 @@ def weights_plan(source: Path) -> tuple[str, list[str]]:
 
 
 def _indexed_shards(index: Path) -> list[str]:
-    try:
-        weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
-        files = sorted(set(weight_map.values()))
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
-        raise PromoteError(f"{index}: unreadable shard index ({e})") from None
+    weight_map = (json_object(index, limit=64 << 20) or {}).get("weight_map")
+    if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
+        raise PromoteError(f"{index}: unreadable shard index (no weight_map of tensor name -> shard file)")
+    files = sorted(set(weight_map.values()))
     for name in files:
         if "/" in name or name.startswith(".") or not (index.parent / name).is_file():
             raise PromoteError(f"{index}: lists {name!r}, which is missing or not a plain shard name")
@@ -122,13 +134,13 @@ def zero_checkpoint(source: Path) -> tuple[Path, str | None] | None:
 
     def has_shards(folder: Path) -> bool:
         try:
-            return any(ZERO_SHARD.match(n) for n in os.listdir(folder))
+            return any(DEEPSPEED_SHARD.match(n) for n in os.listdir(folder))
         except OSError:
             return False
 
-    latest = source / "latest"
-    if latest.is_file():
-        tag = latest.read_text(encoding="utf-8", errors="replace").strip()
+    latest = read_small_text(source / DEEPSPEED_LATEST)
+    if latest is not None:
+        tag = latest.strip()
         if tag and "/" not in tag and has_shards(source / tag):
             return source, None
     if has_shards(source):
@@ -180,21 +192,13 @@ def default_target(source: Path, root: Path, info: CheckpointInfo | None) -> Pat
 # --- metadata --------------------------------------------------------------------------------------------
 
 
-def _json(path: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
 def source_fields(source: Path, info: CheckpointInfo | None) -> dict[str, Any]:
     """step / fold / metric from the scan when given, else from the source's manifest or trainer state."""
     fields: dict[str, Any] = {"step": None, "fold": None, "metric": None}
     if info is not None:
         fields.update(step=info.step, fold=info.fold, metric=info.metric)
-    manifest = _json(source / commit.MANIFEST_NAME) or {}
-    state = _json(source / "trainer_state.json") or _json(source / "train_state.json") or {}
+    manifest = json_object(source / MANIFEST_NAME) or {}
+    state = json_object(source / TRAINER_STATE) or json_object(source / TRAIN_STATE) or {}
     if fields["step"] is None:
         fields["step"] = manifest.get("step", state.get("global_step"))
     if fields["fold"] is None:
@@ -220,14 +224,17 @@ def promote(
     *,
     infos: list[CheckpointInfo] | None = None,
     overwrite: bool = False,
-    allow_torch: bool = True,
+    convert: Converter | None = None,
     verify_reload: bool | None = None,
 ) -> PromoteResult:
     """Export ``path`` (absolute, or relative to ROOT) to ``to`` or ``<run>/promoted/<name>/``.
 
-    ``allow_torch=False`` (the app) refuses conversions instead of importing torch. ``verify_reload``
-    reloads the export with from_pretrained: None means "when torch did a conversion".
+    ``convert`` does the torch-backed conversions; without it (the app) they are refused with the CLI
+    command to run. ``verify_reload`` reloads the export with from_pretrained (through ``convert``): None
+    means "when torch did a conversion".
     """
+    if verify_reload and convert is None:
+        raise ValueError("verify_reload needs a converter (tui.convert)")
     root_p = Path(os.path.realpath(root))
     safety = Safety(root_p)
     source, reason = safety.locate(path)
@@ -239,11 +246,11 @@ def promote(
     rel = source.relative_to(root_p).as_posix()
     if busy := safety.being_written(source):
         raise PromoteError(f"{rel}: {busy[0]}")
-    if (source / commit.MANIFEST_NAME).exists() and (broken := commit.verify(source)):
+    if (source / MANIFEST_NAME).exists() and (broken := commit.verify(source)):
         raise PromoteError(f"{rel}: not a complete checkpoint ({broken[0]})")
     if (
         PROMOTED_DIR in Path(rel).parts[:-1]
-        and (_json(source / commit.MANIFEST_NAME) or {}).get("kind") == "promoted"
+        and (json_object(source / MANIFEST_NAME) or {}).get("kind") == "promoted"
     ):
         raise PromoteError(f"{rel}: already a promoted export")
     info = next((i for i in infos or [] if i.path == rel), None)
@@ -252,7 +259,7 @@ def promote(
 
     conversion, weight_files = weights_plan(source)
     if conversion != "copy":
-        if not allow_torch:
+        if convert is None:
             raise PromoteError(
                 f"{rel}: needs a {conversion} conversion with torch; run `ckpt-tui promote {rel}`"
             )
@@ -260,9 +267,7 @@ def promote(
             raise PromoteError(f"{rel}: {_CONVERSION_TEXT[conversion]} needs torch: {INSTALL_HINT}")
 
     config = (
-        source / "config.json"
-        if (source / "config.json").is_file()
-        else find_upwards(source, root_p, "config.json")
+        source / CONFIG_FILE if (source / CONFIG_FILE).is_file() else find_upwards(source, root_p, CONFIG_FILE)
     )
     if config is None and conversion != "lora":
         raise PromoteError(f"{rel}: no config.json in it or in its run / parent folders")
@@ -273,12 +278,12 @@ def promote(
         hashes: dict[str, str] = {}
         for name in weight_files:
             hashes[name] = copy_hashed(source / name, tmp / name)
-        if conversion != "copy":
-            _convert(conversion, source, tmp, config, root_p)
-        if config is not None and not (tmp / "config.json").exists():
-            hashes["config.json"] = copy_hashed(config, tmp / "config.json")
+        if convert is not None and conversion != "copy":
+            _convert(convert, conversion, source, tmp, config, root_p)
+        if config is not None and not (tmp / CONFIG_FILE).exists():
+            hashes[CONFIG_FILE] = copy_hashed(config, tmp / CONFIG_FILE)
         if tokenizer_home is not None:
-            for name in TOKENIZER_FILES:
+            for name in EXPORT_TOKENIZER_FILES:
                 if (tokenizer_home / name).is_file() and not (tmp / name).exists():
                     hashes[name] = copy_hashed(tokenizer_home / name, tmp / name)
         for name in EXTRA_FILES:
@@ -293,10 +298,8 @@ def promote(
         rel, str(target), sorted(manifest["files"]), None if conversion == "copy" else conversion, manifest
     )
     result.problems = commit.verify(target, check_hashes=True)
-    if verify_reload or (verify_reload is None and conversion != "copy"):
-        from tui.convert.verify import verify_reload as reload_check
-
-        problem = reload_check(target)
+    if convert is not None and (verify_reload or (verify_reload is None and conversion != "copy")):
+        problem = convert.verify_reload(target)
         result.verified = problem is None
         if problem:
             result.problems.append(problem)
@@ -317,7 +320,7 @@ def _check_target(target: Path, source: Path, overwrite: bool) -> None:
         return
     if not overwrite:
         raise PromoteError(f"{target}: already exists; pass --overwrite to replace it")
-    manifest = _json(target / commit.MANIFEST_NAME) or {}
+    manifest = json_object(target / MANIFEST_NAME) or {}
     if manifest.get("kind") != "promoted" or target.is_symlink():
         # Replacing renames the old folder aside and removes it: only ever do that to our own export.
         raise PromoteError(f"{target}: exists and is not a promoted export; refusing to replace it")
@@ -325,7 +328,7 @@ def _check_target(target: Path, source: Path, overwrite: bool) -> None:
 
 def _tokenizer_home(source: Path, root: Path, config: Path | None) -> Path | None:
     for folder in (source, config.parent if config else None):
-        if folder is not None and any((folder / n).is_file() for n in TOKENIZER_FILES):
+        if folder is not None and any((folder / n).is_file() for n in EXPORT_TOKENIZER_FILES):
             return folder
     found = find_upwards(source, root, "tokenizer_config.json") or find_upwards(
         source, root, "tokenizer.json"
@@ -333,9 +336,9 @@ def _tokenizer_home(source: Path, root: Path, config: Path | None) -> Path | Non
     return found.parent if found else None
 
 
-def _convert(conversion: str, source: Path, tmp: Path, config: Path | None, root: Path) -> None:
-    from tui import convert  # torch from here on: only when a conversion is needed
-
+def _convert(
+    convert: Converter, conversion: str, source: Path, tmp: Path, config: Path | None, root: Path
+) -> None:
     try:
         if conversion == "zero":
             checkpoint_dir, tag = zero_checkpoint(source)  # type: ignore[misc]
@@ -343,7 +346,7 @@ def _convert(conversion: str, source: Path, tmp: Path, config: Path | None, root
         elif conversion == "lora":
             convert.merge_lora(source, tmp, root=root, config=config)
         else:
-            convert.bin_to_safetensors(source / "pytorch_model.bin", config, tmp)
+            convert.bin_to_safetensors(source / "pytorch_model.bin", config, tmp)  # type: ignore[arg-type]
     except convert.ConvertError as e:
         raise PromoteError(str(e)) from None
 

@@ -34,18 +34,17 @@ from __future__ import annotations
 
 import json
 import os
-import stat
 from dataclasses import dataclass, field
 from typing import Any
+
+from tui.core.files import open_regular_file
+from tui.core.text import quoted, safe_message, safe_text
 
 __all__ = [
     "DTYPE_BITS",
     "HeaderError",
     "SafetensorsHeader",
     "TensorEntry",
-    "open_regular_file",
-    "printable",
-    "quoted",
     "read_header",
 ]
 
@@ -138,41 +137,6 @@ class SafetensorsHeader:
         return out
 
 
-MAX_MESSAGE_CHARS = 2000
-
-
-def printable(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
-    """``text`` with control characters and lone surrogates (undecodable file-name bytes) escaped, so a
-    message stays one line and encodes as UTF-8 anywhere it is printed; cut to ``limit`` characters."""
-    if len(text) > limit:
-        text = text[: limit - 3] + "..."
-    if text.isprintable():
-        return text
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
-
-
-def quoted(name: str, limit: int = 80) -> str:
-    """A tensor or file name for a message: repr'd, and cut when long (names are attacker-controlled)."""
-    return repr(name if len(name) <= limit else name[: limit - 3] + "...")
-
-
-def open_regular_file(path: str | os.PathLike) -> tuple[int, int]:
-    """``(fd, size)`` for a regular file, opened without blocking (a FIFO named *.safetensors must not hang us).
-
-    Raises OSError, or ValueError for something that is not a regular file.
-    """
-    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
-    fd = os.open(path, flags)
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise ValueError("not a regular file")
-        return fd, st.st_size
-    except BaseException:
-        os.close(fd)
-        raise
-
-
 def _read_exact(fd: int, n: int) -> bytes:
     chunks = []
     left = n
@@ -190,8 +154,8 @@ def read_header(path: str | os.PathLike, *, max_header_bytes: int = 100 << 20) -
     try:
         header = _read_header(path, max_header_bytes)
     except HeaderError as e:
-        raise HeaderError(printable(str(e), 500)) from None
-    header.problems = [printable(p) for p in header.problems]
+        raise HeaderError(safe_text(str(e), 500)) from None
+    header.problems = [safe_message(p) for p in header.problems]
     return header
 
 

@@ -1,6 +1,6 @@
 """Which paths may be deleted or slimmed, and why not: every rule returns a reason a person can read.
 
-Rules (docs/FORMAT.md and issue 3):
+Rules (docs/FORMAT.md):
 - never outside ROOT (symlinks resolved: a symlinked folder on the way, or the path itself being a link
   that points outside), never ROOT itself, never the trash folder;
 - never the best or promoted checkpoint of a run (``CheckpointInfo.best`` / ``.promoted``, and any
@@ -27,16 +27,24 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from tui.core.commit import MANIFEST_NAME, is_temp_name
+from tui.core.commit import is_temp_name
+from tui.core.files import is_within, json_object, read_small_text
 from tui.core.model import CheckpointInfo
+from tui.core.names import (
+    CHECKPOINT_N,
+    DEEPSPEED_LATEST,
+    LIGHTNING_LAST,
+    LOCK_FILE,
+    MANIFEST_NAME,
+    PROMOTED_DIR,
+    RUN_FILE,
+    TRAINER_STATE,
+    TRASH_DIR,
+)
 from tui.core.process import pid_alive
-from tui.core.scan import CHECKPOINT_N
-from tui.core.trash import TRASH_DIR
 
 QUIET_SECONDS = 60.0  # a file touched more recently than this means someone is writing
 TEMP_STALE_SECONDS = 600.0  # a commit temp folder untouched this long is a dead writer's leftover
-LOCK_NAME = ".lock"
-RUN_FILE = "run.json"
 _POINTER_WALK_DEPTH = 6
 _MAX_POINTER_FILE = 64 << 20
 
@@ -50,12 +58,8 @@ class Pointer:
     target: Path
 
 
-def _within(path: Path, folder: Path) -> bool:
-    return path == folder or folder in path.parents
-
-
 def _overlap(a: Path, b: Path) -> bool:
-    return _within(a, b) or _within(b, a)
+    return is_within(a, b) or is_within(b, a)
 
 
 class Safety:
@@ -85,7 +89,7 @@ class Safety:
 
     def rel(self, path: Path) -> str:
         """posix relative to ROOT; absolute for the few things read above ROOT (a run's lock)."""
-        if not _within(path, self.root):
+        if not is_within(path, self.root):
             return str(path)
         return path.relative_to(self.root).as_posix() or "."
 
@@ -97,19 +101,19 @@ class Safety:
         if not os.path.lexists(full):
             return None, "does not exist"
         lexical = Path(os.path.normpath(full))
-        if not _within(lexical, self.root):
+        if not is_within(lexical, self.root):
             return None, f"is outside ROOT ({self.root})"
         if lexical == self.root:
             return None, "is ROOT itself"
         real_parent = Path(os.path.realpath(lexical.parent))
-        if not _within(real_parent, self.root):
+        if not is_within(real_parent, self.root):
             return None, f"is outside ROOT ({self.root}) once symlinks are resolved"
         located = real_parent / lexical.name
         if located.is_symlink():
             target = Path(os.path.realpath(located))
-            if not _within(target, self.root):
+            if not is_within(target, self.root):
                 return None, f"is a symlink pointing outside ROOT (to {target})"
-        if _within(located, self.trash):
+        if is_within(located, self.trash):
             return None, "is the trash folder (use `trash empty` / `trash restore`)"
         if located == self.root:
             return None, "is ROOT itself"
@@ -133,7 +137,7 @@ class Safety:
         out: list[str] = []
         if action == "delete":
             out += self._protected_infos(located)
-            if located.name == "last.ckpt":
+            if located.name == LIGHTNING_LAST:
                 out.append("is Lightning's last.ckpt (the resume point)")
         out += self._pointer_reasons(located, action)
         out += self.being_written(located)
@@ -155,7 +159,7 @@ class Safety:
             whose = f" of run {info.run}" if info.run else ""
             if located == protected:
                 out.append(f"is the {what} checkpoint{whose}")
-            elif _within(protected, located):
+            elif is_within(protected, located):
                 out.append(f"contains the {what} checkpoint{whose} ({info.path})")
             else:
                 out.append(f"is inside the {what} checkpoint{whose} ({info.path})")
@@ -168,12 +172,12 @@ class Safety:
                 continue
             holder = self.rel(p.holder)
             if p.kind in ("latest", "last.ckpt"):
-                if _within(p.holder, located):  # pointer and target go together: nothing dangles
+                if is_within(p.holder, located):  # pointer and target go together: nothing dangles
                     continue
                 what = "DeepSpeed's `latest`" if p.kind == "latest" else "Lightning's last.ckpt"
                 out.append(f"is the checkpoint {what} names ({holder})")
             elif action == "delete" and p.kind == "best_model_checkpoint":
-                if _within(p.holder, located) and self._superseded(p.holder.parent):
+                if is_within(p.holder, located) and self._superseded(p.holder.parent):
                     continue  # its own stale "best so far", overruled by a later checkpoint's state
                 out.append(f"is best_model_checkpoint in {holder}")
             elif action == "delete" and p.kind == "promoted-export":
@@ -205,26 +209,26 @@ class Safety:
     def being_written(self, located: Path) -> list[str]:
         out = []
         now = self.clock()
-        chain = [located, *[a for a in located.parents if _within(a, self.root)]]
+        chain = [located, *[a for a in located.parents if is_within(a, self.root)]]
         # Above ROOT only a trainer run's lock counts (a ROOT chosen inside a run must still see it);
         # other tools leave `.lock` files around too. Reading is not touching.
         lock_files = [
-            a / LOCK_NAME
+            a / LOCK_FILE
             for a in [located, *located.parents]
-            if os.path.isfile(a / LOCK_NAME) and (_within(a, self.root) or (a / RUN_FILE).is_file())
+            if os.path.isfile(a / LOCK_FILE) and (is_within(a, self.root) or (a / RUN_FILE).is_file())
         ]
         newest = 0.0
         for dirpath, dirnames, filenames, mtime in _walk_mtimes(located):
             newest = max(newest, mtime)
-            if LOCK_NAME in filenames:
-                lock_files.append(Path(dirpath) / LOCK_NAME)
+            if LOCK_FILE in filenames:
+                lock_files.append(Path(dirpath) / LOCK_FILE)
             dirnames[:] = [d for d in dirnames if d != TRASH_DIR]
         for lock in dict.fromkeys(lock_files):
             held = self._lock_holder(lock)
             if held:
                 out.append(f"is being written: {self.rel(lock)} {held}")
         for folder in chain:
-            if _within(folder, self.root) and is_temp_name(folder.name):
+            if is_within(folder, self.root) and is_temp_name(folder.name):
                 age = now - _newest_mtime(folder)
                 if age < TEMP_STALE_SECONDS:
                     out.append(
@@ -264,7 +268,7 @@ class Safety:
         """Where pointers naming ``located`` may live: its run folder (run.json, or the scanned run),
         else the folder it sits in (an HF / DeepSpeed output_dir)."""
         for folder in [located, *located.parents]:
-            if not _within(folder, self.root):
+            if not is_within(folder, self.root):
                 break
             if (folder / RUN_FILE).is_file():
                 return folder
@@ -272,7 +276,7 @@ class Safety:
         for info in self.infos:
             if info.run and (rel == info.path or rel.startswith(info.path.rstrip("/") + "/")):
                 run = self.root / info.run
-                if _within(located, run):
+                if is_within(located, run):
                     return run
         return located.parent
 
@@ -285,9 +289,9 @@ class Safety:
             self._pointer_cache[scope] = list(self._find_pointers(scope))
         found += self._pointer_cache[scope]
         for folder in located.parents:
-            if not _within(folder, self.root):
+            if not is_within(folder, self.root):
                 break
-            if _within(folder, scope):
+            if is_within(folder, scope):
                 continue  # already walked
             if folder not in self._ancestor_cache:
                 self._ancestor_cache[folder] = list(self._find_pointers(folder, depth=0))
@@ -302,22 +306,23 @@ class Safety:
                 [d for d in dirnames if d != TRASH_DIR] if len(here.parts) - base_depth < depth else []
             )
             names = set(filenames)
-            if "latest" in names:
-                target = _read_small(here / "latest")
+            if DEEPSPEED_LATEST in names:
+                target = read_small_text(here / DEEPSPEED_LATEST)
                 if target and "/" not in target.strip() and target.strip() not in (".", ".."):
-                    yield Pointer("latest", here / "latest", here / target.strip())
-            if "last.ckpt" in names and (here / "last.ckpt").is_symlink():
-                yield Pointer("last.ckpt", here / "last.ckpt", Path(os.path.realpath(here / "last.ckpt")))
-            if "trainer_state.json" in names:
+                    yield Pointer("latest", here / DEEPSPEED_LATEST, here / target.strip())
+            last = here / LIGHTNING_LAST
+            if LIGHTNING_LAST in names and last.is_symlink():
+                yield Pointer("last.ckpt", last, Path(os.path.realpath(last)))
+            if TRAINER_STATE in names:
                 target = _best_model_checkpoint(here, self.root)
                 if target is not None:
-                    yield Pointer("best_model_checkpoint", here / "trainer_state.json", target)
+                    yield Pointer("best_model_checkpoint", here / TRAINER_STATE, target)
             if MANIFEST_NAME in names:
                 source = _promoted_source(here / MANIFEST_NAME)
                 if source is not None:
                     yield Pointer("promoted-export", here / MANIFEST_NAME, here)
                     # FORMAT.md says "relative"; the scanner accepts ROOT- or run-relative, so do we.
-                    bases = [self.root] + ([here.parent.parent] if here.parent.name == "promoted" else [])
+                    bases = [self.root] + ([here.parent.parent] if here.parent.name == PROMOTED_DIR else [])
                     for base in bases if source else []:
                         target = Path(os.path.normpath(base / source))
                         yield Pointer("promoted-source", here / MANIFEST_NAME, target)
@@ -346,29 +351,11 @@ def _lmtime(path: Path) -> float:
         return 0.0
 
 
-def _read_small(path: Path, limit: int = 4096) -> str | None:
-    try:
-        if not path.is_file() or path.stat().st_size > limit:
-            return None
-        return path.read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return None
-
-
-def _load_json(path: Path) -> object:
-    try:
-        if path.stat().st_size > _MAX_POINTER_FILE:
-            return None
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-
-
 def _best_model_checkpoint(folder: Path, root: Path) -> Path | None:
     """The folder ``trainer_state.json`` names as best: relative to the state's folder (our format), or HF's
     absolute path; a stale absolute path is matched by its last component (docs/FORMAT.md)."""
-    state = _load_json(folder / "trainer_state.json")
-    value = state.get("best_model_checkpoint") if isinstance(state, dict) else None
+    state = json_object(folder / TRAINER_STATE, limit=_MAX_POINTER_FILE) or {}
+    value = state.get("best_model_checkpoint")
     if not isinstance(value, str) or not value.strip():
         return None
     given = Path(value)
@@ -382,8 +369,8 @@ def _best_model_checkpoint(folder: Path, root: Path) -> Path | None:
 
 def _promoted_source(manifest: Path) -> str | None:
     """'' for a promoted manifest without a usable source, the source for one with, None otherwise."""
-    data = _load_json(manifest)
-    if not isinstance(data, dict) or data.get("kind") != "promoted":
+    data = json_object(manifest, limit=_MAX_POINTER_FILE)
+    if data is None or data.get("kind") != "promoted":
         return None
     source = data.get("source")
     if not isinstance(source, str) or Path(source).is_absolute() or ".." in Path(source).parts:

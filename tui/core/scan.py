@@ -21,41 +21,47 @@ Rules worth knowing (docs/FORMAT.md has the on-disk contract):
   lightning or torch-pickle; ``.bin`` only when it starts like a zip or a pickle (``data.bin`` files
   of datasets are not checkpoints).
 - Names with bytes that are not UTF-8 are kept with ``surrogateescape`` so that ``root / info.path``
-  still opens the file; ``json_safe_path`` turns them into printable text for JSON and screens.
+  still opens the file; ``tui.core.text`` turns them into printable text (``safe_text`` for screens,
+  ``json_safe`` for JSON).
 """
 
 from __future__ import annotations
 
 import os
-import re
 import socket
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tui.core import commit, summaries
+from tui.core import commit, integrity, summaries
+from tui.core.files import load_json
 from tui.core.model import CheckpointInfo
+from tui.core.names import (
+    ADAPTER_CONFIG,
+    ADAPTER_WEIGHTS,
+    CHECKPOINT_N,
+    CONFIG_FILE,
+    EPOCH_STEP_NAME,
+    FOLD_NAME,
+    GLOBAL_STEP,
+    HF_WEIGHTS,
+    LIGHTNING_NAME_EPOCH,
+    LIGHTNING_NAME_STEP,
+    LOCK_FILE,
+    MANIFEST_NAME,
+    MP_MODEL_STATES,
+    PICKLE_SUFFIXES,
+    PROMOTED_DIR,
+    RANDOM_STATES,
+    RUN_FILE,
+    SKIP_DIRS,
+    STEP_NAME,
+    TRAINER_STATE,
+    ZERO_RANK_SHARD,
+)
 from tui.core.process import pid_alive
 
-SKIP_DIRS = frozenset({".ckpt-trash", ".git", "node_modules", "__pycache__", ".venv"})
-PICKLE_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin")
-
-CHECKPOINT_N = re.compile(r"^checkpoint-(\d+)$")
-GLOBAL_STEP = re.compile(r"^global_step(\d+)$")
-STEP_NAME = re.compile(r"^(?:step|global_step)[_-]?(\d+)$")
-FOLD_NAME = re.compile(r"(?:^|[_\-.])fold[_-]?(\d+)$", re.IGNORECASE)
-RANDOM_STATES = re.compile(r"^random_states_\d+\.pkl$")
-ZERO_SHARD = re.compile(r"^(?:bf16_|fp16_)?zero_pp_rank_(\d+)_mp_rank_\d+_(?:model|optim)_states\.pt$")
-MP_MODEL_STATES = re.compile(r"^(?:zero_pp_rank_\d+_)?mp_rank_\d+_model_states\.pt$")
-LIGHTNING_NAME_STEP = re.compile(r"(?:^|[-_])step=(\d+)")
-LIGHTNING_NAME_EPOCH = re.compile(r"(?:^|[-_])epoch=(\d+)")
-# MindSpore's ModelCheckpoint convention, "<prefix>-<epoch>_<step>.ckpt" (e.g. fer-5_449.ckpt).
-EPOCH_STEP_NAME = re.compile(r"-(\d+)_(\d+)$")
-HF_WEIGHTS = re.compile(
-    r"^(?:model|pytorch_model|tf_model|flax_model)(?:-\d+-of-\d+)?\.(?:safetensors|bin|h5|msgpack)$"
-)
-ADAPTER_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")
 # Checkpoints reported on their own even inside another checkpoint folder (see the module docstring).
 NESTED_KINDS = ("peft-adapter", "deepspeed", "hf-checkpoint")
 
@@ -67,20 +73,20 @@ def classify_folder(name: str, files: set[str], dirs: set[str]) -> str | None:
     """The kind of a folder named ``name`` holding ``files`` and ``dirs``, or None when it is not one."""
     # Trainer's output_dir also holds trainer_state.json + training_args.bin after save_model/save_state,
     # but no optimizer: that one is an hf-model. Resumable state is what makes an hf-checkpoint.
-    if "trainer_state.json" in files and (
+    if TRAINER_STATE in files and (
         CHECKPOINT_N.match(name) or "optimizer.pt" in files or "scheduler.pt" in files
     ):
         return "hf-checkpoint"
-    if any(MP_MODEL_STATES.match(f) or ZERO_SHARD.match(f) for f in files):
+    if any(MP_MODEL_STATES.match(f) or ZERO_RANK_SHARD.match(f) for f in files):
         return "deepspeed"
     if any(RANDOM_STATES.match(f) for f in files) or (
         "optimizer.bin" in files
         and ("model.safetensors" in files or "pytorch_model.bin" in files or "pytorch_model" in dirs)
     ):
         return "accelerate-state"
-    if "adapter_config.json" in files and any(w in files for w in ADAPTER_WEIGHTS):
+    if ADAPTER_CONFIG in files and any(w in files for w in ADAPTER_WEIGHTS):
         return "peft-adapter"
-    if "config.json" in files and any(HF_WEIGHTS.match(f) or f.endswith(".index.json") for f in files):
+    if CONFIG_FILE in files and any(HF_WEIGHTS.match(f) or f.endswith(".index.json") for f in files):
         return "hf-model"
     return None
 
@@ -106,15 +112,6 @@ def looks_like_pickle(path: str) -> bool:
     except OSError:
         return False
     return head[:2] == b"PK" or head[:1] == b"\x80"
-
-
-def json_safe_path(path: str) -> str:
-    """``path`` with undecodable bytes shown as ``\\xNN`` (printable, valid UTF-8 JSON)."""
-    try:
-        path.encode("utf-8")
-        return path
-    except UnicodeEncodeError:
-        return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
 def fold_from_path(rel: str) -> int | None:
@@ -261,7 +258,7 @@ def _visit(state: _Scan, path: str, run: _RunContext | None, mtime: float) -> It
     listing = _list(state, path)
     if listing is None:
         return
-    if "run.json" in listing.files:
+    if RUN_FILE in listing.files:
         run = _enter_run(state, listing)
     _decide_hf_best(state, listing)
     name = os.path.basename(path)
@@ -291,18 +288,18 @@ def _folder_kind(name: str, listing: _Listing) -> tuple[str | None, bool]:
 
 def _enter_run(state: _Scan, listing: _Listing) -> _RunContext:
     run = _RunContext(listing.rel)
-    if ".lock" in listing.files:
-        data, err = summaries.load_json(Path(listing.path) / ".lock", limit=1 << 16)
+    if LOCK_FILE in listing.files:
+        data, err = load_json(Path(listing.path) / LOCK_FILE, limit=1 << 16)
         run.lock = _describe_lock(data) if isinstance(data, dict) else "unreadable .lock"
-    promoted = listing.dirs.get("promoted")
+    promoted = listing.dirs.get(PROMOTED_DIR)
     if promoted is not None:
         try:
             names = os.listdir(promoted.path)
         except OSError:
             names = []
         for name in names:
-            manifest, _ = summaries.load_json(
-                Path(promoted.path) / name / commit.MANIFEST_NAME, limit=64 << 20
+            manifest, _ = load_json(
+                Path(promoted.path) / name / MANIFEST_NAME, limit=64 << 20
             )
             if (
                 isinstance(manifest, dict)
@@ -337,7 +334,7 @@ def _decide_hf_best(state: _Scan, listing: _Listing) -> None:
     if not children:
         return
     candidates = [os.path.join(listing.path, n) for _, n in children[:2]]
-    if "trainer_state.json" in listing.files:
+    if TRAINER_STATE in listing.files:
         candidates.insert(0, listing.path)
     newest: tuple[int, str | None] | None = None
     for folder in candidates:
@@ -388,8 +385,6 @@ def _collect(state: _Scan, listing: _Listing, tree: _Tree, prefix: str, parent_k
 def _checkpoint_folder(
     state: _Scan, listing: _Listing, kind: str, run: _RunContext | None, mtime: float, *, leftover: bool
 ) -> Iterator[CheckpointInfo]:
-    from tui.core import inspect as integrity
-
     tree = _Tree()
     _collect(state, listing, tree, "", kind)
     info = _base_info(state, listing, kind, run, mtime, tree.files)
@@ -406,7 +401,7 @@ def _checkpoint_folder(
     elif run is not None and manifest is None and not info.promoted:
         info.in_progress = True
         why = run.lock or "never committed: in progress, or killed while writing"
-        info.add_problem(f"no {commit.MANIFEST_NAME} ({why})")
+        info.add_problem(f"no {MANIFEST_NAME} ({why})")
     yield info
     for sub, sub_kind in tree.nested:
         prefix = sub.rel[len(listing.rel) + 1 :] + "/" if listing.rel != "." else sub.rel + "/"
@@ -451,7 +446,7 @@ def _base_info(
         parent = os.path.dirname(abspath)
         if abspath in state.best:
             info.best = True
-        elif (kind == "hf-model" or parent not in state.best_decided) and "trainer_state.json" in files:
+        elif (kind == "hf-model" or parent not in state.best_decided) and TRAINER_STATE in files:
             summary, _ = state.trainer_state(listing.path)
             best = summary["best_model_checkpoint_resolved"] if summary is not None else None
             info.best = best is not None and os.path.normpath(best) == os.path.normpath(listing.path)
@@ -462,8 +457,6 @@ def _base_info(
 
 
 def _loose_file(state: _Scan, path: str, name: str, run: _RunContext | None) -> Iterator[CheckpointInfo]:
-    from tui.core import inspect as integrity
-
     if name.endswith(".bin") and not looks_like_pickle(path):
         return
     try:
@@ -504,7 +497,7 @@ def describe(root: str | os.PathLike, path: str | os.PathLike) -> CheckpointInfo
     ancestors = _ancestors_within(root, path)
     run = None
     for folder in ancestors:  # nearest first
-        if os.path.isfile(os.path.join(folder, "run.json")):
+        if os.path.isfile(os.path.join(folder, RUN_FILE)):
             listing = _list(state, folder)
             run = _enter_run(state, listing) if listing is not None else None
             break

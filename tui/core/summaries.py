@@ -4,52 +4,18 @@ becomes a one-line problem naming it, and the summary is None."""
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
+
+from tui.core.files import load_json
+from tui.core.names import ADAPTER_CONFIG, CONFIG_FILE, TOKENIZER_FILES, TRAINER_STATE
 
 CONFIG_LIMIT = 16 << 20
 TOKENIZER_LIMIT = 64 << 20  # tokenizer.json of a 250k-token vocabulary is ~20 MB
 STATE_LIMIT = 64 << 20
 # transformers' "no limit" sentinel (VERY_LARGE_INTEGER) is int(1e30); anything this large means unknown.
 _NO_MAX_LENGTH = 10**18
-TOKENIZER_FILES = (
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-    "vocab.txt",
-    "vocab.json",
-    "merges.txt",
-    "spm.model",
-    "sentencepiece.bpe.model",
-    "tokenizer.model",
-    "added_tokens.json",
-)
-
-
-def load_json(path: Path, *, limit: int = CONFIG_LIMIT) -> tuple[Any, str | None]:
-    """(data, None) or (None, "<name>: <problem>"); None, None when the file does not exist."""
-    path = Path(path)
-    try:
-        with open(path, "rb") as f:
-            raw = f.read(limit + 1)
-    except FileNotFoundError:
-        return None, None
-    except OSError as e:
-        return None, f"{path.name}: unreadable ({e.strerror or e})"
-    if len(raw) > limit:
-        return None, f"{path.name}: larger than {limit >> 20} MiB, not read"
-    if not raw.strip():
-        return None, f"{path.name}: empty file"
-    try:
-        return json.loads(raw), None
-    except (ValueError, UnicodeDecodeError, RecursionError) as e:
-        return None, f"{path.name}: invalid JSON ({_one_line(e)})"
-
-
-def _one_line(e: BaseException) -> str:
-    return str(e).splitlines()[0][:200] if str(e) else type(e).__name__
 
 
 def _int(v: Any) -> int | None:
@@ -68,7 +34,7 @@ def _str(v: Any) -> str | None:
 
 
 def config_summary(folder: Path) -> tuple[dict[str, Any] | None, list[str]]:
-    data, err = load_json(Path(folder) / "config.json", limit=CONFIG_LIMIT)
+    data, err = load_json(Path(folder) / CONFIG_FILE, limit=CONFIG_LIMIT)
     if err:
         return None, [err]
     if data is None:
@@ -97,7 +63,7 @@ def config_summary(folder: Path) -> tuple[dict[str, Any] | None, list[str]]:
 
 def adapter_config_summary(folder: Path) -> tuple[dict[str, Any] | None, list[str]]:
     """PEFT adapter_config.json: base model, method, rank and targets."""
-    data, err = load_json(Path(folder) / "adapter_config.json", limit=CONFIG_LIMIT)
+    data, err = load_json(Path(folder) / ADAPTER_CONFIG, limit=CONFIG_LIMIT)
     if err:
         return None, [err]
     if data is None:
@@ -217,7 +183,7 @@ def resolve_best_checkpoint(folder: Path, value: Any) -> Path | None:
 
 
 def trainer_state_summary(
-    folder: Path, *, name: str = "trainer_state.json", root: Path | None = None
+    folder: Path, *, name: str = TRAINER_STATE, root: Path | None = None
 ) -> tuple[dict[str, Any] | None, list[str]]:
     """global_step, epoch, best_metric, best_model_checkpoint (raw and resolved), log_history.
 

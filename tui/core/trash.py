@@ -25,10 +25,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-TRASH_DIR = ".ckpt-trash"
-ENTRY_FILE = "entry.json"
-ITEM_NAME = "item"
-MANIFEST_NAME = "ckpt_manifest.json"  # tui.core.commit.MANIFEST_NAME; repeated to keep this module leaf
+from tui.core.commit import utc_now
+from tui.core.files import is_within
+from tui.core.names import MANIFEST_NAME, TRASH_DIR, TRASH_ENTRY_FILE, TRASH_ITEM
 
 
 class TrashError(Exception):
@@ -89,10 +88,6 @@ def remove_tree(path: Path) -> None:
             shutil.rmtree(path, onerror=make_writable_and_retry)
 
 
-def _is_within(path: Path, folder: Path) -> bool:
-    return path == folder or folder in path.parents
-
-
 class Trash:
     def __init__(self, root: Path | str):
         self.root = Path(os.path.realpath(root))
@@ -108,9 +103,9 @@ class Trash:
         # component is not: moving a symlink moves the link itself.
         parent = Path(os.path.realpath(full.parent))
         full = parent / full.name
-        if full.name in ("", ".", "..") or not _is_within(parent, self.root) or full == self.root:
+        if full.name in ("", ".", "..") or not is_within(parent, self.root) or full == self.root:
             raise TrashError(f"{path}: not inside {self.root}")
-        if _is_within(full, self.folder):
+        if is_within(full, self.folder):
             raise TrashError(f"{path}: already in the trash")
         return full.relative_to(self.root).as_posix()
 
@@ -136,9 +131,9 @@ class Trash:
         raise TrashError(f"{self.folder}: too many entries created within one second")
 
     def _write_entry(self, folder: Path, entry: TrashEntry) -> None:
-        tmp = folder / f".{ENTRY_FILE}.tmp"
+        tmp = folder / f".{TRASH_ENTRY_FILE}.tmp"
         tmp.write_text(json.dumps(entry.to_json(), indent=2) + "\n", encoding="utf-8")
-        os.replace(tmp, folder / ENTRY_FILE)
+        os.replace(tmp, folder / TRASH_ENTRY_FILE)
 
     def move(self, path: Path | str, *, batch: str | None = None, action: str | None = None) -> TrashEntry:
         """Rename ``path`` into the trash. entry.json is written first, so a crash never loses the origin."""
@@ -148,10 +143,10 @@ class Trash:
             raise TrashError(f"{rel}: does not exist")
         self._check_same_device(full, rel)
         entry_id, folder = self._new_entry_folder()
-        entry = TrashEntry(entry_id, rel, _now_iso(), tree_size(full), batch or entry_id, action)
+        entry = TrashEntry(entry_id, rel, utc_now(), tree_size(full), batch or entry_id, action)
         self._write_entry(folder, entry)
         try:
-            os.rename(full, folder / ITEM_NAME)
+            os.rename(full, folder / TRASH_ITEM)
         except OSError as e:
             remove_tree(folder)
             raise TrashError(f"{rel}: cannot move to the trash ({e.strerror})") from None
@@ -175,18 +170,18 @@ class Trash:
             self._check_same_device(base / p, f"{rel}/{f}")
         entry_id, folder = self._new_entry_folder()
         size = sum(tree_size(base / f) for f in files)
-        entry = TrashEntry(entry_id, rel, _now_iso(), size, batch or entry_id, action, sorted(files))
+        entry = TrashEntry(entry_id, rel, utc_now(), size, batch or entry_id, action, sorted(files))
         self._write_entry(folder, entry)
         moved: list[str] = []
         try:
             for f in entry.files or []:
-                dest = folder / ITEM_NAME / f
+                dest = folder / TRASH_ITEM / f
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 os.rename(base / f, dest)
                 moved.append(f)
         except OSError as e:
             for f in moved:  # put back what already moved: a half-done slim is worse than none
-                os.rename(folder / ITEM_NAME / f, base / f)
+                os.rename(folder / TRASH_ITEM / f, base / f)
             remove_tree(folder)
             raise TrashError(f"{rel}: cannot move files to the trash ({e.strerror})") from None
         return entry
@@ -195,7 +190,7 @@ class Trash:
 
     def _load(self, folder: Path) -> TrashEntry:
         try:
-            data = json.loads((folder / ENTRY_FILE).read_text(encoding="utf-8"))
+            data = json.loads((folder / TRASH_ENTRY_FILE).read_text(encoding="utf-8"))
             entry = TrashEntry(
                 id=folder.name,
                 original_path=str(data["original_path"]),
@@ -207,10 +202,10 @@ class Trash:
             )
         except (OSError, ValueError, KeyError, TypeError) as e:
             entry = TrashEntry(folder.name, "", "", tree_size(folder))
-            entry.problems.append(f"{TRASH_DIR}/{folder.name}/{ENTRY_FILE}: unreadable ({e})")
+            entry.problems.append(f"{TRASH_DIR}/{folder.name}/{TRASH_ENTRY_FILE}: unreadable ({e})")
             return entry
-        if not os.path.lexists(folder / ITEM_NAME):
-            entry.problems.append(f"{TRASH_DIR}/{folder.name}: no '{ITEM_NAME}' (nothing to restore)")
+        if not os.path.lexists(folder / TRASH_ITEM):
+            entry.problems.append(f"{TRASH_DIR}/{folder.name}: no '{TRASH_ITEM}' (nothing to restore)")
         return entry
 
     def list(self) -> list[TrashEntry]:
@@ -246,7 +241,7 @@ class Trash:
             if os.path.lexists(target):
                 raise TrashError(f"{rel}: exists again; move it away first, then restore {entry_id}")
             target.parent.mkdir(parents=True, exist_ok=True)
-            os.rename(folder / ITEM_NAME, target)
+            os.rename(folder / TRASH_ITEM, target)
         else:
             self._restore_files(folder, entry, target, rel)
         remove_tree(folder)
@@ -257,7 +252,7 @@ class Trash:
         for f in files:
             p = Path(f)
             if p.is_absolute() or ".." in p.parts:
-                raise TrashError(f"{entry.id}: unsafe file name {f!r} in {ENTRY_FILE}")
+                raise TrashError(f"{entry.id}: unsafe file name {f!r} in {TRASH_ENTRY_FILE}")
             # Slim rewrites the manifest without the dropped files; its own rewrite may be replaced.
             if os.path.lexists(target / p) and not (f == MANIFEST_NAME and _is_slimmed_manifest(target / p)):
                 raise TrashError(f"{rel}/{f}: exists again; move it away first, then restore {entry.id}")
@@ -265,7 +260,7 @@ class Trash:
         for f in files:
             dest = target / f
             dest.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(folder / ITEM_NAME / f, dest)
+            os.replace(folder / TRASH_ITEM / f, dest)
 
     def remove(self, entry_id: str) -> int:
         """Delete one entry for good; returns the bytes it held."""
@@ -285,6 +280,3 @@ def _is_slimmed_manifest(path: Path) -> bool:
     except (OSError, ValueError, TypeError):
         return False
 
-
-def _now_iso() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())

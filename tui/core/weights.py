@@ -41,27 +41,20 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .safetensors_header import (
-    HeaderError,
-    SafetensorsHeader,
-    TensorEntry,
-    open_regular_file,
-    printable,
-    quoted,
-    read_header,
-)
+from tui.core.files import open_regular_file
+from tui.core.names import SAFETENSORS_INDEX, SAFETENSORS_SHARD
+from tui.core.safetensors_header import HeaderError, SafetensorsHeader, TensorEntry, read_header
+from tui.core.text import first_line, quoted, safe_message, safe_text
 
 __all__ = ["WeightsSummary", "resolve_weight_files", "summarize_weights", "tensor_table"]
 
 MAX_INDEX_BYTES = 64 << 20
 LARGEST = 10
 _MAX_NAMES = 5  # tensor names quoted in one problem line
-_SHARD_RE = re.compile(r"^(?P<stem>.+)-(?P<i>\d+)-of-(?P<n>\d+)\.safetensors$")
 
 
 @dataclass
@@ -111,7 +104,7 @@ def summarize_weights(folder_or_files: Any, *, index_file: Any = None) -> Weight
         out = _summarize(folder_or_files, index_file)
     except Exception as e:  # the contract is "never raises"; this line is the proof of that, not a plan
         out = WeightsSummary(problems=[f"weights summary failed ({type(e).__name__}: {e})"[:300]])
-    out.problems = [printable(p) for p in out.problems]
+    out.problems = [safe_message(p) for p in out.problems]
     return out
 
 
@@ -174,7 +167,7 @@ def _plan_from_folder(folder: str) -> _Plan:
         )
     indexes = [n for n in names if n.endswith(".safetensors.index.json")]
     if indexes:
-        chosen = "model.safetensors.index.json" if "model.safetensors.index.json" in indexes else indexes[0]
+        chosen = SAFETENSORS_INDEX if SAFETENSORS_INDEX in indexes else indexes[0]
         return _plan_from_index(os.path.join(folder, chosen))
     files = [n for n in names if n.endswith(".safetensors")]
     for preferred in ("model.safetensors", "adapter_model.safetensors"):
@@ -189,7 +182,7 @@ def _orphan_shard_problems(files: list[str]) -> list[str]:
     """``model-0000i-of-0000n.safetensors`` without an index: say so, and name missing shard numbers."""
     groups: dict[tuple[str, int], set[int]] = {}
     for name in files:
-        m = _SHARD_RE.match(name)
+        m = SAFETENSORS_SHARD.match(name)
         if m:
             groups.setdefault((m["stem"], int(m["n"])), set()).add(int(m["i"]))
     out = []
@@ -287,7 +280,7 @@ def _load_index(path: str) -> tuple[Any, str | None]:
     except (ValueError, RecursionError) as e:
         return (
             None,
-            f"{name}: index is not valid JSON ({str(e).splitlines()[0][:120] if str(e) else type(e).__name__})",
+            f"{name}: index is not valid JSON ({first_line(e, 120)})",
         )
 
 
@@ -319,7 +312,7 @@ def _summarize(folder_or_files: Any, index_file: Any) -> WeightsSummary:
         }
         out.files.append(record)
         if plan.weight_map is not None and not os.path.lexists(path):
-            out.problems.append(f"missing shard named in index: {printable(name, 300)}")
+            out.problems.append(f"missing shard named in index: {safe_text(name, 300)}")
             continue
         try:
             header = read_header(path)
@@ -349,7 +342,7 @@ def _summarize(folder_or_files: Any, index_file: Any) -> WeightsSummary:
 
     # Shards of one model (an index, or model-0000i-of-0000n names) must not repeat a tensor; separate
     # files given together (accelerate's model.safetensors + model_1.safetensors) may, and all count.
-    sharded = plan.weight_map is not None or any(_SHARD_RE.match(os.path.basename(n)) for n in plan.names)
+    sharded = plan.weight_map is not None or any(SAFETENSORS_SHARD.match(os.path.basename(n)) for n in plan.names)
     where: dict[str, str] = {}  # tensor -> shard holding it
     entries: list[TensorEntry] = []
     dupes: list[str] = []

@@ -5,14 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from rich.table import Table
-from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-from tui.app.rows import display_path, human_bytes
+from tui.app.rows import cell
+from tui.core.text import format_bytes, safe_text
 
 
 def plan_table(items: list[tuple[str, int, str]], refusals: list[tuple[str, str]]) -> Table:
@@ -22,11 +22,9 @@ def plan_table(items: list[tuple[str, int, str]], refusals: list[tuple[str, str]
     table.add_column("bytes", justify="right", no_wrap=True)
     table.add_column("what", overflow="fold", ratio=2, style="dim")
     for path, size, what in items:
-        table.add_row(display_path(path), human_bytes(size), display_path(what))
+        table.add_row(cell(path), format_bytes(size, compact=True), cell(what))
     for path, reason in refusals:
-        table.add_row(
-            Text(display_path(path), style="red"), "", Text(f"refused: {display_path(reason)}", style="red")
-        )
+        table.add_row(cell(path, style="red"), "", cell(f"refused: {reason}", style="red"))
     return table
 
 
@@ -63,7 +61,7 @@ class ConfirmModal(ModalScreen[bool]):
         with Vertical(id="confirm-box"):
             yield Static(self.title_text, id="confirm-title")
             with VerticalScroll(id="confirm-body"):
-                yield Static(display_path(self.summary), id="confirm-summary", markup=False)
+                yield Static(safe_text(self.summary), id="confirm-summary", markup=False)
                 if self.items or self.refusals:
                     yield Static(plan_table(self.items, self.refusals), id="confirm-items")
             yield Static("[b]y[/b] confirm   [b]n[/b] / [b]esc[/b] cancel", id="confirm-keys")

@@ -4,18 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Static, TabbedContent, TabPane
 
-from tui.app.rows import display_path
+from tui.app.rows import cell
+from tui.core.text import safe_text
 
 
-def _cell(value: Any) -> str:
-    text = str(value)
-    return text if len(text) <= 60 else text[:57] + "..."
+def _cell(value: Any) -> Text:
+    return cell(safe_text(value, 60))
 
 
 class DiffScreen(ModalScreen[None]):
@@ -29,7 +30,7 @@ class DiffScreen(ModalScreen[None]):
     def compose(self) -> ComposeResult:
         with Vertical(id="diff-box"):
             yield Static(
-                f"A: {display_path(self.left)}\nB: {display_path(self.right)}", id="diff-title", markup=False
+                f"A: {safe_text(self.left)}\nB: {safe_text(self.right)}", id="diff-title", markup=False
             )
             with TabbedContent(id="diff-tabs"):
                 with TabPane(f"Config ({len(self.config_diff)})", id="diff-config"):
@@ -42,13 +43,13 @@ class DiffScreen(ModalScreen[None]):
         config = self.query_one("#diff-config-table", DataTable)
         config.add_columns("key", "A", "B")
         for key, a, b in self.config_diff:
-            config.add_row(key, _cell(a), _cell(b))
+            config.add_row(_cell(key), _cell(a), _cell(b))
         if not self.config_diff:
             config.add_row("(configs are identical)", "", "")
         tensors = self.query_one("#diff-tensor-table", DataTable)
         tensors.add_columns("tensor", "A", "B")
         for name, a, b in self.tensor_diff:
-            tensors.add_row(_cell(name), a, b)
+            tensors.add_row(_cell(name), _cell(a), _cell(b))
         if not self.tensor_diff:
             tensors.add_row("(same tensor names, dtypes and shapes)", "", "")
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Static
 
-from tui.app.rows import display_path, lower_is_better
+from tui.core.text import lower_is_better, safe_text
 
 METRIC_COLUMNS = ("n", "accuracy", "f1_macro", "log_loss")
 
@@ -41,21 +42,17 @@ class FoldMetricsScreen(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="folds-box"):
-            yield Static(f"Fold metrics · {display_path(self.run)}", id="folds-title", markup=False)
+            yield Static(f"Fold metrics · {safe_text(self.run)}", id="folds-title", markup=False)
             yield DataTable(id="folds-table", cursor_type="row")
             yield Static(self._columns_note(), classes="hint", id="folds-note")
 
-    def _columns_note(self) -> str:
+    def _columns_note(self) -> Text:
         used = self.metrics.get("columns")
         note = "★ best fold by macro F1   esc close"
         if isinstance(used, dict) and used:
-            note = (
-                "columns: "
-                + ", ".join(f"{k}={v}" for k, v in used.items() if not isinstance(v, (dict, list)))
-                + "\n"
-                + note
-            )
-        return note
+            columns = ", ".join(f"{k}={v}" for k, v in used.items() if not isinstance(v, (dict, list)))
+            note = f"columns: {safe_text(columns)}\n{note}"
+        return Text(note)
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)

@@ -9,7 +9,7 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Input, Static
 
-from tui.app.rows import display_path
+from tui.core.text import safe_text
 
 
 class PromoteScreen(ModalScreen["str | None"]):
@@ -24,7 +24,7 @@ class PromoteScreen(ModalScreen["str | None"]):
     def compose(self) -> ComposeResult:
         with Vertical(id="promote-box"):
             yield Static(
-                f"Promote [b]{escape(display_path(self.source))}[/b] as a clean HF folder",
+                f"Promote [b]{escape(safe_text(self.source))}[/b] as a clean HF folder",
                 id="promote-title",
                 markup=True,
             )

@@ -17,6 +17,7 @@ from textual.widgets.data_table import CellDoesNotExist, RowDoesNotExist
 
 from tui.app import rows
 from tui.core.model import CheckpointInfo
+from tui.core.text import format_bytes, lower_is_better, safe_text
 
 GROUP_PREFIX = "group:"
 COLUMNS = (
@@ -41,8 +42,9 @@ class NameCell:
     marked: bool = False
 
     def __rich__(self) -> Text:
-        # Paths may hold undecodable bytes (kept as surrogates): show them as \xNN, never raw.
-        label = rows.display_path(self.label)
+        # Names are other people's: escape codes, newlines, bidi overrides and undecodable bytes are
+        # shown escaped, never sent to the terminal.
+        label = safe_text(self.label)
         if self.header:
             return Text(f"▾ {label}", style="bold")
         mark = "◆ " if self.marked else "  "
@@ -231,10 +233,10 @@ class CheckpointBrowser(DataTable):
     def _cells(self, info: CheckpointInfo) -> dict[str, object]:
         return {
             "name": self._name_cell(info),
-            "kind": rows.KIND_SHORT.get(info.kind, info.kind),
+            "kind": rows.cell(rows.KIND_SHORT.get(info.kind, info.kind)),
             "step": Text(rows.step_text(info), justify="right"),
             "metric": Text(rows.metric_text(info), justify="right"),
-            "size": Text(rows.human_bytes(info.size_bytes), justify="right"),
+            "size": Text(format_bytes(info.size_bytes, compact=True), justify="right"),
             "status": rows.badge(info),
         }
 
@@ -273,7 +275,7 @@ class CheckpointBrowser(DataTable):
             best = ""
             if metrics:
                 name = metrics[0][1].metric.get("name") if metrics[0][1].metric else None
-                pick = min if rows.lower_is_better(name) else max
+                pick = min if lower_is_better(name) else max
                 best = f"{pick(v for v, _ in metrics):.4g}"
             broken = sum(rows.status_of(i) == "broken" for i in members)
             cells = {
@@ -282,7 +284,7 @@ class CheckpointBrowser(DataTable):
                 "step": Text(f"{len(members)}", justify="right", style="dim"),
                 "metric": Text(best, justify="right", style="dim"),
                 "size": Text(
-                    rows.human_bytes(sum(i.size_bytes for i in members)), justify="right", style="dim"
+                    format_bytes(sum(i.size_bytes for i in members), compact=True), justify="right", style="dim"
                 ),
                 "status": Text(f"✖ {broken} broken", style="red") if broken else Text(""),
             }

@@ -19,6 +19,7 @@ from textual.widgets import Static, TabbedContent, TabPane
 
 from tui.app import rows
 from tui.core.model import CheckpointInfo, Inspection
+from tui.core.text import format_bytes, safe_text
 
 TABS = ("overview", "config", "tokenizer", "weights", "training", "files")
 
@@ -28,7 +29,7 @@ def _kv_table(pairs: list[tuple[str, Any]]) -> Table:
     table.add_column(style="bold", no_wrap=True)
     table.add_column(overflow="fold")
     for key, value in pairs:
-        table.add_row(key, value if isinstance(value, Text) else Text(_short(value)))
+        table.add_row(rows.cell(key), value if isinstance(value, Text) else rows.cell(_short(value)))
     return table
 
 
@@ -36,31 +37,30 @@ def _short(value: Any) -> str:
     if value is None:
         return "unknown"
     if isinstance(value, (dict, list)):
-        text = json.dumps(value, default=str)
-        return text if len(text) <= 200 else text[:197] + "..."
-    return str(value)
+        return safe_text(json.dumps(value, default=str), 200)
+    return safe_text(value)
 
 
 def _problems(problems: list[str]) -> Text:
     if not problems:
         return Text("none", style="green")
-    return Text("\n".join(f"✖ {p}" for p in problems), style="red")
+    return Text("\n".join(f"✖ {safe_text(p)}" for p in problems), style="red")
 
 
 def overview_renderable(root: str, info: CheckpointInfo, manifest: dict | None = None) -> Table:
     # Status and problems first: in 80x24 they are what must be seen without scrolling.
     pairs: list[tuple[str, Any]] = [
-        ("path", rows.display_path(info.path)),
+        ("path", info.path),
         ("status", rows.badge(info)),
         ("problems", _problems(info.problems)),
         ("kind", info.kind),
-        ("size", f"{rows.human_bytes(info.size_bytes)} ({info.size_bytes:,} bytes)"),
+        ("size", f"{format_bytes(info.size_bytes, compact=True)} ({info.size_bytes:,} bytes)"),
         ("metric", f"{info.metric.get('name')} = {info.metric.get('value')}" if info.metric else None),
         ("step", info.step),
         ("epoch", info.epoch),
         ("fold", info.fold),
         ("run", info.run),
-        ("absolute", rows.display_path(f"{root.rstrip('/')}/{info.path}")),
+        ("absolute", f"{root.rstrip('/')}/{info.path}"),
         ("parameters", f"{info.parameters:,}" if info.parameters is not None else None),
         ("tensors", info.tensors),
         ("dtypes", ", ".join(f"{k}: {v:,}" for k, v in info.dtypes.items()) if info.dtypes else None),
@@ -81,7 +81,7 @@ def weights_renderable(weights: dict | None) -> Any:
                     "parameters",
                     f"{weights['parameters']:,}" if weights.get("parameters") is not None else None,
                 ),
-                ("bytes", rows.human_bytes(weights.get("bytes"))),
+                ("bytes", format_bytes(weights.get("bytes"), compact=True)),
                 ("shards", weights.get("shards")),
             ]
         )
@@ -92,7 +92,7 @@ def weights_renderable(weights: dict | None) -> Any:
         table.add_column("dtype")
         table.add_column("parameters", justify="right")
         for dtype, count in sorted(dtypes.items(), key=lambda kv: -kv[1]):
-            table.add_row(dtype, f"{count:,}")
+            table.add_row(rows.cell(dtype), f"{count:,}")
         parts.append(table)
     modules = weights.get("modules") or {}
     if modules:
@@ -100,7 +100,7 @@ def weights_renderable(weights: dict | None) -> Any:
         table.add_column("module")
         table.add_column("parameters", justify="right")
         for name, count in sorted(modules.items(), key=lambda kv: -kv[1]):
-            table.add_row(name, f"{count:,}")
+            table.add_row(rows.cell(name), f"{count:,}")
         parts.append(table)
     largest = weights.get("largest") or []
     if largest:
@@ -110,9 +110,9 @@ def weights_renderable(weights: dict | None) -> Any:
         for t in largest[:15]:
             params = t.get("parameters")
             table.add_row(
-                str(t.get("name")),
-                str(t.get("dtype")),
-                str(list(t.get("shape") or [])),
+                rows.cell(t.get("name")),
+                rows.cell(t.get("dtype")),
+                rows.cell(list(t.get("shape") or [])),
                 f"{params:,}" if isinstance(params, int) else "?",
             )
         parts.append(table)
@@ -124,7 +124,9 @@ def weights_renderable(weights: dict | None) -> Any:
         table.add_column("size", justify="right")
         for f in files:
             size = f.get("size_bytes", f.get("bytes"))
-            table.add_row(str(f.get("path", f.get("name"))), _short(f.get("tensors")), rows.human_bytes(size))
+            table.add_row(
+                rows.cell(f.get("path", f.get("name"))), _short(f.get("tensors")), format_bytes(size, compact=True)
+            )
         parts.append(table)
     if weights.get("problems"):
         parts.append(_problems(weights["problems"]))
@@ -138,8 +140,9 @@ def files_renderable(files: list[dict]) -> Any:
     table.add_column("file", overflow="fold")
     table.add_column("size", justify="right")
     for f in files:
-        table.add_row(str(f.get("path")), rows.human_bytes(f.get("size_bytes")))
-    table.caption = f"{len(files)} files, {rows.human_bytes(sum(f.get('size_bytes') or 0 for f in files))}"
+        table.add_row(rows.cell(f.get("path")), format_bytes(f.get("size_bytes"), compact=True))
+    total = sum(f.get("size_bytes") or 0 for f in files)
+    table.caption = f"{len(files)} files, {format_bytes(total, compact=True)}"
     return table
 
 
@@ -205,7 +208,7 @@ class DetailPane(Vertical):
 
     def show_message(self, text: str, style: str = "dim") -> None:
         for tab in TABS:
-            self._set(tab, Text(text, style=style))
+            self._set(tab, rows.cell(text, style=style))
         self._hide_plot()
 
     def show_group(self, group: str, infos: list[CheckpointInfo]) -> None:
@@ -214,7 +217,7 @@ class DetailPane(Vertical):
         pairs: list[tuple[str, Any]] = [
             ("run", group),
             ("checkpoints", len(infos)),
-            ("size", f"{rows.human_bytes(total)} ({total:,} bytes)"),
+            ("size", f"{format_bytes(total, compact=True)} ({total:,} bytes)"),
             ("broken", _problems(broken) if broken else Text("none", style="green")),
             ("hint", "f: fold metrics · p: prune · ↓ select a checkpoint"),
         ]
@@ -266,7 +269,7 @@ class DetailPane(Vertical):
         plt.clear_data()
         plt.clear_figure()
         for name, (xs, ys) in sorted(series.items()):
-            plt.plot(xs, ys, label=name, marker="braille")
+            plt.plot(xs, ys, label=safe_text(name), marker="braille")
         plt.title("loss and eval metrics by step")
         plt.xlabel("step")
         plot.refresh()

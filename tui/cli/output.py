@@ -1,0 +1,51 @@
+"""How the CLI writes: JSON on stdout, rich tables for people, one-line messages on stderr.
+
+Everything read off disk goes through ``tui.core.text``: ``json_safe`` inside JSON (the encoder escapes
+control characters itself), ``safe_text`` everywhere else (tables, plans, warnings, usage errors).
+rich is imported inside the functions that draw tables: ``--json`` never pays for it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from typing import Any
+
+from tui.core.text import json_safe, safe_text
+
+
+def jsonable(obj: Any) -> Any:
+    """JSON-safe copy: NaN/inf -> null, undecodable file-name bytes -> ``\\xNN`` text."""
+    if isinstance(obj, dict):
+        return {jsonable(k) if isinstance(k, str) else k: jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, str):
+        return json_safe(obj)
+    return obj
+
+
+def print_json(obj: Any) -> None:
+    sys.stdout.write(json.dumps(jsonable(obj), indent=2, allow_nan=False) + "\n")
+
+
+def warn(text: Any) -> None:
+    """``ckpt-tui: warning: ...`` on stderr, terminal-safe."""
+    print(f"ckpt-tui: warning: {safe_text(text)}", file=sys.stderr)
+
+
+def console():
+    from rich.console import Console
+
+    # Piped output has no width; 80 columns would wrap every path into slivers.
+    return Console(width=None if sys.stdout.isatty() else 200)
+
+
+def cell(value: Any, style: str = ""):
+    """A table cell from data read off disk: never parsed as markup, never a control character."""
+    from rich.text import Text
+
+    return Text(safe_text(value), style=style)

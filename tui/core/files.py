@@ -1,0 +1,90 @@
+"""Reading the small files beside checkpoints, and path containment: the one home of bounded reads.
+
+Every reader here is bounded in bytes and turns what cannot be used into a one-line problem that names
+the file, never an exception; the trainer's readers, which must stop on a bad file, raise their own
+error class with the same line (``read_json_dict``). Standard library only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from pathlib import Path
+from typing import Any
+
+from tui.core.text import first_line
+
+JSON_LIMIT = 16 << 20  # a config.json; callers pass more for tokenizers, trainer states, manifests
+SMALL_TEXT_LIMIT = 4096  # pointer files: DeepSpeed's `latest`, a `.lock`
+
+
+def is_within(path: Path, folder: Path) -> bool:
+    """``path`` is ``folder`` or lies under it (lexically: resolve both first where links matter)."""
+    return path == folder or folder in path.parents
+
+
+def open_regular_file(path: str | os.PathLike) -> tuple[int, int]:
+    """``(fd, size)`` for a regular file, opened without blocking (a FIFO named like a checkpoint file must
+    not hang us). Raises OSError, or ValueError for something that is not a regular file."""
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+    fd = os.open(path, flags)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise ValueError("not a regular file")
+        return fd, st.st_size
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def load_json(path: Path | str, *, limit: int = JSON_LIMIT) -> tuple[Any, str | None]:
+    """(data, None) or (None, "<name>: <problem>"); (None, None) when the file does not exist."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(limit + 1)
+    except FileNotFoundError:
+        return None, None
+    except OSError as e:
+        return None, f"{path.name}: unreadable ({e.strerror or e})"
+    if len(raw) > limit:
+        return None, f"{path.name}: larger than {limit >> 20} MiB, not read"
+    if not raw.strip():
+        return None, f"{path.name}: empty file"
+    try:
+        return json.loads(raw), None
+    except (ValueError, UnicodeDecodeError, RecursionError) as e:
+        return None, f"{path.name}: invalid JSON ({first_line(e)})"
+
+
+def json_object(path: Path | str, *, limit: int = JSON_LIMIT) -> dict[str, Any] | None:
+    """The JSON object in ``path``; None when it is missing, unreadable, not JSON or not an object."""
+    data, _ = load_json(path, limit=limit)
+    return data if isinstance(data, dict) else None
+
+
+def read_json_dict(
+    path: Path | str, error: type[Exception], hint: str = "", *, limit: int = JSON_LIMIT
+) -> dict[str, Any] | None:
+    """The JSON object in ``path``, None when the file does not exist; raises ``error`` with one line
+    ("<path>: <problem><hint>") when it exists but is not a readable JSON object."""
+    data, problem = load_json(path, limit=limit)
+    if problem is not None:
+        raise error(f"{path}: {problem.partition(': ')[2]}{hint}")
+    if data is not None and not isinstance(data, dict):
+        raise error(f"{path}: not a JSON object{hint}")
+    return data
+
+
+def read_small_text(path: Path | str, limit: int = SMALL_TEXT_LIMIT) -> str | None:
+    """The text of a small pointer file (undecodable bytes replaced); None when it is missing, unreadable,
+    not a file or larger than ``limit``."""
+    path = Path(path)
+    try:
+        if not path.is_file() or path.stat().st_size > limit:
+            return None
+        return path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None

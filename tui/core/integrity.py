@@ -1,0 +1,242 @@
+"""The integrity rules every checkpoint is held to, shared by the scan (``ls``) and ``inspect``.
+
+Each rule becomes a one-line ``problems`` entry and ``complete: false``: truncated safetensors, bad or
+oversized header, overlapping offsets (tui.core.weights / safetensors_header), a shard named in an index but
+missing, zero-byte weights, invalid config.json, a DeepSpeed ``latest`` naming a tag that does not exist, a
+manifest that does not match the files (tui.core.commit.verify), a truncated pickle zip and unsafe pickle
+globals (tui.core.pickle_scan). The scanner adds the rules that need the walk: a leftover
+``.<name>.tmp``/``.<name>.old`` folder and a run checkpoint without manifest. Nothing here raises on bad
+input: readers return problems.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from tui.core import commit, summaries, weights
+from tui.core.model import CheckpointInfo
+from tui.core.names import (
+    CONFIG_FILE,
+    DEEPSPEED_LATEST,
+    MANIFEST_NAME,
+    PICKLE_WEIGHT_SHARD,
+    PICKLE_WEIGHTS,
+    TRAIN_STATE,
+    TRAINER_STATE,
+)
+from tui.core.pickle_scan import PickleReport, scan_pickle
+
+LATEST_LIMIT = 4096
+
+# The scan's cache of trainer_state.json summaries: folder -> (summary, problems).
+TrainerStateCache = Callable[[str], tuple[dict[str, Any] | None, list[str]]]
+
+
+def check_folder(
+    info: CheckpointInfo,
+    folder: Path,
+    files: set[str],
+    kind: str,
+    *,
+    trainer_state: TrainerStateCache | None = None,
+) -> dict[str, Any] | None:
+    """Fill weight numbers, step/epoch/metric and problems of a checkpoint folder; return its manifest.
+
+    ``files`` are posix paths relative to ``folder`` (from the walk, so no listing is repeated).
+    ``trainer_state(folder)`` is the scan's cache of trainer_state.json summaries (read once per scan).
+    """
+    problems: list[str] = []
+    top = {f for f in files if "/" not in f}
+    if kind != "deepspeed":
+        weights_into(info, folder, top, problems)
+    if CONFIG_FILE in top:
+        problems += summaries.config_summary(folder)[1]
+    if kind == "peft-adapter":
+        problems += summaries.adapter_config_summary(folder)[1]
+    if kind == "deepspeed":
+        problems += latest_problems(folder.parent, only_if_names=folder.name)
+    if DEEPSPEED_LATEST in top:  # accelerate save_state under DeepSpeed keeps `latest` inside the folder
+        problems += latest_problems(folder)
+    _state_into(info, folder, top, kind, problems, trainer_state)
+    manifest = _manifest_into(info, folder, problems) if MANIFEST_NAME in top else None
+    for p in dict.fromkeys(problems):  # same text from two rules once
+        info.add_problem(p)
+    return manifest
+
+
+def check_file(info: CheckpointInfo, path: Path) -> None:
+    """A loose .safetensors or pickle file: header / static pickle scan numbers and problems."""
+    problems: list[str] = []
+    if info.kind == "safetensors-file":
+        weights_into(info, path.parent, {path.name}, problems, only=[path])
+    else:
+        report = scan_pickle_into(path, problems)
+        if report is not None:
+            if report.lightning:
+                info.kind = "lightning"
+            _pickle_numbers_into(info, report)
+    for p in dict.fromkeys(problems):
+        info.add_problem(p)
+
+
+def latest_problems(folder: Path, *, only_if_names: str | None = None) -> list[str]:
+    """DeepSpeed's ``latest`` file in ``folder`` must name a tag folder that exists beside it."""
+    path = folder / DEEPSPEED_LATEST
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(LATEST_LIMIT)
+    except FileNotFoundError:
+        return []
+    except OSError as e:
+        return [f"latest: unreadable ({e.strerror})"]
+    tag = raw.decode("utf-8", "replace").strip()
+    if not tag or "/" in tag or tag in (".", ".."):
+        return [f"latest: does not name a tag folder ({tag[:60]!r})"]
+    if (folder / tag).is_dir():
+        return []
+    if only_if_names is not None and only_if_names == tag:
+        return []
+    return [f"latest: names {tag!r}, which does not exist here; DeepSpeed resume from this folder will fail"]
+
+
+def _weight_files(top: set[str]) -> tuple[list[str], str | None, list[str]]:
+    """(safetensors files, safetensors index, weight pickles) among a folder's top-level names."""
+    index = next((f for f in sorted(top) if f.endswith(".safetensors.index.json")), None)
+    tensors = sorted(f for f in top if f.endswith(".safetensors"))
+    pickles = sorted(f for f in top if f in PICKLE_WEIGHTS or PICKLE_WEIGHT_SHARD.match(f))
+    return tensors, index, pickles
+
+
+def weights_into(
+    info: CheckpointInfo, folder: Path, top: set[str], problems: list[str], *, only: list[Path] | None = None
+) -> weights.WeightsSummary | None:
+    """Weight numbers of ``info`` from the safetensors headers (or the one weight pickle) among ``top``;
+    problems go to ``problems``; returns the safetensors summary when there is one."""
+    st_files, index, pickles = _weight_files(top)
+    summary = None
+    for name in pickles:  # weights.py reports zero-byte safetensors itself
+        try:
+            if (folder / name).stat().st_size == 0:
+                problems.append(f"{name}: zero-byte weights file")
+        except OSError:
+            pass
+    if st_files or index:
+        try:
+            if only is not None:
+                summary = weights.summarize_weights(only)
+            elif info.kind == "accelerate-state" and not index:
+                # save_state writes model.safetensors, model_1.safetensors, ... one per prepared model
+                summary = weights.summarize_weights([folder / f for f in st_files])
+            else:  # weights.py picks the index, model.safetensors or adapter_model.safetensors
+                summary = weights.summarize_weights(folder)
+        except Exception as e:  # the contract is "never raises"; keep the scan alive if it does
+            problems.append(f"{folder.name}: weights could not be summarised ({type(e).__name__}: {e})")
+        if summary is not None:
+            problems += list(summary.problems)
+            info.tensors, info.parameters = summary.tensors, summary.parameters
+            info.dtypes = dict(summary.dtypes)
+    elif pickles:
+        report = scan_pickle_into(folder / pickles[0], problems) if len(pickles) == 1 else None
+        if report is not None:
+            _pickle_numbers_into(info, report)
+    return summary
+
+
+def scan_pickle_into(path: Path, problems: list[str]) -> PickleReport | None:
+    """The static pickle scan of ``path``; its problems (each naming the file) go to ``problems``."""
+    try:
+        report = scan_pickle(path)
+    except Exception as e:
+        problems.append(f"{path.name}: pickle scan failed ({type(e).__name__}: {e})")
+        return None
+    # pickle_scan's problems name the file already, unsafe globals included.
+    problems += [p if p.startswith(path.name) else f"{path.name}: {p}" for p in report.problems]
+    return report
+
+
+def _pickle_numbers_into(info: CheckpointInfo, report: PickleReport) -> None:
+    info.tensors = report.tensors
+    info.parameters = report.parameters
+    info.dtypes = dict(report.dtypes) if report.dtypes is not None else None
+
+
+def _state_into(
+    info: CheckpointInfo,
+    folder: Path,
+    top: set[str],
+    kind: str,
+    problems: list[str],
+    trainer_state: TrainerStateCache | None = None,
+) -> None:
+    """step / epoch / metric from trainer_state.json (HF) or train_state.json (our step folders)."""
+    name = TRAINER_STATE if TRAINER_STATE in top else TRAIN_STATE if TRAIN_STATE in top else None
+    if name is None:
+        return
+    if name == TRAINER_STATE and trainer_state is not None:
+        state, errs = trainer_state(str(folder))
+    else:
+        state, errs = summaries.trainer_state_summary(folder, name=name)
+    problems += errs
+    if state is None:
+        return
+    if name == TRAIN_STATE:
+        info.step = state["global_step"] if state["global_step"] is not None else info.step
+        info.epoch = float(state["epoch"]) if state["epoch"] is not None else info.epoch
+        return
+    resolved = state["best_model_checkpoint_resolved"]
+    names_itself = resolved is not None and os.path.normpath(resolved) == os.path.normpath(
+        os.path.abspath(folder)
+    )
+    if kind == "hf-checkpoint":
+        info.step = state["global_step"] if state["global_step"] is not None else info.step
+    elif names_itself and state["best_global_step"] is not None:
+        info.step = state["best_global_step"]  # a fold folder holds the weights of its best step
+    elif state["best_model_checkpoint"] is None and info.step is None:
+        info.step = state["global_step"]  # no best tracking: the weights are the last step's
+    # else: an output_dir whose state names another best checkpoint may hold either weights; unknown.
+    if state["epoch"] is not None and (
+        kind == "hf-checkpoint"
+        # a fold folder saved at its best step: the state's epoch is the weights' epoch
+        or (names_itself and state["global_step"] is not None and state["global_step"] == info.step)
+    ):
+        info.epoch = float(state["epoch"])
+    metric_name = state["metric_name"]
+    if names_itself and state["best_metric"] is not None:
+        info.metric = {"name": _metric_label(metric_name), "value": state["best_metric"]}
+    elif metric_name:
+        value = summaries.metric_at_step(state, metric_name, info.step)
+        if value is not None:
+            info.metric = {"name": _metric_label(metric_name), "value": value}
+
+
+def _metric_label(name: str | None) -> str | None:
+    return name[len("eval_") :] if name and name.startswith("eval_") else name
+
+
+def _manifest_into(info: CheckpointInfo, folder: Path, problems: list[str]) -> dict[str, Any] | None:
+    if not (folder / MANIFEST_NAME).exists():
+        return None
+    try:
+        manifest = commit.read_manifest(folder)
+    except commit.ManifestError as e:
+        problems.append(str(e))
+        return None
+    problems += commit.verify(folder)
+    if manifest.get("kind") == "promoted":
+        info.promoted = True
+    if isinstance(manifest.get("step"), int):
+        info.step = manifest["step"]
+    if isinstance(manifest.get("fold"), int):
+        info.fold = manifest["fold"]
+    metric = manifest.get("metric")
+    if isinstance(metric, dict) and isinstance(metric.get("value"), (int, float)):
+        info.metric = {
+            "name": metric.get("name") if isinstance(metric.get("name"), str) else None,
+            "value": metric["value"],
+        }
+    if manifest.get("kind") == "fold-model":
+        info.best = True  # FORMAT.md: a committed fold folder holds the best model of its fold
+    return manifest
