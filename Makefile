@@ -25,6 +25,7 @@ demo: setup
 
 lint: setup
 	$(BIN)/ruff check tui trainer bin tests bench
+	$(BIN)/lint-imports
 
 test: setup lint
 	$(BIN)/python -m pytest -q -p no:cacheprovider
