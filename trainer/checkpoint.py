@@ -1,8 +1,10 @@
 """Crash-safe checkpoints: resumable step checkpoints and the clean HF fold model folder.
 
 Both go through the commit protocol of ``tui.core.commit`` (docs/FORMAT.md): every rank writes into the
-one deterministic temp folder, rank 0 fsyncs, renames it into place and writes the manifest last. A kill
-at any moment leaves the previous committed folder intact, so resume never picks a half-written one.
+one deterministic temp folder, hashes and fsyncs the files it wrote itself (on a multi-node run they sit
+in that node's page cache, and only that node can flush them), rank 0 gathers the hashes, renames the
+folder into place and writes the manifest last. A kill at any moment leaves the previous committed folder
+intact, so resume never picks a half-written one. Which checkpoint to resume is decided by rank 0 alone.
 """
 
 from __future__ import annotations
@@ -12,10 +14,12 @@ import os
 import re
 import shutil
 import sys
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from trainer.distributed import main_decides
 from tui.core import commit as protocol
 
 STEP_PREFIX = "step_"
@@ -25,6 +29,8 @@ ADAPTER_DIR = "adapter"
 # Above this size save_pretrained writes model-0000i-of-0000n.safetensors + an index (docs/FORMAT.md).
 DEFAULT_MAX_SHARD_SIZE = "2GB"
 _STEP_RE = re.compile(r"^step_(\d+)$")
+# The files of save_state that one rank writes: its ZeRO partitions and its RNG state (docs/FORMAT.md).
+_RANK_FILE_RES = (re.compile(r"zero_pp_rank_(\d+)_"), re.compile(r"^random_states_(\d+)\.pkl$"))
 
 
 def select_to_keep(steps: list[int], best_step: int | None, keep_last: int) -> set[int]:
@@ -70,14 +76,27 @@ def _fsync_file(path: Path) -> None:
         os.close(fd)
 
 
-def hash_while_flushing(folder: Path) -> dict[str, str]:
-    """sha256 of every file under ``folder``, computed while a second thread fsyncs the same files.
+def writer_rank(name: str, world_size: int) -> int:
+    """The rank that wrote the ``save_state`` file called ``name``; 0 for the shared ones (model states of
+    ZeRO-2, scheduler, sampler...), and for any name this does not recognise."""
+    for pattern in _RANK_FILE_RES:
+        match = pattern.search(name)
+        if match and int(match.group(1)) < world_size:
+            return int(match.group(1))
+    return 0
+
+
+def hash_while_flushing(folder: Path, keep: Callable[[Path], bool] | None = None) -> dict[str, str]:
+    """sha256 of every file under ``folder`` (those ``keep`` accepts), computed while a second thread
+    fsyncs the same files.
 
     Hashing (CPU, from the page cache) and flushing (disk) overlap instead of adding up; both release the
     GIL. The commit then finds the files clean, so its own fsync costs nothing. Measured in
     bench/bench_checkpoint.py.
     """
-    files = sorted(p for p in Path(folder).rglob("*") if p.is_file() and not p.is_symlink())
+    files = sorted(
+        p for p in Path(folder).rglob("*") if p.is_file() and not p.is_symlink() and (keep is None or keep(p))
+    )
     with ThreadPoolExecutor(max_workers=1) as flusher:
         flushed = [flusher.submit(_fsync_file, p) for p in files]
         hashes = {p.relative_to(folder).as_posix(): protocol.sha256_file(p) for p in files}
@@ -146,16 +165,31 @@ class StepCheckpointer:
         acc.wait_for_everyone()
         acc.save_state(str(tmp))
         acc.wait_for_everyone()
+        hashes = self._hash_own_files(tmp)
         if acc.is_main_process:
             state = {"fold": self.fold, "global_step": step, "best_step": best_step, **train_state}
             (tmp / TRAIN_STATE_NAME).write_text(json.dumps(state, indent=2) + "\n", encoding="utf-8")
             protocol.commit(
-                tmp, target, kind="step-checkpoint", hashes=hash_while_flushing(tmp),
+                tmp, target, kind="step-checkpoint", hashes=hashes,
                 fields=self._manifest_fields(step, state),
             )  # fmt: skip
             self._prune(best_step)
         acc.wait_for_everyone()
         return target
+
+    def _hash_own_files(self, tmp: Path) -> dict[str, str]:
+        """Every rank hashes and flushes the files it wrote; rank 0 gets the union (others get {})."""
+        from accelerate.utils import gather_object
+
+        acc = self.accelerator
+        rank, world = acc.process_index, acc.num_processes
+        own = hash_while_flushing(tmp, keep=lambda p: writer_rank(p.name, world) == rank)
+        if world == 1:
+            return own
+        merged: dict[str, str] = {}
+        for part in gather_object([own]):
+            merged.update(part)
+        return merged if acc.is_main_process else {}
 
     def _manifest_fields(self, step: int, state: dict) -> dict[str, Any]:
         fields: dict[str, Any] = {"step": step, "fold": self.fold, "best_step": state.get("best_step")}
@@ -173,7 +207,15 @@ class StepCheckpointer:
                 _remove_atomically(path)
 
     def latest(self, *, check_hashes: bool = False) -> tuple[Path, dict] | None:
-        """The newest checkpoint that verifies, was not slimmed and whose train_state.json parses, else None."""
+        """The newest checkpoint that verifies, was not slimmed and whose train_state.json parses, else None.
+
+        Rank 0 looks and decides; every rank gets its answer (and its notes)."""
+        found, notes = main_decides(self.accelerator, lambda: self._find_latest(check_hashes))
+        for note in notes:
+            self._say(note)
+        return found
+
+    def _find_latest(self, check_hashes: bool) -> tuple[tuple[Path, dict] | None, list[str]]:
         skipped: list[tuple[str, str]] = []
         candidates = []
         if self.folder.is_dir():
@@ -187,16 +229,14 @@ class StepCheckpointer:
             if why is not None:
                 skipped.append((path.name, why))
                 continue
-            for name, why in skipped:
-                self._say(f"checkpoint {name} {why}; resuming from {path.name}")
-            return path, state
-        for name, why in skipped:
-            self._say(f"checkpoint {name} {why}; no complete checkpoint left for fold {self.fold}")
-        return None
+            return (path, state), [f"checkpoint {n} {w}; resuming from {path.name}" for n, w in skipped]
+        no_left = f"no complete checkpoint left for fold {self.fold}"
+        return None, [f"checkpoint {n} {w}; {no_left}" for n, w in skipped]
 
     def load(self, path: Path) -> dict:
-        """Restore model, optimizer, scheduler, scaler and RNG of every rank; returns train_state."""
-        state, problem = _read_train_state(Path(path))
+        """Restore model, optimizer, scheduler, scaler and RNG of every rank; returns train_state (as rank 0
+        read it)."""
+        state, problem = main_decides(self.accelerator, lambda: _read_train_state(Path(path)))
         if problem:
             raise ValueError(f"{Path(path) / TRAIN_STATE_NAME}: {problem}")
         self.accelerator.load_state(str(path))

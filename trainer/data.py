@@ -153,6 +153,12 @@ class EncodedDataset:
         item["row"] = int(self.rows[i])
         return item
 
+    def subset(self, positions: np.ndarray) -> EncodedDataset:
+        """The rows at ``positions`` of this dataset (positions, not input row numbers)."""
+        positions = np.asarray(positions)
+        picked = {key: [values[i] for i in positions] for key, values in self.encodings.items()}
+        return EncodedDataset(picked, self.labels[positions], self.rows[positions])
+
 
 def encode(table: Table, cfg: Config, tokenizer, rows: np.ndarray) -> EncodedDataset:
     frame = table.frame.iloc[rows]

@@ -9,6 +9,7 @@ seeded sampler makes a pure function of (seed, fold, epoch) plus the number of c
 
 from __future__ import annotations
 
+import gc
 import math
 import os
 import shutil
@@ -23,7 +24,8 @@ import pandas as pd
 from trainer import demo, evaluate, outputs
 from trainer.checkpoint import StepCheckpointer, save_fold_model
 from trainer.config import Config
-from trainer.data import encode, make_loaders
+from trainer.data import EncodedDataset, encode, make_loaders
+from trainer.distributed import main_decides
 from trainer.folds import FOLDS_FILE, load_or_create, read_folds
 from trainer.modeling import (
     build_optimizer,
@@ -55,6 +57,11 @@ class FoldState:
     last_eval_step: int | None = None
     skipped_steps: int = 0
     stopped_early: bool = False
+    # Throughput, over all ranks: samples and (padded) tokens trained on, seconds spent in training
+    # batches (data loading included; evaluation and checkpointing not).
+    train_samples: int = 0
+    train_tokens: int = 0
+    train_seconds: float = 0.0
     metric_name: str = "f1_macro"
     log_history: list[dict[str, Any]] = field(default_factory=list)
 
@@ -140,19 +147,32 @@ def train(cfg: Config, plan: Plan) -> dict[str, Any] | None:
             cfg.folds.seed,
             plan.table.frame[cfg.data.group_column].to_numpy() if cfg.data.group_column else None,
         )
-    accelerator.wait_for_everyone()
-    fold_of_row = read_folds(run_dir / FOLDS_FILE, len(plan.table.frame), cfg.folds.num_folds)
-    done = set(outputs.read_run(run_dir)["folds_done"])
+    fold_of_row, done = main_decides(
+        accelerator,
+        lambda: (
+            read_folds(run_dir / FOLDS_FILE, len(plan.table.frame), cfg.folds.num_folds),
+            set(outputs.read_run(run_dir)["folds_done"]),
+        ),
+    )
     tokenizer = load_tokenizer(plan.model_dir)
+    # Every fold trains on a subset of the same rows: tokenize them once, on every rank at once.
+    encoded = encode(plan.table, cfg, tokenizer, np.arange(len(plan.table.frame)))
     cv = None
     try:
         for fold in cfg.folds.to_train():
             if fold in done:
                 console.print(f"fold {fold}: already complete, skipped")
                 continue
-            train_fold(accelerator, cfg, plan, tokenizer, fold_of_row, fold, console)
+            state = train_fold(accelerator, cfg, plan, tokenizer, fold_of_row, fold, console, encoded)
+            stats = release_fold(accelerator, state)
+            if stats["peak_gpu_memory_bytes"] is not None:
+                console.print(
+                    f"fold {fold}: peak GPU memory {stats['peak_gpu_memory_bytes'] / 2**30:.2f} GiB, "
+                    f"{stats['gpu_memory_left_bytes'] / 2**30:.2f} GiB left after release"
+                )
             if main:
                 done.add(fold)
+                record.setdefault("fold_stats", {})[str(fold)] = stats
                 outputs.update_run(run_dir, record, folds_done=sorted(done))
                 cv = write_cv(run_dir, cfg, plan, sorted(done))
         if main:
@@ -175,6 +195,54 @@ def train(cfg: Config, plan: Plan) -> dict[str, Any] | None:
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return cv
+
+
+def release_fold(accelerator, state: FoldState) -> dict[str, Any]:
+    """Free what the finished fold left behind, so the next one starts from an empty GPU; its figures.
+
+    Called after ``train_fold`` has returned, so that its frame (the prepared model, optimizer, loaders,
+    evaluator) is gone. DeepSpeed's engine and the model hold reference cycles, so only a collection frees
+    them, and only then can ``empty_cache`` give the memory back.
+    """
+    import torch
+
+    peak = torch.cuda.max_memory_allocated() if torch.cuda.is_available() else None
+    accelerator.free_memory()  # destroys the DeepSpeed engine, drops accelerate's own references
+    _forget_zero3_references()
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+    return {
+        "optimizer_steps": state.global_step,
+        "skipped_steps": state.skipped_steps,
+        "train_samples": state.train_samples,
+        "train_tokens": state.train_tokens,
+        "train_seconds": round(state.train_seconds, 3),
+        "peak_gpu_memory_bytes": peak,
+        "gpu_memory_left_bytes": torch.cuda.memory_allocated() if torch.cuda.is_available() else None,
+    }
+
+
+def _forget_zero3_references() -> None:
+    """DeepSpeed 0.19.8's ZeRO-3 keeps every engine's model alive after ``destroy()``: it pushes the
+    model onto a module-level stack when it installs its hooks and never pops it
+    (runtime/zero/parameter_offload.py), and a class-level lru_cache on a coordinator method keys on
+    (coordinator, submodule) (runtime/zero/partitioned_param_coordinator.py). Each fold's parameter
+    partitions would stay on the GPU. Between folds no forward pass runs, so both can be emptied."""
+    try:
+        from deepspeed.runtime.zero import parameter_offload, partitioned_param_coordinator
+    except ImportError:
+        return
+    stack = getattr(parameter_offload, "FWD_MODULE_STACK", None)
+    if isinstance(stack, list):
+        stack.clear()
+    coordinator = getattr(partitioned_param_coordinator, "PartitionedParameterCoordinator", None)
+    method = getattr(coordinator, "_PartitionedParameterCoordinator__params_to_release", None)
+    # The cached function sits inside DeepSpeed's NVTX wrapper (no functools.wraps), so look in its closure.
+    for candidate in [method, *(c.cell_contents for c in getattr(method, "__closure__", None) or ())]:
+        if callable(getattr(candidate, "cache_clear", None)):
+            candidate.cache_clear()
 
 
 def write_cv(run_dir: Path, cfg: Config, plan: Plan, folds: list[int]) -> dict[str, Any] | None:
@@ -204,17 +272,23 @@ def _best_step_of(fold_dir: Path) -> int | None:
 
 # ------------------------------------------------------------------------------------------ one fold
 def prepare_fold(
-    accelerator, cfg: Config, plan: Plan, tokenizer, fold_of_row: np.ndarray, fold: int
+    accelerator,
+    cfg: Config,
+    plan: Plan,
+    tokenizer,
+    fold_of_row: np.ndarray,
+    fold: int,
+    encoded: EncodedDataset | None = None,
 ) -> FoldRun:
+    """``encoded``: every row of the table tokenized (tokenized here when not given)."""
     from accelerate.utils import set_seed
 
+    if encoded is None:
+        encoded = encode(plan.table, cfg, tokenizer, np.arange(len(plan.table.frame)))
     # The fold, not the history, decides the initial weights: fold 3 is the same after a resume.
     set_seed(cfg.train.seed + fold)
-    train_rows = np.flatnonzero(fold_of_row != fold)
-    valid_rows = np.flatnonzero(fold_of_row == fold)
-    with accelerator.main_process_first():
-        train_ds = encode(plan.table, cfg, tokenizer, train_rows)
-        valid_ds = encode(plan.table, cfg, tokenizer, valid_rows)
+    train_ds = encoded.subset(np.flatnonzero(fold_of_row != fold))
+    valid_ds = encoded.subset(np.flatnonzero(fold_of_row == fold))
     train_dl, sampler, valid_dl = make_loaders(train_ds, valid_ds, tokenizer, cfg, fold)
     model = load_model(plan.model_dir, plan.table.labels, cfg)
 
@@ -239,12 +313,20 @@ def prepare_fold(
 
 
 def train_fold(
-    accelerator, cfg: Config, plan: Plan, tokenizer, fold_of_row: np.ndarray, fold: int, console
+    accelerator,
+    cfg: Config,
+    plan: Plan,
+    tokenizer,
+    fold_of_row: np.ndarray,
+    fold: int,
+    console,
+    encoded: EncodedDataset | None = None,
 ) -> FoldState:
+    """Train one fold. Holds the only references to its model and engine: call ``release_fold`` after."""
     from accelerate import skip_first_batches
 
     run_dir = cfg.run.run_dir()
-    fr = prepare_fold(accelerator, cfg, plan, tokenizer, fold_of_row, fold)
+    fr = prepare_fold(accelerator, cfg, plan, tokenizer, fold_of_row, fold, encoded)
     checkpointer = StepCheckpointer(accelerator, run_dir, fold, cfg.train.keep_last)
     state = FoldState(fold=fold, patience_left=cfg.train.patience, metric_name=cfg.train.metric)
     latest = checkpointer.latest()
@@ -271,10 +353,15 @@ def train_fold(
                 loader = skip_first_batches(fr.train_loader, state.batches_consumed_in_epoch)
                 loader.set_epoch(epoch)
             fr.model.train()
+            mark = time.perf_counter()
             for batch in loader:
                 batch.pop("row")
                 step_done, loss, grad_norm = _train_micro_batch(accelerator, cfg, fr, batch, state)
                 state.batches_consumed_in_epoch += 1
+                state.train_samples += batch["input_ids"].shape[0] * accelerator.num_processes
+                state.train_tokens += batch["input_ids"].numel() * accelerator.num_processes
+                now = time.perf_counter()  # float(loss) above waited for the GPU
+                state.train_seconds, mark = state.train_seconds + now - mark, now
                 log.add_loss(loss)
                 if not step_done:
                     continue
@@ -284,6 +371,7 @@ def train_fold(
                     evaluator.run(state, epoch_float(state, fr))
                 if cfg.train.save_every and state.global_step % cfg.train.save_every == 0:
                     checkpointer.save(state.global_step, asdict(state), state.best_step)
+                mark = time.perf_counter()
                 if state.stopped_early:
                     break
             if state.stopped_early:
@@ -300,8 +388,6 @@ def train_fold(
         f"fold {fold}: best {cfg.train.metric} {state.best_metric:.4f} at step {state.best_step}; "
         f"{state.global_step} steps, {state.skipped_steps} skipped (fp16 overflow)"
     )
-    accelerator.free_memory(fr.model, fr.optimizer, fr.scheduler, fr.train_loader, fr.valid_loader)
-    del fr
     return state
 
 

@@ -94,6 +94,7 @@ def new_run_record(
         "num_folds": cfg.folds.num_folds,
         "folds_to_train": cfg.folds.to_train(),
         "folds_done": sorted((previous or {}).get("folds_done", [])),
+        "fold_stats": dict((previous or {}).get("fold_stats", {})),
         "metric": cfg.train.metric,
         "metric_mode": cfg.train.mode(),
         "config_hash": cfg.config_hash(),

@@ -141,6 +141,7 @@ class _MainOnly:
     """latest() needs no distributed state; this stand-in keeps the tests that use it in milliseconds."""
 
     is_main_process = True
+    num_processes = 1
     project_configuration = None
 
     def wait_for_everyone(self):
