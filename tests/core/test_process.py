@@ -1,4 +1,5 @@
-"""pid_alive: a running process is alive; an exited one, reaped or still a zombie, is not."""
+"""pid_alive: a running process is alive; an exited one, reaped or still a zombie, is not. judge_lock: on
+the lock's host the pid decides, from another host the heartbeat."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import time
 
 import pytest
 
-from tui.core.process import pid_alive
+from tui.core.process import HEARTBEAT_S, STALE_HEARTBEATS, judge_lock, pid_alive
 
 
 def test_running_process_is_alive():
@@ -38,3 +39,39 @@ def test_an_unreaped_zombie_is_dead():
 @pytest.mark.parametrize("pid", [0, -1, 2**40, -(2**40)])
 def test_impossible_pids_are_dead(pid):
     assert not pid_alive(pid)
+
+
+NOW = 1_800_000_000.0
+
+
+def _judge(data, mtime=None, alive=()):
+    return judge_lock(data, mtime=mtime, now=NOW, hostname="here", is_alive=lambda pid: pid in alive)
+
+
+def test_on_its_own_host_the_pid_decides_whatever_the_heartbeat():
+    old = {"pid": 7, "host": "here", "heartbeat": NOW - 86400}
+    assert _judge(old, alive={7}).live and _judge({"pid": 7}, alive={7}).live  # no host: this one
+    fresh = {"pid": 7, "host": "here", "heartbeat": NOW}
+    holder = _judge(fresh)
+    assert not holder.live and holder.why == "stale .lock (pid 7 on here is not running)"
+
+
+def test_from_another_host_the_heartbeat_decides():
+    stale_after = STALE_HEARTBEATS * HEARTBEAT_S
+    lock = {"pid": 7, "host": "node3"}
+    fresh = _judge({**lock, "heartbeat": NOW - stale_after + 1})
+    assert fresh.live and fresh.why == f"held by pid 7 on node3 (heartbeat {stale_after - 1:.0f} s ago)"
+    stale = _judge({**lock, "heartbeat": NOW - stale_after - 1})
+    assert not stale.live and stale.why == f"stale .lock (pid 7 on node3: no heartbeat for {stale_after + 1:.0f} s)"
+    # a lock written before heartbeats existed: its mtime is the last sign of life
+    assert _judge(lock, mtime=NOW - 10).live and not _judge(lock, mtime=NOW - stale_after - 1).live
+    assert not _judge({**lock, "heartbeat": NOW - 10 * stale_after}, mtime=NOW - 10).live  # a copy's mtime
+    # the writer's own interval, when it says so
+    assert _judge({**lock, "heartbeat": NOW - 50, "heartbeat_s": 5}).live is False
+    assert _judge(lock).live  # nothing to judge by: assume it is held
+
+
+@pytest.mark.parametrize("data", [{}, {"pid": "12"}, {"pid": True}, [], "12"])
+def test_a_lock_without_a_pid_counts_as_held(data):
+    holder = _judge(data)
+    assert holder.live and holder.pid is None

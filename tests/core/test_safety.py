@@ -147,9 +147,16 @@ def test_stale_lock_is_ignored(root):
     assert safety(root, is_pid_alive=lambda pid: False).reasons("run/checkpoint-10") == []
 
 
-def test_lock_of_another_host_is_respected(root):
-    write_file(root / "run" / ".lock", json.dumps({"pid": 1, "host": "some-other-node"}))
-    assert "on host some-other-node" in safety(root).refusal("run/checkpoint-10")
+def test_a_fresh_lock_of_another_host_is_respected_and_a_stale_one_is_not(root):
+    """From another node the pid cannot be checked: the trainer's heartbeat in the lock tells."""
+    clock = later_clock()
+    lock = {"pid": 1, "host": "some-other-node", "heartbeat_s": 60}
+    write_file(root / "run" / ".lock", json.dumps({**lock, "heartbeat": clock() - 90}))
+    assert "held by pid 1 on some-other-node (heartbeat 90 s ago)" in safety(root, clock=clock).refusal(
+        "run/checkpoint-10"
+    )
+    write_file(root / "run" / ".lock", json.dumps({**lock, "heartbeat": clock() - 3600}))
+    assert safety(root, clock=clock).reasons("run/checkpoint-10") == []  # its node died an hour ago
 
 
 def test_lock_inside_the_deleted_folder(root):

@@ -87,6 +87,21 @@ def test_lock_is_named_in_the_in_progress_problem(tmp_path):
     assert got["run1/tiny-bert_fold_0"].complete  # committed folders stay complete under a lock
 
 
+def test_a_lock_from_another_host_is_judged_by_its_heartbeat(tmp_path):
+    import json
+    import time
+
+    run = s.write_run(tmp_path, "run1", folds=1, steps=(2,), lock=True)
+    (run / "checkpoints" / "fold_0" / "step_2" / "ckpt_manifest.json").unlink()
+    lock = {"pid": 4242, "host": "node-elsewhere", "heartbeat_s": 60}
+    (run / ".lock").write_text(json.dumps({**lock, "heartbeat": time.time() - 20}))
+    problems = by_path(tmp_path)["run1/checkpoints/fold_0/step_2"].problems
+    assert any("run held by pid 4242 on node-elsewhere (heartbeat 20 s ago)" in p for p in problems)
+    (run / ".lock").write_text(json.dumps({**lock, "heartbeat": time.time() - 7200}))
+    problems = by_path(tmp_path)["run1/checkpoints/fold_0/step_2"].problems
+    assert any("stale .lock (pid 4242 on node-elsewhere: no heartbeat for 7200 s)" in p for p in problems)
+
+
 def test_leftover_temp_and_old_folders(tmp_path):
     s.write_hf_model(tmp_path / "run" / ".bert_fold_2.tmp", tokenizer=False)
     s.write_accelerate_state(tmp_path / "run" / ".step_7.old")

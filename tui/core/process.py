@@ -1,8 +1,12 @@
-"""Is the process that wrote a ``.lock`` still running? Shared by the trainer, the scanner and delete."""
+"""Is the process that wrote a ``.lock`` still running, and does its lock still count? Shared by the
+trainer, the scanner and delete."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 
 def pid_alive(pid: int) -> bool:
@@ -26,3 +30,58 @@ def pid_alive(pid: int) -> bool:
     # "pid (comm) S ...": comm may hold spaces and parentheses, the state follows the last ")".
     state = stat[stat.rfind(b")") + 2 : stat.rfind(b")") + 3]
     return state not in (b"Z", b"X")
+
+
+# --- run locks -------------------------------------------------------------------------------------------
+# A live trainer rewrites its run's .lock every HEARTBEAT_S seconds ({"pid", "host", "started",
+# "heartbeat": unix time, "heartbeat_s"}). On the writer's host the pid decides; from another host only
+# the heartbeat can tell, and a lock not refreshed for STALE_HEARTBEATS intervals was left by a trainer
+# that died (or a node that vanished).
+HEARTBEAT_S = 60.0
+STALE_HEARTBEATS = 5
+
+
+@dataclass(frozen=True)
+class LockHolder:
+    """Who holds a run lock and whether it still counts. ``why`` completes "the run is ..." in one line."""
+
+    pid: int | None
+    host: str | None
+    live: bool
+    why: str
+
+
+def judge_lock(
+    data: Any,
+    *,
+    mtime: float | None,
+    now: float,
+    hostname: str,
+    is_alive: Callable[[int], bool] = pid_alive,
+) -> LockHolder:
+    """Judge a parsed .lock (``data``: its JSON object) seen at ``now`` from ``hostname``.
+
+    ``mtime`` is the file's modification time: the heartbeat of a lock that records none (a copied
+    folder's lock records its own, so a fresh copy does not look alive). A lock with no
+    usable pid counts as live: something wrote it, and nothing says it is gone.
+    """
+    pid = data.get("pid") if isinstance(data, dict) else None
+    host = data.get("host") if isinstance(data, dict) else None
+    host = host if isinstance(host, str) and host else None
+    if not isinstance(pid, int) or isinstance(pid, bool):
+        return LockHolder(None, host, True, "locked by a .lock without a pid; remove it if no trainer runs")
+    if host is None or host == hostname:
+        if is_alive(pid):
+            return LockHolder(pid, host, True, f"held by pid {pid} on {host or hostname} (alive)")
+        return LockHolder(pid, host, False, f"stale .lock (pid {pid} on {host or hostname} is not running)")
+    interval = data.get("heartbeat_s")
+    interval = float(interval) if isinstance(interval, (int, float)) and interval > 0 else HEARTBEAT_S
+    beat = data.get("heartbeat")
+    if not isinstance(beat, (int, float)) or isinstance(beat, bool):
+        beat = mtime  # a lock written before heartbeats existed: its mtime is the last sign of life
+    if beat is None:
+        return LockHolder(pid, host, True, f"held by pid {pid} on {host} (no heartbeat to check)")
+    age = max(now - beat, 0.0)
+    if age <= STALE_HEARTBEATS * interval:
+        return LockHolder(pid, host, True, f"held by pid {pid} on {host} (heartbeat {age:.0f} s ago)")
+    return LockHolder(pid, host, False, f"stale .lock (pid {pid} on {host}: no heartbeat for {age:.0f} s)")

@@ -41,7 +41,7 @@ from tui.core.names import (
     TRAINER_STATE,
     TRASH_DIR,
 )
-from tui.core.process import pid_alive
+from tui.core.process import judge_lock, pid_alive
 
 QUIET_SECONDS = 60.0  # a file touched more recently than this means someone is writing
 TEMP_STALE_SECONDS = 600.0  # a commit temp folder untouched this long is a dead writer's leftover
@@ -251,16 +251,19 @@ class Safety:
             data = json.loads(text)
         except ValueError:
             data = text.strip()
-        pid, host = None, None
-        if isinstance(data, dict):
-            pid, host = data.get("pid"), data.get("host")
-        elif isinstance(data, int) or (isinstance(data, str) and data.isdigit()):
-            pid = int(data)
-        if not isinstance(pid, int) or isinstance(pid, bool):
+        if isinstance(data, int) or (isinstance(data, str) and data.isdigit()):
+            data = {"pid": int(data)}  # other tools' plain pid files
+        if not isinstance(data, dict) or not isinstance(data.get("pid"), int) or isinstance(data["pid"], bool):
             return "has no pid; remove it if no trainer is running"
-        if host and host != self.hostname:
-            return f"is held by pid {pid} on host {host} (cannot check it from {self.hostname})"
-        return f"is held by pid {pid} (alive)" if self.is_pid_alive(pid) else None
+        try:
+            mtime: float | None = lock.stat().st_mtime
+        except OSError:
+            mtime = None
+        holder = judge_lock(
+            data, mtime=mtime, now=self.clock(), hostname=self.hostname, is_alive=self.is_pid_alive
+        )
+        # On another host only the heartbeat can tell; a trainer's lock is refreshed while it runs.
+        return f"is {holder.why}" if holder.live else None
 
     # --- pointers ------------------------------------------------------------------------------------
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,7 +61,7 @@ from tui.core.names import (
     TRAINER_STATE,
     ZERO_RANK_SHARD,
 )
-from tui.core.process import pid_alive
+from tui.core.process import judge_lock
 
 # Checkpoints reported on their own even inside another checkpoint folder (see the module docstring).
 NESTED_KINDS = ("peft-adapter", "deepspeed", "hf-checkpoint")
@@ -289,8 +290,9 @@ def _folder_kind(name: str, listing: _Listing) -> tuple[str | None, bool]:
 def _enter_run(state: _Scan, listing: _Listing) -> _RunContext:
     run = _RunContext(listing.rel)
     if LOCK_FILE in listing.files:
-        data, err = load_json(Path(listing.path) / LOCK_FILE, limit=1 << 16)
-        run.lock = _describe_lock(data) if isinstance(data, dict) else "unreadable .lock"
+        lock_path = Path(listing.path) / LOCK_FILE
+        data, err = load_json(lock_path, limit=1 << 16)
+        run.lock = _describe_lock(data, lock_path) if isinstance(data, dict) else "unreadable .lock"
     promoted = listing.dirs.get(PROMOTED_DIR)
     if promoted is not None:
         try:
@@ -313,13 +315,13 @@ def _enter_run(state: _Scan, listing: _Listing) -> _RunContext:
     return run
 
 
-def _describe_lock(data: dict[str, Any]) -> str:
-    pid, host = data.get("pid"), data.get("host")
-    text = f"run locked by pid {pid} on {host}"
-    if isinstance(pid, int) and host == socket.gethostname():
-        if not pid_alive(pid):
-            return f"stale .lock (pid {pid} on {host} is not running)"
-    return text
+def _describe_lock(data: dict[str, Any], path: Path) -> str:
+    try:
+        mtime: float | None = path.stat().st_mtime
+    except OSError:
+        mtime = None
+    holder = judge_lock(data, mtime=mtime, now=time.time(), hostname=socket.gethostname())
+    return f"run {holder.why}" if holder.live else holder.why  # "run held by pid 12 on node3 (alive)"
 
 
 def _decide_hf_best(state: _Scan, listing: _Listing) -> None:
