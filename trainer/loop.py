@@ -128,9 +128,12 @@ def train(cfg: Config, plan: Plan) -> dict[str, Any] | None:
             if main:
                 demo.materialize(Path(cfg.run.output_dir))
     record: dict[str, Any] = {}
+    lock = outputs.LockHeartbeat(run_dir)
     if main:
+        for notice in plan.notices:
+            console.print(notice)
         run_dir.mkdir(parents=True, exist_ok=True)
-        outputs.write_lock(run_dir)
+        lock.start()
         record = outputs.new_run_record(
             cfg,
             world_size=accelerator.num_processes,
@@ -191,7 +194,7 @@ def train(cfg: Config, plan: Plan) -> dict[str, Any] | None:
         raise
     finally:
         if main:
-            outputs.remove_lock(run_dir)
+            lock.stop()
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return cv

@@ -9,6 +9,9 @@ from __future__ import annotations
 import os
 import platform
 import socket
+import sys
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +19,9 @@ import pandas as pd
 
 from trainer.config import Config
 from tui.core.commit import utc_now, write_json_atomic
-from tui.core.files import read_json_dict
+from tui.core.files import json_object, read_json_dict
 from tui.core.names import CV_FILE, LOCK_FILE, OOF_FILE, RUN_FILE, fold_model_dir_name, valid_df_name
+from tui.core.process import HEARTBEAT_S
 
 RUN_FORMAT = "ckpt-tui/run/1"
 
@@ -109,9 +113,16 @@ def update_run(run_dir: Path, record: dict[str, Any], **changes: Any) -> dict[st
     return record
 
 
-def write_lock(run_dir: Path) -> None:
+def write_lock(run_dir: Path, heartbeat_s: float = HEARTBEAT_S, started: str | None = None) -> None:
     write_json_atomic(
-        Path(run_dir) / LOCK_FILE, {"pid": os.getpid(), "host": socket.gethostname(), "started": utc_now()}
+        Path(run_dir) / LOCK_FILE,
+        {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "started": started or utc_now(),
+            "heartbeat": time.time(),
+            "heartbeat_s": heartbeat_s,
+        },
     )
 
 
@@ -120,6 +131,59 @@ def remove_lock(run_dir: Path) -> None:
         (Path(run_dir) / LOCK_FILE).unlink()
     except FileNotFoundError:
         pass
+
+
+class LockHeartbeat:
+    """Hold the run's .lock while training: write it, refresh its heartbeat from a daemon thread (so a
+    trainer on another node can tell a live run from one whose node died), remove it at the end.
+
+    If the lock on disk stops naming this process (someone took it over after our heartbeats stopped, a
+    suspended job say), refreshing stops with a one-line warning instead of fighting over it.
+    """
+
+    def __init__(self, run_dir: Path, heartbeat_s: float = HEARTBEAT_S):
+        self.run_dir, self.heartbeat_s = Path(run_dir), heartbeat_s
+        self.started = utc_now()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name="run-lock-heartbeat", daemon=True)
+
+    def start(self) -> LockHeartbeat:
+        write_lock(self.run_dir, self.heartbeat_s, self.started)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop refreshing and remove the lock (if it is still ours)."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+        if self._still_ours():
+            remove_lock(self.run_dir)
+
+    def __enter__(self) -> LockHeartbeat:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def _still_ours(self) -> bool:
+        lock = json_object(self.run_dir / LOCK_FILE) or {}
+        return lock.get("pid") == os.getpid() and lock.get("host") == socket.gethostname()
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.heartbeat_s):
+            if not self._still_ours():
+                print(
+                    f"warning: {self.run_dir / LOCK_FILE} no longer names this process; "
+                    "another trainer may be writing this run",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                return
+            try:
+                write_lock(self.run_dir, self.heartbeat_s, self.started)
+            except OSError as e:  # a full or flaky filesystem must not kill the training
+                print(f"warning: cannot refresh {self.run_dir / LOCK_FILE} ({e})", file=sys.stderr, flush=True)
 
 
 def write_csv_atomic(path: Path, frame: pd.DataFrame) -> None:

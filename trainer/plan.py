@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import os
 import socket
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from trainer import demo
@@ -19,7 +20,7 @@ from trainer.modeling import check_compile_backend, check_model_dir
 from trainer.outputs import RunFolderError, check_run_folder
 from tui.core.files import json_object
 from tui.core.names import LOCK_FILE
-from tui.core.process import pid_alive
+from tui.core.process import judge_lock
 
 
 @dataclass
@@ -30,6 +31,7 @@ class RunPlan:
     data_path: Path
     model_dir: Path
     mode: str  # "new" | "resume" | "overwrite"
+    notices: list[str] = field(default_factory=list)  # one-line notes for the main process to print
 
 
 def make_plan(cfg: Config) -> RunPlan:
@@ -46,25 +48,34 @@ def make_plan(cfg: Config) -> RunPlan:
         check_model_dir(model_dir)
     check_compile_backend(cfg.train.compile)
     run_dir = cfg.run.run_dir()
+    notices = []
     if mode in ("resume", "overwrite"):  # never continue or delete a run a live trainer is writing
-        _check_not_owned(run_dir)
+        notices = _check_not_owned(run_dir)
     if mode == "resume":
         if (run_dir / FOLDS_FILE).exists():
             read_folds(run_dir / FOLDS_FILE, len(table.frame), cfg.folds.num_folds)
-    return RunPlan(table=table, data_path=data_path, model_dir=model_dir, mode=mode)
+    return RunPlan(table=table, data_path=data_path, model_dir=model_dir, mode=mode, notices=notices)
 
 
-def _check_not_owned(run_dir: Path) -> None:
-    """Refuse a run another live trainer on this host holds; a lock left by a killed one is stale."""
-    lock = json_object(run_dir / LOCK_FILE) or {}
+def _check_not_owned(run_dir: Path) -> list[str]:
+    """Refuse a run a live trainer holds, on this host (its pid runs) or another (its heartbeat is
+    fresh); a lock left by a dead one is taken over. Returns the one-line notices to print."""
+    path = run_dir / LOCK_FILE
+    lock = json_object(path)
+    if lock is None:
+        return []
     try:
-        pid, host = int(lock["pid"]), lock["host"]
-    except (ValueError, KeyError, TypeError, OverflowError):
-        return
-    if host != socket.gethostname() or pid == os.getpid():
-        return
-    if not pid_alive(pid):
-        return
-    raise RunFolderError(
-        f"{run_dir}: in use by process {pid} on {host} ({LOCK_FILE}); wait for it or stop it"
-    )
+        mtime: float | None = path.stat().st_mtime
+    except OSError:
+        mtime = None
+    holder = judge_lock(lock, mtime=mtime, now=time.time(), hostname=socket.gethostname())
+    if holder.pid is None:
+        return [f"{path}: not a trainer's lock (no pid); ignored"]
+    if holder.pid == os.getpid() and holder.host in (None, socket.gethostname()):
+        return []
+    if holder.live:
+        raise RunFolderError(
+            f"{run_dir}: in use by process {holder.pid} on {holder.host or socket.gethostname()} "
+            f"({LOCK_FILE}: {holder.why}); wait for it or stop it"
+        )
+    return [f"{run_dir}: taking over a {holder.why}"]
