@@ -197,17 +197,20 @@ def make_loaders(train_ds: EncodedDataset, valid_ds: EncodedDataset, tokenizer, 
     from torch.utils.data import DataLoader
     from transformers import DataCollatorWithPadding
 
-    collate = DataCollatorWithPadding(tokenizer, return_tensors="pt")
+    collate = DataCollatorWithPadding(tokenizer, pad_to_multiple_of=pad_multiple(cfg), return_tensors="pt")
     sampler = EpochSeededSampler(len(train_ds), cfg.train.seed, fold)
+    options = loader_options(cfg)
     # Every DataLoader iteration draws a worker base seed, from the global torch RNG unless it has its own
     # generator. A resumed run starts a (skipping) iteration the killed run never started mid-epoch, so
     # that draw would shift the dropout masks of everything after it: exact resume needs private ones.
+    # Workers change nothing here: the sampler runs in this process, and collating draws no random number.
     train = DataLoader(
         train_ds,
         batch_size=cfg.train.batch_size,
         sampler=sampler,
         collate_fn=collate,
         generator=torch.Generator().manual_seed(cfg.train.seed),
+        **options,
     )
     valid = DataLoader(
         valid_ds,
@@ -215,5 +218,33 @@ def make_loaders(train_ds: EncodedDataset, valid_ds: EncodedDataset, tokenizer, 
         shuffle=False,
         collate_fn=collate,
         generator=torch.Generator().manual_seed(cfg.train.seed),
+        **options,
     )
     return train, sampler, valid
+
+
+def pad_multiple(cfg: Config) -> int | None:
+    """Pad batches to a multiple of this many tokens: 8 feeds the GPU's tensor cores whole tiles; 32 keeps
+    a compiled model to a few sequence lengths. On CPU without compilation, to the longest row only."""
+    import torch
+
+    if cfg.train.compile:
+        return 32
+    return 8 if torch.cuda.is_available() else None
+
+
+def loader_options(cfg: Config) -> dict[str, Any]:
+    """DataLoader worker and memory options: on a GPU, workers collate the next batches while the GPU
+    runs, into pinned memory that copies to the GPU asynchronously. ``accelerate.skip_first_batches``
+    keeps these options when it rebuilds a loader to resume mid-epoch."""
+    import os
+
+    import torch
+
+    cuda = torch.cuda.is_available()
+    workers = cfg.data.num_workers if cfg.data.num_workers is not None else (2 if cuda else 0)
+    if workers:
+        # The workers are forked after the table was tokenized with the tokenizers' thread pool: say
+        # whether to use it in the workers, or each of them prints a warning about it.
+        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    return {"num_workers": workers, "pin_memory": cuda, "persistent_workers": workers > 0}

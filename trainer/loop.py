@@ -87,7 +87,9 @@ class FoldRun:
 
 # ------------------------------------------------------------------------------------------- set-up
 def make_accelerator(cfg: Config):
+    import torch
     from accelerate import Accelerator
+    from accelerate.utils import DataLoaderConfiguration
 
     from trainer.distributed import process_group_handlers
     from trainer.modeling import enable_tf32
@@ -103,6 +105,8 @@ def make_accelerator(cfg: Config):
         gradient_accumulation_steps=cfg.train.grad_accum,
         step_scheduler_with_optimizer=False,
         kwargs_handlers=process_group_handlers(cfg.run.dist_timeout_s),
+        # batches come from pinned memory on a GPU (data.loader_options): copy them asynchronously
+        dataloader_config=DataLoaderConfiguration(non_blocking=torch.cuda.is_available()),
     )
 
 
