@@ -21,6 +21,7 @@ from typing import Any
 
 from trainer.distributed import main_decides
 from tui.core import commit as protocol
+from tui.core.names import RANDOM_STATES, ZERO_RANK_SHARD
 
 STEP_PREFIX = "step_"
 TRAIN_STATE_NAME = "train_state.json"
@@ -30,7 +31,7 @@ ADAPTER_DIR = "adapter"
 DEFAULT_MAX_SHARD_SIZE = "2GB"
 _STEP_RE = re.compile(r"^step_(\d+)$")
 # The files of save_state that one rank writes: its ZeRO partitions and its RNG state (docs/FORMAT.md).
-_RANK_FILE_RES = (re.compile(r"zero_pp_rank_(\d+)_"), re.compile(r"^random_states_(\d+)\.pkl$"))
+_RANK_FILE_RES = (ZERO_RANK_SHARD, RANDOM_STATES)
 
 
 def select_to_keep(steps: list[int], best_step: int | None, keep_last: int) -> set[int]:
@@ -80,7 +81,7 @@ def writer_rank(name: str, world_size: int) -> int:
     """The rank that wrote the ``save_state`` file called ``name``; 0 for the shared ones (model states of
     ZeRO-2, scheduler, sampler...), and for any name this does not recognise."""
     for pattern in _RANK_FILE_RES:
-        match = pattern.search(name)
+        match = pattern.match(name)
         if match and int(match.group(1)) < world_size:
             return int(match.group(1))
     return 0

@@ -24,6 +24,7 @@ HIDDEN_FROM_RANK_1 = "step_6"
 
 def test_writer_rank_of_save_state_files():
     assert writer_rank("zero_pp_rank_1_mp_rank_00_model_states.pt", 2) == 1
+    assert writer_rank("zero_pp_rank_1_mp_rank_00_model_states.pt", 1) == 0  # not a rank of this world
     assert writer_rank("bf16_zero_pp_rank_3_mp_rank_00_optim_states.pt", 4) == 3
     assert writer_rank("random_states_1.pkl", 2) == 1
     assert writer_rank("mp_rank_00_model_states.pt", 2) == 0  # ZeRO-2's one model file
@@ -52,9 +53,11 @@ def test_rank_zero_decides_the_resume_point_and_each_rank_hashes_its_own_files(t
                                                       "never committed (in progress or killed while writing)); "
                                                       "resuming from step_6"]  # fmt: skip
 
-    assert sorted(ranks[1]["hashed"]) == ["pytorch_model/zero_pp_rank_1_model_states.pt", "random_states_1.pkl"]
+    assert sorted(ranks[1]["hashed"]) == [
+        "pytorch_model/zero_pp_rank_1_mp_rank_00_model_states.pt", "random_states_1.pkl",
+    ]  # fmt: skip
     assert sorted(ranks[0]["hashed"]) == [
-        "pytorch_model/zero_pp_rank_0_model_states.pt", "random_states_0.pkl", "scheduler.bin",
+        "pytorch_model/zero_pp_rank_0_mp_rank_00_model_states.pt", "random_states_0.pkl", "scheduler.bin",
     ]  # fmt: skip  (train_state.json is hashed by the commit itself)
     assert ranks[0]["problems"] == [] and len(ranks[0]["manifest_files"]) == 6
 
@@ -98,7 +101,7 @@ def _worker(root: Path) -> None:
     def fake_save_state(folder):  # what a ZeRO run's save_state writes, each rank its own part
         folder = Path(folder)
         (folder / "pytorch_model").mkdir(parents=True, exist_ok=True)
-        (folder / "pytorch_model" / f"zero_pp_rank_{rank}_model_states.pt").write_bytes(bytes([rank]) * 100)
+        (folder / "pytorch_model" / f"zero_pp_rank_{rank}_mp_rank_00_model_states.pt").write_bytes(bytes([rank]) * 100)
         (folder / f"random_states_{rank}.pkl").write_bytes(bytes([rank]) * 10)
         if rank == 0:
             (folder / "scheduler.bin").write_bytes(b"s")

@@ -74,7 +74,7 @@ CHECKPOINT_N = re.compile(r"^checkpoint-(\d+)$")  # HF Trainer
 GLOBAL_STEP = re.compile(r"^global_step(\d+)$")  # DeepSpeed tag folder
 STEP_NAME = re.compile(r"^(?:step|global_step)[_-]?(\d+)$")  # accelerate / our step folders
 FOLD_NAME = re.compile(r"(?:^|[_\-.])fold[_-]?(\d+)$", re.IGNORECASE)
-RANDOM_STATES = re.compile(r"^random_states_\d+\.pkl$")  # accelerate save_state
+RANDOM_STATES = re.compile(r"^random_states_(\d+)\.pkl$")  # accelerate save_state
 # One ZeRO rank's shard; group 1 is the rank.
 ZERO_RANK_SHARD = re.compile(r"^(?:bf16_|fp16_)?zero_pp_rank_(\d+)_mp_rank_\d+_(?:model|optim)_states\.pt$")
 MP_MODEL_STATES = re.compile(r"^(?:zero_pp_rank_\d+_)?mp_rank_\d+_model_states\.pt$")
