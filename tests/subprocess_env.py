@@ -8,6 +8,7 @@ kernels. The GPU lane (tests/gpu, ``pytest -m gpu``) launches with the GPU visib
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Mapping
 
 
@@ -16,3 +17,11 @@ def cpu_only(env: Mapping[str, str] | None = None) -> dict[str, str]:
     out = dict(os.environ if env is None else env)
     out["CUDA_VISIBLE_DEVICES"] = ""
     return out
+
+
+def free_port() -> int:
+    """A free TCP port for a launch's rendezvous: the default 29500 collides with other tests on the box,
+    and a killed store can leave its port busy for a moment."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

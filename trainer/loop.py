@@ -279,14 +279,9 @@ def _best_step_of(fold_dir: Path) -> int | None:
 
 # ------------------------------------------------------------------------------------------ one fold
 def prepare_fold(
-    accelerator,
-    cfg: Config,
-    plan: Plan,
-    tokenizer,
-    fold_of_row: np.ndarray,
-    fold: int,
+    accelerator, cfg: Config, plan: Plan, tokenizer, fold_of_row: np.ndarray, fold: int,
     encoded: EncodedDataset | None = None,
-) -> FoldRun:
+) -> FoldRun:  # fmt: skip
     """``encoded``: every row of the table tokenized (tokenized here when not given)."""
     from accelerate.utils import set_seed
 
@@ -320,15 +315,9 @@ def prepare_fold(
 
 
 def train_fold(
-    accelerator,
-    cfg: Config,
-    plan: Plan,
-    tokenizer,
-    fold_of_row: np.ndarray,
-    fold: int,
-    console,
+    accelerator, cfg: Config, plan: Plan, tokenizer, fold_of_row: np.ndarray, fold: int, console,
     encoded: EncodedDataset | None = None,
-) -> FoldState:
+) -> FoldState:  # fmt: skip
     """Train one fold. Holds the only references to its model and engine: call ``release_fold`` after."""
     from accelerate import skip_first_batches
 

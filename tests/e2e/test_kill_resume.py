@@ -37,7 +37,6 @@ import os
 import random
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -46,7 +45,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.subprocess_env import cpu_only
+from tests.subprocess_env import cpu_only, free_port
 
 REPO = Path(__file__).resolve().parents[2]
 ACCELERATE = Path(sys.executable).with_name("accelerate")
@@ -79,14 +78,6 @@ NUM_FOLDS = 2
 
 
 # ------------------------------------------------------------------------------------------- launching
-def _free_port() -> int:
-    """A port for this launch's rendezvous: the default 29500 collides with other tests on the box, and
-    a SIGKILLed store can leave its port busy for a moment."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def launch_env() -> dict[str, str]:
     return {**cpu_only(), "PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false"}
 
@@ -99,7 +90,7 @@ def test_launched_children_never_see_a_gpu(monkeypatch):
 def launch(data: Path, out: Path, run_name: str, log: Path, *extra: str) -> subprocess.Popen:
     cmd = [
         str(ACCELERATE), "launch", "--config_file", str(ACCELERATE_CONFIG),
-        "--main_process_port", str(_free_port()),
+        "--main_process_port", str(free_port()),
         str(REPO / "bin" / "train.py"),
         "--data.path", str(data), "--run.output_dir", str(out), "--run.run_name", run_name,
         *TRAIN_ARGS, *extra,

@@ -11,24 +11,19 @@ leak into other tests.
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from tests.subprocess_env import cpu_only
+from tests.subprocess_env import cpu_only, free_port
 
 REPO = Path(__file__).resolve().parents[2]
 DS_JSON = REPO / "ds_configs" / "zero2_fp16.json"
 OVERFLOW = 1e30  # the loss is multiplied by this on the forced-overflow steps: inf in fp16
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.mark.slow
@@ -36,7 +31,7 @@ def test_fp16_overflow_is_skipped_counted_and_halves_the_scale(tmp_path):
     out = tmp_path / "fp16.json"
     env = {
         **cpu_only(), "RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0", "LOCAL_WORLD_SIZE": "1",
-        "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port()), "PYTHONPATH": str(REPO),
+        "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port()), "PYTHONPATH": str(REPO),
     }  # fmt: skip
     proc = subprocess.run(
         [sys.executable, __file__, str(out)], env=env, cwd=REPO, capture_output=True, text=True, timeout=300

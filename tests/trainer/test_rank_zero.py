@@ -8,14 +8,13 @@ another checkpoint than rank 0, and train on other batches.
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from tests.subprocess_env import cpu_only
+from tests.subprocess_env import cpu_only, free_port
 from trainer.checkpoint import writer_rank
 
 REPO = Path(__file__).resolve().parents[2]
@@ -31,16 +30,12 @@ def test_writer_rank_of_save_state_files():
     assert writer_rank("scheduler.bin", 2) == writer_rank("random_states_5.pkl", 2) == 0
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.mark.slow
 def test_rank_zero_decides_the_resume_point_and_each_rank_hashes_its_own_files(tmp_path):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-           "--master_port", str(_free_port()), __file__, str(tmp_path)]  # fmt: skip
+           "--master_port", str(free_port()), __file__, str(tmp_path)]  # fmt: skip
     env = {**cpu_only(), "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
