@@ -21,12 +21,15 @@ JSONS = sorted(DS_DIR.glob("*.json"))
 YAMLS = sorted((DS_DIR / "accelerate").glob("*.yaml"))
 EXPECTED_JSONS = {"zero2_fp16.json", "zero2_bf16.json", "zero3_fp16.json", "zero3_bf16.json"}
 EXPECTED_YAMLS = {
-    "single_gpu.yaml", "multi_gpu_zero2_fp16.yaml", "multi_gpu_zero3_bf16.yaml", "multi_node_template.yaml",
-    "ddp.yaml", "cpu_2proc_zero2.yaml", "cpu_2proc_zero3.yaml",
+    "single_gpu.yaml", "single_gpu_fp16.yaml", "multi_gpu_zero2_bf16.yaml", "multi_gpu_zero2_fp16.yaml",
+    "multi_gpu_zero3_bf16.yaml", "multi_node_template.yaml", "ddp.yaml", "cpu_2proc_zero2.yaml",
+    "cpu_2proc_zero3.yaml",
 }  # fmt: skip
 # file -> (distributed_type, zero stage or None, mixed precision, processes)
 YAML_EXPECT = {
-    "single_gpu.yaml": ("DEEPSPEED", 2, "fp16", 1),
+    "single_gpu.yaml": ("NO", None, "bf16", 1),  # one GPU: nothing to shard, no ZeRO
+    "single_gpu_fp16.yaml": ("NO", None, "fp16", 1),
+    "multi_gpu_zero2_bf16.yaml": ("DEEPSPEED", 2, "bf16", 8),
     "multi_gpu_zero2_fp16.yaml": ("DEEPSPEED", 2, "fp16", 8),
     "multi_gpu_zero3_bf16.yaml": ("DEEPSPEED", 3, "bf16", 8),
     "multi_node_template.yaml": ("DEEPSPEED", 3, "bf16", 16),
@@ -40,6 +43,15 @@ AUTO_KEYS = (
     "gradient_accumulation_steps",
     "gradient_clipping",
 )
+# "auto" would make these hidden_size² elements (~0.15 M for a 384-wide model): many tiny collectives.
+BUCKETS = {
+    2: {"reduce_bucket_size": 200_000_000, "allgather_bucket_size": 200_000_000},
+    3: {
+        "reduce_bucket_size": 50_000_000,
+        "stage3_prefetch_bucket_size": 50_000_000,
+        "stage3_param_persistence_threshold": 100_000,
+    },
+}
 
 
 def test_the_expected_files_exist():
@@ -57,6 +69,10 @@ def test_deepspeed_json(path):
         "batch sizes/accumulation/clipping come from our config"
     )
     assert "optimizer" not in raw and "scheduler" not in raw, "our loop builds AdamW + schedule itself"
+
+    zero = raw["zero_optimization"]
+    assert {key: zero.get(key) for key in BUCKETS[stage]} == BUCKETS[stage]
+    assert not [key for key, value in zero.items() if value == "auto"], "no bucket size left to accelerate"
 
     plugin = DeepSpeedPlugin(hf_ds_config=str(path))
     plugin.set_mixed_precision(precision)  # raises when the other half precision is enabled in the file
@@ -80,7 +96,11 @@ def test_deepspeed_json(path):
 def _launch_env(path: Path) -> tuple[object, dict[str, str]]:
     """What `accelerate launch --config_file path train.py` resolves, without launching anything."""
     from accelerate.commands.launch import _validate_launch_command, launch_command_parser
-    from accelerate.utils.launch import prepare_deepspeed_cmd_env, prepare_multi_gpu_env
+    from accelerate.utils.launch import (
+        prepare_deepspeed_cmd_env,
+        prepare_multi_gpu_env,
+        prepare_simple_launcher_cmd_env,
+    )
 
     args = launch_command_parser().parse_args(["--config_file", str(path), "train.py"])
     args, defaults, mp_from_config = _validate_launch_command(args)
@@ -89,8 +109,10 @@ def _launch_env(path: Path) -> tuple[object, dict[str, str]]:
         fields = list(defaults.deepspeed_config) + (["mixed_precision"] if mp_from_config else [])
         args.deepspeed_fields_from_accelerate_config = ",".join(fields)
         _cmd, env = prepare_deepspeed_cmd_env(args)
-    else:
+    elif args.multi_gpu:
         env = prepare_multi_gpu_env(args)
+    else:  # one process: accelerate's simple launcher
+        _cmd, env = prepare_simple_launcher_cmd_env(args)
     return args, env
 
 
@@ -124,6 +146,8 @@ def test_accelerate_yaml_is_accepted(path, monkeypatch):
     assert ds["fp16"]["enabled"] is (precision == "fp16") and ds["bf16"]["enabled"] is (precision == "bf16")
     if precision == "fp16":
         assert ds["fp16"]["loss_scale"] == 0
+    # Under ZeRO-3 transformers builds the model partitioned whatever the flag says: the YAML says so too.
+    assert plugin.zero3_init_flag is (stage == 3)
     if stage == 3:
         assert ds["zero_optimization"]["stage3_gather_16bit_weights_on_model_save"] is True
 
