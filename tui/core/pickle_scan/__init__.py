@@ -1,0 +1,56 @@
+"""Static scan of torch pickles (.pt/.pth/.bin/.ckpt): zip structure + pickle opcodes, never unpickled.
+
+API (docs/ARCHITECTURE.md, "Core API")::
+
+    @dataclass PickleReport(format, entries, tensors, parameters, dtypes, globals, unsafe_globals,
+                            lightning, top_keys, problems, ...)
+    scan_pickle(path) -> PickleReport        # never unpickles, never imports what it reads, never raises
+
+Formats:
+
+* ``"zip"``: what ``torch.save`` writes since torch 1.6 (a zip holding ``<name>/data.pkl`` plus one
+  ``<name>/data/<key>`` record per storage). A zip whose central directory is gone (a truncated copy)
+  gives the problem "zip central directory missing: truncated file? (...)".
+* ``"legacy"``: a plain pickle, or the pre-1.6 torch layout (magic-number pickle, protocol pickle,
+  sys-info pickle, the object pickle, the storage-key pickle, then raw storage bytes). Only the first
+  64 MiB are read: the pickles come before the storage bytes.
+* ``"not-pickle"``: anything else (random bytes, a MindSpore protobuf .ckpt, safetensors named .pt),
+  with a problem saying so.
+
+How: a small *symbolic* stack machine replays the opcodes (arguments decoded with ``struct`` for the
+common binary opcodes and with ``pickletools``' own argument readers for the rest). It pushes inert
+placeholders (a ``GLOBAL`` becomes a name, ``REDUCE`` a record of "call this name with these
+arguments") and never imports or calls anything, so a malicious ``__reduce__`` is just data here.
+Limits make hostile files cheap: at most 64 MiB of pickle bytes (legacy files: 4 MiB first, more only
+if the pickles run past it), 2,000,000 opcodes (about 1 s) and 100,000 nested MARKs per file, 1,000,000
+containers walked for names; no recursion anywhere (deeply nested pickles are walked with explicit
+stacks). Hitting a limit is a problem "scan of ... stopped at a limit (...)"; counts are then partial.
+
+What the replay yields:
+
+* ``tensors``: the number of tensor objects (``torch._utils._rebuild_tensor*`` calls, including ones
+  wrapped in ``_rebuild_parameter`` or a tensor subclass); a tensor object referenced twice (pickle memo)
+  counts once. ``parameters``: the sum of their numels, from the shapes in the pickle, so views and
+  shared storages count like ``sum(t.numel())`` does. ``dtypes``: dtype -> parameters, with safetensors
+  names (F32, F16, BF16, I64, U8, BOOL, C64, F8_E4M3, ...) and torch's own name where safetensors has
+  none (``complex128``, ``qint8``). Every tensor in the file counts: weights, buffers, optimizer moments.
+  ``parameters_by_key`` splits the count by top-level key (e.g. ``state_dict`` vs ``optimizer_states``).
+* ``entries``: the tensors' names, dotted key paths from the root (``l.weight`` in a state_dict,
+  ``state_dict.l.weight`` in a Lightning checkpoint); ``tensor_table``: name -> [dtype, shape].
+* ``storages`` / ``storage_bytes``: from the persistent ids ``('storage', torch.FloatStorage, key,
+  location, numel)`` (torch >= 2.x writes ``torch.storage.UntypedStorage`` + a ``torch.<dtype>`` argument
+  of ``_rebuild_tensor_v3`` for newer dtypes such as float8; numel is then in bytes). For zips, each
+  storage is checked against its ``data/<key>`` record (missing or short records are problems).
+* ``top_keys``: the root dict's keys (first 1000); ``lightning``: the root holds
+  ``pytorch-lightning_version``, or ``state_dict`` with ``callbacks``/``optimizer_states``/``loops``.
+
+Modules: ``policy`` (which globals are allowed: ``classify_global``), ``machine`` (the symbolic pickle
+machine), ``report`` (``PickleReport`` and what is read off the replay), ``formats`` (zip and legacy
+files, the limits on bytes read; ``scan_pickle``).
+"""
+
+from tui.core.pickle_scan.formats import scan_pickle
+from tui.core.pickle_scan.policy import classify_global
+from tui.core.pickle_scan.report import PickleReport
+
+__all__ = ["PickleReport", "classify_global", "scan_pickle"]

@@ -1,0 +1,463 @@
+"""The symbolic pickle machine: replays opcodes over inert placeholders, never imports or calls anything.
+
+A ``GLOBAL`` becomes a ``GlobalRef`` (a name, judged by ``policy.classify_global``), a ``REDUCE`` a ``Call``
+record ("call this with these arguments", never performed), a persistent id a ``Persistent``. Tensor
+rebuild calls are recognised as they are built, so their dtype and shape are counted without a second
+pass. Limits (``MAX_OPCODES``, ``MAX_MARK_DEPTH``, ``MAX_DIMS``) keep hostile files cheap; hitting one
+raises ``ScanStop(limit=True)``.
+
+Speed: ``Machine.run`` is the hot loop (millions of opcodes per file). It decodes the common binary
+arguments inline and applies the frequent opcodes inline, most frequent first; rare opcodes and text
+arguments go through ``_apply_rare`` / ``_read_slow``, which cost a call each.
+"""
+
+from __future__ import annotations
+
+import io
+import pickletools
+from typing import Any
+
+from tui.core.pickle_scan.policy import classify_global
+from tui.core.pickle_scan.torch_names import STORAGE_TYPES, TORCH_DTYPE_NAMES
+
+MAX_OPCODES = 2_000_000  # about 1 s
+MAX_MARK_DEPTH = 100_000
+MAX_DIMS = 64
+TENSOR_REBUILDERS = frozenset(
+    {"_rebuild_tensor", "_rebuild_tensor_v2", "_rebuild_tensor_v3", "_rebuild_qtensor"}
+)
+# Top-level keys that tell a Lightning checkpoint, remembered even when the root cannot be rebuilt.
+MARKERS = frozenset(
+    {"pytorch-lightning_version", "state_dict", "callbacks", "optimizer_states", "loops", "lr_schedulers"}
+)
+
+
+class ScanStop(Exception):
+    """The pickle cannot be replayed further; the message is the reason."""
+
+    def __init__(self, message: str, *, truncated: bool = False, limit: bool = False) -> None:
+        super().__init__(message)
+        self.truncated = truncated  # ran off the end of the bytes we have
+        self.limit = limit  # one of our limits, not a fault of the file
+
+    def describe(self, label: str, what: str) -> str:
+        if self.limit:
+            return f"{label}: scan of {what} stopped at a limit ({self})"
+        return f"{label}: {what} is corrupt or truncated ({self})"
+
+
+# --- placeholders -----------------------------------------------------------------------------------------
+
+
+class GlobalRef:
+    __slots__ = ("module", "name")
+
+    def __init__(self, module: str, name: str) -> None:
+        self.module, self.name = module, name
+
+
+class Call:
+    """``func(*args)``, never performed; ``pairs`` collects SETITEMs, ``items`` APPENDs, ``state`` BUILD."""
+
+    __slots__ = ("func", "args", "pairs", "items", "state", "tensor")
+
+    def __init__(self, func: Any, args: Any) -> None:
+        self.func, self.args = func, args
+        self.pairs: list | None = None
+        self.items: list | None = None
+        self.state: Any = None
+        self.tensor: tuple[str, tuple[int, ...] | None] | None = None  # (dtype, shape) of a tensor rebuild
+
+
+class DictNode:
+    __slots__ = ("pairs",)
+
+    def __init__(self, pairs: list | None = None) -> None:
+        self.pairs = pairs if pairs is not None else []
+
+
+class SetNode:
+    __slots__ = ("items",)
+
+    def __init__(self, items: list | None = None) -> None:
+        self.items = items if items is not None else []
+
+
+class Persistent:
+    __slots__ = ("pid",)
+
+    def __init__(self, pid: Any) -> None:
+        self.pid = pid
+
+
+class Buffer:
+    __slots__ = ()
+
+
+CONTAINERS = (list, tuple, DictNode, Call, SetNode)
+
+
+def is_count(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and 0 <= v < (1 << 63)
+
+
+def numel(shape: tuple[int, ...]) -> int:
+    n = 1
+    for d in shape:
+        n *= d
+    return n
+
+
+def _shape(v: Any) -> tuple[int, ...] | None:
+    """A plausible tensor shape (<= 64 dims, numel < 2**63), else None. Bounding it here keeps a hostile
+    shape of a million huge dimensions from costing a quadratic big-integer product."""
+    if isinstance(v, Call) and isinstance(v.func, GlobalRef) and v.func.name == "Size" and v.args:
+        v = v.args[0]  # torch.Size((2, 3))
+    if not isinstance(v, (tuple, list)) or len(v) > MAX_DIMS:
+        return None
+    n = 1
+    for d in v:
+        if not is_count(d):
+            return None
+        n *= d
+        if n >= 1 << 63:
+            return None
+    return tuple(v)
+
+
+def _add_items(stack: list, items: list, *, pairs: bool) -> None:
+    """SETITEM(S) / APPEND(S) / ADDITEMS into the container on top of the stack; other targets ignore them."""
+    if not stack:
+        raise ScanStop("no container on the stack")
+    target = stack[-1]
+    if isinstance(target, Call):
+        if pairs:
+            if target.pairs is None:
+                target.pairs = []
+            target.pairs.extend(items)
+        else:
+            if target.items is None:
+                target.items = []
+            target.items.extend(items)
+    elif pairs and isinstance(target, DictNode):
+        target.pairs.extend(items)
+    elif not pairs and isinstance(target, list):
+        target.extend(items)
+    elif not pairs and isinstance(target, SetNode):
+        target.items.extend(items)
+
+
+# --- opcode table -----------------------------------------------------------------------------------------
+
+# How the arguments of the common binary opcodes are decoded inline: "u" (an unsigned little-endian int
+# of ``size`` bytes), "str"/"bytes" (a ``size``-byte length, then that many bytes). Every other opcode
+# with an argument is "slow": pickletools' own reader.
+_FAST_ARGS = {
+    "BININT1": ("u", 1),
+    "BININT2": ("u", 2),
+    "BINGET": ("u", 1),
+    "LONG_BINGET": ("u", 4),
+    "BINPUT": ("u", 1),
+    "LONG_BINPUT": ("u", 4),
+    "PROTO": ("u", 1),
+    "FRAME": ("u", 8),
+    "EXT1": ("u", 1),
+    "EXT2": ("u", 2),
+    "SHORT_BINUNICODE": ("str", 1),
+    "BINUNICODE": ("str", 4),
+    "BINUNICODE8": ("str", 8),
+    "SHORT_BINBYTES": ("bytes", 1),
+    "BINBYTES": ("bytes", 4),
+    "BINBYTES8": ("bytes", 8),
+}
+# opcode byte -> (name, argument kind, size of the fixed part, pickletools opcode)
+_OPS: dict[int, tuple[str, str | None, int, Any]] = {
+    op.code.encode("latin-1")[0]: (
+        op.name,
+        *(_FAST_ARGS.get(op.name) or (("slow", 0) if op.arg else (None, 0))),
+        op,
+    )
+    for op in pickletools.opcodes
+}
+_CONSTANT_OPS = frozenset(
+    "INT BININT BININT1 BININT2 LONG LONG1 LONG4 STRING BINSTRING SHORT_BINSTRING BINBYTES SHORT_BINBYTES "
+    "BINBYTES8 BYTEARRAY8 UNICODE SHORT_BINUNICODE BINUNICODE BINUNICODE8 FLOAT BINFLOAT".split()
+)
+
+
+def _pop(stack: list) -> Any:
+    if not stack:
+        raise ScanStop("stack underflow")
+    return stack.pop()
+
+
+def _pop_mark(stack: list, metastack: list[list]) -> tuple[list, list]:
+    """(items since the last MARK, the stack below that MARK)."""
+    if not metastack:
+        raise ScanStop("MARK missing")
+    return stack, metastack.pop()
+
+
+class Machine:
+    """Replays pickle opcodes over placeholders. Shared across the pickles of one file (budget, tallies)."""
+
+    def __init__(self) -> None:
+        self.opcodes = 0
+        self.globals: dict[str, str] = {}  # "module.name" -> classify_global verdict, in first-seen order
+        self.tensors: list[Call] = []
+        self.storages: dict[str, tuple[str, int]] = {}  # key -> (dtype, bytes)
+        self.markers: set[str] = set()
+
+    # --- what a placeholder records -----------------------------------------------------------------------
+
+    def _global(self, module: Any, name: Any) -> GlobalRef:
+        if not isinstance(module, str) or not isinstance(name, str):
+            module, name = "<non-string>", f"<{type(module).__name__}, {type(name).__name__}>"
+            verdict = "unsafe"
+        else:
+            verdict = classify_global(module, name)
+            module, name = module[:200], name[:200]  # for display; judged on the full text above
+        key = f"{module}.{name}"
+        # Bounded, but a flood of harmless names must not hide a harmful one behind the bound.
+        if key not in self.globals and len(self.globals) < (10_000 if verdict == "ok" else 100_000):
+            self.globals[key] = verdict
+        return GlobalRef(module, name)
+
+    def _persistent(self, pid: Any) -> Persistent:
+        if isinstance(pid, tuple) and len(pid) >= 5 and pid[0] == "storage":
+            stype, key, count = pid[1], pid[2], pid[4]
+            if isinstance(key, str) and isinstance(stype, GlobalRef) and is_count(count):
+                dtype, size = STORAGE_TYPES.get(stype.name, ("?", 1))
+                if key not in self.storages:
+                    self.storages[key] = (dtype, count * size)
+        return Persistent(pid)
+
+    def _call(self, func: Any, args: Any) -> Call:
+        call = Call(func, args)
+        if not (isinstance(func, GlobalRef) and isinstance(args, tuple)):
+            return call
+        inner, inner_args = func, args
+        if func.name == "_rebuild_from_type_v2" and len(args) >= 3 and isinstance(args[0], GlobalRef):
+            inner, inner_args = args[0], args[2]  # tensor subclass: (rebuild_fn, type, rebuild_args, state)
+        if inner.module != "torch._utils" or not isinstance(inner_args, tuple):
+            return call
+        if inner.name in TENSOR_REBUILDERS and len(inner_args) >= 3:
+            call.tensor = (self._tensor_dtype(inner.name, inner_args), _shape(inner_args[2]))
+            self.tensors.append(call)
+        elif inner.name == "_rebuild_meta_tensor_no_storage" and len(inner_args) >= 2:
+            dt = inner_args[0]
+            dtype = TORCH_DTYPE_NAMES.get(dt.name, dt.name) if isinstance(dt, GlobalRef) else "?"
+            call.tensor = (dtype, _shape(inner_args[1]))
+            self.tensors.append(call)
+        return call
+
+    @staticmethod
+    def _tensor_dtype(rebuilder: str, args: tuple) -> str:
+        if rebuilder == "_rebuild_tensor_v3" and len(args) >= 7 and isinstance(args[6], GlobalRef):
+            return TORCH_DTYPE_NAMES.get(args[6].name, args[6].name)
+        storage = args[0]
+        if isinstance(storage, Persistent) and isinstance(storage.pid, tuple) and len(storage.pid) >= 2:
+            stype = storage.pid[1]
+            if isinstance(stype, GlobalRef):
+                return STORAGE_TYPES.get(stype.name, (stype.name, 1))[0]
+        return "?"
+
+    # --- the replay ---------------------------------------------------------------------------------------
+
+    def run(self, data: bytes, pos: int) -> tuple[Any, int]:
+        """Replay the pickle starting at ``data[pos]`` up to its STOP: (root object, offset after STOP).
+
+        Raises ScanStop, also for anything the replay trips over (bad UTF-8, an int text over the digit
+        limit, MemoryError), so a hostile file is a problem line, never a crash.
+        """
+        try:
+            return self._run(data, pos)
+        except ScanStop:
+            raise
+        except Exception as e:
+            raise ScanStop(f"{type(e).__name__}: {str(e)[:160]}") from None
+
+    def _run(self, data: bytes, pos: int) -> tuple[Any, int]:
+        stack: list = []
+        metastack: list[list] = []
+        memo: dict[int, Any] = {}
+        n = len(data)
+        reader: io.BytesIO | None = None  # for pickletools' argument readers, made on first use
+        i = pos
+        while True:
+            if i >= n:
+                raise ScanStop("no STOP opcode (truncated)", truncated=True)
+            code = data[i]
+            spec = _OPS.get(code)
+            if spec is None:
+                raise ScanStop(f"unknown opcode {bytes([code])!r} at byte {i}")
+            name, kind, size, op = spec
+            i += 1
+            self.opcodes += 1
+            if self.opcodes > MAX_OPCODES:
+                raise ScanStop(f"after {MAX_OPCODES:,} opcodes; counts are partial", limit=True)
+            # -- the argument
+            if kind is None:
+                arg = None
+            elif kind == "u":
+                if i + size > n:
+                    raise ScanStop(f"{name} argument cut off", truncated=True)
+                arg = int.from_bytes(data[i : i + size], "little")
+                i += size
+            elif kind == "str" or kind == "bytes":
+                if i + size > n:
+                    raise ScanStop(f"{name} length cut off", truncated=True)
+                length = int.from_bytes(data[i : i + size], "little")
+                i += size
+                if i + length > n:
+                    raise ScanStop(f"{name} of {length} bytes runs past the end", truncated=True)
+                raw = data[i : i + length]
+                i += length
+                arg = raw.decode("utf-8", "surrogatepass") if kind == "str" else raw
+            else:
+                if reader is None:
+                    reader = io.BytesIO(data)
+                arg, i = _read_slow(reader, op, i, n)
+            # -- apply it: the frequent opcodes here, most frequent first
+            if name == "BINPUT" or name == "LONG_BINPUT" or name == "PUT":
+                if not stack:
+                    raise ScanStop("memo PUT on an empty stack")
+                memo[arg] = stack[-1]
+            elif name == "BINGET" or name == "LONG_BINGET" or name == "GET":
+                if arg not in memo:
+                    raise ScanStop(f"memo key {arg} missing")
+                stack.append(memo[arg])
+            elif name in _CONSTANT_OPS:
+                if arg.__class__ is str and arg in MARKERS:
+                    self.markers.add(arg)
+                stack.append(arg)
+            elif name == "MARK":
+                if len(metastack) >= MAX_MARK_DEPTH:
+                    raise ScanStop(f"nested deeper than {MAX_MARK_DEPTH:,} MARKs", limit=True)
+                metastack.append(stack)
+                stack = []
+            elif name == "TUPLE":
+                items, stack = _pop_mark(stack, metastack)
+                stack.append(tuple(items))
+            elif name == "TUPLE1":
+                stack.append((_pop(stack),))
+            elif name == "TUPLE2":
+                b = _pop(stack)
+                stack.append((_pop(stack), b))
+            elif name == "TUPLE3":
+                c = _pop(stack)
+                b = _pop(stack)
+                stack.append((_pop(stack), b, c))
+            elif name == "REDUCE" or name == "NEWOBJ":
+                args = _pop(stack)
+                stack.append(self._call(_pop(stack), args))
+            elif name == "BINPERSID":
+                stack.append(self._persistent(_pop(stack)))
+            elif name == "MEMOIZE":
+                if not stack:
+                    raise ScanStop("MEMOIZE on an empty stack")
+                memo[len(memo)] = stack[-1]
+            elif name == "NEWFALSE":
+                stack.append(False)
+            elif name == "NEWTRUE":
+                stack.append(True)
+            elif name == "NONE":
+                stack.append(None)
+            elif name == "EMPTY_TUPLE":
+                stack.append(())
+            elif name == "EMPTY_DICT":
+                stack.append(DictNode())
+            elif name == "EMPTY_LIST":
+                stack.append([])
+            elif name == "SETITEMS":
+                items, stack = _pop_mark(stack, metastack)
+                _add_items(stack, list(zip(items[::2], items[1::2], strict=False)), pairs=True)
+            elif name == "SETITEM":
+                value = _pop(stack)
+                key = _pop(stack)
+                _add_items(stack, [(key, value)], pairs=True)
+            elif name == "APPENDS" or name == "ADDITEMS":
+                items, stack = _pop_mark(stack, metastack)
+                _add_items(stack, items, pairs=False)
+            elif name == "APPEND":
+                value = _pop(stack)
+                _add_items(stack, [value], pairs=False)
+            elif name == "STOP":
+                if not stack:
+                    raise ScanStop("STOP on an empty stack")
+                return stack[-1], i
+            else:
+                stack = self._apply_rare(name, arg, stack, metastack)
+
+    def _apply_rare(self, name: str, arg: Any, stack: list, metastack: list[list]) -> list:
+        """Apply an opcode that is not in ``_run``'s fast path; returns the stack (MARK pops rebind it)."""
+        if name == "GLOBAL":
+            module, _, gname = str(arg).partition(" ")
+            stack.append(self._global(module, gname))
+        elif name == "STACK_GLOBAL":
+            gname = _pop(stack)
+            module = _pop(stack)
+            stack.append(self._global(module, gname))
+        elif name == "BUILD":
+            state = _pop(stack)
+            if not stack:
+                raise ScanStop("BUILD on an empty stack")
+            if isinstance(stack[-1], Call):
+                stack[-1].state = state
+        elif name == "EMPTY_SET":
+            stack.append(SetNode())
+        elif name == "LIST":
+            items, stack = _pop_mark(stack, metastack)
+            stack.append(items)
+        elif name == "DICT":
+            items, stack = _pop_mark(stack, metastack)
+            stack.append(DictNode(list(zip(items[::2], items[1::2], strict=False))))
+        elif name == "FROZENSET":
+            items, stack = _pop_mark(stack, metastack)
+            stack.append(SetNode(items))
+        elif name == "POP":
+            if stack:
+                stack.pop()
+            else:
+                _, stack = _pop_mark(stack, metastack)
+        elif name == "POP_MARK":
+            _, stack = _pop_mark(stack, metastack)
+        elif name == "DUP":
+            if not stack:
+                raise ScanStop("DUP on an empty stack")
+            stack.append(stack[-1])
+        elif name == "INST":
+            module, _, gname = str(arg).partition(" ")
+            items, stack = _pop_mark(stack, metastack)
+            stack.append(self._call(self._global(module, gname), tuple(items)))
+        elif name == "OBJ":
+            items, stack = _pop_mark(stack, metastack)
+            if not items:
+                raise ScanStop("OBJ without a class")
+            stack.append(self._call(items[0], tuple(items[1:])))
+        elif name == "NEWOBJ_EX":
+            _pop(stack)  # kwargs
+            args = _pop(stack)
+            stack.append(self._call(_pop(stack), args))
+        elif name == "PERSID":
+            stack.append(self._persistent(arg))
+        elif name == "EXT1" or name == "EXT2" or name == "EXT4":
+            stack.append(self._global("copyreg-extension", str(arg)))
+        elif name == "NEXT_BUFFER":
+            stack.append(Buffer())
+        elif name == "PROTO" or name == "FRAME" or name == "READONLY_BUFFER":
+            pass
+        else:
+            raise ScanStop(f"unhandled opcode {name}")
+        return stack
+
+
+def _read_slow(reader: io.BytesIO, op: Any, i: int, n: int) -> tuple[Any, int]:
+    """An argument read with pickletools' own reader (text protocol 0, LONG, BINSTRING, ...):
+    (argument, offset after it)."""
+    reader.seek(i)
+    try:
+        arg = op.arg.reader(reader)
+    except ValueError as e:
+        raise ScanStop(f"{op.name}: {str(e)[:120]}", truncated=reader.tell() >= n) from None
+    return arg, reader.tell()

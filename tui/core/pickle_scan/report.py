@@ -1,0 +1,179 @@
+"""``PickleReport`` and what is read off a replay: globals and their problems, tensor counts and names,
+storages, top-level keys, whether it is a Lightning checkpoint."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from tui.core.pickle_scan.machine import CONTAINERS, Call, DictNode, Machine, SetNode, numel
+
+MAX_TOP_KEYS = 1000
+MAX_ENTRIES = 200_000
+MAX_PATH_CHARS = 400
+MAX_WALK_NODES = 1_000_000
+MAX_GLOBAL_PROBLEMS = 20
+
+
+@dataclass
+class PickleReport:
+    format: str  # "zip" | "legacy" | "not-pickle"
+    entries: list[str] = field(default_factory=list)  # tensor names (dotted key paths), pickle order
+    tensors: int | None = None
+    parameters: int | None = None
+    dtypes: dict[str, int] | None = None
+    globals: list[str] = field(default_factory=list)
+    unsafe_globals: list[str] = field(default_factory=list)
+    lightning: bool = False
+    top_keys: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    # Beyond the contract: detail for the inspect pane and for diffs.
+    storages: int | None = None
+    storage_bytes: int | None = None
+    parameters_by_key: dict[str, int] = field(default_factory=dict)
+    tensor_table: dict[str, list] = field(default_factory=dict)  # name -> [dtype, [shape...]]
+    pickle_name: str | None = None  # the archive member scanned ("archive/data.pkl")
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready copy (``dataclasses.asdict`` deep-copies value by value: slow on big tables)."""
+        out = dict(vars(self))
+        for key in ("entries", "globals", "unsafe_globals", "top_keys", "problems"):
+            out[key] = list(out[key])
+        for key in ("dtypes", "parameters_by_key"):
+            out[key] = dict(out[key]) if out[key] is not None else None
+        out["tensor_table"] = {
+            k: [d, list(s) if s is not None else None] for k, (d, s) in self.tensor_table.items()
+        }
+        return out
+
+
+def fill_report(machine: Machine, root: Any, report: PickleReport, label: str) -> None:
+    """What the replay found, into ``report``: globals and their problems, tensor counts, names, keys."""
+    report.globals = list(machine.globals)
+    flagged: list[str] = []
+    for g, verdict in machine.globals.items():
+        if verdict == "ok":
+            continue
+        report.unsafe_globals.append(g)
+        if verdict == "unsafe":
+            flagged.append(f"{label}: unsafe pickle global {g} (would run code on load)")
+        else:
+            flagged.append(
+                f"{label}: pickle global {g} is not on the allowlist (loading imports it and may run its code)"
+            )
+    flagged.sort(key=lambda m: "unsafe pickle global" not in m)  # the worst first
+    report.problems.extend(flagged[:MAX_GLOBAL_PROBLEMS])
+    if len(flagged) > MAX_GLOBAL_PROBLEMS:
+        report.problems.append(
+            f"{label}: and {len(flagged) - MAX_GLOBAL_PROBLEMS} more pickle globals off the allowlist"
+        )
+
+    params = 0
+    dtypes: dict[str, int] = {}
+    unknown = 0
+    for call in machine.tensors:
+        dtype, shape = call.tensor  # type: ignore[misc]
+        if shape is None:
+            unknown += 1
+            continue
+        n = numel(shape)
+        params += n
+        dtypes[dtype] = dtypes.get(dtype, 0) + n
+    report.tensors = len(machine.tensors)
+    report.parameters = params
+    report.dtypes = dict(sorted(dtypes.items(), key=lambda kv: (-kv[1], kv[0])))
+    if unknown:
+        report.problems.append(
+            f"{label}: {unknown} tensor(s) with a malformed shape are not counted in parameters"
+        )
+    report.storages = len(machine.storages)
+    report.storage_bytes = sum(b for _, b in machine.storages.values())
+    if root is not None:
+        _walk(root, report, want_names=bool(machine.tensors))
+    keys = set(report.top_keys) if root is not None and report.top_keys else machine.markers
+    report.lightning = "pytorch-lightning_version" in keys or (
+        "state_dict" in keys and bool(keys & {"callbacks", "optimizer_states", "loops", "lr_schedulers"})
+    )
+
+
+# --- naming the tensors: a walk of the rebuilt placeholders, no recursion ---------------------------------
+
+
+def _key_str(key: Any) -> str:
+    if isinstance(key, str):
+        return key[:200]
+    if isinstance(key, int) and not isinstance(key, bool):
+        return str(key)
+    return "?"
+
+
+def _dict_pairs(node: Any) -> list | None:
+    if isinstance(node, DictNode):
+        return node.pairs
+    if isinstance(node, Call) and node.pairs is not None:
+        return node.pairs
+    return None
+
+
+def _children(node: Any, path: str) -> list[tuple[Any, str]]:
+    """Container children as (child, path), in pickle order. Paths grow by dict keys and list indexes,
+    not by call arguments, and stop growing past MAX_PATH_CHARS (deep nesting stays linear)."""
+    grow = len(path) <= MAX_PATH_CHARS
+    dot = f"{path}." if path else ""
+    out: list[tuple[Any, str]] = []
+    if isinstance(node, (list, tuple)):
+        for i, c in enumerate(node):
+            if isinstance(c, CONTAINERS):
+                out.append((c, f"{dot}{i}" if grow else path))
+        return out
+    if isinstance(node, SetNode):
+        return [(c, path) for c in node.items if isinstance(c, CONTAINERS)]
+    if isinstance(node, Call):
+        if isinstance(node.args, tuple):
+            out.extend((a, path) for a in node.args if isinstance(a, CONTAINERS))
+        if isinstance(node.state, CONTAINERS):
+            out.append((node.state, path))
+        if node.items:
+            for i, c in enumerate(node.items):
+                if isinstance(c, CONTAINERS):
+                    out.append((c, f"{dot}{i}" if grow else path))
+    pairs = _dict_pairs(node)
+    if pairs:
+        for k, v in pairs:
+            if isinstance(v, CONTAINERS):
+                out.append((v, f"{dot}{_key_str(k)}" if grow else path))
+    return out
+
+
+def _walk(root: Any, report: PickleReport, *, want_names: bool) -> None:
+    """top_keys; and when ``want_names``, name the tensors reachable from ``root`` and fill
+    parameters_by_key, visiting at most MAX_WALK_NODES containers. No recursion."""
+    top_pairs = _dict_pairs(root)
+    if top_pairs is not None:
+        report.top_keys = [_key_str(k) for k, _ in top_pairs[:MAX_TOP_KEYS]]
+    if not want_names:
+        return
+    seen: set[int] = set()
+    todo: list[tuple[Any, str, str | None]]  # (node, path, top-level key)
+    if top_pairs is not None:
+        seen.add(id(root))
+        todo = [(v, _key_str(k), _key_str(k)) for k, v in reversed(top_pairs) if isinstance(v, CONTAINERS)]
+    else:
+        todo = [(root, "", None)] if isinstance(root, CONTAINERS) else []
+    while todo and len(seen) < MAX_WALK_NODES:
+        node, path, top = todo.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if node.__class__ is Call and node.tensor is not None:
+            dtype, shape = node.tensor
+            name = path or "<root>"
+            if len(report.entries) < MAX_ENTRIES and name not in report.tensor_table:
+                report.entries.append(name)
+                report.tensor_table[name] = [dtype, list(shape) if shape is not None else None]
+            if top is not None and shape is not None:
+                report.parameters_by_key[top] = report.parameters_by_key.get(top, 0) + numel(shape)
+            continue
+        kids = _children(node, path)
+        kids.reverse()
+        todo.extend((c, p, top) for c, p in kids)
