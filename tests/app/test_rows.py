@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from tui.app import rows, tasks
-from tui.core.model import CheckpointInfo
+from tui.core.model import CheckpointInfo, Metric
 
 
 def info(path: str, **kw) -> CheckpointInfo:
@@ -22,9 +22,9 @@ def test_status_is_most_urgent_first():
 
 
 def test_metric_sort_puts_best_first_for_both_directions():
-    f1 = [info(f"r/c{v}", metric={"name": "f1_macro", "value": v}) for v in (0.5, 0.9, 0.7)]
+    f1 = [info(f"r/c{v}", metric=Metric("f1_macro", v)) for v in (0.5, 0.9, 0.7)]
     assert [i.path for i in sorted(f1, key=rows.sort_key("metric"))] == ["r/c0.9", "r/c0.7", "r/c0.5"]
-    loss = [info(f"r/c{v}", metric={"name": "eval_loss", "value": v}) for v in (0.5, 0.9, 0.7)]
+    loss = [info(f"r/c{v}", metric=Metric("eval_loss", v)) for v in (0.5, 0.9, 0.7)]
     assert [i.path for i in sorted(loss, key=rows.sort_key("metric"))] == ["r/c0.5", "r/c0.7", "r/c0.9"]
     unknown = info("r/none")
     assert sorted([unknown, *f1], key=rows.sort_key("metric"))[-1] is unknown

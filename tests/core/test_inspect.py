@@ -98,7 +98,7 @@ def test_evil_pickle_is_flagged_and_never_run(tmp_path):
     detail = inspect_path(tmp_path, tmp_path / "ck")  # inspect scans every pickle of the folder
     assert any("rng_state.pth" in p and "unsafe" in p for p in detail.info.problems)
     loose = inspect_path(tmp_path, tmp_path / "model.pt")
-    assert loose.weights["unsafe_globals"]
+    assert loose.weights is not None and loose.weights.unsafe_globals
     assert not marker.exists()
 
 

@@ -9,6 +9,7 @@ from tui import convert
 from tui.core import commit
 from tui.core import promote as promote_mod
 from tui.core.actions import plan_delete
+from tui.core.model import Metric
 from tui.core.promote import PromoteError, promote
 
 
@@ -53,7 +54,7 @@ def test_promote_copy_is_a_complete_committed_export(run):
             kind="hf-model",
             step=12,
             fold=0,
-            metric={"name": "f1_macro", "value": 0.8},
+            metric=Metric("f1_macro", 0.8),
             run="exp1",
         )
     ]

@@ -1,7 +1,9 @@
 import pytest
 
 from tests.core.ops_helpers import info, later_clock, make_checkpoint, tree_hashes
-from tui.core.actions import execute, lower_is_better, plan_prune, undo_last
+from tui.core.actions import execute, plan_prune, undo_last
+from tui.core.model import Metric
+from tui.core.text import lower_is_better
 
 CLOCK = later_clock()
 
@@ -11,7 +13,7 @@ def build(root, specs):
     infos = []
     for path, step, value, extra in specs:
         make_checkpoint(root / path)
-        metric = None if value is None else {"name": "eval_f1_macro", "value": value}
+        metric = None if value is None else Metric("eval_f1_macro", value)
         infos.append(info(path, step=step, metric=metric, **extra))
     return infos
 
@@ -82,7 +84,7 @@ def test_loss_metrics_rank_lowest_first(tmp_path):
     infos = []
     for step, loss in [(1, 0.9), (2, 0.1), (3, 0.5), (4, 0.7)]:
         make_checkpoint(root / f"out/checkpoint-{step}")
-        infos.append(info(f"out/checkpoint-{step}", step=step, metric={"name": "eval_loss", "value": loss}))
+        infos.append(info(f"out/checkpoint-{step}", step=step, metric=Metric("eval_loss", loss)))
     plan = plan_prune(root, infos, keep=1, metric="eval_loss", clock=CLOCK)
     assert [i.path for i in plan.items] == ["out/checkpoint-1", "out/checkpoint-3"]
     flipped = plan_prune(root, infos, keep=1, metric="eval_loss", mode="max", clock=CLOCK)
@@ -95,11 +97,11 @@ def test_adapters_go_with_their_folder(tmp_path):
     make_checkpoint(root / "out/a")
     make_checkpoint(root / "out/b")
     make_checkpoint(root / "out/c")
-    m = {"name": "acc", "value": 0.5}
+    m = Metric("acc", 0.5)
     infos = [
         info("out/a", step=1, metric=m),
         info("out/a/adapter", kind="peft-adapter", step=1, metric=m),
-        info("out/b", step=2, metric={"name": "acc", "value": 0.9}),
+        info("out/b", step=2, metric=Metric("acc", 0.9)),
         info("out/c", step=3, metric=m),
     ]
     plan = plan_prune(root, infos, keep=1, metric="acc", clock=CLOCK)

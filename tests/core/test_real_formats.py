@@ -66,7 +66,7 @@ def test_sharded_bf16_model(real, infos):
     from tui.core.inspect import inspect_path
 
     detail = inspect_path(real.root, real.sharded)
-    assert detail.weights["shards"] == len(list(real.sharded.glob("model-*.safetensors")))
+    assert detail.weights is not None and detail.weights.shards == len(list(real.sharded.glob("model-*.safetensors")))
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(str(real.sharded))

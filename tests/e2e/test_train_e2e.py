@@ -24,6 +24,7 @@ import pytest
 from tests.subprocess_env import cpu_only
 from trainer.demo import demo_dataframe
 from tui.core.commit import verify
+from tui.core.model import Metric
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -220,7 +221,7 @@ def test_inspection_core_reads_what_the_trainer_wrote(runs, kind):
         state = json.loads((run / f"demo-deberta-v2_fold_{k}" / "trainer_state.json").read_text())
         assert (info.kind, info.complete, info.problems, info.best) == ("hf-model", True, [], True)
         assert (info.fold, info.step, info.epoch) == (k, state["best_global_step"], state["epoch"])
-        assert info.metric == {"name": "f1_macro", "value": pytest.approx(cv["folds"][str(k)]["f1_macro"])}
+        assert info.metric == Metric("f1_macro", pytest.approx(cv["folds"][str(k)]["f1_macro"]))
         assert info.parameters and set(info.dtypes) == {"F32"}
         for step_dir in (run / "checkpoints" / f"fold_{k}").glob("step_*"):
             step = infos[step_dir.relative_to(run.parent).as_posix()]

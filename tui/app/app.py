@@ -24,7 +24,7 @@ from tui.app.commands import ActionsProvider
 from tui.app.screens.confirm import ConfirmModal
 from tui.app.widgets.browser import CheckpointBrowser
 from tui.app.widgets.detail import TABS, DetailPane
-from tui.core.model import CheckpointInfo, Inspection
+from tui.core.model import CheckpointInfo, Inspection, run_of
 from tui.core.text import safe_message, safe_text
 
 
@@ -238,7 +238,7 @@ class CkptApp(App[None]):
             if group is None:
                 self.detail.show_message("No checkpoints yet." if not self.scanning else "Scanning…")
             else:
-                members = [i for i in self.browser.infos.values() if rows.run_of(i) == group]
+                members = [i for i in self.browser.infos.values() if run_of(i) == group]
                 self.detail.show_group(group, members)
             return
         cached = self._inspections.get(info.path)
@@ -358,13 +358,13 @@ class CkptApp(App[None]):
 
     def _infos(self, group: str | None = None) -> list[CheckpointInfo]:
         infos = list(self.browser.infos.values())
-        return infos if group is None else [i for i in infos if rows.run_of(i) == group]
+        return infos if group is None else [i for i in infos if run_of(i) == group]
 
     def _prune_metric(self, infos: list[CheckpointInfo]) -> str:
         """The --metric option, else the metric most checkpoints of the run report (ties: by name)."""
         if self.prune_metric:
             return self.prune_metric
-        names = sorted(i.metric["name"] for i in infos if i.metric and isinstance(i.metric.get("name"), str))
+        names = sorted(i.metric.name for i in infos if i.metric and i.metric.name)
         return max(names, key=names.count) if names else "loss"
 
     @work(thread=True, exclusive=True, group="plan", exit_on_error=False)

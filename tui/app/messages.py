@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from textual.message import Message
 
 from tui.core.model import CheckpointInfo, Inspection
+
+if TYPE_CHECKING:
+    from tui.core.actions import Plan, PlanAction
 
 
 @dataclass
@@ -41,8 +44,8 @@ class InspectionReady(Message):
 class PlanReady(Message):
     """A planned destructive action, ready for the confirmation modal."""
 
-    action: str  # "delete" | "slim" | "prune" | "trash-empty"
-    plan: Any
+    action: PlanAction
+    plan: Plan | None
     error: str | None = None
 
 

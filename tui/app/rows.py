@@ -11,7 +11,7 @@ from typing import Any
 
 from rich.text import Text
 
-from tui.core.model import CheckpointInfo
+from tui.core.model import CheckpointInfo, run_of
 from tui.core.text import lower_is_better, safe_text
 
 SORTS = ("name", "step", "metric", "size")
@@ -60,10 +60,7 @@ def badge(info: CheckpointInfo) -> Text:
 
 
 def metric_value(info: CheckpointInfo) -> float | None:
-    if not info.metric:
-        return None
-    value = info.metric.get("value")
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+    return float(info.metric.value) if info.metric is not None else None
 
 
 def metric_text(info: CheckpointInfo) -> str:
@@ -77,14 +74,6 @@ def step_text(info: CheckpointInfo) -> str:
     if info.epoch is not None:
         return f"e{info.epoch:g}"
     return ""
-
-
-def run_of(info: CheckpointInfo) -> str:
-    """The group a row sits under: its run folder, else its parent folder, else the root ('.')."""
-    if info.run:
-        return info.run
-    parent = info.path.rsplit("/", 1)[0] if "/" in info.path else "."
-    return parent
 
 
 def name_in_run(info: CheckpointInfo) -> str:
@@ -107,7 +96,7 @@ def sort_key(sort: str) -> Callable[[CheckpointInfo], Any]:
         value = metric_value(info)
         if value is None:
             return (1, 0.0, info.path)
-        name = info.metric.get("name") if info.metric else None
+        name = info.metric.name if info.metric else None
         return (0, value if lower_is_better(name) else -value, info.path)
 
     def by_size(info: CheckpointInfo) -> Any:

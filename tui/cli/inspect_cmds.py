@@ -143,11 +143,7 @@ def _ls_table(infos) -> None:
         ok = Text("yes", style="green") if i.complete else Text(f"{len(i.problems)} problem(s)", style="red")
         if i.in_progress:
             ok.append(" in progress", style="yellow")
-        metric = (
-            f"{i.metric.get('name')}={i.metric['value']:.4g}"
-            if i.metric and isinstance(i.metric.get("value"), (int, float))
-            else "-"
-        )
+        metric = f"{i.metric.name}={i.metric.value:.4g}" if i.metric else "-"
         table.add_row(
             cell(i.path),
             i.kind,

@@ -16,10 +16,10 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from tui.core.commit import ManifestError, read_manifest, utc_now, write_json_atomic
-from tui.core.model import CheckpointInfo
+from tui.core.model import CheckpointInfo, Kind, run_of
 from tui.core.names import MANIFEST_NAME, TRASH_DIR
 from tui.core.safety import Safety
 from tui.core.text import format_bytes, lower_is_better
@@ -43,6 +43,11 @@ ZERO_SHARD = "ZeRO optimizer shard"
 WEIGHT_PATTERNS = ("*.safetensors", "pytorch_model*.bin", "model*.bin", "*.ckpt")
 
 
+# What a plan does; a Result also reports "undo" (restoring trash entries).
+PlanAction = Literal["delete", "slim", "prune", "trash-empty"]
+ResultAction = Literal["delete", "slim", "prune", "trash-empty", "undo"]
+
+
 @dataclass
 class PlanItem:
     path: str  # posix, relative to ROOT
@@ -59,7 +64,7 @@ class Refusal:
 
 @dataclass
 class Plan:
-    action: str  # "delete" | "slim" | "prune" | "trash-empty"
+    action: PlanAction
     root: str
     items: list[PlanItem] = field(default_factory=list)
     refusals: list[Refusal] = field(default_factory=list)
@@ -84,7 +89,7 @@ class Plan:
 
 @dataclass
 class Result:
-    action: str
+    action: ResultAction
     root: str
     done: list[PlanItem] = field(default_factory=list)
     refused: list[Refusal] = field(default_factory=list)  # failed the re-check at execution time
@@ -127,8 +132,8 @@ def _describe(rel: str, full: Path, infos: dict[str, CheckpointInfo]) -> str:
             parts.append(f"fold {info.fold}")
         if info.step is not None:
             parts.append(f"step {info.step}")
-        if info.metric and info.metric.get("value") is not None:
-            parts.append(f"{info.metric.get('name')} {info.metric['value']:.4g}")
+        if info.metric is not None:
+            parts.append(f"{info.metric.name} {info.metric.value:.4g}")
         return ", ".join(parts)
     if full.is_symlink():
         return "symlink"
@@ -214,23 +219,15 @@ def _finish_delete_summary(plan: Plan, root: Path, verb: str, extra: str = "") -
 # --- prune -----------------------------------------------------------------------------------------------
 
 
-def _metric_key(name: str) -> str:
-    return name[5:] if name.startswith("eval_") else name
-
-
 def _metric_value(info: CheckpointInfo, metric: str) -> float | None:
-    m = info.metric or {}
-    value = m.get("value")
-    if not isinstance(m.get("name"), str) or _metric_key(m["name"]) != _metric_key(metric):
+    if info.metric is None or not info.metric.same_name(metric) or math.isnan(info.metric.value):
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
-        return None
-    return float(value)
+    return float(info.metric.value)
 
 
 # Kinds that are a part of the checkpoint holding them (an adapter in a fold folder, a ZeRO tag folder in
 # an HF checkpoint-N): they go with it. Any other checkpoint inside another one is ranked on its own.
-PART_KINDS = ("peft-adapter", "deepspeed")
+PART_KINDS: tuple[Kind, ...] = ("peft-adapter", "deepspeed")
 
 
 def _prune_units(infos: Sequence[CheckpointInfo]) -> tuple[list[CheckpointInfo], list[CheckpointInfo]]:
@@ -257,8 +254,7 @@ def _prune_units(infos: Sequence[CheckpointInfo]) -> tuple[list[CheckpointInfo],
 
 def _group_key(info: CheckpointInfo) -> tuple[str, int | None]:
     """Checkpoints compete within their run and fold (each fold is its own training)."""
-    run = info.run if info.run is not None else (Path(info.path).parent.as_posix())
-    return run, info.fold
+    return run_of(info), info.fold
 
 
 def plan_prune(

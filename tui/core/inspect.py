@@ -84,24 +84,9 @@ def _files(folder: Path) -> list[dict[str, Any]]:
 
 def _detail_file(out: Inspection, path: Path) -> None:
     if out.info.kind == "safetensors-file":
-        try:
-            out.weights = summarize_weights([path]).to_json()
-        except Exception as e:
-            out.weights = {"error": f"{type(e).__name__}: {e}"}
+        out.weights = summarize_weights([path])  # never raises
         return
-    report = scan_pickle_into(path, [])
-    if report is not None:
-        out.weights = {
-            "format": report.format,
-            "entries": report.entries[:200],
-            "tensors": report.tensors,
-            "parameters": report.parameters,
-            "dtypes": report.dtypes,
-            "globals": report.globals,
-            "unsafe_globals": report.unsafe_globals,
-            "lightning": report.lightning,
-            "top_keys": report.top_keys,
-        }
+    out.weights = scan_pickle_into(path, [])
 
 
 def _detail_folder(out: Inspection, folder: Path, top: set[str], root: Path) -> None:
@@ -121,7 +106,7 @@ def _detail_folder(out: Inspection, folder: Path, top: set[str], root: Path) -> 
             break
     if info.kind != "deepspeed":
         summary = weights_into(CheckpointInfo(path=info.path, kind=info.kind), folder, top, [])
-        out.weights = summary.to_json() if summary is not None else None
+        out.weights = summary
     try:
         out.manifest = commit.read_manifest(folder)
     except commit.ManifestError:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from tui.core import commit, summaries, weights
-from tui.core.model import CheckpointInfo
+from tui.core.model import CheckpointInfo, Kind, Metric
 from tui.core.names import (
     CONFIG_FILE,
     DEEPSPEED_LATEST,
@@ -28,6 +28,7 @@ from tui.core.names import (
     TRAINER_STATE,
 )
 from tui.core.pickle_scan import PickleReport, scan_pickle
+from tui.core.text import bare_metric_name
 
 LATEST_LIMIT = 4096
 
@@ -39,7 +40,7 @@ def check_folder(
     info: CheckpointInfo,
     folder: Path,
     files: set[str],
-    kind: str,
+    kind: Kind,
     *,
     trainer_state: TrainerStateCache | None = None,
 ) -> dict[str, Any] | None:
@@ -167,7 +168,7 @@ def _state_into(
     info: CheckpointInfo,
     folder: Path,
     top: set[str],
-    kind: str,
+    kind: Kind,
     problems: list[str],
     trainer_state: TrainerStateCache | None = None,
 ) -> None:
@@ -204,16 +205,13 @@ def _state_into(
     ):
         info.epoch = float(state["epoch"])
     metric_name = state["metric_name"]
+    label = bare_metric_name(metric_name) if metric_name else None
     if names_itself and state["best_metric"] is not None:
-        info.metric = {"name": _metric_label(metric_name), "value": state["best_metric"]}
+        info.metric = Metric.of(label, state["best_metric"])
     elif metric_name:
         value = summaries.metric_at_step(state, metric_name, info.step)
         if value is not None:
-            info.metric = {"name": _metric_label(metric_name), "value": value}
-
-
-def _metric_label(name: str | None) -> str | None:
-    return name[len("eval_") :] if name and name.startswith("eval_") else name
+            info.metric = Metric.of(label, value)
 
 
 def _manifest_into(info: CheckpointInfo, folder: Path, problems: list[str]) -> dict[str, Any] | None:
@@ -232,11 +230,8 @@ def _manifest_into(info: CheckpointInfo, folder: Path, problems: list[str]) -> d
     if isinstance(manifest.get("fold"), int):
         info.fold = manifest["fold"]
     metric = manifest.get("metric")
-    if isinstance(metric, dict) and isinstance(metric.get("value"), (int, float)):
-        info.metric = {
-            "name": metric.get("name") if isinstance(metric.get("name"), str) else None,
-            "value": metric["value"],
-        }
+    if isinstance(metric, dict) and (found := Metric.of(metric.get("name"), metric.get("value"))):
+        info.metric = found
     if manifest.get("kind") == "fold-model":
         info.best = True  # FORMAT.md: a committed fold folder holds the best model of its fold
     return manifest

@@ -4,9 +4,16 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
-KINDS = (
+from tui.core.text import bare_metric_name
+
+if TYPE_CHECKING:
+    from tui.core.pickle_scan import PickleReport
+    from tui.core.weights import WeightsSummary
+
+# What a checkpoint is; the JSON CLI prints these strings (docs/FORMAT.md, "JSON CLI").
+Kind = Literal[
     "hf-checkpoint",
     "hf-model",
     "peft-adapter",
@@ -15,7 +22,28 @@ KINDS = (
     "lightning",
     "torch-pickle",
     "safetensors-file",
-)
+]
+KINDS: tuple[Kind, ...] = get_args(Kind)
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A checkpoint's best or eval metric, ``{"name", "value"}`` in JSON; ``name`` None when the files
+    hold a value without saying what it measures."""
+
+    name: str | None
+    value: float
+
+    @classmethod
+    def of(cls, name: object, value: object) -> Metric | None:
+        """A Metric from values read off disk; None unless ``value`` is a number (a bool is not)."""
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return None
+        return cls(name if isinstance(name, str) else None, value)
+
+    def same_name(self, other: str) -> bool:
+        """``eval_loss`` and ``loss`` name the same metric (HF prefixes eval metrics with ``eval_``)."""
+        return self.name is not None and bare_metric_name(self.name) == bare_metric_name(other)
 
 
 @dataclass
@@ -23,7 +51,7 @@ class CheckpointInfo:
     """One checkpoint found under a root. ``path`` is posix and relative to the root."""
 
     path: str
-    kind: str
+    kind: Kind
     complete: bool = True
     problems: list[str] = field(default_factory=list)
     size_bytes: int = 0
@@ -34,11 +62,11 @@ class CheckpointInfo:
     epoch: float | None = None
     fold: int | None = None
     best: bool = False
-    # Beyond the keys the issue requires: what the browser groups, sorts and badges by.
+    # What the browser groups, sorts and badges by.
     run: str | None = None  # posix path (relative to root) of the run folder this belongs to
     in_progress: bool = False  # being written now / never committed (lock, temp name, no manifest)
     promoted: bool = False
-    metric: dict[str, Any] | None = None  # {"name": ..., "value": ...} best/eval metric when known
+    metric: Metric | None = None  # best / eval metric when known
     mtime: float | None = None
 
     def add_problem(self, text: str) -> None:
@@ -49,6 +77,14 @@ class CheckpointInfo:
         return asdict(self)
 
 
+def run_of(info: CheckpointInfo) -> str:
+    """The run a checkpoint belongs to, posix relative to the root: its run folder when known, else the
+    folder holding it ('.' for the root). The browser groups rows by it; prune ranks within it."""
+    if info.run is not None:
+        return info.run
+    return info.path.rsplit("/", 1)[0] if "/" in info.path else "."
+
+
 @dataclass
 class Inspection:
     """``ckpt-tui inspect``: everything ``ls`` says plus the detail panes."""
@@ -56,7 +92,8 @@ class Inspection:
     info: CheckpointInfo
     config: dict[str, Any] | None = None
     tokenizer: dict[str, Any] | None = None
-    weights: dict[str, Any] | None = None
+    # From the safetensors headers, or the static scan of a pickle file.
+    weights: WeightsSummary | PickleReport | None = None
     trainer_state: dict[str, Any] | None = None
     files: list[dict[str, Any]] = field(default_factory=list)  # [{"path", "size_bytes"}]
     manifest: dict[str, Any] | None = None
@@ -66,7 +103,7 @@ class Inspection:
         out.update(
             config=self.config,
             tokenizer=self.tokenizer,
-            weights=self.weights,
+            weights=self.weights.inspect_json() if self.weights is not None else None,
             trainer_state=self.trainer_state,
             files=self.files,
             manifest=self.manifest,

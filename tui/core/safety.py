@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from tui.core.commit import is_temp_name
 from tui.core.files import is_within, json_object, read_small_text
@@ -53,7 +54,7 @@ _MAX_POINTER_FILE = 64 << 20
 class Pointer:
     """Something on disk that names a checkpoint: the file holding the name, and the checkpoint."""
 
-    kind: str  # "latest" | "last.ckpt" | "best_model_checkpoint" | "promoted-export" | "promoted-source"
+    kind: Literal["latest", "last.ckpt", "best_model_checkpoint", "promoted-export", "promoted-source"]
     holder: Path
     target: Path
 

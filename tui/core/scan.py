@@ -37,7 +37,7 @@ from typing import Any
 
 from tui.core import commit, integrity, summaries
 from tui.core.files import load_json
-from tui.core.model import CheckpointInfo
+from tui.core.model import CheckpointInfo, Kind
 from tui.core.names import (
     ADAPTER_CONFIG,
     ADAPTER_WEIGHTS,
@@ -64,13 +64,13 @@ from tui.core.names import (
 from tui.core.process import judge_lock
 
 # Checkpoints reported on their own even inside another checkpoint folder (see the module docstring).
-NESTED_KINDS = ("peft-adapter", "deepspeed", "hf-checkpoint")
+NESTED_KINDS: tuple[Kind, ...] = ("peft-adapter", "deepspeed", "hf-checkpoint")
 
 
 # --- classification from names --------------------------------------------------------------------------
 
 
-def classify_folder(name: str, files: set[str], dirs: set[str]) -> str | None:
+def classify_folder(name: str, files: set[str], dirs: set[str]) -> Kind | None:
     """The kind of a folder named ``name`` holding ``files`` and ``dirs``, or None when it is not one."""
     # Trainer's output_dir also holds trainer_state.json + training_args.bin after save_model/save_state,
     # but no optimizer: that one is an hf-model. Resumable state is what makes an hf-checkpoint.
@@ -92,7 +92,7 @@ def classify_folder(name: str, files: set[str], dirs: set[str]) -> str | None:
     return None
 
 
-def classify_by_name(name: str) -> str | None:
+def classify_by_name(name: str) -> Kind | None:
     """Kind implied by a checkpoint folder's name alone (for half-written temp folders)."""
     if CHECKPOINT_N.match(name):
         return "hf-checkpoint"
@@ -278,7 +278,7 @@ def _visit(state: _Scan, path: str, run: _RunContext | None, mtime: float) -> It
                 return
 
 
-def _folder_kind(name: str, listing: _Listing) -> tuple[str | None, bool]:
+def _folder_kind(name: str, listing: _Listing) -> tuple[Kind | None, bool]:
     files, dirs = set(listing.files), set(listing.dirs)
     target = commit.target_name_of_temp(name)
     if target is not None:  # .<name>.tmp / .<name>.old left by an interrupted commit
@@ -360,11 +360,11 @@ class _Tree:
     """Everything under one checkpoint folder: files (posix rel path -> size) and nested checkpoints."""
 
     files: dict[str, int] = field(default_factory=dict)
-    nested: list[tuple[_Listing, str]] = field(default_factory=list)
+    nested: list[tuple[_Listing, Kind]] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
 
 
-def _collect(state: _Scan, listing: _Listing, tree: _Tree, prefix: str, parent_kind: str) -> None:
+def _collect(state: _Scan, listing: _Listing, tree: _Tree, prefix: str, parent_kind: Kind) -> None:
     for fname, entry in listing.files.items():
         try:
             tree.files[prefix + fname] = entry.stat().st_size
@@ -385,7 +385,7 @@ def _collect(state: _Scan, listing: _Listing, tree: _Tree, prefix: str, parent_k
 
 
 def _checkpoint_folder(
-    state: _Scan, listing: _Listing, kind: str, run: _RunContext | None, mtime: float, *, leftover: bool
+    state: _Scan, listing: _Listing, kind: Kind, run: _RunContext | None, mtime: float, *, leftover: bool
 ) -> Iterator[CheckpointInfo]:
     tree = _Tree()
     _collect(state, listing, tree, "", kind)
@@ -427,7 +427,7 @@ def _checkpoint_folder(
 def _base_info(
     state: _Scan,
     listing: _Listing,
-    kind: str,
+    kind: Kind,
     run: _RunContext | None,
     mtime: float | None,
     files: dict[str, int],

@@ -118,6 +118,11 @@ _LOWER_TOKENS = frozenset({"ppl", "mse", "mae", "rmse", "wer", "cer"})
 _TOKEN_SPLIT = re.compile(r"[^a-z0-9]+")
 
 
+def bare_metric_name(name: str) -> str:
+    """``eval_loss`` -> ``loss``: HF prefixes eval metrics with ``eval_``; both spellings name one metric."""
+    return name[len("eval_") :] if name.startswith("eval_") else name
+
+
 def lower_is_better(metric: str | None) -> bool:
     """True for metrics where smaller is better (losses, errors, perplexity, ppl, mse, wer ...).
 

@@ -43,7 +43,7 @@ import json
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar, Literal
 
 from tui.core.files import open_regular_file
 from tui.core.names import SAFETENSORS_INDEX, SAFETENSORS_SHARD
@@ -59,6 +59,7 @@ _MAX_NAMES = 5  # tensor names quoted in one problem line
 
 @dataclass
 class WeightsSummary:
+    source: ClassVar[Literal["safetensors"]] = "safetensors"  # vs PickleReport.source
     files: list[dict[str, Any]] = field(default_factory=list)
     shards: int = 0
     tensors: int = 0
@@ -85,9 +86,13 @@ class WeightsSummary:
         out["problems"] = list(self.problems)
         return out
 
+    def inspect_json(self) -> dict[str, Any]:
+        """What ``inspect --json`` prints under "weights": all of it."""
+        return self.to_json()
+
 
 @dataclass
-class _Plan:
+class WeightFilesPlan:
     """Which files to read, decided before reading any of them."""
 
     base: str  # folder that names are relative to
@@ -128,7 +133,7 @@ def tensor_table(folder: Any) -> dict[str, tuple[str, tuple[int, ...]]]:
 # ------------------------------------------------------------------------------------------ resolving
 
 
-def resolve_weight_files(folder_or_files: Any, index_file: Any = None) -> _Plan:
+def resolve_weight_files(folder_or_files: Any, index_file: Any = None) -> WeightFilesPlan:
     """Decide which files make up the weights (see the module docstring). Reads at most the index."""
     if index_file is not None:
         return _plan_from_index(os.fspath(index_file))
@@ -139,8 +144,8 @@ def resolve_weight_files(folder_or_files: Any, index_file: Any = None) -> _Plan:
         if path.endswith(".index.json"):
             return _plan_from_index(path)
         if not os.path.lexists(path):
-            return _Plan(base="", names=[], problems=[f"{path}: does not exist"])
-        return _Plan(base=os.path.dirname(path), names=[os.path.basename(path)])
+            return WeightFilesPlan(base="", names=[], problems=[f"{path}: does not exist"])
+        return WeightFilesPlan(base=os.path.dirname(path), names=[os.path.basename(path)])
     if isinstance(folder_or_files, Iterable):
         paths = [os.fsdecode(p) for p in folder_or_files]
         indexes = [p for p in paths if p.endswith(".index.json")]
@@ -151,18 +156,18 @@ def resolve_weight_files(folder_or_files: Any, index_file: Any = None) -> _Plan:
             return plan
         common = os.path.commonpath(paths) if paths and all(os.path.isabs(p) for p in paths) else ""
         if common and all(os.path.dirname(p) == common for p in paths):
-            return _Plan(base=common, names=[os.path.basename(p) for p in paths])
-        return _Plan(base="", names=paths)
-    return _Plan(
+            return WeightFilesPlan(base=common, names=[os.path.basename(p) for p in paths])
+        return WeightFilesPlan(base="", names=paths)
+    return WeightFilesPlan(
         base="", names=[], problems=[f"cannot summarize weights of {type(folder_or_files).__name__}"]
     )
 
 
-def _plan_from_folder(folder: str) -> _Plan:
+def _plan_from_folder(folder: str) -> WeightFilesPlan:
     try:
         names = sorted(e.name for e in os.scandir(folder) if e.is_file())
     except OSError as e:
-        return _Plan(
+        return WeightFilesPlan(
             base=folder, names=[], problems=[f"{os.path.basename(folder)}: cannot list ({e.strerror})"]
         )
     indexes = [n for n in names if n.endswith(".safetensors.index.json")]
@@ -172,8 +177,8 @@ def _plan_from_folder(folder: str) -> _Plan:
     files = [n for n in names if n.endswith(".safetensors")]
     for preferred in ("model.safetensors", "adapter_model.safetensors"):
         if preferred in files:
-            return _Plan(base=folder, names=[preferred])
-    plan = _Plan(base=folder, names=files)
+            return WeightFilesPlan(base=folder, names=[preferred])
+    plan = WeightFilesPlan(base=folder, names=files)
     plan.problems.extend(_orphan_shard_problems(files))
     return plan
 
@@ -195,9 +200,9 @@ def _orphan_shard_problems(files: list[str]) -> list[str]:
     return out
 
 
-def _plan_from_index(index_path: str) -> _Plan:
+def _plan_from_index(index_path: str) -> WeightFilesPlan:
     base, name = os.path.split(index_path)
-    plan = _Plan(base=base, names=[], index=name)
+    plan = WeightFilesPlan(base=base, names=[], index=name)
     data, problem = _load_index(index_path)
     if problem:
         plan.problems.append(problem)
@@ -374,7 +379,7 @@ def _summarize(folder_or_files: Any, index_file: Any) -> WeightsSummary:
     return out
 
 
-def _index_problems(plan: _Plan, headers: dict[str, SafetensorsHeader], where: dict[str, str]) -> list[str]:
+def _index_problems(plan: WeightFilesPlan, headers: dict[str, SafetensorsHeader], where: dict[str, str]) -> list[str]:
     assert plan.weight_map is not None
     out = []
     absent: list[str] = []  # listed in the index, its shard was read, the tensor is not in it

@@ -16,7 +16,7 @@ from textual.widgets import DataTable
 from textual.widgets.data_table import CellDoesNotExist, RowDoesNotExist
 
 from tui.app import rows
-from tui.core.model import CheckpointInfo
+from tui.core.model import CheckpointInfo, run_of
 from tui.core.text import format_bytes, lower_is_better, safe_text
 
 GROUP_PREFIX = "group:"
@@ -90,10 +90,10 @@ class CheckpointBrowser(DataTable):
         for info in infos:
             old = self.infos.get(info.path)
             self.infos[info.path] = info
-            group = rows.run_of(info)
-            if old is not None and rows.run_of(old) != group:
-                self._members.get(rows.run_of(old), set()).discard(info.path)
-                touched.add(rows.run_of(old))
+            group = run_of(info)
+            if old is not None and run_of(old) != group:
+                self._members.get(run_of(old), set()).discard(info.path)
+                touched.add(run_of(old))
             self._members.setdefault(group, set()).add(info.path)
             touched.add(group)
             shown = self._is_shown(info.path)
@@ -117,8 +117,8 @@ class CheckpointBrowser(DataTable):
             info = self.infos.pop(path, None)
             if info is None:
                 continue
-            touched.add(rows.run_of(info))
-            self._members.get(rows.run_of(info), set()).discard(path)
+            touched.add(run_of(info))
+            self._members.get(run_of(info), set()).discard(path)
             if self._is_shown(path):
                 self.remove_row(path)
             if path in self.marked:
@@ -176,7 +176,7 @@ class CheckpointBrowser(DataTable):
         if key.startswith(GROUP_PREFIX):
             return key[len(GROUP_PREFIX) :]
         info = self.infos.get(key)
-        return rows.run_of(info) if info else None
+        return run_of(info) if info else None
 
     def visible_paths(self) -> list[str]:
         """Checkpoint paths in display order (tests and the prune view use it)."""
@@ -227,7 +227,7 @@ class CheckpointBrowser(DataTable):
         return key in self.rows
 
     def _name_cell(self, info: CheckpointInfo) -> NameCell:
-        group = rows.run_of(info)
+        group = run_of(info)
         return NameCell(info.path, group, False, rows.name_in_run(info), info.path in self.marked)
 
     def _cells(self, info: CheckpointInfo) -> dict[str, object]:
@@ -241,7 +241,7 @@ class CheckpointBrowser(DataTable):
         }
 
     def _add_info_row(self, info: CheckpointInfo) -> None:
-        group = rows.run_of(info)
+        group = run_of(info)
         if not self._is_shown(GROUP_PREFIX + group):
             # The header goes in before its first row, so rows streamed in path order need no re-sort;
             # _refresh_groups fills in its counts.
@@ -274,7 +274,7 @@ class CheckpointBrowser(DataTable):
             metrics = [(rows.metric_value(i), i) for i in members if rows.metric_value(i) is not None]
             best = ""
             if metrics:
-                name = metrics[0][1].metric.get("name") if metrics[0][1].metric else None
+                name = metrics[0][1].metric.name if metrics[0][1].metric else None
                 pick = min if lower_is_better(name) else max
                 best = f"{pick(v for v, _ in metrics):.4g}"
             broken = sum(rows.status_of(i) == "broken" for i in members)

@@ -8,7 +8,7 @@ not at start-up: most users look at the table long before they open a plot.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Group
 from rich.table import Table
@@ -20,6 +20,10 @@ from textual.widgets import Static, TabbedContent, TabPane
 from tui.app import rows
 from tui.core.model import CheckpointInfo, Inspection
 from tui.core.text import format_bytes, safe_text
+
+if TYPE_CHECKING:
+    from tui.core.pickle_scan import PickleReport
+    from tui.core.weights import WeightsSummary
 
 TABS = ("overview", "config", "tokenizer", "weights", "training", "files")
 
@@ -55,7 +59,7 @@ def overview_renderable(root: str, info: CheckpointInfo, manifest: dict | None =
         ("problems", _problems(info.problems)),
         ("kind", info.kind),
         ("size", f"{format_bytes(info.size_bytes, compact=True)} ({info.size_bytes:,} bytes)"),
-        ("metric", f"{info.metric.get('name')} = {info.metric.get('value')}" if info.metric else None),
+        ("metric", f"{info.metric.name} = {info.metric.value}" if info.metric else None),
         ("step", info.step),
         ("epoch", info.epoch),
         ("fold", info.fold),
@@ -70,67 +74,61 @@ def overview_renderable(root: str, info: CheckpointInfo, manifest: dict | None =
     return _kv_table(pairs)
 
 
-def weights_renderable(weights: dict | None) -> Any:
-    if not weights:
+def weights_renderable(weights: WeightsSummary | PickleReport | None) -> Any:
+    if weights is None:
         return Text("No weights found in this checkpoint.", style="dim")
-    parts: list[Any] = [
-        _kv_table(
-            [
-                ("tensors", weights.get("tensors")),
-                (
-                    "parameters",
-                    f"{weights['parameters']:,}" if weights.get("parameters") is not None else None,
-                ),
-                ("bytes", format_bytes(weights.get("bytes"), compact=True)),
-                ("shards", weights.get("shards")),
-            ]
-        )
-    ]
-    dtypes = weights.get("dtypes") or {}
-    if dtypes:
-        table = Table(title="dtypes", title_justify="left", expand=False)
-        table.add_column("dtype")
-        table.add_column("parameters", justify="right")
-        for dtype, count in sorted(dtypes.items(), key=lambda kv: -kv[1]):
-            table.add_row(rows.cell(dtype), f"{count:,}")
-        parts.append(table)
-    modules = weights.get("modules") or {}
-    if modules:
-        table = Table(title="modules", title_justify="left")
-        table.add_column("module")
-        table.add_column("parameters", justify="right")
-        for name, count in sorted(modules.items(), key=lambda kv: -kv[1]):
-            table.add_row(rows.cell(name), f"{count:,}")
-        parts.append(table)
-    largest = weights.get("largest") or []
-    if largest:
+    parameters = f"{weights.parameters:,}" if weights.parameters is not None else None
+    if weights.source == "pickle":
+        head = [("tensors", weights.tensors), ("parameters", parameters), ("format", weights.format)]
+    else:
+        bytes_ = format_bytes(weights.bytes, compact=True)
+        head = [
+            ("tensors", weights.tensors),
+            ("parameters", parameters),
+            ("bytes", bytes_),
+            ("shards", weights.shards),
+        ]
+    parts: list[Any] = [_kv_table(head)]
+    if weights.dtypes:
+        parts.append(_count_table("dtypes", "dtype", weights.dtypes))
+    if weights.source == "pickle":
+        return Group(*parts)
+    if weights.modules:
+        parts.append(_count_table("modules", "module", weights.modules))
+    if weights.largest:
         table = Table(title="largest tensors", title_justify="left")
         for col in ("name", "dtype", "shape", "parameters"):
             table.add_column(col, justify="right" if col == "parameters" else "left", overflow="fold")
-        for t in largest[:15]:
-            params = t.get("parameters")
+        for t in weights.largest[:15]:
             table.add_row(
-                rows.cell(t.get("name")),
-                rows.cell(t.get("dtype")),
-                rows.cell(list(t.get("shape") or [])),
-                f"{params:,}" if isinstance(params, int) else "?",
+                rows.cell(t["name"]),
+                rows.cell(t["dtype"]),
+                rows.cell(list(t["shape"])),
+                f"{t['parameters']:,}",
             )
         parts.append(table)
-    files = weights.get("files") or []
-    if files:
+    if weights.files:
         table = Table(title="shards", title_justify="left")
         table.add_column("file", overflow="fold")
         table.add_column("tensors", justify="right")
         table.add_column("size", justify="right")
-        for f in files:
-            size = f.get("size_bytes", f.get("bytes"))
-            table.add_row(
-                rows.cell(f.get("path", f.get("name"))), _short(f.get("tensors")), format_bytes(size, compact=True)
-            )
+        for f in weights.files:
+            size = format_bytes(f["size_bytes"], compact=True)
+            table.add_row(rows.cell(f["path"]), _short(f["tensors"]), size)
         parts.append(table)
-    if weights.get("problems"):
-        parts.append(_problems(weights["problems"]))
+    if weights.problems:
+        parts.append(_problems(weights.problems))
     return Group(*parts)
+
+
+def _count_table(title: str, what: str, counts: dict[str, int]) -> Table:
+    """``what`` -> parameters, largest first."""
+    table = Table(title=title, title_justify="left", expand=False)
+    table.add_column(what)
+    table.add_column("parameters", justify="right")
+    for name, count in sorted(counts.items(), key=lambda kv: -kv[1]):
+        table.add_row(rows.cell(name), f"{count:,}")
+    return table
 
 
 def files_renderable(files: list[dict]) -> Any:

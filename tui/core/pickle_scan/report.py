@@ -4,7 +4,7 @@ storages, top-level keys, whether it is a Lightning checkpoint."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar, Literal
 
 from tui.core.pickle_scan.machine import CONTAINERS, Call, DictNode, Machine, SetNode, numel
 
@@ -17,7 +17,8 @@ MAX_GLOBAL_PROBLEMS = 20
 
 @dataclass
 class PickleReport:
-    format: str  # "zip" | "legacy" | "not-pickle"
+    source: ClassVar[Literal["pickle"]] = "pickle"  # vs WeightsSummary.source
+    format: Literal["zip", "legacy", "not-pickle"]
     entries: list[str] = field(default_factory=list)  # tensor names (dotted key paths), pickle order
     tensors: int | None = None
     parameters: int | None = None
@@ -45,6 +46,20 @@ class PickleReport:
             k: [d, list(s) if s is not None else None] for k, (d, s) in self.tensor_table.items()
         }
         return out
+
+    def inspect_json(self) -> dict[str, Any]:
+        """What ``inspect --json`` prints under "weights" for a pickle file: counts, names and globals."""
+        return {
+            "format": self.format,
+            "entries": self.entries[:200],
+            "tensors": self.tensors,
+            "parameters": self.parameters,
+            "dtypes": self.dtypes,
+            "globals": self.globals,
+            "unsafe_globals": self.unsafe_globals,
+            "lightning": self.lightning,
+            "top_keys": self.top_keys,
+        }
 
 
 def fill_report(machine: Machine, root: Any, report: PickleReport, label: str) -> None:
