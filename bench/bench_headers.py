@@ -10,7 +10,7 @@ apparent, almost nothing on disk). Then it times:
   opening every shard and reading keys, shapes and dtypes (``get_slice``), wall time, median of
   ``--fresh-runs``. This is what a tool that leans on the safetensors library pays per invocation.
 
-Prints a markdown table with absolute times and ratios, and the machine. Targets (issue 2): ours warm
+Prints a markdown table with absolute times and ratios, and the machine. Targets: ours warm
 <= 50 ms and >= 20x faster than safe_open + torch import.
 
     python bench/bench_headers.py [--shards 100] [--tensors-per-shard 8] [--runs 15] [--fresh-runs 3]

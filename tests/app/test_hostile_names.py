@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
-from tests.app.conftest import age_tree, screen_text, settle
-from tests.app.test_app import select
 from tests.fixtures import synthetic as syn
+from tests.fixtures.pilot import age_tree, body_text, record_notices, screen_text, select, settle
 from tui.app.app import make_app
 from tui.app.widgets.detail import TABS
 
@@ -37,19 +37,21 @@ async def test_hostile_names_and_contents_are_drawn_escaped(tmp_path):
     for name in EVIL_NAMES:
         evil_checkpoint(root / name / "model")
     age_tree(root)
-    app = make_app(root, poll_interval=0)
+    app = make_app(root, poll_interval=0, inspect_delay=0)
+    notices = record_notices(app)
     async with app.run_test(size=(100, 30)) as pilot:
         await settle(app, pilot)
-        assert len(app.browser.infos) == len(EVIL_NAMES)
+        assert len(app.store.infos) == len(EVIL_NAMES)
         text = screen_text(app)
         assert_clean(text, "the table", rows=30)
         assert "evil\\x1b[31mred" in text and "a\\x0ab" in text
-        for path in sorted(app.browser.infos):
+        for path in sorted(app.store.infos):  # each name in the overview (path, absolute path, run)
             await select(app, pilot, path)
-            for tab in TABS:
-                app.detail.show_tab(tab)
-                await pilot.pause()
-                assert_clean(screen_text(app), f"{path!r} tab {tab}", rows=30)
+            assert_clean(screen_text(app), f"{path!r} overview", rows=30)
+        for tab in TABS:  # every tab of one of them: config, tokens, metric and tensor names, files
+            app.detail.show_tab(tab)
+            await pilot.pause()
+            assert_clean(screen_text(app), f"tab {tab}", rows=30)
         await pilot.press("d")  # the confirmation modal names the path
         await settle(app, pilot)
         assert type(app.screen).__name__ == "ConfirmModal"
@@ -57,18 +59,35 @@ async def test_hostile_names_and_contents_are_drawn_escaped(tmp_path):
         await pilot.press("n")
         await pilot.press("f")  # an error toast naming the run
         await settle(app, pilot)
-        assert "No fold metrics" in app.notices[-1][1]
-        assert_clean(app.notices[-1][1], "the notice")
+        assert "No fold metrics" in notices[-1][1]
+        assert_clean(notices[-1][1], "the notice")
         assert_clean(screen_text(app), "the toast")
 
 
-async def test_the_run_header_best_is_the_min_for_a_ppl_ranked_run(tmp_path):
+async def test_undecodable_file_names_are_shown_escaped_and_can_be_deleted(tmp_path):
     root = tmp_path / "tree"
-    for name, ppl in (("a", 7.0), ("b", 3.0), ("c", 5.0)):
-        syn.write_hf_model(root / "run" / name, tokenizer=False)
-        syn.write_manifest(root / "run" / name, kind="step-checkpoint", metric={"name": "ppl", "value": ppl})
+    odd = os.fsdecode(b"run\xff")  # a name that is not UTF-8: Python keeps the byte as a surrogate
+    syn.write_hf_model(root / odd / "model")
+    syn.write_hf_model(root / "ok" / "model")
     age_tree(root)
     app = make_app(root, poll_interval=0)
+    notices = record_notices(app)
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(app, pilot)
-        assert app.browser.get_cell("group:run", "metric").plain == "3"
+        path = f"{odd}/model"
+        assert path in app.store.infos
+        await select(app, pilot, path)
+        assert "run\\xff/model" in body_text(app, "overview")
+        header = app.browser.get_cell(f"group:{odd}", "name").__rich__().plain
+        assert header == "▾ run\\xff"
+        screen = app.export_screenshot()
+        assert "\udcff" not in screen and "run\\xff" in screen
+        await pilot.press("d")
+        await settle(app, pilot)
+        assert type(app.screen).__name__ == "ConfirmModal"
+        assert "\udcff" not in app.export_screenshot()
+        await pilot.press("y")
+        await settle(app, pilot)
+        assert notices[-1][0] == "information" and "Deleted 1 item" in notices[-1][1]
+        assert path not in app.store.infos
+    assert not (root / odd / "model").exists()

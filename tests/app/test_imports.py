@@ -16,7 +16,7 @@ def test_app_start_and_inspection_never_import_heavy_libraries(tmp_path):
         f"""
         import asyncio, sys
         from pathlib import Path
-        from tests.app.conftest import build_tree, settle
+        from tests.fixtures.pilot import build_tree, settle
         from tui.app.app import make_app
 
         root = build_tree(Path({str(tmp_path)!r}) / "tree")
@@ -28,7 +28,7 @@ def test_app_start_and_inspection_never_import_heavy_libraries(tmp_path):
                 for _ in range(6):
                     await pilot.press("down")
                     await settle(app, pilot)
-                assert app.browser.infos, "the scan found nothing"
+                assert app.store.infos, "the scan found nothing"
 
         asyncio.run(main())
         heavy = sorted(m for m in sys.modules if m.split(".")[0] in {HEAVY!r} or m in {HEAVY!r})
@@ -40,3 +40,16 @@ def test_app_start_and_inspection_never_import_heavy_libraries(tmp_path):
     )
     assert out.returncode == 0, out.stderr[-2000:]
     assert "HEAVY=\n" in out.stdout or out.stdout.strip().endswith("HEAVY="), out.stdout
+
+
+def test_the_training_plot_library_is_not_imported_at_start_up():
+    script = textwrap.dedent(
+        """
+        import sys
+        import tui.app.app, tui.cli.app_cmd
+        print("LOADED=" + ",".join(m for m in ("plotext", "textual_plotext", "pandas") if m in sys.modules))
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().endswith("LOADED="), out.stdout

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 
+from rich.style import Style
+
 from tui.app import rows, tasks
 from tui.core.model import CheckpointInfo, Metric
 
@@ -18,7 +20,7 @@ def test_status_is_most_urgent_first():
     assert rows.status_of(info("a", promoted=True, best=True)) == "promoted"
     assert rows.status_of(info("a", best=True)) == "best"
     assert rows.status_of(info("a")) == "complete"
-    assert "broken" in rows.badge(info("a", complete=False)).plain
+    assert "broken" in rows.badge(info("a", complete=False), lambda css: Style()).plain
 
 
 def test_metric_sort_puts_best_first_for_both_directions():

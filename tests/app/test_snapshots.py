@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.app.conftest import build_tree, settle
+from tests.fixtures.pilot import build_tree, settle
 from tui.app.app import make_app
 
 
@@ -31,7 +31,7 @@ def at(path: str, *keys: str, tab: str | None = None):
     async def run_before(pilot) -> None:
         app = pilot.app
         await settle(app, pilot)
-        app.browser.select_path(path)
+        app.browser.move_cursor(row=app.browser.get_row_index(path))
         await settle(app, pilot)
         if tab:
             app.detail.show_tab(tab)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.app.conftest import build_tree
+from tests.fixtures.pilot import build_tree
 
 TMUX = shutil.which("tmux")
 SCRIPT = Path(sys.executable).parent / "ckpt-tui"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.core.ops_helpers import age_tree, make_checkpoint, tree_hashes, write_file
+from tests.fixtures.ops import age_tree, make_checkpoint, tree_hashes, write_file
 from tui.cli import main
 
 REPO = Path(__file__).resolve().parents[2]

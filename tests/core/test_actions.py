@@ -4,7 +4,7 @@ import socket
 
 import pytest
 
-from tests.core.ops_helpers import info, later_clock, make_checkpoint, tree_hashes, write_file
+from tests.fixtures.ops import info, later_clock, make_checkpoint, tree_hashes, write_file
 from tui.core import actions
 from tui.core.actions import execute, plan_delete, plan_slim, plan_trash_empty, undo_last
 from tui.core.commit import atomic_dir, read_manifest, verify

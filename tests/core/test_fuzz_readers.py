@@ -12,7 +12,7 @@ import struct
 import time
 import zipfile
 
-from tests.core.readers_helpers import st_bytes, st_header, torch_like_pickle
+from tests.fixtures.readers import st_bytes, st_header, torch_like_pickle
 from tui.core.pickle_scan import scan_pickle
 from tui.core.safetensors_header import HeaderError, read_header
 from tui.core.weights import summarize_weights

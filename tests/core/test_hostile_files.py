@@ -14,7 +14,7 @@ import zipfile
 
 import pytest
 
-from tests.core.readers_helpers import Asm, st_bytes, st_header, torch_like_zip
+from tests.fixtures.readers import Asm, st_bytes, st_header, torch_like_zip
 from tui.core.pickle_scan import scan_pickle
 from tui.core.safetensors_header import HeaderError, read_header
 from tui.core.weights import summarize_weights

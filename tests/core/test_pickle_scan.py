@@ -13,7 +13,7 @@ import zipfile
 
 import pytest
 
-from tests.core.readers_helpers import Asm, torch_like_zip
+from tests.fixtures.readers import Asm, torch_like_zip
 from tui.core.pickle_scan import classify_global, scan_pickle
 
 try:

@@ -3,8 +3,8 @@ import os
 
 import pytest
 
-from tests.core.ops_helpers import age_tree, info, write_file
 from tests.fixtures import synthetic
+from tests.fixtures.ops import age_tree, info, write_file
 from tui import convert
 from tui.core import commit
 from tui.core import promote as promote_mod

@@ -1,6 +1,6 @@
 import pytest
 
-from tests.core.ops_helpers import info, later_clock, make_checkpoint, tree_hashes
+from tests.fixtures.ops import info, later_clock, make_checkpoint, tree_hashes
 from tui.core.actions import execute, plan_prune, undo_last
 from tui.core.model import Metric
 from tui.core.text import lower_is_better
@@ -148,7 +148,7 @@ def _trainer_output(out, evals):
 
 
 def test_checkpoints_inside_a_trainer_output_dir_are_pruned_and_the_dir_is_kept(tmp_path):
-    from tests.core.ops_helpers import age_tree
+    from tests.fixtures.ops import age_tree
     from tui.core.scan import scan
 
     root = tmp_path / "root"

@@ -9,7 +9,7 @@ import struct
 
 import pytest
 
-from tests.core.readers_helpers import st_bytes, st_header
+from tests.fixtures.readers import st_bytes, st_header
 from tui.core.safetensors_header import DTYPE_BITS, HeaderError, read_header
 
 try:

@@ -4,7 +4,7 @@ import socket
 
 import pytest
 
-from tests.core.ops_helpers import info, later_clock, make_checkpoint, write_file
+from tests.fixtures.ops import info, later_clock, make_checkpoint, write_file
 from tui.core.safety import Safety
 from tui.core.trash import Trash
 
@@ -165,7 +165,7 @@ def test_lock_inside_the_deleted_folder(root):
 
 
 def test_recent_mtime_uses_the_injected_clock(root):
-    from tests.core.ops_helpers import age_tree
+    from tests.fixtures.ops import age_tree
 
     age_tree(root)
     assert Safety(root).reasons("run/checkpoint-10") == []

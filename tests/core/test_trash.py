@@ -3,7 +3,7 @@ import os
 
 import pytest
 
-from tests.core.ops_helpers import make_checkpoint, tree_hashes, write_file
+from tests.fixtures.ops import make_checkpoint, tree_hashes, write_file
 from tui.core import trash as trash_mod
 from tui.core.names import TRASH_DIR
 from tui.core.trash import Trash, TrashError

@@ -8,7 +8,7 @@ import shutil
 
 import pytest
 
-from tests.core.readers_helpers import numel, st_bytes, st_header
+from tests.fixtures.readers import numel, st_bytes, st_header
 from tui.core.weights import summarize_weights, tensor_table
 
 try:

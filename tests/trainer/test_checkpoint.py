@@ -58,7 +58,7 @@ def trained_parts():
     import torch
     from accelerate import Accelerator
 
-    from tests.trainer.ckpt_fixtures import fresh_accelerate_state, tiny_model
+    from tests.fixtures.ckpt import fresh_accelerate_state, tiny_model
 
     with fresh_accelerate_state():
         accelerator = Accelerator(cpu=True)
@@ -222,7 +222,7 @@ def test_save_fold_model_writes_exact_committed_hf_folder(tmp_path, trained_part
     import torch
     from transformers import AutoModelForSequenceClassification
 
-    from tests.trainer.ckpt_fixtures import tiny_tokenizer
+    from tests.fixtures.ckpt import tiny_tokenizer
 
     accelerator, model, optimizer = trained_parts
     _train_one_step(model, optimizer)

@@ -68,7 +68,7 @@ def _worker(out_path: str) -> None:
     from accelerate import Accelerator
     from accelerate.utils import DeepSpeedPlugin, InitProcessGroupKwargs
 
-    from tests.trainer.ckpt_fixtures import tiny_model
+    from tests.fixtures.ckpt import tiny_model
 
     plugin = DeepSpeedPlugin(hf_ds_config=str(DS_JSON))
     plugin.deepspeed_config["train_micro_batch_size_per_gpu"] = 2  # "auto" is filled from a dataloader

@@ -12,7 +12,7 @@ from trainer.demo import demo_dataframe
 
 
 def _loaders(*argv: str):
-    from tests.trainer.ckpt_fixtures import tiny_tokenizer
+    from tests.fixtures.ckpt import tiny_tokenizer
 
     cfg = parse_args(["--train.batch_size", "8", "--train.seed", "3", *argv])
     table = validate(demo_dataframe(num_rows=60), cfg, "demo.csv")

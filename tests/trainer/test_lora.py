@@ -25,7 +25,7 @@ def _trained_adapter_model(model_type: str):
     make the merge a no-op and the test unable to fail)."""
     import torch
 
-    from tests.trainer.ckpt_fixtures import tiny_model
+    from tests.fixtures.ckpt import tiny_model
 
     peft_model = apply_lora(tiny_model(seed=3, model_type=model_type), {"r": 4, "alpha": 8, "dropout": 0.1})
     generator = torch.Generator().manual_seed(7)
@@ -37,7 +37,7 @@ def _trained_adapter_model(model_type: str):
 
 
 def test_default_targets_and_heads():
-    from tests.trainer.ckpt_fixtures import tiny_model
+    from tests.fixtures.ckpt import tiny_model
 
     deberta, bert = tiny_model(model_type="deberta-v2"), tiny_model(model_type="bert")
     assert default_target_modules(deberta) == ["query_proj", "key_proj", "value_proj"]
@@ -54,7 +54,7 @@ def test_lora_fold_folder_reloads_merged_with_same_logits(tmp_path, model_type):
     from peft import PeftModel
     from transformers import AutoModelForSequenceClassification
 
-    from tests.trainer.ckpt_fixtures import fresh_accelerate_state, tiny_model, tiny_tokenizer
+    from tests.fixtures.ckpt import fresh_accelerate_state, tiny_model, tiny_tokenizer
 
     with fresh_accelerate_state():
         accelerator = Accelerator(cpu=True)

@@ -22,7 +22,7 @@ def _batch():
 
 
 def _saved(tmp_path, dtype):
-    from tests.trainer.ckpt_fixtures import tiny_model
+    from tests.fixtures.ckpt import tiny_model
 
     folder = tmp_path / "base"
     tiny_model(seed=1).to(dtype).save_pretrained(folder)
@@ -34,7 +34,7 @@ def test_a_bf16_saved_base_trains_with_fp32_parameters(tmp_path):
     import torch
     from accelerate import Accelerator
 
-    from tests.trainer.ckpt_fixtures import fresh_accelerate_state
+    from tests.fixtures.ckpt import fresh_accelerate_state
 
     model = load_model(_saved(tmp_path, torch.bfloat16), LABELS, parse_args([]))
     assert {p.dtype for p in model.parameters()} == {torch.float32}
@@ -83,7 +83,7 @@ def test_gradient_checkpointing_gives_the_same_gradients(tmp_path):
 def test_compile_blocks_in_place_keeps_the_state_dict_keys():
     import torch
 
-    from tests.trainer.ckpt_fixtures import tiny_model
+    from tests.fixtures.ckpt import tiny_model
 
     model = tiny_model(seed=2)
     keys = list(model.state_dict())

@@ -28,7 +28,7 @@ TEXTS = [
 def run_dir(tmp_path_factory):
     from accelerate import Accelerator
 
-    from tests.trainer.ckpt_fixtures import fresh_accelerate_state, spread_weights, tiny_model, tiny_tokenizer
+    from tests.fixtures.ckpt import fresh_accelerate_state, spread_weights, tiny_model, tiny_tokenizer
     from trainer.checkpoint import save_fold_model
 
     run = tmp_path_factory.mktemp("run")
@@ -72,7 +72,7 @@ def _own_probs(folder: Path) -> np.ndarray:
 def _run_predict(*args, **kwargs):
     from accelerate import Accelerator
 
-    from tests.trainer.ckpt_fixtures import fresh_accelerate_state
+    from tests.fixtures.ckpt import fresh_accelerate_state
 
     with fresh_accelerate_state():
         return predict(*args, accelerator=Accelerator(cpu=True), **kwargs)

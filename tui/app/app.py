@@ -1,20 +1,26 @@
 """`ckpt-tui ROOT`: browse, inspect, compare, delete, prune and promote checkpoints.
 
-The app renders what ``tui.core`` returns and asks it to act; it owns no business logic. Disk work runs
-in thread workers that post the small messages of ``tui.app.messages``; only handlers touch widgets.
-Core modules are imported inside the workers: the first paint never waits for them (nor for pandas).
+The app renders what ``tui.core`` returns and asks it to act; it owns no business logic. Its model is a
+``CheckpointStore``, changed only by message handlers on the UI thread; widgets render it. Disk work runs
+in thread workers (``tui.app.tasks``) that get a snapshot of what they need, taken on the UI thread, and
+post the small messages of ``tui.app.messages``. ``_post_outcome`` is the one place a worker's exception
+becomes a message. The core is imported inside the tasks: the first paint never waits for it (nor for
+pandas).
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.markup import escape
 from textual import on, work
 from textual.actions import SkipAction
 from textual.app import App, ComposeResult
 from textual.binding import Binding
+from textual.message import Message
 from textual.widgets import DataTable, Footer, Input, Static
 from textual.worker import get_current_worker
 
@@ -22,10 +28,14 @@ from tui.app import messages as msg
 from tui.app import rows, tasks
 from tui.app.commands import ActionsProvider
 from tui.app.screens.confirm import ConfirmModal
+from tui.app.store import CheckpointStore
 from tui.app.widgets.browser import CheckpointBrowser
 from tui.app.widgets.detail import TABS, DetailPane
-from tui.core.model import CheckpointInfo, Inspection, run_of
+from tui.core.model import CheckpointInfo
 from tui.core.text import safe_message, safe_text
+
+if TYPE_CHECKING:
+    from tui.core.actions import Plan, PlanAction
 
 
 class CkptApp(App[None]):
@@ -85,35 +95,22 @@ class CkptApp(App[None]):
         self.inspect_delay = inspect_delay
         self.prune_keep = prune_keep
         self.prune_metric = prune_metric
+        self.store = CheckpointStore()
         self.scan_generation = 0
         self.scanning = False
-        self.scan_count = 0
-        self._signature: int | None = None
-        self._inspected: str | None = None
-        self._inspect_timer = None
-        self._inspections: dict[str, Inspection] = {}
-        self.notices: list[tuple[str, str]] = []  # (severity, text) of every notification, newest last
+        self._signature: int | None = None  # the tree as the last scan saw it (scan worker only)
+        self._inspected: str | None = None  # the row the detail pane shows or is about to
 
-    def notify(self, message: str, *, severity: str = "information", **kwargs: Any) -> None:
-        message = safe_message(message)  # messages name paths and quote files: other people's text
-        self.notices.append((severity, message))
-        super().notify(message, severity=severity, **kwargs)
-
-    @property
-    def busy(self) -> bool:
-        """A scan, a debounced inspection or a worker is still on its way (tests wait on this)."""
-        return (
-            self.scanning
-            or self._inspect_timer is not None
-            or any(w.is_running or w.state.name == "PENDING" for w in self.workers)
-        )
+    def notify(self, message: str, *, severity: Any = "information", **kwargs: Any) -> None:
+        # Messages name paths and quote files: other people's text, shown escaped and never as markup.
+        super().notify(safe_message(message), severity=severity, markup=False, **kwargs)
 
     # --- layout --------------------------------------------------------------------------------------
 
     def compose(self) -> ComposeResult:
         yield Static(id="status")
         yield Input(placeholder="filter: words in path, kind or status  (enter/esc to return)", id="filter")
-        yield CheckpointBrowser(id="browser")
+        yield CheckpointBrowser(self.store, id="browser")
         yield DetailPane(id="detail")
         yield Footer()
 
@@ -136,15 +133,27 @@ class CkptApp(App[None]):
     def _update_status(self) -> None:
         browser = self.browser
         # ROOT goes last: a long path is cut at the edge, the counts and the state never are.
-        parts = [f"{len(browser.infos)} checkpoints", f"sort: {browser.sort_by}"]
+        parts = [f"{len(self.store.infos)} checkpoints", f"sort: {browser.sort_by}"]
         if browser.filter_text:
             parts.append(escape(f"filter: {safe_text(repr(browser.filter_text))}"))
-        if browser.marked:
-            parts.append(f"marked: {len(browser.marked)}/2")
+        if self.store.marked:
+            parts.append(f"marked: {len(self.store.marked)}/2")
         if self.scanning:
             parts.append("[yellow]scanning…[/yellow]")
         parts.append(f"[b]{escape(safe_text(self.root_label))}[/b]")
         self.query_one("#status", Static).update(" · ".join(parts))
+
+    # --- workers --------------------------------------------------------------------------------------
+
+    def _post_outcome(self, work: Callable[[], Message | None], failed: Callable[[str], Message]) -> None:
+        """Run a worker's body and post the message it returns; if it raises, post ``failed`` with the
+        error in one line (paths relative to ROOT). A failure is shown, never a crash."""
+        try:
+            outcome = work()
+        except Exception as e:
+            outcome = failed(tasks.one_line(e, self.root))
+        if outcome is not None:
+            self.post_message(outcome)
 
     # --- scanning and live refresh ----------------------------------------------------------------------
 
@@ -168,37 +177,31 @@ class CkptApp(App[None]):
     @work(thread=True, exclusive=True, group="scan", exit_on_error=False)
     def _scan_worker(self, generation: int, only_if_changed: bool) -> None:
         worker = get_current_worker()
-        signature = tasks.tree_signature(self.root)
-        if only_if_changed and signature == self._signature:
-            self.post_message(msg.ScanDone(generation, set(), error=None, skipped=True))
-            return
-        self._signature = signature
         seen: set[str] = set()
-        try:
-            from tui.core.scan import iter_checkpoints
 
-            stream = iter_checkpoints(self.root, cancelled=lambda: worker.is_cancelled)
-            for batch in tasks.batched(stream, cancelled=lambda: worker.is_cancelled):
+        def scan() -> msg.ScanDone | None:
+            signature = tasks.tree_signature(self.root)
+            if only_if_changed and signature == self._signature:
+                return msg.ScanDone(generation, set(), error=None, skipped=True)
+            self._signature = signature
+            for batch in tasks.scan_batches(self.root, cancelled=lambda: worker.is_cancelled):
                 seen.update(i.path for i in batch)
                 self.post_message(msg.ScanBatch(generation, batch))
-        except Exception as e:  # a scan failure is shown, never a crash
-            self._signature = None
-            self.post_message(msg.ScanDone(generation, seen, error=tasks.one_line(e, self.root)))
-            return
-        if not worker.is_cancelled:
-            self.post_message(msg.ScanDone(generation, seen))
+            return None if worker.is_cancelled else msg.ScanDone(generation, seen)
+
+        def failed(error: str) -> msg.ScanDone:
+            self._signature = None  # scan again at the next poll
+            return msg.ScanDone(generation, seen, error=error)
+
+        self._post_outcome(scan, failed)
 
     def on_scan_batch(self, message: msg.ScanBatch) -> None:
         if message.generation != self.scan_generation or self._torn_down:
             return
-        for info in message.infos:
-            cached = self._inspections.get(info.path)
-            if cached is not None and cached.info != info:
-                del self._inspections[info.path]
-        self.browser.upsert(message.infos)
+        self.browser.show(self.store.upsert(message.infos))
         if self.browser.current_key != self._inspected:
             self._schedule_inspect()  # the first rows arrived, or new rows sorted in above the cursor
-        elif self._inspected not in self._inspections:
+        elif self._inspected not in self.store.inspections:
             self._schedule_inspect(force=True)  # the shown checkpoint changed on disk
         self._update_status()
 
@@ -210,11 +213,9 @@ class CkptApp(App[None]):
         if message.error:
             self.notify(f"Scan of {self.root_label} failed: {message.error}", severity="error", timeout=8)
         elif not message.skipped:
-            gone = set(self.browser.infos) - message.seen
+            gone = self.store.forget(set(self.store.infos) - message.seen)
             if gone:
-                self.browser.forget(gone)
-                for path in gone:
-                    self._inspections.pop(path, None)
+                self.browser.drop(gone)
                 self._schedule_inspect()
         self._update_status()
 
@@ -229,56 +230,50 @@ class CkptApp(App[None]):
         if key == self._inspected and not force:
             return
         self._inspected = key
-        if self._inspect_timer is not None:
-            self._inspect_timer.stop()
-            self._inspect_timer = None
         info = self.browser.current_info
         if info is None:
+            self.workers.cancel_group(self, "inspect")  # a row left before its inspection started
             group = self.browser.current_group
             if group is None:
                 self.detail.show_message("No checkpoints yet." if not self.scanning else "Scanning…")
             else:
-                members = [i for i in self.browser.infos.values() if run_of(i) == group]
-                self.detail.show_group(group, members)
+                self.detail.show_group(group, self.store.of_run(group))
             return
-        cached = self._inspections.get(info.path)
+        cached = self.store.inspections.get(info.path)
         if cached is not None:
             self.detail.show_inspection(self.root_label, cached)
             return
-
-        # Debounced: holding an arrow key over SSH must not queue one inspection per row passed.
-        def start() -> None:
-            self._inspect_timer = None
-            self._inspect_worker(info.path)
-
-        self._inspect_timer = self.set_timer(self.inspect_delay, start)
+        self._inspect_worker(info.path, self.inspect_delay)
 
     @work(thread=True, exclusive=True, group="inspect", exit_on_error=False)
-    def _inspect_worker(self, path: str) -> None:
+    def _inspect_worker(self, path: str, delay: float) -> None:
+        # Debounced: holding an arrow key over SSH starts one worker per row passed, and each new one
+        # cancels the one before; only the one still wanted after ``delay`` reads the disk.
         worker = get_current_worker()
-        try:
-            from tui.core.inspect import inspect_path
-
-            inspection = inspect_path(self.root, self.root / path)
-        except Exception as e:
-            self.post_message(msg.InspectionReady(path, None, error=tasks.one_line(e, self.root)))
+        time.sleep(delay)
+        if worker.is_cancelled:
             return
-        if not worker.is_cancelled:
-            self.post_message(msg.InspectionReady(path, inspection))
+        self._post_outcome(
+            lambda: (
+                None if worker.is_cancelled else msg.InspectionReady(path, tasks.inspect(self.root, path))
+            ),
+            lambda error: msg.InspectionReady(path, None, error=error),
+        )
 
     def on_inspection_ready(self, message: msg.InspectionReady) -> None:
+        if self._torn_down:
+            return
         if message.inspection is not None:
-            self._inspections[message.path] = message.inspection
+            self.store.inspections[message.path] = message.inspection
             # The inspection checks more than the scan (headers, shards): the row shows what it found.
-            if rows.status_of(message.inspection.info) != rows.status_of(
-                self.browser.infos.get(message.path, message.inspection.info)
-            ):
-                self.browser.upsert([message.inspection.info])
+            shown = self.store.infos.get(message.path, message.inspection.info)
+            if rows.status_of(message.inspection.info) != rows.status_of(shown):
+                self.browser.show(self.store.upsert([message.inspection.info]))
         if message.path != self.browser.current_key:
             return
         if message.inspection is None:
             self.detail.show_error(
-                self.root_label, self.browser.infos.get(message.path), message.error or "unknown"
+                self.root_label, self.store.infos.get(message.path), message.error or "unknown"
             )
         else:
             self.detail.show_inspection(self.root_label, message.inspection)
@@ -340,51 +335,30 @@ class CkptApp(App[None]):
 
     def action_delete(self) -> None:
         if info := self._selected_or_refuse("delete"):
-            self._plan_worker("delete", [info.path])
+            self._plan_worker("delete", [info.path], self.store.snapshot())
 
     def action_slim(self) -> None:
         if info := self._selected_or_refuse("slim"):
-            self._plan_worker("slim", [info.path])
+            self._plan_worker("slim", [info.path], self.store.snapshot())
 
     def action_prune(self) -> None:
         group = self.browser.current_group
         if group is None:
             self.notify("Nothing to prune: no checkpoints yet.", severity="warning")
             return
-        self._plan_worker("prune", [group])
+        self._plan_worker("prune", [group], self.store.of_run(group))
 
     def action_empty_trash(self) -> None:
-        self._plan_worker("trash-empty", [])
-
-    def _infos(self, group: str | None = None) -> list[CheckpointInfo]:
-        infos = list(self.browser.infos.values())
-        return infos if group is None else [i for i in infos if run_of(i) == group]
-
-    def _prune_metric(self, infos: list[CheckpointInfo]) -> str:
-        """The --metric option, else the metric most checkpoints of the run report (ties: by name)."""
-        if self.prune_metric:
-            return self.prune_metric
-        names = sorted(i.metric.name for i in infos if i.metric and i.metric.name)
-        return max(names, key=names.count) if names else "loss"
+        self._plan_worker("trash-empty", [], [])
 
     @work(thread=True, exclusive=True, group="plan", exit_on_error=False)
-    def _plan_worker(self, action: str, paths: list[str]) -> None:
-        try:
-            from tui.core import actions
-
-            if action == "delete":
-                plan = actions.plan_delete(self.root, paths, self._infos())
-            elif action == "slim":
-                plan = actions.plan_slim(self.root, paths, self._infos())
-            elif action == "prune":
-                infos = self._infos(paths[0])
-                plan = actions.plan_prune(self.root, infos, self.prune_keep, self._prune_metric(infos))
-            else:
-                plan = actions.plan_trash_empty(self.root)
-        except Exception as e:
-            self.post_message(msg.PlanReady(action, None, error=tasks.one_line(e, self.root)))
-            return
-        self.post_message(msg.PlanReady(action, plan))
+    def _plan_worker(self, action: PlanAction, paths: list[str], infos: list[CheckpointInfo]) -> None:
+        self._post_outcome(
+            lambda: msg.PlanReady(
+                action, tasks.plan(self.root, action, paths, infos, self.prune_keep, self.prune_metric)
+            ),
+            lambda error: msg.PlanReady(action, None, error=error),
+        )
 
     def on_plan_ready(self, message: msg.PlanReady) -> None:
         plan = message.plan
@@ -399,43 +373,35 @@ class CkptApp(App[None]):
 
         def answered(yes: bool | None) -> None:
             if yes:
-                self._execute_worker(message.action, plan)
+                self._execute_worker(plan)
             else:
                 self.notify(f"{message.action.capitalize()} cancelled; nothing changed.")
 
         self.push_screen(ConfirmModal.for_plan(message.action, plan), answered)
 
     @work(thread=True, exclusive=True, group="action", exit_on_error=False)
-    def _execute_worker(self, action: str, plan: Any) -> None:
-        try:
-            from tui.core import actions
-
-            result = actions.execute(plan)
-        except Exception as e:
-            self.post_message(
-                msg.ActionDone(action, False, f"{action} failed: {tasks.one_line(e, self.root)}")
-            )
-            return
-        self.post_message(msg.ActionDone(action, result.ok, result.summary))
+    def _execute_worker(self, plan: Plan) -> None:
+        self._post_outcome(
+            lambda: msg.ActionDone(plan.action, *tasks.execute(plan)),
+            lambda error: msg.ActionDone(plan.action, False, f"{plan.action} failed: {error}"),
+        )
 
     def action_undo(self) -> None:
         self._undo_worker()
 
     @work(thread=True, exclusive=True, group="action", exit_on_error=False)
     def _undo_worker(self) -> None:
-        try:
-            from tui.core import actions
-
-            result = actions.undo_last(self.root)
-        except Exception as e:
-            self.post_message(msg.ActionDone("undo", False, f"undo failed: {tasks.one_line(e, self.root)}"))
-            return
-        self.post_message(msg.ActionDone("undo", result.ok, result.summary))
+        self._post_outcome(
+            lambda: msg.ActionDone("undo", *tasks.undo_last(self.root)),
+            lambda error: msg.ActionDone("undo", False, f"undo failed: {error}"),
+        )
 
     def on_action_done(self, message: msg.ActionDone) -> None:
+        if self._torn_down:
+            return
         self.notify(message.text, severity="information" if message.ok else "error", timeout=8)
         if message.changed_disk:
-            self._inspections.clear()
+            self.store.inspections.clear()
             self.start_scan()
 
     # --- promote ----------------------------------------------------------------------------------------
@@ -451,41 +417,30 @@ class CkptApp(App[None]):
                 self.notify("Promote cancelled.")
             else:
                 self.notify(f"Promoting {info.path}…", timeout=4)
-                self._promote_worker(info.path, target or None)
+                self._promote_worker(info.path, target or None, self.store.snapshot())
 
         self.push_screen(PromoteScreen(info.path), answered)
 
     @work(thread=True, exclusive=True, group="action", exit_on_error=False)
-    def _promote_worker(self, path: str, target: str | None) -> None:
-        # A relative target is relative to ROOT (what the user sees), not to where the app was started.
-        to = None if not target else (Path(target) if Path(target).is_absolute() else self.root / target)
-        try:
-            from tui.core.promote import promote
-
-            # No converter: the app never imports torch; conversions are refused with the CLI command to run.
-            result = promote(self.root, self.root / path, to, infos=self._infos())
-        except Exception as e:
-            self.post_message(
-                msg.ActionDone("promote", False, f"Promote refused: {tasks.one_line(e, self.root)}", False)
-            )
-            return
-        text = f"Promoted {result.source} -> {result.target} ({len(result.files)} files)."
-        if result.problems:
-            text += " Problems: " + "; ".join(result.problems)
-        self.post_message(msg.ActionDone("promote", not result.problems, text))
+    def _promote_worker(self, path: str, target: str | None, infos: list[CheckpointInfo]) -> None:
+        self._post_outcome(
+            lambda: msg.ActionDone("promote", *tasks.promote(self.root, path, target, infos)),
+            lambda error: msg.ActionDone("promote", False, f"Promote refused: {error}", changed_disk=False),
+        )
 
     # --- marks, diff, fold metrics, help ------------------------------------------------------------------
 
     def action_mark(self) -> None:
         info = self._selected_or_refuse("mark")
         if info is not None:
-            marked = self.browser.toggle_mark(info.path)
+            dropped = self.store.toggle_mark(info.path)
+            self.browser.refresh_names([info.path, *([dropped] if dropped else [])])
             self._update_status()
-            if len(marked) == 2:
+            if len(self.store.marked) == 2:
                 self.notify("Two checkpoints marked: D shows their diff.")
 
     def action_diff(self) -> None:
-        marked = self.browser.marked
+        marked = self.store.marked
         if len(marked) != 2:
             self.notify(
                 f"Diff needs two marked checkpoints (m marks); {len(marked)} marked.", severity="warning"
@@ -495,17 +450,10 @@ class CkptApp(App[None]):
 
     @work(thread=True, exclusive=True, group="diff", exit_on_error=False)
     def _diff_worker(self, left: str, right: str) -> None:
-        try:
-            from tui.core.inspect import inspect_path
-            from tui.core.weights import tensor_table
-
-            a, b = inspect_path(self.root, self.root / left), inspect_path(self.root, self.root / right)
-            config = rows.config_diff(a.config, b.config)
-            tensors = rows.tensor_diff(tensor_table(self.root / left), tensor_table(self.root / right))
-        except Exception as e:
-            self.post_message(msg.DiffReady(left, right, error=tasks.one_line(e, self.root)))
-            return
-        self.post_message(msg.DiffReady(left, right, config, tensors))
+        self._post_outcome(
+            lambda: msg.DiffReady(left, right, *tasks.diff(self.root, left, right)),
+            lambda error: msg.DiffReady(left, right, error=error),
+        )
 
     def on_diff_ready(self, message: msg.DiffReady) -> None:
         if message.error:
@@ -524,14 +472,10 @@ class CkptApp(App[None]):
 
     @work(thread=True, exclusive=True, group="metrics", exit_on_error=False)
     def _metrics_worker(self, run: str) -> None:
-        try:
-            from tui.core.metrics import compute_metrics
-
-            metrics = compute_metrics(self.root / run if run != "." else self.root)
-        except Exception as e:
-            self.post_message(msg.MetricsReady(run, None, error=tasks.one_line(e, self.root)))
-            return
-        self.post_message(msg.MetricsReady(run, metrics))
+        self._post_outcome(
+            lambda: msg.MetricsReady(run, tasks.fold_metrics(self.root, run)),
+            lambda error: msg.MetricsReady(run, None, error=error),
+        )
 
     def on_metrics_ready(self, message: msg.MetricsReady) -> None:
         if message.metrics is None:
@@ -546,7 +490,7 @@ class CkptApp(App[None]):
         self.push_screen(FoldMetricsScreen(message.run, message.metrics))
 
     def action_refresh(self) -> None:
-        self._inspections.clear()
+        self.store.inspections.clear()
         self._inspected = None
         self.start_scan()
 

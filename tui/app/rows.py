@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from rich.style import Style
 from rich.text import Text
 
 from tui.core.model import CheckpointInfo, run_of
@@ -26,6 +27,7 @@ KIND_SHORT = {
     "torch-pickle": "pickle",
     "safetensors-file": "st-file",
 }
+
 
 def cell(value: Any, style: str = "", justify: Any = None) -> Text:
     """A renderable for text read off disk: terminal-safe, never parsed as markup."""
@@ -45,18 +47,29 @@ def status_of(info: CheckpointInfo) -> str:
     return "complete"
 
 
+# status -> (badge text, component class that styles it). The looks live in app.tcss, on theme colours.
 BADGE = {
-    "broken": ("✖ broken", "bold red"),
-    "in progress": ("… writing", "yellow"),
-    "promoted": ("⇪ promoted", "bold magenta"),
-    "best": ("★ best", "bold green"),
-    "complete": ("✔ ok", "green"),
+    "broken": ("✖ broken", "status--broken"),
+    "in progress": ("… writing", "status--writing"),
+    "promoted": ("⇪ promoted", "status--promoted"),
+    "best": ("★ best", "status--best"),
+    "complete": ("✔ ok", "status--ok"),
+}
+# The component classes of the widgets that draw checkpoints (the browser, the detail pane).
+STYLE_CLASSES = {
+    *(css for _, css in BADGE.values()),
+    "status--none",  # "no problems"
+    "row--marked",
+    "row--group",
+    "row--dim",
 }
 
+StyleOf = Callable[[str], Style]  # a widget's get_component_rich_style
 
-def badge(info: CheckpointInfo) -> Text:
-    label, style = BADGE[status_of(info)]
-    return Text(label, style=style)
+
+def badge(info: CheckpointInfo, style_of: StyleOf) -> Text:
+    label, css = BADGE[status_of(info)]
+    return Text(label, style=style_of(css))
 
 
 def metric_value(info: CheckpointInfo) -> float | None:

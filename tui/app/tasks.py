@@ -1,4 +1,9 @@
-"""Disk-side helpers the app's thread workers call. No widgets: they return data, workers post it."""
+"""What the app's thread workers do: disk work through ``tui.core``, returning plain data for the worker
+to post. No widgets and no app state here: a task gets everything it needs as arguments (the checkpoint
+records as a snapshot taken on the UI thread).
+
+The core is imported inside the tasks, so the app's first paint never waits for it (nor for pandas).
+"""
 
 from __future__ import annotations
 
@@ -6,11 +11,17 @@ import os
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from tui.core.model import CheckpointInfo
+from tui.app import rows
+from tui.core.model import CheckpointInfo, Inspection
 from tui.core.names import SKIP_DIRS
 
+if TYPE_CHECKING:
+    from tui.core.actions import Plan, PlanAction
+
 MAX_WATCHED_DIRS = 20_000  # bounds the cost of one poll on a huge tree
+DEFAULT_PRUNE_METRIC = "loss"
 
 
 def tree_signature(root: Path, *, limit: int = MAX_WATCHED_DIRS) -> int:
@@ -31,6 +42,92 @@ def tree_signature(root: Path, *, limit: int = MAX_WATCHED_DIRS) -> int:
         except OSError:
             parts.append((str(folder), -1))
     return hash(tuple(sorted(parts)))
+
+
+def scan_batches(root: Path, *, cancelled: Callable[[], bool]) -> Iterator[list[CheckpointInfo]]:
+    from tui.core.scan import iter_checkpoints
+
+    yield from batched(iter_checkpoints(root, cancelled=cancelled), cancelled=cancelled)
+
+
+def inspect(root: Path, path: str) -> Inspection:
+    from tui.core.inspect import inspect_path
+
+    return inspect_path(root, root / path)
+
+
+def prune_metric(infos: list[CheckpointInfo], chosen: str | None) -> str:
+    """``chosen`` (--metric), else the metric most checkpoints of the run report (ties: by name)."""
+    if chosen:
+        return chosen
+    names = sorted(i.metric.name for i in infos if i.metric and i.metric.name)
+    return max(names, key=names.count) if names else DEFAULT_PRUNE_METRIC
+
+
+def plan(
+    root: Path,
+    action: PlanAction,
+    paths: list[str],
+    infos: list[CheckpointInfo],
+    keep: int,
+    metric: str | None,
+) -> Plan:
+    """The plan the confirmation modal shows: ``paths`` are checkpoints (delete, slim) or the run (prune)."""
+    from tui.core import actions
+
+    if action == "delete":
+        return actions.plan_delete(root, paths, infos)
+    if action == "slim":
+        return actions.plan_slim(root, paths, infos)
+    if action == "prune":
+        return actions.plan_prune(root, infos, keep, prune_metric(infos, metric))
+    return actions.plan_trash_empty(root)
+
+
+def execute(plan: Plan) -> tuple[bool, str]:
+    """(ok, the one-paragraph summary) of carrying out a confirmed plan."""
+    from tui.core import actions
+
+    result = actions.execute(plan)
+    return result.ok, result.summary
+
+
+def undo_last(root: Path) -> tuple[bool, str]:
+    from tui.core import actions
+
+    result = actions.undo_last(root)
+    return result.ok, result.summary
+
+
+def promote(root: Path, path: str, target: str | None, infos: list[CheckpointInfo]) -> tuple[bool, str]:
+    """Export ``path``; a relative ``target`` is relative to ROOT (what the user sees), not to where the
+    app was started. No converter: the app never imports torch; a conversion is refused with the CLI
+    command to run."""
+    from tui.core.promote import promote as export
+
+    to = None if not target else (Path(target) if Path(target).is_absolute() else root / target)
+    result = export(root, root / path, to, infos=infos)
+    text = f"Promoted {result.source} -> {result.target} ({len(result.files)} files)."
+    if result.problems:
+        text += " Problems: " + "; ".join(result.problems)
+    return not result.problems, text
+
+
+def diff(root: Path, left: str, right: str) -> tuple[list[tuple[str, Any, Any]], list[tuple[str, str, str]]]:
+    """(config differences, tensor differences) between two checkpoints."""
+    from tui.core.inspect import inspect_path
+    from tui.core.weights import tensor_table
+
+    a, b = inspect_path(root, root / left), inspect_path(root, root / right)
+    return rows.config_diff(a.config, b.config), rows.tensor_diff(
+        tensor_table(root / left), tensor_table(root / right)
+    )
+
+
+def fold_metrics(root: Path, run: str) -> dict[str, Any]:
+    from tui.core.metrics import compute_metrics
+
+    return compute_metrics(root / run if run != "." else root)
 
 
 def batched(

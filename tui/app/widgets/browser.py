@@ -1,8 +1,10 @@
 """The browser: one DataTable grouped run -> (fold) -> checkpoint, streamed into as the scan finds rows.
 
-Rows are keyed by checkpoint path (group headers by ``group:<run>``), so rescans update cells in place
-instead of rebuilding the table. Streaming is incremental: a batch recounts only the headers of the runs it
-touched (from a run -> paths index), and re-sorts row positions only when its rows did not land in order.
+It renders the app's ``CheckpointStore`` (it never changes it): the app tells it which records changed
+(``show``) or went (``drop``). Rows are keyed by checkpoint path (group headers by ``group:<run>``), so
+rescans update cells in place instead of rebuilding the table. Streaming is incremental: a batch recounts
+only the headers of the runs it touched (from a run -> paths index), and re-sorts row positions only when
+its rows did not land in order.
 """
 
 from __future__ import annotations
@@ -10,12 +12,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from rich.style import Style
 from rich.text import Text
 from textual.binding import Binding
 from textual.widgets import DataTable
 from textual.widgets.data_table import CellDoesNotExist, RowDoesNotExist
 
 from tui.app import rows
+from tui.app.store import CheckpointStore
 from tui.core.model import CheckpointInfo, run_of
 from tui.core.text import format_bytes, lower_is_better, safe_text
 
@@ -40,23 +44,22 @@ class NameCell:
     header: bool
     label: str
     marked: bool = False
+    style: Style | str = ""  # from the browser's component classes (row--group, row--marked)
 
     def __rich__(self) -> Text:
         # Names are other people's: escape codes, newlines, bidi overrides and undecodable bytes are
         # shown escaped, never sent to the terminal.
         label = safe_text(self.label)
         if self.header:
-            return Text(f"▾ {label}", style="bold")
+            return Text(f"▾ {label}", style=self.style)
         mark = "◆ " if self.marked else "  "
-        return Text(mark + label, style="bold cyan" if self.marked else "")
+        return Text(mark + label, style=self.style)
 
 
 class CheckpointBrowser(DataTable):
-    """DataTable of checkpoints. The app feeds it ``upsert``/``forget``; it owns only what it shows."""
+    """DataTable of the store's checkpoints; it owns only how they are shown (sort, filter, groups)."""
 
-    DEFAULT_CSS = """
-    CheckpointBrowser { height: 1fr; }
-    """
+    COMPONENT_CLASSES = DataTable.COMPONENT_CLASSES | rows.STYLE_CLASSES
     # What k9s / lazygit users reach for; DataTable's own home/end scroll sideways only.
     BINDINGS = [
         Binding("g,home", "scroll_top", "First row", key_display="g/home", show=False, id="browser.top"),
@@ -65,12 +68,11 @@ class CheckpointBrowser(DataTable):
         Binding("k", "cursor_up", "Up", show=False, id="browser.up"),
     ]
 
-    def __init__(self, **kwargs) -> None:
+    def __init__(self, store: CheckpointStore, **kwargs) -> None:
         super().__init__(cursor_type="row", zebra_stripes=False, **kwargs)
-        self.infos: dict[str, CheckpointInfo] = {}
+        self.store = store
         self.sort_by = "name"
         self.filter_text = ""
-        self.marked: list[str] = []
         self._groups_shown: set[str] = set()
         self._members: dict[str, set[str]] = {}  # run -> paths of its checkpoints (shown or filtered out)
         self.pin_top = False  # the app sets it while the first scan streams in: row 0 stays row 0
@@ -83,13 +85,11 @@ class CheckpointBrowser(DataTable):
 
     # --- what the app calls -------------------------------------------------------------------------
 
-    def upsert(self, infos: Iterable[CheckpointInfo]) -> None:
-        """Add new checkpoints and update changed ones in place (only the cells that changed)."""
+    def show(self, changes: Iterable[tuple[CheckpointInfo | None, CheckpointInfo]]) -> None:
+        """Render new and changed records, as ``CheckpointStore.upsert`` returns them: (old, new)."""
         touched: set[str] = set()
         added = self.row_count
-        for info in infos:
-            old = self.infos.get(info.path)
-            self.infos[info.path] = info
+        for old, info in changes:
             group = run_of(info)
             if old is not None and run_of(old) != group:
                 self._members.get(run_of(old), set()).discard(info.path)
@@ -102,27 +102,21 @@ class CheckpointBrowser(DataTable):
                     self.remove_row(info.path)
                 continue
             if shown:
-                if old != info:
-                    self._update_cells(info)
+                self._update_cells(info)
             else:
                 self._add_info_row(info)
         self._refresh_groups(touched)
         if self.row_count > added and not self._appended_in_order(self.row_count - added):
             self.arrange()
 
-    def forget(self, paths: Iterable[str]) -> None:
-        """Drop rows for paths that no longer exist on disk."""
+    def drop(self, gone: Iterable[CheckpointInfo]) -> None:
+        """Remove the rows of records the store dropped (gone from disk)."""
         touched = set()
-        for path in list(paths):
-            info = self.infos.pop(path, None)
-            if info is None:
-                continue
+        for info in gone:
             touched.add(run_of(info))
-            self._members.get(run_of(info), set()).discard(path)
-            if self._is_shown(path):
-                self.remove_row(path)
-            if path in self.marked:
-                self.marked.remove(path)
+            self._members.get(run_of(info), set()).discard(info.path)
+            if self._is_shown(info.path):
+                self.remove_row(info.path)
         self._refresh_groups(touched)
 
     def set_sort(self, sort_by: str) -> None:
@@ -131,7 +125,7 @@ class CheckpointBrowser(DataTable):
 
     def set_filter(self, text: str) -> None:
         self.filter_text = text
-        for path, info in self.infos.items():
+        for path, info in self.store.infos.items():
             want, shown = rows.matches(info, text), self._is_shown(path)
             if want and not shown:
                 self._add_info_row(info)
@@ -140,17 +134,12 @@ class CheckpointBrowser(DataTable):
         self._refresh_groups(set(self._members) | set(self._groups_shown))
         self.arrange()
 
-    def toggle_mark(self, path: str) -> list[str]:
-        """Mark or unmark ``path`` for diff; at most two marks, the oldest mark drops off."""
-        if path in self.marked:
-            self.marked.remove(path)
-        else:
-            self.marked.append(path)
-            if len(self.marked) > 2:
-                dropped = self.marked.pop(0)
-                self._update_name(dropped)
-        self._update_name(path)
-        return list(self.marked)
+    def refresh_names(self, paths: Iterable[str]) -> None:
+        """Redraw the name cells of ``paths`` (their marks changed)."""
+        for path in paths:
+            info = self.store.infos.get(path)
+            if info is not None and self._is_shown(path):
+                self.update_cell(path, "name", self._name_cell(info))
 
     @property
     def current_key(self) -> str | None:
@@ -165,7 +154,7 @@ class CheckpointBrowser(DataTable):
     @property
     def current_info(self) -> CheckpointInfo | None:
         key = self.current_key
-        return self.infos.get(key) if key and not key.startswith(GROUP_PREFIX) else None
+        return self.store.infos.get(key) if key and not key.startswith(GROUP_PREFIX) else None
 
     @property
     def current_group(self) -> str | None:
@@ -175,30 +164,14 @@ class CheckpointBrowser(DataTable):
             return None
         if key.startswith(GROUP_PREFIX):
             return key[len(GROUP_PREFIX) :]
-        info = self.infos.get(key)
+        info = self.store.infos.get(key)
         return run_of(info) if info else None
-
-    def visible_paths(self) -> list[str]:
-        """Checkpoint paths in display order (tests and the prune view use it)."""
-        out = []
-        for index in range(self.row_count):
-            key = self.coordinate_to_cell_key((index, 0))[0].value
-            if not key.startswith(GROUP_PREFIX):
-                out.append(key)
-        return out
-
-    def select_path(self, path: str) -> bool:
-        try:
-            self.move_cursor(row=self.get_row_index(path))
-        except RowDoesNotExist:
-            return False
-        return True
 
     def _order(self, cell: NameCell, key_of=None):
         """Display order: by run, the run's header first, then the sort key."""
         if cell.header:
             return (cell.group, 0, ())
-        return (cell.group, 1, (key_of or rows.sort_key(self.sort_by))(self.infos[cell.key]))
+        return (cell.group, 1, (key_of or rows.sort_key(self.sort_by))(self.store.infos[cell.key]))
 
     def _appended_in_order(self, count: int) -> bool:
         """True when the last ``count`` rows (just added at the bottom) already sit where a sort puts them."""
@@ -223,12 +196,24 @@ class CheckpointBrowser(DataTable):
 
     # --- internals ---------------------------------------------------------------------------------
 
+    def style_of(self, component: str) -> Style:
+        """The look of one of ``rows.STYLE_CLASSES``, from app.tcss (partial: the cursor row keeps its
+        background)."""
+        return self.get_component_rich_style(component, partial=True)
+
     def _is_shown(self, key: str) -> bool:
         return key in self.rows
 
     def _name_cell(self, info: CheckpointInfo) -> NameCell:
-        group = run_of(info)
-        return NameCell(info.path, group, False, rows.name_in_run(info), info.path in self.marked)
+        marked = info.path in self.store.marked
+        style = self.style_of("row--marked") if marked else ""
+        return NameCell(info.path, run_of(info), False, rows.name_in_run(info), marked, style)
+
+    def _header_cell(self, group: str) -> NameCell:
+        label = group if group != "." else "(root)"
+        return NameCell(
+            GROUP_PREFIX + group, group, True, label, style=self.style_of("row--group")
+        )
 
     def _cells(self, info: CheckpointInfo) -> dict[str, object]:
         return {
@@ -237,7 +222,7 @@ class CheckpointBrowser(DataTable):
             "step": Text(rows.step_text(info), justify="right"),
             "metric": Text(rows.metric_text(info), justify="right"),
             "size": Text(format_bytes(info.size_bytes, compact=True), justify="right"),
-            "status": rows.badge(info),
+            "status": rows.badge(info, self.style_of),
         }
 
     def _add_info_row(self, info: CheckpointInfo) -> None:
@@ -245,8 +230,7 @@ class CheckpointBrowser(DataTable):
         if not self._is_shown(GROUP_PREFIX + group):
             # The header goes in before its first row, so rows streamed in path order need no re-sort;
             # _refresh_groups fills in its counts.
-            blank = NameCell(GROUP_PREFIX + group, group, True, group if group != "." else "(root)")
-            self.add_row(blank, *[""] * (len(COLUMNS) - 1), key=GROUP_PREFIX + group)
+            self.add_row(self._header_cell(group), *[""] * (len(COLUMNS) - 1), key=GROUP_PREFIX + group)
             self._groups_shown.add(group)
         cells = self._cells(info)
         self.add_row(*(cells[key] for key, _ in COLUMNS), key=info.path)
@@ -256,15 +240,10 @@ class CheckpointBrowser(DataTable):
             if self.get_cell(info.path, key) != value:
                 self.update_cell(info.path, key, value)
 
-    def _update_name(self, path: str) -> None:
-        info = self.infos.get(path)
-        if info is not None and self._is_shown(path):
-            self.update_cell(path, "name", self._name_cell(info))
-
     def _refresh_groups(self, groups: set[str]) -> None:
         """Keep one header row per group with visible rows: count, total size, best metric."""
         for group in groups:
-            members = [self.infos[p] for p in self._members.get(group, ()) if self._is_shown(p)]
+            members = [self.store.infos[p] for p in self._members.get(group, ()) if self._is_shown(p)]
             key = GROUP_PREFIX + group
             if not members:
                 if self._is_shown(key):
@@ -278,15 +257,19 @@ class CheckpointBrowser(DataTable):
                 pick = min if lower_is_better(name) else max
                 best = f"{pick(v for v, _ in metrics):.4g}"
             broken = sum(rows.status_of(i) == "broken" for i in members)
+            dim = self.style_of("row--dim")
+            size = format_bytes(sum(i.size_bytes for i in members), compact=True)
             cells = {
-                "name": NameCell(key, group, True, group if group != "." else "(root)"),
-                "kind": Text("run", style="dim"),
-                "step": Text(f"{len(members)}", justify="right", style="dim"),
-                "metric": Text(best, justify="right", style="dim"),
-                "size": Text(
-                    format_bytes(sum(i.size_bytes for i in members), compact=True), justify="right", style="dim"
+                "name": self._header_cell(group),
+                "kind": Text("run", style=dim),
+                "step": Text(f"{len(members)}", justify="right", style=dim),
+                "metric": Text(best, justify="right", style=dim),
+                "size": Text(size, justify="right", style=dim),
+                "status": (
+                    Text(f"✖ {broken} broken", style=self.style_of("status--broken"))
+                    if broken
+                    else Text("")
                 ),
-                "status": Text(f"✖ {broken} broken", style="red") if broken else Text(""),
             }
             if self._is_shown(key):
                 for col, value in cells.items():

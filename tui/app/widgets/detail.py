@@ -11,6 +11,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Group
+from rich.style import Style
 from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
@@ -45,18 +46,20 @@ def _short(value: Any) -> str:
     return safe_text(value)
 
 
-def _problems(problems: list[str]) -> Text:
+def _problems(problems: list[str], style_of: rows.StyleOf) -> Text:
     if not problems:
-        return Text("none", style="green")
-    return Text("\n".join(f"✖ {safe_text(p)}" for p in problems), style="red")
+        return Text("none", style=style_of("status--none"))
+    return Text("\n".join(f"✖ {safe_text(p)}" for p in problems), style=style_of("status--broken"))
 
 
-def overview_renderable(root: str, info: CheckpointInfo, manifest: dict | None = None) -> Table:
+def overview_renderable(
+    root: str, info: CheckpointInfo, style_of: rows.StyleOf, manifest: dict | None = None
+) -> Table:
     # Status and problems first: in 80x24 they are what must be seen without scrolling.
     pairs: list[tuple[str, Any]] = [
         ("path", info.path),
-        ("status", rows.badge(info)),
-        ("problems", _problems(info.problems)),
+        ("status", rows.badge(info, style_of)),
+        ("problems", _problems(info.problems, style_of)),
         ("kind", info.kind),
         ("size", f"{format_bytes(info.size_bytes, compact=True)} ({info.size_bytes:,} bytes)"),
         ("metric", f"{info.metric.name} = {info.metric.value}" if info.metric else None),
@@ -74,7 +77,7 @@ def overview_renderable(root: str, info: CheckpointInfo, manifest: dict | None =
     return _kv_table(pairs)
 
 
-def weights_renderable(weights: WeightsSummary | PickleReport | None) -> Any:
+def weights_renderable(weights: WeightsSummary | PickleReport | None, style_of: rows.StyleOf) -> Any:
     if weights is None:
         return Text("No weights found in this checkpoint.", style="dim")
     parameters = f"{weights.parameters:,}" if weights.parameters is not None else None
@@ -117,7 +120,7 @@ def weights_renderable(weights: WeightsSummary | PickleReport | None) -> Any:
             table.add_row(rows.cell(f["path"]), _short(f["tensors"]), size)
         parts.append(table)
     if weights.problems:
-        parts.append(_problems(weights.problems))
+        parts.append(_problems(weights.problems, style_of))
     return Group(*parts)
 
 
@@ -167,6 +170,8 @@ def training_series(state: dict | None) -> dict[str, tuple[list[float], list[flo
 class DetailPane(Vertical):
     """Tabs that render one Inspection; ``show_*`` methods are the only way the app updates it."""
 
+    COMPONENT_CLASSES = rows.STYLE_CLASSES
+
     def compose(self) -> ComposeResult:
         with TabbedContent(id="detail-tabs"):
             for number, tab in enumerate(TABS, start=1):
@@ -204,7 +209,11 @@ class DetailPane(Vertical):
     def _set(self, tab: str, renderable: Any) -> None:
         self.query_one(f"#body-{tab}", Static).update(renderable)
 
-    def show_message(self, text: str, style: str = "dim") -> None:
+    def style_of(self, component: str) -> Style:
+        """The look of one of ``rows.STYLE_CLASSES``, from app.tcss."""
+        return self.get_component_rich_style(component, partial=True)
+
+    def show_message(self, text: str, style: Style | str = "dim") -> None:
         for tab in TABS:
             self._set(tab, rows.cell(text, style=style))
         self._hide_plot()
@@ -216,22 +225,22 @@ class DetailPane(Vertical):
             ("run", group),
             ("checkpoints", len(infos)),
             ("size", f"{format_bytes(total, compact=True)} ({total:,} bytes)"),
-            ("broken", _problems(broken) if broken else Text("none", style="green")),
+            ("broken", _problems(broken, self.style_of)),
             ("hint", "f: fold metrics · p: prune · ↓ select a checkpoint"),
         ]
         self.show_message("Select a checkpoint of this run.")
         self._set("overview", _kv_table(pairs))
 
     def show_error(self, root: str, info: CheckpointInfo | None, error: str) -> None:
-        self.show_message(f"Could not read this checkpoint: {error}", style="red")
+        self.show_message(f"Could not read this checkpoint: {error}", style=self.style_of("status--broken"))
         if info is not None:
             problems = [*info.problems, error]
             shown = CheckpointInfo(**{**info.__dict__, "problems": problems, "complete": False})
-            self._set("overview", overview_renderable(root, shown))
+            self._set("overview", overview_renderable(root, shown, self.style_of))
 
     def show_inspection(self, root: str, inspection: Inspection) -> None:
         info = inspection.info
-        self._set("overview", overview_renderable(root, info, inspection.manifest))
+        self._set("overview", overview_renderable(root, info, self.style_of, inspection.manifest))
         self._set(
             "config",
             _kv_table(sorted(rows.flatten(inspection.config).items()))
@@ -244,7 +253,7 @@ class DetailPane(Vertical):
             if inspection.tokenizer
             else Text("No tokenizer files.", style="dim"),
         )
-        self._set("weights", weights_renderable(inspection.weights))
+        self._set("weights", weights_renderable(inspection.weights, self.style_of))
         self._set("files", files_renderable(inspection.files))
         self._show_training(inspection.trainer_state)
 

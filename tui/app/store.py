@@ -1,0 +1,64 @@
+"""The app's model: every checkpoint the scan reported, the inspections read so far, and the marks.
+
+Only the UI thread changes it (message handlers); widgets render it; a worker gets a ``snapshot()``, a
+list taken on the UI thread, so a scan batch arriving meanwhile cannot change what the worker iterates.
+Records are replaced, never changed in place, so a snapshot stays consistent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from tui.core.model import CheckpointInfo, Inspection, run_of
+
+MAX_MARKS = 2  # diff compares two checkpoints
+
+
+class CheckpointStore:
+    def __init__(self) -> None:
+        self.infos: dict[str, CheckpointInfo] = {}  # by path, relative to ROOT
+        self.inspections: dict[str, Inspection] = {}  # by path; dropped when the checkpoint changes
+        self.marked: list[str] = []  # paths marked for diff, oldest first
+
+    def upsert(self, infos: Iterable[CheckpointInfo]) -> list[tuple[CheckpointInfo | None, CheckpointInfo]]:
+        """Store ``infos``; returns (previous record or None, new record) for each one that is new or
+        changed. A changed checkpoint's inspection is dropped: it no longer describes it."""
+        changed = []
+        for info in infos:
+            old = self.infos.get(info.path)
+            if old == info:
+                continue
+            self.infos[info.path] = info
+            cached = self.inspections.get(info.path)
+            if cached is not None and cached.info != info:
+                del self.inspections[info.path]
+            changed.append((old, info))
+        return changed
+
+    def forget(self, paths: Iterable[str]) -> list[CheckpointInfo]:
+        """Drop checkpoints that are gone from disk; returns the records dropped."""
+        gone = []
+        for path in paths:
+            info = self.infos.pop(path, None)
+            if info is None:
+                continue
+            gone.append(info)
+            self.inspections.pop(path, None)
+            if path in self.marked:
+                self.marked.remove(path)
+        return gone
+
+    def snapshot(self) -> list[CheckpointInfo]:
+        """Every checkpoint, as a list a worker thread may iterate while the UI thread goes on."""
+        return list(self.infos.values())
+
+    def of_run(self, run: str) -> list[CheckpointInfo]:
+        return [i for i in self.infos.values() if run_of(i) == run]
+
+    def toggle_mark(self, path: str) -> str | None:
+        """Mark or unmark ``path``; at most ``MAX_MARKS``, the oldest drops off (returned)."""
+        if path in self.marked:
+            self.marked.remove(path)
+            return None
+        self.marked.append(path)
+        return self.marked.pop(0) if len(self.marked) > MAX_MARKS else None
