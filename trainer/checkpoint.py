@@ -10,8 +10,6 @@ intact, so resume never picks a half-written one. Which checkpoint to resume is 
 from __future__ import annotations
 
 import json
-import os
-import re
 import shutil
 import sys
 from collections.abc import Callable
@@ -21,15 +19,15 @@ from typing import Any
 
 from trainer.distributed import main_decides
 from tui.core import commit as protocol
-from tui.core.names import RANDOM_STATES, ZERO_RANK_SHARD
+from tui.core.commit import fsync_path as _fsync_file
+from tui.core.names import RANDOM_STATES, ZERO_RANK_SHARD, step_dir_name
+from tui.core.names import STEP_DIR as _STEP_RE
+from tui.core.names import TRAIN_STATE as TRAIN_STATE_NAME
+from tui.core.names import TRAINER_STATE as TRAINER_STATE_NAME
 
-STEP_PREFIX = "step_"
-TRAIN_STATE_NAME = "train_state.json"
-TRAINER_STATE_NAME = "trainer_state.json"
 ADAPTER_DIR = "adapter"
 # Above this size save_pretrained writes model-0000i-of-0000n.safetensors + an index (docs/FORMAT.md).
 DEFAULT_MAX_SHARD_SIZE = "2GB"
-_STEP_RE = re.compile(r"^step_(\d+)$")
 # The files of save_state that one rank writes: its ZeRO partitions and its RNG state (docs/FORMAT.md).
 _RANK_FILE_RES = (ZERO_RANK_SHARD, RANDOM_STATES)
 
@@ -45,10 +43,6 @@ def select_to_keep(steps: list[int], best_step: int | None, keep_last: int) -> s
     if best_step is not None and best_step in unique:
         kept.add(best_step)
     return kept
-
-
-def step_dir_name(step: int) -> str:
-    return f"{STEP_PREFIX}{step}"
 
 
 def _committed_steps(folder: Path) -> dict[int, Path]:
@@ -67,14 +61,6 @@ def _committed_steps(folder: Path) -> dict[int, Path]:
         if manifest is not None and manifest.get("kind") == "step-checkpoint":
             found[int(match.group(1))] = child
     return found
-
-
-def _fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def writer_rank(name: str, world_size: int) -> int:

@@ -19,7 +19,15 @@ from tui.core.commit import atomic_dir, verify
 DEMO_SEED = 1234
 NUM_ROWS = 720
 LABEL_NOISE = 0.06
-SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+# The BERT-style special tokens by their tokenizer role (kwargs of PreTrainedTokenizerFast), ids 0-4.
+SPECIAL_TOKEN_ROLES = {
+    "pad_token": "[PAD]",
+    "unk_token": "[UNK]",
+    "cls_token": "[CLS]",
+    "sep_token": "[SEP]",
+    "mask_token": "[MASK]",
+}
+SPECIAL_TOKENS = list(SPECIAL_TOKEN_ROLES.values())
 
 # Three topics with their own words; the filler words are shared, so a model must find the topic words.
 TOPIC_WORDS = {
@@ -90,15 +98,7 @@ def train_tokenizer(texts: list[str]):
         pair="[CLS] $A [SEP] $B:1 [SEP]:1",
         special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)],
     )
-    return PreTrainedTokenizerFast(
-        tokenizer_object=tok,
-        unk_token="[UNK]",
-        pad_token="[PAD]",
-        cls_token="[CLS]",
-        sep_token="[SEP]",
-        mask_token="[MASK]",
-        model_max_length=128,
-    )
+    return PreTrainedTokenizerFast(tokenizer_object=tok, model_max_length=128, **SPECIAL_TOKEN_ROLES)
 
 
 def tiny_deberta(vocab_size: int, labels: list[str], seed: int = DEMO_SEED):

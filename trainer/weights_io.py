@@ -72,17 +72,36 @@ def write_safetensors(path: Path, tensors: dict, pool: ThreadPoolExecutor) -> st
     return digest.hexdigest()
 
 
-def _prepared_state_dict(model, state_dict: dict) -> dict:
-    """The tensors save_pretrained would write: tied copies removed, original key names restored."""
-    from transformers.modeling_utils import remove_tied_weights_from_state_dict
+def _without_tied_copies(model, state_dict: dict) -> dict:
+    """Drop the second name of each tied pair (safetensors refuses aliases). transformers' own rule (which
+    name stays) when it has one; else the first name of each shared tensor stays, and from_pretrained
+    ties the other back. tests/trainer/test_weights_io.py pins both against save_pretrained."""
+    try:
+        from transformers.modeling_utils import remove_tied_weights_from_state_dict
+    except ImportError:
+        seen: set[tuple[int, int, tuple[int, ...]]] = set()
+        out = {}
+        for key, tensor in state_dict.items():
+            alias = (tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tuple(tensor.shape))
+            if alias not in seen or not tensor.numel():
+                out[key] = tensor
+            seen.add(alias)
+        return out
+    return remove_tied_weights_from_state_dict(state_dict, model)
 
-    state_dict = remove_tied_weights_from_state_dict(dict(state_dict), model)
+
+def _original_key_names(model, state_dict: dict) -> dict:
+    """Undo the key renames transformers applies at load time (none without that machinery)."""
     try:
         from transformers.core_model_loading import revert_weight_conversion
+    except ImportError:
+        return state_dict
+    return revert_weight_conversion(model, state_dict)
 
-        state_dict = revert_weight_conversion(model, state_dict)
-    except ImportError:  # transformers without load-time weight conversions
-        pass
+
+def _prepared_state_dict(model, state_dict: dict) -> dict:
+    """The tensors save_pretrained would write: tied copies removed, original key names restored."""
+    state_dict = _original_key_names(model, _without_tied_copies(model, dict(state_dict)))
     seen: set[tuple[int, int]] = set()
     out = {}
     for key, tensor in state_dict.items():

@@ -5,6 +5,7 @@ import pytest
 
 from tests.fixtures import synthetic
 from tests.fixtures.ops import age_tree, info, write_file
+from tests.fixtures.real import tiny_bert_config
 from tui import convert
 from tui.core import commit
 from tui.core import promote as promote_mod
@@ -225,17 +226,8 @@ torch.save(expected, out / "expected_state.pt")
 '''
 
 
-def tiny_config(num_labels=3):
-    from transformers import BertConfig
-
-    return BertConfig(
-        vocab_size=100,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        num_labels=num_labels,
-    )
+def tiny_config():
+    return tiny_bert_config(labels=("a", "b", "c"))
 
 
 def assert_same_weights(folder, expected):

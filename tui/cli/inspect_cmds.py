@@ -7,13 +7,17 @@ from __future__ import annotations
 import json
 import os
 import sys
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 from tui.cli.output import cell, console, jsonable, print_json, warn
+from tui.core.model import CheckpointInfo
 from tui.core.text import format_bytes, format_count, safe_text
 
 FLOAT_KEYS = ("accuracy", "f1_macro", "log_loss")
+# inspect's first table: every CheckpointInfo field but those shown elsewhere (title, problem lines).
+HEAD_KEYS = tuple(f.name for f in fields(CheckpointInfo) if f.name not in ("path", "problems", "mtime"))
 
 
 def register(sub) -> None:
@@ -173,22 +177,7 @@ def _inspect_tables(result) -> None:
     head = Table(title=cell(data["path"]), show_header=False)
     head.add_column("key")
     head.add_column("value")
-    for key in (
-        "kind",
-        "complete",
-        "size_bytes",
-        "tensors",
-        "parameters",
-        "dtypes",
-        "step",
-        "epoch",
-        "fold",
-        "best",
-        "run",
-        "in_progress",
-        "promoted",
-        "metric",
-    ):
+    for key in HEAD_KEYS:
         head.add_row(key, cell(json.dumps(data[key])))
     out.print(head)
     for section in ("config", "tokenizer", "trainer_state"):

@@ -14,7 +14,7 @@ import math
 import os
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -46,6 +46,9 @@ WEIGHT_PATTERNS = ("*.safetensors", "pytorch_model*.bin", "model*.bin", "*.ckpt"
 # What a plan does; a Result also reports "undo" (restoring trash entries).
 PlanAction = Literal["delete", "slim", "prune", "trash-empty"]
 ResultAction = Literal["delete", "slim", "prune", "trash-empty", "undo"]
+Paths = Iterable[Path | str]  # absolute, or relative to ROOT
+Infos = Iterable[CheckpointInfo]  # the scan's records (best / promoted protect)
+Clock = Callable[[], float]
 
 
 @dataclass
@@ -76,15 +79,7 @@ class Plan:
     clock: Callable[[], float] = field(default=time.time, repr=False)
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "action": self.action,
-            "root": self.root,
-            "items": [asdict(i) for i in self.items],
-            "refusals": [asdict(r) for r in self.refusals],
-            "kept": [asdict(k) for k in self.kept],
-            "total_bytes": self.total_bytes,
-            "summary": self.summary,
-        }
+        return _json_fields(self, skip=("infos", "clock"))
 
 
 @dataclass
@@ -103,21 +98,30 @@ class Result:
         return not self.refused and not self.errors
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "action": self.action,
-            "root": self.root,
-            "done": [asdict(i) for i in self.done],
-            "refused": [asdict(r) for r in self.refused],
-            "errors": self.errors,
-            "trash_ids": self.trash_ids,
-            "bytes": self.bytes,
-            "ok": self.ok,
-            "summary": self.summary,
-        }
+        out = _json_fields(self)
+        out["ok"] = self.ok
+        out["summary"] = out.pop("summary")  # last, as in the plan
+        return out
+
+
+def _json_fields(record: Plan | Result, skip: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A plan's or result's fields as JSON: item and refusal records become objects."""
+    out: dict[str, Any] = {}
+    for f in fields(record):
+        if f.name not in skip:
+            value = getattr(record, f.name)
+            out[f.name] = [asdict(v) if is_dataclass(v) else v for v in value] if isinstance(value, list) else value
+    return out
 
 
 def _root(root: Path | str) -> Path:
     return Path(os.path.realpath(root))
+
+
+def _new_plan(action: PlanAction, root: Path | str, infos: Infos, clock: Clock) -> tuple[Plan, Safety]:
+    """An empty plan over a snapshot of ``infos``, and the safety rules it is checked against."""
+    root_p, infos = _root(root), list(infos)
+    return Plan(action, str(root_p), infos=infos, clock=clock), Safety(root_p, infos, clock=clock)
 
 
 def _info_index(infos: Iterable[CheckpointInfo]) -> dict[str, CheckpointInfo]:
@@ -175,19 +179,10 @@ def _undo_sentence(root: Path) -> str:
 # --- delete ----------------------------------------------------------------------------------------------
 
 
-def plan_delete(
-    root: Path | str,
-    paths: Iterable[Path | str],
-    infos: Iterable[CheckpointInfo] = (),
-    *,
-    clock: Callable[[], float] = time.time,
-) -> Plan:
+def plan_delete(root: Path | str, paths: Paths, infos: Infos = (), *, clock: Clock = time.time) -> Plan:
     """Plan moving ``paths`` (absolute, or relative to ROOT) to the trash."""
-    root_p = _root(root)
-    infos = list(infos)
-    safety = Safety(root_p, infos, clock=clock)
-    index = _info_index(infos)
-    plan = Plan("delete", str(root_p), infos=infos, clock=clock)
+    plan, safety = _new_plan("delete", root, infos, clock)
+    root_p, index = safety.root, _info_index(plan.infos)
     allowed: list[Path] = []
     for given in paths:
         reasons = safety.reasons(given)
@@ -276,10 +271,8 @@ def plan_prune(
     if mode not in (None, "max", "min"):
         raise ValueError(f"mode must be 'max' or 'min', got {mode!r}")
     lower = lower_is_better(metric) if mode is None else mode == "min"
-    root_p = _root(root)
-    infos = list(infos)
-    safety = Safety(root_p, infos, clock=clock)
-    plan = Plan("prune", str(root_p), infos=infos, clock=clock)
+    plan, safety = _new_plan("prune", root, infos, clock)
+    root_p, infos = safety.root, plan.infos
     groups: dict[tuple[str, int | None], list[CheckpointInfo]] = {}
     units, holders = _prune_units(infos)
     for info in units:
@@ -346,22 +339,14 @@ def _slim_candidates(folder: Path) -> tuple[list[tuple[Path, str]], bool]:
     return found, has_weights
 
 
-def plan_slim(
-    root: Path | str,
-    paths: Iterable[Path | str],
-    infos: Iterable[CheckpointInfo] = (),
-    *,
-    clock: Callable[[], float] = time.time,
-) -> Plan:
+def plan_slim(root: Path | str, paths: Paths, infos: Infos = (), *, clock: Clock = time.time) -> Plan:
     """Plan dropping optimizer / scheduler / RNG / ZeRO optimizer states from checkpoint folders.
 
     ZeRO optimizer shards hold the fp32 master weights, the only full copy under ZeRO-3: they are kept
     unless the folder also holds consolidated weights (promote first to make one).
     """
-    root_p = _root(root)
-    infos = list(infos)
-    safety = Safety(root_p, infos, clock=clock)
-    plan = Plan("slim", str(root_p), infos=infos, clock=clock)
+    plan, safety = _new_plan("slim", root, infos, clock)
+    root_p = safety.root
     for given in paths:
         located, reason = safety.locate(given)
         shown = safety.rel(located) if located is not None else str(given)

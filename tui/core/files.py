@@ -59,6 +59,16 @@ def load_json(path: Path | str, *, limit: int = JSON_LIMIT) -> tuple[Any, str | 
         return None, f"{path.name}: invalid JSON ({first_line(e)})"
 
 
+def load_json_object(path: Path | str, *, limit: int = JSON_LIMIT) -> tuple[dict[str, Any] | None, list[str]]:
+    """(the JSON object, []) or (None, [one-line problem]); (None, []) when the file does not exist."""
+    data, problem = load_json(path, limit=limit)
+    if problem is not None:
+        return None, [problem]
+    if data is not None and not isinstance(data, dict):
+        return None, [f"{Path(path).name}: not a JSON object"]
+    return data, []
+
+
 def json_object(path: Path | str, *, limit: int = JSON_LIMIT) -> dict[str, Any] | None:
     """The JSON object in ``path``; None when it is missing, unreadable, not JSON or not an object."""
     data, _ = load_json(path, limit=limit)

@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from tui.core.files import load_json
+from tui.core.files import load_json, load_json_object
 from tui.core.names import ADAPTER_CONFIG, CONFIG_FILE, TOKENIZER_FILES, TRAINER_STATE
 
 CONFIG_LIMIT = 16 << 20
@@ -34,13 +34,9 @@ def _str(v: Any) -> str | None:
 
 
 def config_summary(folder: Path) -> tuple[dict[str, Any] | None, list[str]]:
-    data, err = load_json(Path(folder) / CONFIG_FILE, limit=CONFIG_LIMIT)
-    if err:
-        return None, [err]
+    data, problems = load_json_object(Path(folder) / CONFIG_FILE, limit=CONFIG_LIMIT)
     if data is None:
-        return None, []
-    if not isinstance(data, dict):
-        return None, ["config.json: not a JSON object"]
+        return None, problems
     id2label = data.get("id2label")
     id2label = {str(k): str(v) for k, v in id2label.items()} if isinstance(id2label, dict) else None
     num_labels = len(id2label) if id2label else _int(data.get("num_labels"))
@@ -63,13 +59,9 @@ def config_summary(folder: Path) -> tuple[dict[str, Any] | None, list[str]]:
 
 def adapter_config_summary(folder: Path) -> tuple[dict[str, Any] | None, list[str]]:
     """PEFT adapter_config.json: base model, method, rank and targets."""
-    data, err = load_json(Path(folder) / ADAPTER_CONFIG, limit=CONFIG_LIMIT)
-    if err:
-        return None, [err]
+    data, problems = load_json_object(Path(folder) / ADAPTER_CONFIG, limit=CONFIG_LIMIT)
     if data is None:
-        return None, []
-    if not isinstance(data, dict):
-        return None, ["adapter_config.json: not a JSON object"]
+        return None, problems
     targets = data.get("target_modules")
     return {
         "peft_type": _str(data.get("peft_type")),
@@ -191,13 +183,9 @@ def trainer_state_summary(
     ``best_model_checkpoint_resolved`` is posix relative to ``root`` when given, else absolute.
     """
     folder = Path(folder)
-    data, err = load_json(folder / name, limit=STATE_LIMIT)
-    if err:
-        return None, [err]
+    data, problems = load_json_object(folder / name, limit=STATE_LIMIT)
     if data is None:
-        return None, []
-    if not isinstance(data, dict):
-        return None, [f"{name}: not a JSON object"]
+        return None, problems
     raw_best = data.get("best_model_checkpoint")
     resolved = resolve_best_checkpoint(folder, raw_best)
     resolved_text = None

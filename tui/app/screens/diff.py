@@ -40,18 +40,16 @@ class DiffScreen(ModalScreen[None]):
             yield Static("esc close   ← → switch tab", classes="hint")
 
     def on_mount(self) -> None:
-        config = self.query_one("#diff-config-table", DataTable)
-        config.add_columns("key", "A", "B")
-        for key, a, b in self.config_diff:
-            config.add_row(_cell(key), _cell(a), _cell(b))
-        if not self.config_diff:
-            config.add_row("(configs are identical)", "", "")
-        tensors = self.query_one("#diff-tensor-table", DataTable)
-        tensors.add_columns("tensor", "A", "B")
-        for name, a, b in self.tensor_diff:
-            tensors.add_row(_cell(name), _cell(a), _cell(b))
-        if not self.tensor_diff:
-            tensors.add_row("(same tensor names, dtypes and shapes)", "", "")
+        self._fill("#diff-config-table", "key", self.config_diff, "(configs are identical)")
+        self._fill("#diff-tensor-table", "tensor", self.tensor_diff, "(same tensor names, dtypes and shapes)")
+
+    def _fill(self, table_id: str, what: str, differences: list, when_none: str) -> None:
+        table = self.query_one(table_id, DataTable)
+        table.add_columns(what, "A", "B")
+        for row in differences:
+            table.add_row(*(_cell(value) for value in row))
+        if not differences:
+            table.add_row(when_none, "", "")
 
     def action_close(self) -> None:
         self.dismiss(None)

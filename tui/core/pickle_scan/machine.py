@@ -152,23 +152,15 @@ def _add_items(stack: list, items: list, *, pairs: bool) -> None:
 # How the arguments of the common binary opcodes are decoded inline: "u" (an unsigned little-endian int
 # of ``size`` bytes), "str"/"bytes" (a ``size``-byte length, then that many bytes). Every other opcode
 # with an argument is "slow": pickletools' own reader.
-_FAST_ARGS = {
-    "BININT1": ("u", 1),
-    "BININT2": ("u", 2),
-    "BINGET": ("u", 1),
-    "LONG_BINGET": ("u", 4),
-    "BINPUT": ("u", 1),
-    "LONG_BINPUT": ("u", 4),
-    "PROTO": ("u", 1),
+_FAST_ARGS: dict[str, tuple[str, int]] = {
+    **dict.fromkeys(("BININT1", "BINGET", "BINPUT", "PROTO", "EXT1"), ("u", 1)),
+    **dict.fromkeys(("BININT2", "EXT2"), ("u", 2)),
+    **dict.fromkeys(("LONG_BINGET", "LONG_BINPUT"), ("u", 4)),
     "FRAME": ("u", 8),
-    "EXT1": ("u", 1),
-    "EXT2": ("u", 2),
-    "SHORT_BINUNICODE": ("str", 1),
-    "BINUNICODE": ("str", 4),
-    "BINUNICODE8": ("str", 8),
-    "SHORT_BINBYTES": ("bytes", 1),
-    "BINBYTES": ("bytes", 4),
-    "BINBYTES8": ("bytes", 8),
+    **{
+        name: ("str", size) for name, size in (("SHORT_BINUNICODE", 1), ("BINUNICODE", 4), ("BINUNICODE8", 8))
+    },
+    **{name: ("bytes", size) for name, size in (("SHORT_BINBYTES", 1), ("BINBYTES", 4), ("BINBYTES8", 8))},
 }
 # opcode byte -> (name, argument kind, size of the fixed part, pickletools opcode)
 _OPS: dict[int, tuple[str, str | None, int, Any]] = {
