@@ -111,6 +111,9 @@ class TrainConfig:
     )
     save_every: int = _f(50, "write a resumable checkpoint every N optimizer steps; 0 = never")
     keep_last: int = _f(2, "resumable checkpoints kept per fold (the best one is always kept too)")
+    group_by_length: bool = _f(
+        True, "batch rows of similar length together (less padding); the order stays seeded per epoch"
+    )
 
     def __post_init__(self) -> None:
         _require(self.lr is None or self.lr > 0, "train.lr", f"must be > 0, got {self.lr}")

@@ -6,7 +6,6 @@ a second and prints one line (``DataError``) instead of a distributed traceback.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from trainer.config import Config
+from trainer.sampling import EpochSeededSampler, longest_first
 
 
 class DataError(ValueError):
@@ -159,6 +159,10 @@ class EncodedDataset:
         picked = {key: [values[i] for i in positions] for key, values in self.encodings.items()}
         return EncodedDataset(picked, self.labels[positions], self.rows[positions])
 
+    def lengths(self) -> np.ndarray:
+        """Tokens per row (before padding)."""
+        return np.array([len(ids) for ids in self.encodings["input_ids"]], dtype=np.int64)
+
 
 def encode(table: Table, cfg: Config, tokenizer, rows: np.ndarray) -> EncodedDataset:
     frame = table.frame.iloc[rows]
@@ -168,37 +172,23 @@ def encode(table: Table, cfg: Config, tokenizer, rows: np.ndarray) -> EncodedDat
     return EncodedDataset(dict(enc), table.label_ids()[rows], np.asarray(rows))
 
 
-# --------------------------------------------------------------------------------------------- order
-def epoch_seed(seed: int, fold: int, epoch: int) -> int:
-    return int(np.random.SeedSequence([seed, fold, epoch]).generate_state(1, dtype=np.uint64)[0] >> 1)
-
-
-class EpochSeededSampler:
-    """A permutation that depends only on (seed, fold, epoch): a resumed run replays the same order, and
-    ``skip_first_batches`` can drop exactly the batches the killed run had consumed."""
-
-    def __init__(self, num_rows: int, seed: int, fold: int):
-        self.num_rows, self.seed, self.fold, self.epoch = num_rows, seed, fold, 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return self.num_rows
-
-    def __iter__(self) -> Iterator[int]:
-        rng = np.random.default_rng(epoch_seed(self.seed, self.fold, self.epoch))
-        return iter(rng.permutation(self.num_rows).tolist())
-
-
-def make_loaders(train_ds: EncodedDataset, valid_ds: EncodedDataset, tokenizer, cfg: Config, fold: int):
+# -------------------------------------------------------------------------------------------- loaders
+def make_loaders(
+    train_ds: EncodedDataset, valid_ds: EncodedDataset, tokenizer, cfg: Config, fold: int, num_processes: int = 1
+):
     """(train loader, its sampler, valid loader) before ``accelerator.prepare``."""
     import torch
     from torch.utils.data import DataLoader
     from transformers import DataCollatorWithPadding
 
     collate = DataCollatorWithPadding(tokenizer, pad_to_multiple_of=pad_multiple(cfg), return_tensors="pt")
-    sampler = EpochSeededSampler(len(train_ds), cfg.train.seed, fold)
+    sampler = EpochSeededSampler(
+        len(train_ds),
+        cfg.train.seed,
+        fold,
+        lengths=train_ds.lengths() if cfg.train.group_by_length else None,
+        rows_per_step=cfg.train.batch_size * cfg.train.grad_accum * num_processes,
+    )
     options = loader_options(cfg)
     # Every DataLoader iteration draws a worker base seed, from the global torch RNG unless it has its own
     # generator. A resumed run starts a (skipping) iteration the killed run never started mid-epoch, so
@@ -212,10 +202,11 @@ def make_loaders(train_ds: EncodedDataset, valid_ds: EncodedDataset, tokenizer, 
         generator=torch.Generator().manual_seed(cfg.train.seed),
         **options,
     )
+    # Predictions carry their row index, so any order works; longest first pads least.
     valid = DataLoader(
         valid_ds,
         batch_size=cfg.train.eval_batch_size,
-        shuffle=False,
+        sampler=longest_first(valid_ds.lengths()).tolist(),
         collate_fn=collate,
         generator=torch.Generator().manual_seed(cfg.train.seed),
         **options,

@@ -291,7 +291,9 @@ def prepare_fold(
     set_seed(cfg.train.seed + fold)
     train_ds = encoded.subset(np.flatnonzero(fold_of_row != fold))
     valid_ds = encoded.subset(np.flatnonzero(fold_of_row == fold))
-    train_dl, sampler, valid_dl = make_loaders(train_ds, valid_ds, tokenizer, cfg, fold)
+    train_dl, sampler, valid_dl = make_loaders(
+        train_ds, valid_ds, tokenizer, cfg, fold, accelerator.num_processes
+    )
     model = load_model(plan.model_dir, plan.table.labels, cfg)
 
     # accelerate hands each process every num_processes-th batch, padding with repeats to even lengths.

@@ -1,9 +1,9 @@
 """Issue 5's kill test: SIGKILL the 2-process DeepSpeed ZeRO-2 CPU training at >= 20 seeded moments,
 resume each time, and get exactly the run an uninterrupted launch produces.
 
-How the moments are chosen (``kill_schedule``, seeded; printed on any failure). The run is 2 folds x 30
-optimizer steps = 60 positions; the non-start-up kills get sorted random target positions spread over
-all 60, so kills land in both folds, around the fold boundary, and the run always advances from one
+How the moments are chosen (``kill_schedule``, seeded; printed on any failure). The run is 2 folds x 32
+optimizer steps = 64 positions; the non-start-up kills get sorted random target positions spread over
+all 64, so kills land in both folds, around the fold boundary, and the run always advances from one
 kill to the next (a kill relative to the launch would keep hitting the first steps after the resumed
 checkpoint and leave fold 1 untouched):
 
@@ -58,22 +58,25 @@ MIN_KILLS = 20  # issue 5: at least 20 kills
 MIN_MID_WRITE = 3  # kills that demonstrably left a half-written checkpoint behind
 SEGMENT_TIMEOUT_S = 120  # one launch never needs this long; a hang fails instead of eating CI time
 
-# Tiny on purpose: 160 rows, 2 folds, 2 x 8 rows per step, 6 epochs = 30 optimizer steps per fold, a
+# Tiny on purpose: 256 rows, 2 folds, 2 x 8 rows per step, 4 epochs = 32 optimizer steps per fold, a
 # resumable checkpoint every 3 steps and an evaluation (maybe a fold model save) every 5: a commit is
-# in flight a good part of the time, which is what the write-kills need.
+# in flight a good part of the time, which is what the write-kills need. Batches are length-grouped
+# (the default), and 128 training rows make mega-batches of 2 world batches (trainer/sampling.py), so
+# the resumed order is a real grouped one, not a single sorted batch.
 TRAIN_ARGS = [
     "--data.id_column", "id",
     "--folds.num_folds", "2",
     "--train.batch_size", "8",
-    "--train.epochs", "6",
+    "--train.epochs", "4",
     "--train.save_every", "3",
     "--train.eval_every", "5",
     "--train.keep_last", "2",
 ]  # fmt: skip
 STEP_LINE = re.compile(r"^fold (\d+) step (\d+) epoch", re.MULTILINE)
-# 160 rows / 2 folds = 80 training rows per fold / (8 rows x 2 ranks) = 5 steps per epoch x 6 epochs.
+ROWS = 256
+# 256 rows / 2 folds = 128 training rows per fold / (8 rows x 2 ranks) = 8 steps per epoch x 4 epochs.
 # Checked against the reference run's trainer_state.json, so a change of the config cannot drift silently.
-STEPS_PER_FOLD = 30
+STEPS_PER_FOLD = 32
 NUM_FOLDS = 2
 
 
@@ -202,7 +205,7 @@ def kill_schedule(seed: int, n: int) -> list[Kill]:
     rng = random.Random(seed)
     modes = [rng.choices(["startup", "write", "train"], weights=[2, 5, 3])[0] for _ in range(n)]
     moving = [m for m in modes if m != "startup"]
-    # Positions 1..59 (the last step of fold 1 is left to the final segment), sorted, distinct.
+    # Positions 1..63 (the last step of fold 1 is left to the final segment), sorted, distinct.
     targets = iter(sorted(rng.sample(range(1, NUM_FOLDS * STEPS_PER_FOLD), len(moving))))
     kills = []
     for mode in modes:
@@ -382,7 +385,7 @@ def test_sigkill_at_20_moments_and_resume_gives_the_uninterrupted_run(tmp_path):
     from trainer.demo import demo_dataframe
 
     data = tmp_path / "data.csv"
-    demo_dataframe(num_rows=160, seed=7).to_csv(data, index=False)
+    demo_dataframe(num_rows=ROWS, seed=7).to_csv(data, index=False)
     out = tmp_path / "runs"  # both runs share out/_demo/ (the demo model is materialised once)
 
     ref_log = tmp_path / "reference.log"

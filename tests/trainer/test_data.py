@@ -1,4 +1,4 @@
-"""trainer.data: validation errors, label maps, seeded epoch order."""
+"""trainer.data: validation errors, label maps (the row order: test_sampling.py)."""
 
 from pathlib import Path
 
@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from trainer.config import parse_args
-from trainer.data import DataError, EpochSeededSampler, LabelMap, load_and_validate, validate
+from trainer.data import DataError, LabelMap, load_and_validate, validate
 from trainer.demo import demo_dataframe
 
 
@@ -64,17 +64,6 @@ def test_label_map_sorts_ints_numerically_and_strings_lexically():
     assert ints.encode(pd.Series([10, 1])).tolist() == [2, 0] and ints.decode(np.array([1])) == [2]
     strs = LabelMap.from_values(pd.Series(["pos", "neg", "neu"]))
     assert strs.classes == ("neg", "neu", "pos") and strs.label2id()["pos"] == 2
-
-
-def test_epoch_order_depends_only_on_seed_fold_epoch():
-    def order(seed, fold, epoch):
-        s = EpochSeededSampler(50, seed, fold)
-        s.set_epoch(epoch)
-        return list(s)
-
-    assert order(1, 0, 3) == order(1, 0, 3)
-    assert sorted(order(1, 0, 3)) == list(range(50))
-    assert len({tuple(order(*a)) for a in [(1, 0, 3), (1, 0, 4), (1, 1, 3), (2, 0, 3)]}) == 4
 
 
 def test_demo_data_is_deterministic_and_not_trivial():
