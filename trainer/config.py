@@ -114,13 +114,21 @@ class TrainConfig:
     group_by_length: bool = _f(
         True, "batch rows of similar length together (less padding); the order stays seeded per epoch"
     )
+    log_every: int = _f(
+        0, "off a terminal, a progress line every N optimizer steps; 0 = auto (about 10 per epoch, "
+        "at most one per 50 steps)"
+    )
+    cpu_threads: int = _f(
+        0, "torch threads per process on CPU; 0 = auto (OMP_NUM_THREADS if you set it, else the cores "
+        "available divided by the processes on this machine)"
+    )
 
     def __post_init__(self) -> None:
         _require(self.lr is None or self.lr > 0, "train.lr", f"must be > 0, got {self.lr}")
         _require(self.weight_decay >= 0, "train.weight_decay", "must be >= 0")
         for key in ("epochs", "batch_size", "eval_batch_size", "grad_accum", "keep_last"):
             _require(getattr(self, key) >= 1, f"train.{key}", f"must be >= 1, got {getattr(self, key)}")
-        for key in ("warmup_steps", "eval_every", "patience", "save_every"):
+        for key in ("warmup_steps", "eval_every", "patience", "save_every", "log_every", "cpu_threads"):
             _require(getattr(self, key) >= 0, f"train.{key}", f"must be >= 0, got {getattr(self, key)}")
         _require(self.max_grad_norm >= 0, "train.max_grad_norm", "must be >= 0")
         _require(self.scheduler in SCHEDULERS, "train.scheduler", f"must be one of {', '.join(SCHEDULERS)}")
@@ -225,6 +233,7 @@ class Config:
 _NOT_HASHED = (
     ("train", "save_every"), ("train", "keep_last"), ("folds", "folds"), ("data", "num_workers"),
     ("train", "tf32"), ("train", "gradient_checkpointing"), ("train", "compile"),
+    ("train", "log_every"), ("train", "cpu_threads"),
 )  # fmt: skip
 _SECTION_TYPES = {
     "data": DataConfig,

@@ -24,6 +24,8 @@ import pandas as pd
 from trainer import demo, evaluate, outputs
 from trainer.checkpoint import StepCheckpointer, save_fold_model
 from trainer.config import Config
+from trainer.console import StepLog, auto_log_every, make_console, quiet_libraries
+from trainer.cpu_threads import configure_cpu_threads
 from trainer.data import EncodedDataset, encode, make_loaders
 from trainer.distributed import main_decides
 from trainer.folds import FOLDS_FILE, load_or_create, read_folds
@@ -110,19 +112,14 @@ def make_accelerator(cfg: Config):
     )
 
 
-def _console(accelerator):
-    from rich.console import Console
-
-    return Console(stderr=True, quiet=not accelerator.is_main_process)
-
-
 def train(cfg: Config, plan: Plan) -> dict[str, Any] | None:
     """Train every fold of the plan; returns cv.json's object (on the main process)."""
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()  # per-shard bars at every fold save drown the step log
+    threads = configure_cpu_threads(cfg.train.cpu_threads)
     accelerator = make_accelerator(cfg)
-    console = _console(accelerator)
+    quiet_libraries(accelerator.is_main_process)
+    console = make_console(accelerator.is_main_process)
+    if threads:
+        console.print(threads, highlight=False)
     run_dir = cfg.run.run_dir()
     main = accelerator.is_main_process
     if main and plan.mode == "overwrite" and run_dir.exists():
@@ -334,11 +331,14 @@ def train_fold(
             f"fold {fold}: resumed from {latest[0].name} (epoch {state.epoch}, "
             f"{state.batches_consumed_in_epoch} batches into it)"
         )
-    evaluator = _Evaluator(accelerator, cfg, plan, tokenizer, fr, fold, checkpointer.folder)
-    log = _StepLog(accelerator, cfg, fr, fold, console, state)
+    total_steps = fr.steps_per_epoch * cfg.train.epochs
+    log_every = cfg.train.log_every or auto_log_every(fr.steps_per_epoch)
+    log = StepLog(console, fold, total_steps, log_every, done_steps=state.global_step)
+    evaluator = _Evaluator(accelerator, cfg, plan, tokenizer, fr, fold, checkpointer.folder, log.print)
     samples_per_step = (
         cfg.train.batch_size * accelerator.gradient_accumulation_steps * accelerator.num_processes
     )
+    started, first_step = time.perf_counter(), state.global_step
 
     with log:
         for epoch in range(state.epoch, cfg.train.epochs):
@@ -364,7 +364,11 @@ def train_fold(
                 if not step_done:
                     continue
                 state.global_step += 1
-                log.step(epoch, grad_norm, samples_per_step)
+                lr = float(fr.scheduler.get_last_lr()[0])
+                state.log_history.append(
+                    log.step(state.global_step, epoch_float(state, fr), lr, grad_norm, samples_per_step,
+                             state.skipped_steps)
+                )  # fmt: skip
                 if cfg.train.eval_every and state.global_step % cfg.train.eval_every == 0:
                     evaluator.run(state, epoch_float(state, fr))
                 if cfg.train.save_every and state.global_step % cfg.train.save_every == 0:
@@ -382,9 +386,12 @@ def train_fold(
     if accelerator.is_main_process:
         best = Path(checkpointer.folder) / BEST_VALID_FILE
         outputs.write_csv_atomic(outputs.valid_df_path(run_dir, fold), pd.read_csv(best))
-    console.print(
+    seconds = time.perf_counter() - started
+    rate = (state.global_step - first_step) * samples_per_step / max(seconds, 1e-9)
+    log.print(
         f"fold {fold}: best {cfg.train.metric} {state.best_metric:.4f} at step {state.best_step}; "
-        f"{state.global_step} steps, {state.skipped_steps} skipped (fp16 overflow)"
+        f"{state.global_step} steps ({seconds:.1f} s, {rate:.0f} samples/s with evaluation), "
+        f"{state.skipped_steps} skipped (fp16 overflow)"
     )
     return state
 
@@ -418,15 +425,16 @@ class _Evaluator:
     """Evaluate, track the best, save the best fold model and its predictions, decide early stopping."""
 
     def __init__(
-        self, accelerator, cfg: Config, plan: Plan, tokenizer, fr: FoldRun, fold: int, ckpt_dir: Path
+        self, accelerator, cfg: Config, plan: Plan, tokenizer, fr: FoldRun, fold: int, ckpt_dir: Path, say
     ):
-        self.acc, self.cfg, self.plan, self.tokenizer, self.fr, self.fold = (
+        self.acc, self.cfg, self.plan, self.tokenizer, self.fr, self.fold, self.say = (
             accelerator,
             cfg,
             plan,
             tokenizer,
             fr,
             fold,
+            say,
         )
         self.best_valid = Path(ckpt_dir) / BEST_VALID_FILE
         self.fold_dir = outputs.fold_model_dir(cfg.run.run_dir(), cfg, fold)
@@ -451,14 +459,13 @@ class _Evaluator:
         else:
             state.patience_left -= 1
             state.stopped_early = cfg.train.patience > 0 and state.patience_left <= 0
-        if self.acc.is_main_process:
-            mark = " *" if improved else ""
-            _console(self.acc).print(
-                f"fold {self.fold} step {state.global_step} eval: "
-                + " ".join(f"{k} {v:.4f}" for k, v in scores.items())
-                + mark
-                + (" (early stop)" if state.stopped_early else "")
-            )
+        mark = " *" if improved else ""
+        self.say(
+            f"fold {self.fold} step {state.global_step} eval: "
+            + " ".join(f"{k} {v:.4f}" for k, v in scores.items())
+            + mark
+            + (" (early stop)" if state.stopped_early else "")
+        )
 
     def _save_best(self, state: FoldState, epoch: float, value: float, rows, probs) -> None:
         trainer_state = {
@@ -482,72 +489,3 @@ class _Evaluator:
             frame = evaluate.valid_frame(self.plan.table, self.cfg, rows, probs)
             outputs.write_csv_atomic(self.best_valid, frame)
         self.acc.wait_for_everyone()
-
-
-class _StepLog:
-    """Rich progress bar and one log line per optimizer step, on the main process only."""
-
-    def __init__(self, accelerator, cfg: Config, fr: FoldRun, fold: int, console, state: FoldState):
-        self.acc, self.cfg, self.fr, self.fold, self.console, self.state = (
-            accelerator,
-            cfg,
-            fr,
-            fold,
-            console,
-            state,
-        )
-        self.losses: list[float] = []
-        self.progress = None
-        self.last_time = time.perf_counter()
-
-    def __enter__(self):
-        if self.acc.is_main_process:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-            self.progress = Progress(
-                TextColumn("[bold]fold {task.fields[fold]}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeRemainingColumn(),
-                console=self.console,
-            )
-            self.progress.start()
-            self.task = self.progress.add_task(
-                "train",
-                total=self.fr.steps_per_epoch * self.cfg.train.epochs,
-                completed=self.state.global_step,
-                fold=self.fold,
-            )
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self.progress is not None:
-            self.progress.stop()
-
-    def add_loss(self, loss: float) -> None:
-        self.losses.append(loss)
-
-    def step(self, epoch: int, grad_norm: float | None, samples_per_step: int) -> None:
-        state = self.state
-        now = time.perf_counter()
-        rate = samples_per_step / max(now - self.last_time, 1e-9)
-        self.last_time = now
-        loss = float(np.mean(self.losses)) if self.losses else float("nan")
-        self.losses = []
-        lr = float(self.fr.scheduler.get_last_lr()[0])
-        entry = {
-            "step": state.global_step,
-            "epoch": epoch_float(state, self.fr),
-            "loss": loss,
-            "learning_rate": lr,
-        }
-        if grad_norm is not None:
-            entry["grad_norm"] = grad_norm
-        state.log_history.append(entry)
-        if self.progress is not None:
-            self.progress.update(self.task, completed=state.global_step)
-            skipped = f" skipped {state.skipped_steps}" if state.skipped_steps else ""
-            self.console.print(
-                f"fold {self.fold} step {state.global_step} epoch {entry['epoch']:.2f} "
-                f"loss {loss:.4f} lr {lr:.3e} {rate:.0f} samples/s{skipped}"
-            )

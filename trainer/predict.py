@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from trainer.console import quiet_libraries
+from trainer.cpu_threads import configure_cpu_threads
 from tui.core import commit as protocol
 from tui.core.files import read_json_dict
 from tui.core.names import CONFIG_FILE, CV_FILE, FOLD_MODEL_DIR, MANIFEST_NAME, RUN_FILE
@@ -169,16 +171,19 @@ def predict(
     texts = table[text_column].fillna("").astype(str).tolist()
     pairs = table[text_pair_column].fillna("").astype(str).tolist() if text_pair_column else None
 
+    threads = None
     if accelerator is None:
         from accelerate import Accelerator
 
         from trainer.distributed import process_group_handlers
 
+        threads = configure_cpu_threads()
         accelerator = Accelerator(kwargs_handlers=process_group_handlers())
+    quiet_libraries(accelerator.is_main_process)
     if accelerator.is_main_process:
         print(
             f"predicting {len(table)} rows with {len(paths)} fold models on {accelerator.num_processes} "
-            f"process{'es' if accelerator.num_processes != 1 else ''}",
+            f"process{'es' if accelerator.num_processes != 1 else ''}" + (f"; {threads}" if threads else ""),
             file=sys.stderr,
         )
     tokenizer = AutoTokenizer.from_pretrained(found.models[0].path)

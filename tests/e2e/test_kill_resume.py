@@ -71,8 +71,9 @@ TRAIN_ARGS = [
     "--train.save_every", "3",
     "--train.eval_every", "5",
     "--train.keep_last", "2",
+    "--train.log_every", "1",  # a line per step: the log is how the kills find their moment
 ]  # fmt: skip
-STEP_LINE = re.compile(r"^fold (\d+) step (\d+) epoch", re.MULTILINE)
+STEP_LINE = re.compile(r"^fold (\d+) step (\d+)/\d+ epoch", re.MULTILINE)
 ROWS = 256
 # 256 rows / 2 folds = 128 training rows per fold / (8 rows x 2 ranks) = 8 steps per epoch x 4 epochs.
 # Checked against the reference run's trainer_state.json, so a change of the config cannot drift silently.

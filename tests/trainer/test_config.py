@@ -70,6 +70,7 @@ def test_hash_ignores_where_and_how_often_it_saves():
         parse_args(["--train.save_every", "7", "--train.keep_last", "5", "--folds", "1"]).config_hash()
         == base
     )
+    assert parse_args(["--train.log_every", "3", "--train.cpu_threads", "4"]).config_hash() == base
     assert parse_args(["--train.group_by_length", "false"]).config_hash() != base  # another batch order
     assert parse_args(["--train.lr", "1e-4"]).config_hash() != base
     assert parse_args(["--train.lr", "2e-3"]).config_hash() == base  # the demo default, made explicit
