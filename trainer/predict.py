@@ -14,6 +14,7 @@ from typing import Any
 
 from trainer.console import quiet_libraries
 from trainer.cpu_threads import configure_cpu_threads
+from trainer.sampling import longest_first
 from tui.core import commit as protocol
 from tui.core.files import read_json_dict
 from tui.core.names import CONFIG_FILE, CV_FILE, FOLD_MODEL_DIR, MANIFEST_NAME, RUN_FILE
@@ -151,7 +152,12 @@ def predict(
     import pandas as pd
     import torch
     from torch.utils.data import DataLoader
-    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import (
+        AutoConfig,
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+        DataCollatorWithPadding,
+    )
 
     found = find_models(Path(source))
     paths = [m.path for m in found.models]
@@ -187,17 +193,18 @@ def predict(
             file=sys.stderr,
         )
     tokenizer = AutoTokenizer.from_pretrained(found.models[0].path)
+    encoded = tokenizer(texts, pairs, truncation=True, max_length=max_length)  # once for every fold model
+    pad = DataCollatorWithPadding(tokenizer, return_tensors="pt")
 
     def collate(rows: list[int]) -> dict[str, Any]:
-        batch = tokenizer(
-            [texts[i] for i in rows], [pairs[i] for i in rows] if pairs else None,
-            truncation=True, max_length=max_length, padding=True, return_tensors="pt",
-        )  # fmt: skip
+        batch = pad([{key: values[i] for key, values in encoded.items()} for i in rows])
         batch["rows"] = torch.tensor(rows)
         return dict(batch)
 
+    # Longest rows first: batches of similar length pad little; the rows carry their index back.
+    order = longest_first([len(ids) for ids in encoded["input_ids"]]).tolist()
     loader = accelerator.prepare_data_loader(
-        DataLoader(list(range(len(table))), batch_size=batch_size, shuffle=False, collate_fn=collate)
+        DataLoader(order, batch_size=batch_size, shuffle=False, collate_fn=collate)
     )
     dtype = torch.float32 if accelerator.device.type == "cpu" else "auto"
     mean = np.zeros((len(table), len(labels)))
