@@ -299,19 +299,20 @@ def test_empty_folder_and_directory_named_like_weights(tmp_path):
 def test_module_prefix_rules():
     from tui.core.weights import _modules
 
-    class T:
-        def __init__(self, name, n):
-            self.name, self.numel = name, n
+    def modules(*pairs):
+        return _modules([n for n, _ in pairs], [k for _, k in pairs])
 
-    assert _modules([T("deberta.embeddings.w", 2), T("deberta.encoder.layer.0.w", 3)]) == (
+    assert modules(("deberta.embeddings.w", 2), ("deberta.encoder.layer.0.w", 3)) == (
         "deberta.",
         {"encoder": 3, "embeddings": 2},
     )
-    assert _modules([T("w", 1)]) == ("", {"w": 1})
-    assert _modules([T("model.w", 1)]) == ("model.", {"w": 1})
-    assert _modules([T("model.w", 1), T("model", 2)]) == ("", {"model": 3})  # "model" has nothing left
-    assert _modules([T("layers.0.a", 1), T("layers.0.b", 2)]) == ("layers.", {"0": 3})  # not past an index
-    assert _modules([]) == ("", {})
+    assert modules(("w", 1)) == ("", {"w": 1})
+    assert modules(("model.w", 1)) == ("model.", {"w": 1})
+    assert modules(("model.w", 1), ("model", 2)) == ("", {"model": 3})  # "model" has nothing left
+    assert modules(("layers.0.a", 1), ("layers.0.b", 2)) == ("layers.", {"0": 3})  # not past an index
+    assert modules(("a.b.x", 1), ("a.bc.y", 2)) == ("a.", {"bc": 2, "b": 1})  # components, not characters
+    assert modules(("a.b", 1), ("a.b.c", 2)) == ("a.", {"b": 3})
+    assert modules() == ("", {})
 
 
 def test_sum_over_header_numbers(tmp_path):

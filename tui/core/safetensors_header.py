@@ -5,8 +5,9 @@ API (docs/ARCHITECTURE.md, "Core API")::
     class HeaderError(ValueError)      # one-line message naming the file and the problem
     @dataclass TensorEntry(name, dtype, shape, start, end)   # offsets relative to the data section
         .numel, .nbytes (= end - start), .expected_nbytes (numel * itemsize; None if misaligned)
-    @dataclass SafetensorsHeader(path, header_len, file_size, tensors, metadata, problems)
-        .data_size, .parameters, .dtypes
+    @dataclass SafetensorsHeader(path, header_len, file_size, entries, metadata, problems)
+        .tensors (name -> TensorEntry, built on first use), .data_size, .parameters, .dtypes
+        .entries: list of (name, dtype, shape, start, end, numel) tuples in header order
     read_header(path, *, max_header_bytes=100 << 20) -> SafetensorsHeader   # raises HeaderError
     DTYPE_BITS: dict[str, int]        # every dtype name safetensors 0.8 knows, with its width in bits
 
@@ -21,10 +22,18 @@ the header ourselves and sort what we find into two bins:
 * ``HeaderError`` (the file cannot be described): shorter than 8 bytes (a zero-byte file included: the
   message says "zero-byte file"), not a regular file, header length above ``max_header_bytes`` or beyond
   the end of the file (e.g. ``2**60``), header not UTF-8, not JSON, not a JSON object, and entries with an
-  unknown dtype, a malformed or negative or overflowing (> u64) shape, or bad ``data_offsets``.
+  unknown dtype, a malformed or negative or overflowing (> u64) shape, or bad ``data_offsets``; more than
+  ``MAX_TENSORS`` tensors, more than ``MAX_JSON_VALUES`` JSON values (both counted on the raw bytes before
+  parsing, so a hostile header never becomes millions of Python objects) or a tensor name longer than
+  ``MAX_NAME_CHARS`` (real names are under 200 characters).
 * ``SafetensorsHeader.problems`` (the header is readable, the file would not load): data beyond the end
   of the file (truncated), overlapping offsets, gaps or trailing bytes (non-contiguous data, which
   safetensors refuses), byte length != numel * itemsize, a malformed ``__metadata__``.
+
+Speed: one tight pass over the parsed JSON checks every entry with plain type tests and keeps a compact
+tuple per tensor; only a header that fails it takes the per-entry path that words the exact error.
+``SafetensorsHeader.tensors`` (``TensorEntry`` objects) is built on first use; the weight summaries read
+the compact ``entries``.
 
 tests/core/test_safetensors_header.py cross-checks this parser against ``safetensors.safe_open`` on
 files written by ``safetensors.torch.save_file``.
@@ -38,10 +47,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tui.core.files import open_regular_file
+
+try:
+    import orjson
+except ImportError:  # no wheel for this platform: the standard library parses every header alone
+    orjson = None
 from tui.core.text import quoted, safe_message, safe_text
 
 __all__ = [
     "DTYPE_BITS",
+    "MAX_NAME_CHARS",
+    "MAX_TENSORS",
     "HeaderError",
     "SafetensorsHeader",
     "TensorEntry",
@@ -77,13 +93,22 @@ DTYPE_BITS: dict[str, int] = {
 
 _U64 = 1 << 64
 _MAX_PROBLEMS = 12  # per kind of problem; the rest are counted in one line
+# Real single files hold up to a few thousand tensors (a whole sharded MoE model ~100k); parsed JSON costs
+# ~60 bytes per value, so these keep one header under ~150 MB of Python objects.
+MAX_TENSORS = 100_000
+MAX_JSON_VALUES = 2_000_000
+MAX_NAME_CHARS = 4096
+_FAST_MAX_DIMS = 8  # longer shapes take the per-entry path, which bounds the product as it goes
+
+# One tensor, compact: (name, dtype, shape, start, end, numel); shape as parsed (a list of ints).
+Entry = tuple[str, str, list, int, int, int]
 
 
 class HeaderError(ValueError):
     """A safetensors file whose header cannot be read; the message is one line naming the problem."""
 
 
-@dataclass
+@dataclass(slots=True)
 class TensorEntry:
     name: str
     dtype: str
@@ -115,9 +140,20 @@ class SafetensorsHeader:
     path: str
     header_len: int
     file_size: int
-    tensors: dict[str, TensorEntry]
+    entries: list[Entry]  # in header order
     metadata: dict[str, str] | None
     problems: list[str] = field(default_factory=list)
+    _tensors: dict[str, TensorEntry] | None = field(default=None, init=False, repr=False, compare=False)
+
+    @property
+    def tensors(self) -> dict[str, TensorEntry]:
+        """name -> TensorEntry, built on first use."""
+        if self._tensors is None:
+            self._tensors = {
+                e[0]: TensorEntry(name=e[0], dtype=e[1], shape=tuple(e[2]), start=e[3], end=e[4])
+                for e in self.entries
+            }
+        return self._tensors
 
     @property
     def data_size(self) -> int:
@@ -126,14 +162,14 @@ class SafetensorsHeader:
 
     @property
     def parameters(self) -> int:
-        return sum(t.numel for t in self.tensors.values())
+        return sum(e[5] for e in self.entries)
 
     @property
     def dtypes(self) -> dict[str, int]:
         """dtype -> parameters."""
         out: dict[str, int] = {}
-        for t in self.tensors.values():
-            out[t.dtype] = out.get(t.dtype, 0) + t.numel
+        for e in self.entries:
+            out[e[1]] = out.get(e[1], 0) + e[5]
         return out
 
 
@@ -204,10 +240,54 @@ def _read_header(path: str | os.PathLike, max_header_bytes: int) -> SafetensorsH
 
 
 def _parse(name: str, label: str, raw: bytes, size: int) -> SafetensorsHeader:
+    _check_counts(label, raw)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
         raise HeaderError(f"{label}: header is not UTF-8 (bad byte at offset {8 + e.start})") from None
+    obj = _orjson_object(raw)
+    entries = _fast_entries(obj) if obj is not None else None
+    if entries is None:  # the standard parser decides what the header holds and words what is wrong
+        obj, entries = _checked_parse(label, text)
+    assert obj is not None
+
+    problems: list[str] = []
+    if not text.startswith("{"):
+        problems.append(f"{label}: header does not start with '{{' (safetensors refuses it)")
+    metadata: dict[str, str] | None = None
+    info = obj.get("__metadata__", _ABSENT)
+    if info is not _ABSENT:
+        if isinstance(info, dict) and all(isinstance(v, str) for v in info.values()):
+            metadata = info
+        else:
+            problems.append(f"{label}: __metadata__ is not a string-to-string map (safetensors refuses it)")
+
+    data_size = size - 8 - len(raw)
+    problems.extend(_layout_problems(label, entries, data_size))
+    return SafetensorsHeader(
+        path=name,
+        header_len=len(raw),
+        file_size=size,
+        entries=entries,
+        metadata=metadata,
+        problems=problems,
+    )
+
+
+def _orjson_object(raw: bytes) -> dict[str, Any] | None:
+    """The header parsed by orjson (3-5x faster than json), or None when orjson is missing or refuses it.
+    orjson turns integers beyond 64 bits into floats; ``_fast_entries`` accepts only ints where numbers
+    matter, so whatever it accepts parses the same with ``json``."""
+    if orjson is None:
+        return None
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    return obj if type(obj) is dict else None
+
+
+def _checked_parse(label: str, text: str) -> tuple[dict[str, Any], list[Entry]]:
     try:
         obj = json.loads(text)
     except RecursionError:
@@ -217,33 +297,64 @@ def _parse(name: str, label: str, raw: bytes, size: int) -> SafetensorsHeader:
         raise HeaderError(f"{label}: header is not valid JSON ({msg[:120]})") from None
     if not isinstance(obj, dict):
         raise HeaderError(f"{label}: header is a JSON {_json_kind(obj)}, not an object")
+    entries = _fast_entries(obj)
+    if entries is None:  # something is off: the per-entry path raises the exact error (or accepts)
+        entries = [_entry(label, key, value) for key, value in obj.items() if key != "__metadata__"]
+    return obj, entries
 
-    problems: list[str] = []
-    if not text.startswith("{"):
-        problems.append(f"{label}: header does not start with '{{' (safetensors refuses it)")
-    metadata: dict[str, str] | None = None
-    tensors: dict[str, TensorEntry] = {}
+
+_ABSENT = object()
+
+
+def _check_counts(label: str, raw: bytes) -> None:
+    """Bound what parsing would build, from byte counts that can only over-estimate: every object (each
+    tensor is one) has a ``{``, every value but the first follows a ``,``, ``:`` or ``[``. A header under
+    1 MiB cannot reach either limit."""
+    if len(raw) <= 1 << 20:
+        return
+    objects = raw.count(b"{")
+    if objects > MAX_TENSORS + 1:
+        raise HeaderError(
+            f"{label}: header holds up to {objects} JSON objects, over the limit of {MAX_TENSORS} tensors "
+            "per file (corrupt file or not safetensors)"
+        )
+    values = objects + raw.count(b",") + raw.count(b":") + raw.count(b"[")
+    if values > MAX_JSON_VALUES:
+        raise HeaderError(
+            f"{label}: header holds up to {values} JSON values, over the {MAX_JSON_VALUES} limit "
+            "(corrupt file or not safetensors)"
+        )
+
+
+def _fast_entries(obj: dict[str, Any]) -> list[Entry] | None:
+    """Every entry as a compact tuple when each passes plain type checks; None at the first doubt."""
+    bits_of = DTYPE_BITS
+    u64 = _U64
+    out: list[Entry] = []
+    append = out.append
     for key, info in obj.items():
         if key == "__metadata__":
-            if isinstance(info, dict) and all(isinstance(v, str) for v in info.values()):
-                metadata = info
-            else:
-                problems.append(
-                    f"{label}: __metadata__ is not a string-to-string map (safetensors refuses it)"
-                )
             continue
-        tensors[key] = _entry(label, key, info)
-
-    data_size = size - 8 - len(raw)
-    problems.extend(_layout_problems(label, tensors, data_size))
-    return SafetensorsHeader(
-        path=name,
-        header_len=len(raw),
-        file_size=size,
-        tensors=tensors,
-        metadata=metadata,
-        problems=problems,
-    )
+        if type(info) is not dict or len(key) > MAX_NAME_CHARS:
+            return None
+        dtype = info.get("dtype")
+        shape = info.get("shape")
+        offsets = info.get("data_offsets")
+        if type(dtype) is not str or type(shape) is not list or type(offsets) is not list:
+            return None
+        bits = bits_of.get(dtype)
+        if bits is None or len(shape) > _FAST_MAX_DIMS or len(offsets) != 2:
+            return None
+        numel = 1
+        for d in shape:
+            if type(d) is not int or not 0 <= d < u64:
+                return None
+            numel *= d
+        start, end = offsets
+        if type(start) is not int or type(end) is not int or not 0 <= start <= end < u64 or numel * bits >= u64:
+            return None
+        append((key, dtype, shape, start, end, numel))
+    return out
 
 
 def _json_kind(obj: Any) -> str:
@@ -262,7 +373,12 @@ def _is_uint(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool) and 0 <= v < _U64
 
 
-def _entry(label: str, key: str, info: Any) -> TensorEntry:
+def _entry(label: str, key: str, info: Any) -> Entry:
+    if len(key) > MAX_NAME_CHARS:
+        raise HeaderError(
+            f"{label}: tensor name of {len(key)} characters exceeds the {MAX_NAME_CHARS}-character limit "
+            f"({quoted(key[:60])}...)"
+        )
     shown = quoted(key)
     if not isinstance(info, dict):
         raise HeaderError(f"{label}: tensor {shown}: entry is not an object")
@@ -290,39 +406,37 @@ def _entry(label: str, key: str, info: Any) -> TensorEntry:
     start, end = offsets
     if end < start:
         raise HeaderError(f"{label}: tensor {shown}: data_offsets end {end} < start {start}")
-    return TensorEntry(name=key, dtype=dtype, shape=tuple(shape), start=start, end=end)
+    return (key, dtype, shape, start, end, numel)
 
 
-def _layout_problems(label: str, tensors: dict[str, TensorEntry], data_size: int) -> list[str]:
+def _layout_problems(label: str, entries: list[Entry], data_size: int) -> list[str]:
     out: list[str] = []
     sizes: list[str] = []
-    for t in tensors.values():
-        want = t.expected_nbytes
-        if want is None:
-            sizes.append(f"{quoted(t.name)} ({t.dtype} x {t.numel} does not end on a byte boundary)")
-        elif want != t.nbytes:
-            sizes.append(f"{quoted(t.name)} ({t.nbytes} bytes for {t.numel} x {t.dtype} = {want})")
+    bits_of = DTYPE_BITS
+    for name, dtype, _, start, end, numel in entries:
+        bits = numel * bits_of[dtype]
+        if bits % 8:
+            sizes.append(f"{quoted(name)} ({dtype} x {numel} does not end on a byte boundary)")
+        elif bits // 8 != end - start:
+            sizes.append(f"{quoted(name)} ({end - start} bytes for {numel} x {dtype} = {bits // 8})")
     out.extend(_capped(f"{label}: byte length != numel * itemsize for", sizes))
 
-    ordered = sorted(tensors.values(), key=lambda t: (t.start, t.end))
     overlaps: list[str] = []
     gaps: list[str] = []
     cursor = 0
-    prev: TensorEntry | None = None
-    for t in ordered:
-        if t.start < cursor and prev is not None:
-            overlaps.append(
-                f"{quoted(prev.name)} and {quoted(t.name)} (bytes {t.start}-{min(cursor, t.end)})"
-            )
-        elif t.start > cursor:
-            gaps.append(f"{t.start - cursor} unused bytes before {quoted(t.name)}")
-        if t.end >= cursor:
-            cursor, prev = t.end, t
+    prev: str | None = None
+    for name, _, _, start, end, _ in sorted(entries, key=_by_offsets):
+        if start < cursor and prev is not None:
+            overlaps.append(f"{quoted(prev)} and {quoted(name)} (bytes {start}-{min(cursor, end)})")
+        elif start > cursor:
+            gaps.append(f"{start - cursor} unused bytes before {quoted(name)}")
+        if end >= cursor:
+            cursor, prev = end, name
     out.extend(_capped(f"{label}: overlapping data offsets:", overlaps))
     out.extend(_capped(f"{label}: non-contiguous data offsets:", gaps))
 
     if cursor > data_size:
-        last = prev.name if prev is not None else "?"
+        last = prev if prev is not None else "?"
         out.append(
             f"{label}: truncated: tensor data ends at byte {cursor} of the data section (tensor {quoted(last)}) "
             f"but the file holds only {max(data_size, 0)} data bytes"
@@ -332,6 +446,10 @@ def _layout_problems(label: str, tensors: dict[str, TensorEntry], data_size: int
             f"{label}: {data_size - cursor} trailing bytes after the last tensor (safetensors refuses it)"
         )
     return out
+
+
+def _by_offsets(e: Entry) -> tuple[int, int]:
+    return e[3], e[4]
 
 
 def _capped(head: str, items: list[str]) -> list[str]:

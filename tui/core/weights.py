@@ -39,6 +39,7 @@ gives one module per layer index under the prefix ``base_model.model.bert.encode
 
 from __future__ import annotations
 
+import heapq
 import json
 import os
 from collections.abc import Iterable
@@ -47,13 +48,14 @@ from typing import Any, ClassVar, Literal
 
 from tui.core.files import open_regular_file
 from tui.core.names import SAFETENSORS_INDEX, SAFETENSORS_SHARD
-from tui.core.safetensors_header import HeaderError, SafetensorsHeader, TensorEntry, read_header
+from tui.core.safetensors_header import Entry, HeaderError, read_header
 from tui.core.text import first_line, quoted, safe_message, safe_text
 
 __all__ = ["WeightsSummary", "resolve_weight_files", "summarize_weights", "tensor_table"]
 
 MAX_INDEX_BYTES = 64 << 20
 LARGEST = 10
+MAX_SUMMARY_TENSORS = 1_000_000  # a whole sharded MoE model holds ~100k
 _MAX_NAMES = 5  # tensor names quoted in one problem line
 
 
@@ -123,8 +125,8 @@ def tensor_table(folder: Any) -> dict[str, tuple[str, tuple[int, ...]]]:
                 header = read_header(os.path.join(plan.base, name))
             except HeaderError:
                 continue
-            for t in header.tensors.values():
-                out.setdefault(t.name, (t.dtype, t.shape))
+            for name, dtype, shape, *_ in header.entries:
+                out.setdefault(name, (dtype, tuple(shape)))
         return out
     except Exception:
         return {}
@@ -304,8 +306,13 @@ def _summarize(folder_or_files: Any, index_file: Any) -> WeightsSummary:
     plan = resolve_weight_files(folder_or_files, index_file)
     out = WeightsSummary(index=plan.index, index_metadata=plan.index_metadata)
     out.problems.extend(plan.problems)
-    headers: dict[str, SafetensorsHeader] = {}
-    for name in plan.names:
+    # Shards of one model (an index, or model-0000i-of-0000n names) must not repeat a tensor; separate
+    # files given together (accelerate's model.safetensors + model_1.safetensors) may, and all count.
+    sharded = plan.weight_map is not None or any(SAFETENSORS_SHARD.match(os.path.basename(n)) for n in plan.names)
+    # One shard at a time: each header is reduced to these and dropped before the next is read.
+    acc = _Totals()
+    readable: set[str] = set()
+    for i, name in enumerate(plan.names):
         path = os.path.join(plan.base, name) if plan.base else name
         record: dict[str, Any] = {
             "path": name,
@@ -316,6 +323,12 @@ def _summarize(folder_or_files: Any, index_file: Any) -> WeightsSummary:
             "ok": False,
         }
         out.files.append(record)
+        if acc.count >= MAX_SUMMARY_TENSORS:
+            out.problems.append(
+                f"stopped after {acc.count} tensors in {i} of {len(plan.names)} files: "
+                f"over the {MAX_SUMMARY_TENSORS} tensors one summary reads"
+            )
+            break
         if plan.weight_map is not None and not os.path.lexists(path):
             out.problems.append(f"missing shard named in index: {safe_text(name, 300)}")
             continue
@@ -329,11 +342,11 @@ def _summarize(folder_or_files: Any, index_file: Any) -> WeightsSummary:
             except OSError:
                 pass
             continue
-        headers[name] = header
+        readable.add(name)
         record.update(
             size_bytes=header.file_size,
             header_bytes=header.header_len,
-            tensors=len(header.tensors),
+            tensors=len(header.entries),
             parameters=header.parameters,
             ok=not header.problems,
         )
@@ -341,51 +354,87 @@ def _summarize(folder_or_files: Any, index_file: Any) -> WeightsSummary:
         out.problems.extend(header.problems)
         if out.metadata is None and header.metadata is not None:
             out.metadata = header.metadata
+        acc.add(name, header.entries, sharded)
     out.shards = len(plan.names)
     if not plan.names and not out.problems:
         out.problems.append("no .safetensors weights found")
-
-    # Shards of one model (an index, or model-0000i-of-0000n names) must not repeat a tensor; separate
-    # files given together (accelerate's model.safetensors + model_1.safetensors) may, and all count.
-    sharded = plan.weight_map is not None or any(SAFETENSORS_SHARD.match(os.path.basename(n)) for n in plan.names)
-    where: dict[str, str] = {}  # tensor -> shard holding it
-    entries: list[TensorEntry] = []
-    dupes: list[str] = []
-    for name, header in headers.items():
-        for t in header.tensors.values():
-            if t.name in where and sharded:
-                dupes.append(f"{quoted(t.name)} ({where[t.name]} and {name})")
-                continue
-            where.setdefault(t.name, name)
-            entries.append(t)
-    if dupes:
-        out.problems.append(f"tensor(s) stored in two shards: {_names(dupes)}")
+    if acc.dupes:
+        out.problems.append(f"tensor(s) stored in two shards: {_names(acc.dupes, acc.dupe_count)}")
     if plan.weight_map is not None:
-        out.problems.extend(_index_problems(plan, headers, where))
+        out.problems.extend(_index_problems(plan, readable, acc.where))
 
-    dtypes: dict[str, int] = {}
-    for t in entries:
-        n = t.numel
-        out.parameters += n
-        out.bytes += t.nbytes
-        dtypes[t.dtype] = dtypes.get(t.dtype, 0) + n
-    out.tensors = len(entries)
-    out.dtypes = dict(sorted(dtypes.items(), key=lambda kv: (-kv[1], kv[0])))
-    out.module_prefix, out.modules = _modules(entries)
-    top = sorted(entries, key=lambda t: (-t.numel, t.name))[:LARGEST]
+    out.parameters, out.bytes, out.tensors = acc.parameters, acc.bytes, len(acc.names)
+    out.dtypes = dict(sorted(acc.dtypes.items(), key=lambda kv: (-kv[1], kv[0])))
+    out.module_prefix, out.modules = _modules(acc.names, acc.numels)
     out.largest = [
-        {"name": t.name, "dtype": t.dtype, "shape": list(t.shape), "parameters": t.numel} for t in top
+        {"name": n, "dtype": d, "shape": list(shape), "parameters": numel}
+        for _, n, d, shape, numel in sorted(acc.largest)
     ]
     return out
 
 
-def _index_problems(plan: WeightFilesPlan, headers: dict[str, SafetensorsHeader], where: dict[str, str]) -> list[str]:
+@dataclass
+class _Totals:
+    """What the summary keeps of every shard read: counts, names (for modules and index checks), the
+    largest tensors; never the headers themselves."""
+
+    count: int = 0  # tensors seen, repeats included
+    parameters: int = 0
+    bytes: int = 0
+    dtypes: dict[str, int] = field(default_factory=dict)
+    where: dict[str, str] = field(default_factory=dict)  # tensor -> first shard holding it (shards only)
+    names: list[str] = field(default_factory=list)  # counted tensors, in order
+    numels: list[int] = field(default_factory=list)
+    largest: list[tuple[tuple[int, str], str, str, list, int]] = field(default_factory=list)
+    dupes: list[str] = field(default_factory=list)  # the first few, quoted
+    dupe_count: int = 0
+
+    def add(self, file: str, entries: list[Entry], sharded: bool) -> None:
+        """Count ``entries`` of ``file``. Only shards of one model (an index included) need ``where``:
+        separate files may repeat names, and all of them count."""
+        self.count += len(entries)
+        if sharded:
+            entries = self._first_seen(file, entries)
+        self.names.extend([e[0] for e in entries])
+        numels = [e[5] for e in entries]
+        self.numels.extend(numels)
+        self.parameters += sum(numels)
+        self.bytes += sum([e[4] - e[3] for e in entries])
+        dtypes = self.dtypes
+        for e in entries:
+            dtypes[e[1]] = dtypes.get(e[1], 0) + e[5]
+        top = heapq.nsmallest(LARGEST, entries, key=_size_order)
+        merged = self.largest + [((-e[5], e[0]), e[0], e[1], e[2], e[5]) for e in top]
+        self.largest = heapq.nsmallest(LARGEST, merged)
+
+    def _first_seen(self, file: str, entries: list[Entry]) -> list[Entry]:
+        """Record where each name was first seen; a repeat is a problem and is not counted again."""
+        where = self.where
+        kept: list[Entry] = []
+        for e in entries:
+            first = where.get(e[0])
+            if first is None:
+                where[e[0]] = file
+            else:
+                self.dupe_count += 1
+                if len(self.dupes) < _MAX_NAMES:
+                    self.dupes.append(f"{quoted(e[0])} ({first} and {file})")
+                continue
+            kept.append(e)
+        return kept
+
+
+def _size_order(e: Entry) -> tuple[int, str]:
+    return -e[5], e[0]
+
+
+def _index_problems(plan: WeightFilesPlan, readable: set[str], where: dict[str, str]) -> list[str]:
     assert plan.weight_map is not None
     out = []
     absent: list[str] = []  # listed in the index, its shard was read, the tensor is not in it
     moved: list[str] = []  # listed under one shard, found in another
     for tensor, shard in plan.weight_map.items():
-        if shard not in headers:
+        if shard not in readable:
             continue  # missing / unreadable / unsafe shard: already a problem of its own
         found = where.get(tensor)
         if found is None:
@@ -406,26 +455,32 @@ def _index_problems(plan: WeightFilesPlan, headers: dict[str, SafetensorsHeader]
     return out
 
 
-def _names(items: list[str]) -> str:
+def _names(items: list[str], total: int | None = None) -> str:
+    """The first few of ``items`` and how many more (``total`` when only the first few were kept)."""
+    total = len(items) if total is None else total
     shown = ", ".join(items[:_MAX_NAMES])
-    return shown + (f" and {len(items) - _MAX_NAMES} more" if len(items) > _MAX_NAMES else "")
+    return shown + (f" and {total - _MAX_NAMES} more" if total > _MAX_NAMES else "")
 
 
-def _modules(entries: list[TensorEntry]) -> tuple[str, dict[str, int]]:
-    if not entries:
+def _modules(names: list[str], numels: list[int]) -> tuple[str, dict[str, int]]:
+    """(stripped prefix, parameters per module); see the module docstring for the rules."""
+    if not names:
         return "", {}
-    split = [t.name.split(".") for t in entries]
+    # The components every name shares are those of the common string prefix that a dot follows; the
+    # common prefix of all names is that of the smallest and the largest.
+    lo, hi = min(names), max(names)
+    common = os.path.commonprefix([lo, hi])
+    shared = common[: common.rfind(".") + 1].split(".")[:-1]
     depth = 0
-    while True:
-        if any(len(parts) <= depth + 1 for parts in split):
-            break  # stripping would leave a name with no component
-        first = split[0][depth]
-        if first.isdigit() or any(parts[depth] != first for parts in split):
+    for part in shared:
+        if part.isdigit():
             break
         depth += 1
-    prefix = ".".join(split[0][:depth]) + "." if depth else ""
+    prefix = ".".join(shared[:depth]) + "." if depth else ""
     modules: dict[str, int] = {}
-    for t, parts in zip(entries, split, strict=True):
-        key = parts[depth]
-        modules[key] = modules.get(key, 0) + t.numel
+    cut = len(prefix)
+    for name, numel in zip(names, numels, strict=True):
+        dot = name.find(".", cut)
+        key = name[cut:dot] if dot >= 0 else name[cut:]
+        modules[key] = modules.get(key, 0) + numel
     return prefix, dict(sorted(modules.items(), key=lambda kv: (-kv[1], kv[0])))
