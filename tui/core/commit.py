@@ -213,13 +213,17 @@ def read_manifest(folder: Path) -> dict[str, Any] | None:
     return data
 
 
-def verify(folder: Path, *, check_hashes: bool = False) -> list[str]:
-    """Problems that make ``folder`` not a complete committed checkpoint; [] when it is one."""
+def verify(
+    folder: Path, *, check_hashes: bool = False, manifest: dict[str, Any] | None = None
+) -> list[str]:
+    """Problems that make ``folder`` not a complete committed checkpoint; [] when it is one.
+    ``manifest``: the folder's manifest when the caller has read it already."""
     folder = Path(folder)
-    try:
-        manifest = read_manifest(folder)
-    except ManifestError as e:
-        return [str(e)]
+    if manifest is None:
+        try:
+            manifest = read_manifest(folder)
+        except ManifestError as e:
+            return [str(e)]
     if manifest is None:
         return [f"no {MANIFEST_NAME}: never committed (in progress or killed while writing)"]
     problems = []

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tui.core import commit, summaries, weights
+from tui.core import cache, commit, summaries, weights
 from tui.core.model import CheckpointInfo, Kind, Metric
 from tui.core.names import (
     CONFIG_FILE,
@@ -126,13 +126,7 @@ def weights_into(
             pass
     if st_files or index:
         try:
-            if only is not None:
-                summary = weights.summarize_weights(only)
-            elif info.kind == "accelerate-state" and not index:
-                # save_state writes model.safetensors, model_1.safetensors, ... one per prepared model
-                summary = weights.summarize_weights([folder / f for f in st_files])
-            else:  # weights.py picks the index, model.safetensors or adapter_model.safetensors
-                summary = weights.summarize_weights(folder)
+            summary = _cached_weights(info, folder, st_files, index, only)
         except Exception as e:  # the contract is "never raises"; keep the scan alive if it does
             problems.append(f"{folder.name}: weights could not be summarised ({type(e).__name__}: {e})")
         if summary is not None:
@@ -146,16 +140,52 @@ def weights_into(
     return summary
 
 
+def _cached_weights(
+    info: CheckpointInfo, folder: Path, st_files: list[str], index: str | None, only: list[Path] | None
+) -> weights.WeightsSummary:
+    """The safetensors summary, parsed once per change of the files: keyed by every safetensors file and
+    index among the folder's names (a superset of what the summary reads)."""
+    if only is not None:
+        paths, how = list(only), "files"
+        compute = lambda: weights.summarize_weights(only)  # noqa: E731
+    elif info.kind == "accelerate-state" and not index:
+        # save_state writes model.safetensors, model_1.safetensors, ... one per prepared model
+        paths, how = [folder / f for f in st_files], "files"
+        compute = lambda: weights.summarize_weights(paths)  # noqa: E731
+    else:  # weights.py picks the index, model.safetensors or adapter_model.safetensors
+        paths, how = [folder / f for f in sorted([*st_files, *([index] if index else [])])], "folder"
+        compute = lambda: weights.summarize_weights(folder)  # noqa: E731
+    return cache.memo(
+        f"weights/1/{how}",
+        [(p, None) for p in paths],
+        compute,
+        encode=weights.WeightsSummary.to_json,
+        decode=lambda d: weights.WeightsSummary(**d),
+    )
+
+
 def scan_pickle_into(path: Path, problems: list[str]) -> PickleReport | None:
     """The static pickle scan of ``path``; its problems (each naming the file) go to ``problems``."""
     try:
-        report = scan_pickle(path)
+        report = cache.memo("pickle/1", [(path, None)], lambda: scan_pickle(path), encode=_pickle_json,
+                            decode=_pickle_from_json)  # fmt: skip
     except Exception as e:
         problems.append(f"{path.name}: pickle scan failed ({type(e).__name__}: {e})")
         return None
     # pickle_scan's problems name the file already, unsafe globals included.
     problems += [p if p.startswith(path.name) else f"{path.name}: {p}" for p in report.problems]
     return report
+
+
+def _pickle_json(report: PickleReport) -> dict[str, Any]:
+    """What the scan and inspect use of a report; the per-tensor table (for diffs) is read afresh."""
+    out = report.to_json()
+    out.pop("tensor_table", None)
+    return out
+
+
+def _pickle_from_json(data: dict[str, Any]) -> PickleReport:
+    return PickleReport(**data)
 
 
 def _pickle_numbers_into(info: CheckpointInfo, report: PickleReport) -> None:
@@ -179,7 +209,7 @@ def _state_into(
     if name == TRAINER_STATE and trainer_state is not None:
         state, errs = trainer_state(str(folder))
     else:
-        state, errs = summaries.trainer_state_summary(folder, name=name)
+        state, errs = summaries.trainer_state_summary(folder, name=name, lean=True)
     problems += errs
     if state is None:
         return
@@ -214,15 +244,23 @@ def _state_into(
             info.metric = Metric.of(label, value)
 
 
-def _manifest_into(info: CheckpointInfo, folder: Path, problems: list[str]) -> dict[str, Any] | None:
-    if not (folder / MANIFEST_NAME).exists():
-        return None
+def _read_manifest(folder: Path) -> tuple[dict[str, Any] | None, str | None]:
     try:
-        manifest = commit.read_manifest(folder)
+        return commit.read_manifest(folder), None
     except commit.ManifestError as e:
-        problems.append(str(e))
+        return None, str(e)
+
+
+def _manifest_into(info: CheckpointInfo, folder: Path, problems: list[str]) -> dict[str, Any] | None:
+    manifest, error = cache.memo(
+        "manifest/1", [(folder / MANIFEST_NAME, None)], lambda: _read_manifest(folder), decode=tuple
+    )
+    if error is not None:
+        problems.append(error)
         return None
-    problems += commit.verify(folder)
+    if manifest is None:
+        return None
+    problems += commit.verify(folder, manifest=manifest)
     if manifest.get("kind") == "promoted":
         info.promoted = True
     if isinstance(manifest.get("step"), int):

@@ -181,7 +181,7 @@ class _Scan:
 
     def trainer_state(self, folder: str) -> tuple[dict[str, Any] | None, list[str]]:
         if folder not in self.trainer_states:
-            self.trainer_states[folder] = summaries.trainer_state_summary(Path(folder))
+            self.trainer_states[folder] = summaries.trainer_state_summary(Path(folder), lean=True)
         return self.trainer_states[folder]
 
 

@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from tui.core import cache
 from tui.core.files import load_json, load_json_object
 from tui.core.names import ADAPTER_CONFIG, CONFIG_FILE, TOKENIZER_FILES, TRAINER_STATE
 
@@ -34,7 +35,12 @@ def _str(v: Any) -> str | None:
 
 
 def config_summary(folder: Path) -> tuple[dict[str, Any] | None, list[str]]:
-    data, problems = load_json_object(Path(folder) / CONFIG_FILE, limit=CONFIG_LIMIT)
+    path = Path(folder) / CONFIG_FILE
+    return cache.memo("config/1", [(path, None)], lambda: _config_summary(path), decode=tuple)
+
+
+def _config_summary(path: Path) -> tuple[dict[str, Any] | None, list[str]]:
+    data, problems = load_json_object(path, limit=CONFIG_LIMIT)
     if data is None:
         return None, problems
     id2label = data.get("id2label")
@@ -175,19 +181,30 @@ def resolve_best_checkpoint(folder: Path, value: Any) -> Path | None:
 
 
 def trainer_state_summary(
-    folder: Path, *, name: str = TRAINER_STATE, root: Path | None = None
+    folder: Path, *, name: str = TRAINER_STATE, root: Path | None = None, lean: bool = False
 ) -> tuple[dict[str, Any] | None, list[str]]:
     """global_step, epoch, best_metric, best_model_checkpoint (raw and resolved), log_history.
 
     ``name`` may be ``train_state.json`` (our resumable step folders) which shares the keys it has.
     ``best_model_checkpoint_resolved`` is posix relative to ``root`` when given, else absolute.
+    ``lean``: what the scan needs, from the cache when the file is unchanged: ``log_history`` keeps only
+    the steps and values of ``metric_name`` (enough for ``metric_at_step``).
     """
     folder = Path(folder)
-    data, problems = load_json_object(folder / name, limit=STATE_LIMIT)
-    if data is None:
+    path = folder / name
+    if lean:
+        facts, problems = cache.memo(
+            f"trainer-state/1/lean/{name}",
+            [(path, None)],
+            lambda: _state_facts(path, lean=True),
+            decode=tuple,
+        )
+    else:
+        facts, problems = _state_facts(path, lean=False)
+    if facts is None:
         return None, problems
-    raw_best = data.get("best_model_checkpoint")
-    resolved = resolve_best_checkpoint(folder, raw_best)
+    # Where the best checkpoint is depends on other folders: resolved on every call, never cached.
+    resolved = resolve_best_checkpoint(folder, facts["best_model_checkpoint"])
     resolved_text = None
     if resolved is not None:
         resolved_text = resolved.as_posix()
@@ -196,19 +213,46 @@ def trainer_state_summary(
                 resolved_text = resolved.relative_to(Path(os.path.abspath(root))).as_posix()
             except ValueError:
                 pass
+    return {
+        "global_step": facts["global_step"],
+        "epoch": facts["epoch"],
+        "best_metric": facts["best_metric"],
+        "best_global_step": facts["best_global_step"],
+        "best_model_checkpoint": facts["best_model_checkpoint"],
+        "best_model_checkpoint_resolved": resolved_text,
+        "metric_name": facts["metric_name"],
+        "log_history": facts["log_history"],
+    }, problems
+
+
+def _state_facts(path: Path, *, lean: bool) -> tuple[dict[str, Any] | None, list[str]]:
+    """What trainer_state.json says by itself (a function of the file alone, so it can be cached)."""
+    data, problems = load_json_object(path, limit=STATE_LIMIT)
+    if data is None:
+        return None, problems
+    metric_name = infer_metric_name(data)
     history = data.get("log_history")
-    history = (
-        [_clean_log_entry(e) for e in history if isinstance(e, dict)] if isinstance(history, list) else []
-    )
+    entries = [e for e in history if isinstance(e, dict)] if isinstance(history, list) else []
+    if lean:
+        cleaned = (
+            [
+                {"step": _num(e.get("step")), metric_name: e[metric_name]}
+                for e in entries
+                if _num(e.get(metric_name)) is not None
+            ]
+            if metric_name
+            else []
+        )
+    else:
+        cleaned = [_clean_log_entry(e) for e in entries]
     return {
         "global_step": _int(data.get("global_step")),
         "epoch": _num(data.get("epoch")),
         "best_metric": _num(data.get("best_metric")),
         "best_global_step": _int(data.get("best_global_step")) or _int(data.get("best_step")),
-        "best_model_checkpoint": _str(raw_best),
-        "best_model_checkpoint_resolved": resolved_text,
-        "metric_name": infer_metric_name(data),
-        "log_history": history,
+        "best_model_checkpoint": _str(data.get("best_model_checkpoint")),
+        "metric_name": metric_name,
+        "log_history": cleaned,
     }, []
 
 
