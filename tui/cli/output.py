@@ -29,7 +29,26 @@ def jsonable(obj: Any) -> Any:
 
 
 def print_json(obj: Any) -> None:
+    """One JSON document on stdout: an object indented, a list with one element per line (a list of
+    thousands of checkpoints stays fast to write and to read by eye)."""
+    if isinstance(obj, list):
+        body = ",\n".join("  " + _compact(item) for item in obj)
+        sys.stdout.write(f"[\n{body}\n]\n" if obj else "[]\n")
+        return
     sys.stdout.write(json.dumps(jsonable(obj), indent=2, allow_nan=False) + "\n")
+
+
+def _compact(obj: Any) -> str:
+    """``obj`` as one line of JSON: the C encoder as is when nothing needs ``jsonable`` (no NaN, no
+    surrogate: ``ensure_ascii`` writes every non-ASCII character as ``\\uXXXX``, so ``\\ud`` is where a
+    surrogate would show; a false alarm only costs the slow path)."""
+    try:
+        text = json.dumps(obj, allow_nan=False)
+        if "\\ud" not in text:
+            return text
+    except ValueError:
+        pass
+    return json.dumps(jsonable(obj), allow_nan=False)
 
 
 def warn(text: Any) -> None:

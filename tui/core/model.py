@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from tui.core.text import bare_metric_name
@@ -74,7 +74,14 @@ class CheckpointInfo:
         self.complete = False
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        out = {name: getattr(self, name) for name in _INFO_FIELDS}  # in order; mutable ones copied below
+        out["problems"] = list(self.problems)
+        out["dtypes"] = dict(self.dtypes) if self.dtypes is not None else None
+        out["metric"] = {"name": self.metric.name, "value": self.metric.value} if self.metric else None
+        return out
+
+
+_INFO_FIELDS = tuple(f.name for f in fields(CheckpointInfo))
 
 
 def run_of(info: CheckpointInfo) -> str:
