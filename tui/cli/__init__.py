@@ -10,6 +10,7 @@ import argparse
 import sys
 
 from tui.cli import inspect_cmds, ops_cmds
+from tui.core import cache
 from tui.core.text import safe_message
 
 COMMAND_MODULES = (inspect_cmds, ops_cmds)
@@ -30,7 +31,17 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
     for module in COMMAND_MODULES:
         module.register(sub)
+    for command in sub.choices.values():
+        add_cache_option(command)
     return parser
+
+
+def add_cache_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--no-cache",
+        action="store_true",
+        help=f"read every file afresh; neither read nor write the summary cache (also: {cache.ENV_DISABLE}=1)",
+    )
 
 
 def _command_names(parser: argparse.ArgumentParser) -> set[str]:
@@ -49,6 +60,8 @@ def main(argv: list[str] | None = None) -> int:
 
             return run_app(argv)
         args = parser.parse_args(argv)
+        if args.no_cache:
+            cache.configure(enabled=False)
         return args.handler(args)
     except UsageError as e:
         # Arguments are echoed in usage errors: a path holding ESC must not drive the terminal.

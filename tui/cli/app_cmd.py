@@ -7,7 +7,7 @@ from pathlib import Path
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from tui.cli import _Parser
+    from tui.cli import _Parser, add_cache_option
 
     parser = _Parser(
         prog="ckpt-tui", description="Browse, inspect, prune and promote the checkpoints under ROOT."
@@ -26,6 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--metric", default=None, metavar="NAME", help="metric prune ranks by (default: the run's)"
     )
+    add_cache_option(parser)
     return parser
 
 
@@ -46,6 +47,10 @@ def run_app(argv: list[str]) -> int:
         raise UsageError(f"--keep must be 0 or more, got {args.keep}")
 
     from tui.app.app import make_app
+    from tui.core import cache
+
+    if args.no_cache:
+        cache.configure(enabled=False)
 
     make_app(root, poll_interval=args.poll, prune_keep=args.keep, prune_metric=args.metric).run()
     return 0

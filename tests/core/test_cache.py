@@ -1,0 +1,267 @@
+"""The summary cache: a hit only while every file a reader read is unchanged; every way a file changes is
+a miss; concurrent writers, corrupt files and a disabled cache never change an answer or crash."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import zlib
+from pathlib import Path
+
+import pytest
+
+from tests.fixtures import synthetic as syn
+from tui.cli import main as cli_main
+from tui.core import cache, scan
+from tui.core import safetensors_header as sh
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def trusted_now(monkeypatch):
+    """Files written by the test are seconds old; let the cache store them (the racy rule has its own test)."""
+    monkeypatch.setattr(cache, "RACY_SECONDS", -1.0)
+
+
+@pytest.fixture
+def header_reads(monkeypatch):
+    calls: list[str] = []
+    real = sh.read_header
+
+    def counting(path, **kw):
+        calls.append(os.path.basename(os.fspath(path)))
+        return real(path, **kw)
+
+    monkeypatch.setattr("tui.core.weights.read_header", counting)
+    return calls
+
+
+def _tree(root: Path) -> Path:
+    syn.write_hf_model(root / "run" / "model_fold_0")
+    syn.write_hf_checkpoint(root / "out" / "checkpoint-2", 2, best_model_checkpoint="checkpoint-2", best_metric=0.5)
+    syn.write_safetensors(root / "loose.safetensors", syn.tiny_bert_tensors())
+    return root
+
+
+def _fresh_process_scan(root: Path) -> list[dict]:
+    """A scan as a new command runs it: the in-memory view dropped, the cache files read back."""
+    cache.shared().flush()
+    cache.configure()
+    return [i.to_json() for i in scan.scan(root)]
+
+
+def _truth(root: Path) -> list[dict]:
+    previous = cache.shared()
+    cache.configure(enabled=False)
+    try:
+        return [i.to_json() for i in scan.scan(root)]
+    finally:
+        cache.configure(directory=previous.directory) if previous.directory else cache.configure()
+
+
+def _strip_mtime(infos: list[dict]) -> list[dict]:
+    return [{k: v for k, v in i.items() if k != "mtime"} for i in infos]
+
+
+def test_a_repeat_scan_reads_no_header(tmp_path, trusted_now, header_reads, private_cache):
+    root = _tree(tmp_path / "t")
+    first = _fresh_process_scan(root)
+    assert len(header_reads) == 3
+    header_reads.clear()
+    second = _fresh_process_scan(root)
+    assert header_reads == [] and second == first
+    assert list(private_cache.rglob("*.cache"))  # on disk, under XDG_CACHE_HOME
+    assert cache.shared().hits > 0
+
+
+def _touch(p: Path) -> None:
+    st = p.stat()
+    os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
+
+
+def _truncate(p: Path) -> None:
+    os.truncate(p, p.stat().st_size - 4)
+
+
+def _replace_by_rename(p: Path) -> None:
+    """Same bytes, same size, same mtime, new inode: what an atomic re-save of identical bytes looks like."""
+    tmp = p.with_name(p.name + ".new")
+    shutil.copy2(p, tmp)
+    os.replace(tmp, p)
+
+
+def _rewrite_in_place_same_size_and_mtime(p: Path) -> None:
+    """Different bytes, same size, same mtime, same inode: only ctime tells."""
+    st = p.stat()
+    raw = bytearray(p.read_bytes())
+    raw[8:10] = b"[1"  # the header no longer parses as an object
+    with open(p, "r+b") as f:
+        f.write(raw)
+    os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert p.stat().st_size == st.st_size and p.stat().st_mtime_ns == st.st_mtime_ns
+
+
+@pytest.mark.parametrize(
+    "change", [_touch, _truncate, _replace_by_rename, _rewrite_in_place_same_size_and_mtime], ids=lambda f: f.__name__
+)
+def test_every_key_invalidates(tmp_path, trusted_now, header_reads, change):
+    root = _tree(tmp_path / "t")
+    weights = root / "run" / "model_fold_0" / "model.safetensors"
+    _fresh_process_scan(root)
+    header_reads.clear()
+    time.sleep(0.01)  # a later ctime on filesystems with coarse timestamps
+    change(weights)
+    after = _fresh_process_scan(root)
+    assert header_reads == ["model.safetensors"]  # that file read again, the others from the cache
+    assert _strip_mtime(after) == _strip_mtime(_truth(root))
+    fold = next(i for i in after if i["path"] == "run/model_fold_0")
+    if change in (_truncate, _rewrite_in_place_same_size_and_mtime):
+        assert not fold["complete"]
+
+
+def test_new_and_removed_files_change_the_key(tmp_path, trusted_now):
+    root = _tree(tmp_path / "t")
+    _fresh_process_scan(root)
+    folder = root / "run" / "model_fold_0"
+    syn.write_safetensors(folder / "model-00001-of-00002.safetensors", {"x": ("F32", (2,))})
+    assert _strip_mtime(_fresh_process_scan(root)) == _strip_mtime(_truth(root))
+    (folder / "model-00001-of-00002.safetensors").unlink()
+    (folder / "config.json").unlink()
+    assert _strip_mtime(_fresh_process_scan(root)) == _strip_mtime(_truth(root))
+
+
+def test_racy_entries_are_used_once_in_memory_and_never_written(tmp_path, header_reads, private_cache):
+    root = _tree(tmp_path / "t")  # just written: every key is racy
+    scan.scan(root)
+    scan.scan(root)
+    assert len(header_reads) == 3  # the second scan, same process, within the racy window: from memory
+    cache.shared().flush()
+    assert not list(private_cache.rglob("*.cache"))
+
+
+def test_corrupt_cache_files_are_ignored_and_rewritten(tmp_path, trusted_now, header_reads, private_cache):
+    root = _tree(tmp_path / "t")
+    good = _fresh_process_scan(root)
+    cache.shared().flush()
+    files = sorted(private_cache.rglob("*.cache"))
+    assert files
+    damage = [
+        lambda raw: raw[: len(raw) // 2],  # torn
+        lambda raw: raw.replace(b'"tensors":', b'"tensorz":'),  # edited: the CRC no longer matches
+        lambda raw: b"",
+        lambda raw: b"\x00\xff" * 100,
+        lambda raw: raw.split(b"\n", 1)[0] + b"\n" + b"not json at all",
+    ]
+    for i, f in enumerate(files):
+        f.write_bytes(damage[i % len(damage)](f.read_bytes()))
+    files[0].unlink()
+    os.mkfifo(files[0])  # a FIFO where a cache file should be: never blocks, replaced on write
+    header_reads.clear()
+    assert _fresh_process_scan(root) == good
+    assert len(header_reads) == 3
+    header_reads.clear()
+    assert _fresh_process_scan(root) == good
+    assert header_reads == []  # rewritten intact
+
+
+def test_forged_entry_with_valid_crc_for_another_folder_is_not_used(tmp_path, trusted_now, private_cache):
+    root = _tree(tmp_path / "t")
+    _fresh_process_scan(root)
+    cache.shared().flush()
+    folder = str(root / "run" / "model_fold_0")
+    other = cache.SummaryCache(str(private_cache / "ckpt-tui" / "v1"))
+    path = other._path(folder)
+    raw = Path(path).read_bytes()
+    body = raw.split(b"\n", 1)[1].replace(json.dumps(folder).encode(), json.dumps(folder + "x").encode(), 1)
+
+    Path(path).write_bytes(f"{cache.FORMAT} {zlib.crc32(body):08x}\n".encode() + body)
+    assert cache._decode_bucket(Path(path).read_bytes(), folder + "x")  # intact, but another folder's
+    assert cache.SummaryCache(other.directory)._load(folder).entries == {}
+
+
+def test_disabled_by_env_and_by_flag(tmp_path, trusted_now, private_cache, monkeypatch, capsys):
+    root = _tree(tmp_path / "t")
+    monkeypatch.setenv(cache.ENV_DISABLE, "1")
+    cache.configure()
+    scan.scan(root)
+    cache.shared().flush()
+    assert not list(private_cache.rglob("*.cache"))
+    monkeypatch.delenv(cache.ENV_DISABLE)
+    cache.configure()
+    assert cli_main(["ls", str(root), "--json", "--no-cache"]) == 0
+    cache.shared().flush()
+    assert not list(private_cache.rglob("*.cache"))
+    assert len(json.loads(capsys.readouterr().out)) == 3
+    cache.configure()
+    assert cli_main(["ls", str(root), "--json"]) == 0
+    cache.shared().flush()
+    assert list(private_cache.rglob("*.cache"))
+
+
+def test_an_unwritable_cache_directory_is_only_slower(tmp_path, trusted_now, monkeypatch):
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("x")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(blocker))
+    cache.configure()
+    root = _tree(tmp_path / "t")
+    assert _strip_mtime(_fresh_process_scan(root)) == _strip_mtime(_truth(root))
+
+
+def test_sweep_keeps_the_cache_under_its_cap(tmp_path):
+    d = tmp_path / "c"
+    for i in range(40):
+        f = d / f"{i:02d}" / f"{i}.cache"
+        f.parent.mkdir(parents=True)
+        f.write_bytes(b"x" * 1000)
+        os.utime(f, (1000 + i, 1000 + i))
+    (d / "00" / "dead.tmp").write_bytes(b"x")
+    os.utime(d / "00" / "dead.tmp", (1, 1))
+    left = cache.sweep(str(d), 20_000)
+    assert left <= 15_000
+    kept = sorted(int(p.stem) for p in d.rglob("*.cache"))
+    assert kept == list(range(40 - len(kept), 40))  # the most recently used stay
+    assert not (d / "00" / "dead.tmp").exists()
+
+
+WRITER = """
+import sys
+sys.path.insert(0, sys.argv[2])
+from tui.core import cache, scan
+cache.RACY_SECONDS = -1.0
+for _ in range(int(sys.argv[3])):
+    cache.configure()
+    infos = scan.scan(sys.argv[1])
+    cache.shared().flush()
+print(len(infos))
+"""
+
+
+def test_concurrent_writers_in_processes(tmp_path, trusted_now, private_cache):
+    root = tmp_path / "t"
+    for k in range(6):
+        syn.write_hf_model(root / f"run{k}" / f"model_fold_{k}")
+    truth = _strip_mtime(_truth(root))
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", WRITER, str(root), str(REPO), "4"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(4)
+    ]
+    for p in procs:
+        out, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err[-2000:]
+        assert out.strip() == "6"
+    files = list(private_cache.rglob("*.cache"))
+    assert files and not list(private_cache.rglob("*.tmp"))
+    for f in files:  # every file intact: written whole and renamed
+        head, body = f.read_bytes().split(b"\n", 1)
+        assert int(head.split()[-1], 16) == zlib.crc32(body)
+    assert _strip_mtime(_fresh_process_scan(root)) == truth
