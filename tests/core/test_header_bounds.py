@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.core.readers_helpers import st_bytes, st_header
+from tests.fixtures.readers import st_bytes, st_header
 from tests.fixtures import synthetic as syn
 from tui.core import inspect as inspect_mod
 from tui.core import safetensors_header as sh
