@@ -278,3 +278,27 @@ async def test_live_refresh_picks_up_a_new_checkpoint(tree):
                 break
         assert "hf_out/checkpoint-8" in app.store.infos
         assert "hf_out/checkpoint-8" in visible_paths(app)
+
+
+
+async def test_live_refresh_sees_a_weights_file_truncated_in_place(tree):
+    """No folder mtime changes when a file is rewritten in place: the poll compares the files of the runs
+    on screen, and the row turns broken at the next poll (2 s by default; 0.2 s here)."""
+    app = make_app(tree, poll_interval=0.2)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(app, pilot)
+        path = "run1/tiny-bert_fold_0"
+        assert app.store.infos[path].complete
+        await select(app, pilot, path)
+        weights = tree / path / "model.safetensors"
+        folder_mtime = os.stat(weights.parent).st_mtime_ns
+        os.truncate(weights, weights.stat().st_size - 40)
+        assert os.stat(weights.parent).st_mtime_ns == folder_mtime
+        for _ in range(40):
+            await pilot.pause(0.1)
+            if not app.store.infos[path].complete:
+                break
+        info = app.store.infos[path]
+        assert not info.complete and any("truncated" in p for p in info.problems)
+        await settle(app, pilot)
+        assert "truncated" in body_text(app, "overview")

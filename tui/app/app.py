@@ -31,7 +31,7 @@ from tui.app.screens.confirm import ConfirmModal
 from tui.app.store import CheckpointStore
 from tui.app.widgets.browser import CheckpointBrowser
 from tui.app.widgets.detail import TABS, DetailPane
-from tui.core.model import CheckpointInfo
+from tui.core.model import CheckpointInfo, run_of
 from tui.core.text import safe_message, safe_text
 
 if TYPE_CHECKING:
@@ -161,7 +161,12 @@ class CkptApp(App[None]):
         self.scan_generation += 1
         self.scanning = not only_if_changed
         self._update_status()
-        self._scan_worker(self.scan_generation, only_if_changed)
+        self._scan_worker(self.scan_generation, only_if_changed, self._watched())
+
+    def _watched(self) -> tuple[str, ...]:
+        """Every checkpoint of the runs on screen: their files are compared at each poll."""
+        runs = {run_of(info) for info in self.browser.visible_infos()}
+        return tuple(path for path, info in self.store.infos.items() if run_of(info) in runs)
 
     @property
     def _torn_down(self) -> bool:
@@ -175,12 +180,12 @@ class CkptApp(App[None]):
             self.start_scan(only_if_changed=True)
 
     @work(thread=True, exclusive=True, group="scan", exit_on_error=False)
-    def _scan_worker(self, generation: int, only_if_changed: bool) -> None:
+    def _scan_worker(self, generation: int, only_if_changed: bool, watched: tuple[str, ...]) -> None:
         worker = get_current_worker()
         seen: set[str] = set()
 
         def scan() -> msg.ScanDone | None:
-            signature = tasks.tree_signature(self.root)
+            signature = tasks.tree_signature(self.root, watched=watched)
             if only_if_changed and signature == self._signature:
                 return msg.ScanDone(generation, set(), error=None, skipped=True)
             self._signature = signature

@@ -21,13 +21,17 @@ if TYPE_CHECKING:
     from tui.core.actions import Plan, PlanAction
 
 MAX_WATCHED_DIRS = 20_000  # bounds the cost of one poll on a huge tree
+MAX_WATCHED_FILES = 2_000  # files of the checkpoints on screen whose size/mtime a poll compares
 DEFAULT_PRUNE_METRIC = "loss"
 
 
-def tree_signature(root: Path, *, limit: int = MAX_WATCHED_DIRS) -> int:
+def tree_signature(root: Path, *, watched: tuple[str, ...] = (), limit: int = MAX_WATCHED_DIRS) -> int:
     """A hash of (folder, mtime) for folders under ``root``: creating, renaming or removing an entry
-    anywhere changes a folder mtime, so equal signatures mean no rescan is needed. Bounded by ``limit``."""
-    parts: list[tuple[str, int]] = []
+    anywhere changes a folder mtime, so equal signatures mean no rescan is needed. Bounded by ``limit``.
+
+    A file rewritten or truncated in place changes no folder: the files directly in each ``watched``
+    checkpoint (paths relative to ``root``: the ones on screen) add (size, mtime, ctime, inode)."""
+    parts: list[tuple[str, int]] = [*_watched_files(root, watched)]
     stack = [Path(root)]
     while stack and len(parts) < limit:
         folder = stack.pop()
@@ -44,10 +48,32 @@ def tree_signature(root: Path, *, limit: int = MAX_WATCHED_DIRS) -> int:
     return hash(tuple(sorted(parts)))
 
 
+def _watched_files(root: Path, watched: tuple[str, ...]) -> Iterator[tuple[str, int]]:
+    count = 0
+    for rel in watched:
+        path = os.path.join(root, rel)
+        try:
+            if os.path.isdir(path):
+                with os.scandir(path) as it:
+                    entries = [(e.path, e.stat()) for e in it if e.is_file()]
+            else:
+                entries = [(path, os.stat(path))]
+        except OSError:
+            yield rel, -1
+            continue
+        for name, st in entries:
+            yield name, hash((st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino))
+            count += 1
+        if count >= MAX_WATCHED_FILES:
+            return
+
+
 def scan_batches(root: Path, *, cancelled: Callable[[], bool]) -> Iterator[list[CheckpointInfo]]:
+    from tui.core import cache
     from tui.core.scan import iter_checkpoints
 
     yield from batched(iter_checkpoints(root, cancelled=cancelled), cancelled=cancelled)
+    cache.shared().flush()  # the next `ckpt-tui` (or this app's next start) reads what this scan read
 
 
 def inspect(root: Path, path: str) -> Inspection:

@@ -151,6 +151,12 @@ class CheckpointBrowser(DataTable):
             return None
         return row_key.value
 
+    def visible_infos(self) -> list[CheckpointInfo]:
+        """The checkpoints whose rows are in view now (group headers left out)."""
+        top = int(self.scroll_offset.y)
+        keys = [row.key.value for row in self.ordered_rows[top : top + self.size.height]]
+        return [info for key in keys if key and (info := self.store.infos.get(key)) is not None]
+
     @property
     def current_info(self) -> CheckpointInfo | None:
         key = self.current_key
