@@ -1,0 +1,294 @@
+"""Trees whose files have the shapes users have: the builders shared by the inspection benchmarks.
+
+* ``deberta_v3_xsmall_tensors()``: the 203 tensor names, dtypes and shapes of a
+  ``DebertaV2ForSequenceClassification`` built from microsoft/deberta-v3-xsmall's config (12 layers,
+  hidden 384, vocab 128,100): what a fine-tuned fold model's ``model.safetensors`` holds.
+* ``write_checkpoint(folder, kind)``: an HF Trainer ``checkpoint-N`` (model.safetensors, config.json,
+  trainer_state.json with a real-sized log history, optimizer.pt/scheduler.pt/rng_state.pth/
+  training_args.bin) or a K-fold fold model (model.safetensors, config.json, tokenizer files,
+  trainer_state.json). Weight data is a sparse hole: ~283 MB apparent per model, a few KB on disk.
+  The pickles are plain-pickle zips laid out as ``torch.save`` lays them out, with one storage record
+  per optimizer tensor (data.pkl of a real AdamW state for 203 parameters), so a static scan reads
+  what it would read in a real checkpoint.
+* ``make_tree(root, n)``: ``n`` checkpoints as K-fold runs of 5 folds: per fold 1 fold model and
+  1 ``checkpoint-N`` (half of each), 10 checkpoints per run folder.
+* ``write_sharded(folder, shards, per_shard)``: a ``model.safetensors.index.json`` with ``shards`` sparse
+  shards (100 shards x 100 tensors of Llama-layer shapes: ~97 GB apparent).
+
+Standard library only, so a bench builds its tree before any contender imports anything.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+import pickle
+import struct
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+ITEMSIZE = {"F32": 4, "BF16": 2, "F16": 2, "I64": 8}
+Tensors = dict[str, tuple[str, tuple[int, ...]]]
+
+
+def deberta_v3_xsmall_tensors(*, labels: int = 3) -> Tensors:
+    hidden, inter, vocab, layers = 384, 1536, 128_100, 12
+    t: Tensors = {
+        "deberta.embeddings.word_embeddings.weight": ("F32", (vocab, hidden)),
+        "deberta.embeddings.LayerNorm.weight": ("F32", (hidden,)),
+        "deberta.embeddings.LayerNorm.bias": ("F32", (hidden,)),
+    }
+    for i in range(layers):
+        p = f"deberta.encoder.layer.{i}."
+        for proj in ("query_proj", "key_proj", "value_proj"):
+            t[f"{p}attention.self.{proj}.weight"] = ("F32", (hidden, hidden))
+            t[f"{p}attention.self.{proj}.bias"] = ("F32", (hidden,))
+        t[f"{p}attention.output.dense.weight"] = ("F32", (hidden, hidden))
+        t[f"{p}attention.output.dense.bias"] = ("F32", (hidden,))
+        t[f"{p}attention.output.LayerNorm.weight"] = ("F32", (hidden,))
+        t[f"{p}attention.output.LayerNorm.bias"] = ("F32", (hidden,))
+        t[f"{p}intermediate.dense.weight"] = ("F32", (inter, hidden))
+        t[f"{p}intermediate.dense.bias"] = ("F32", (inter,))
+        t[f"{p}output.dense.weight"] = ("F32", (hidden, inter))
+        t[f"{p}output.dense.bias"] = ("F32", (hidden,))
+        t[f"{p}output.LayerNorm.weight"] = ("F32", (hidden,))
+        t[f"{p}output.LayerNorm.bias"] = ("F32", (hidden,))
+    t["deberta.encoder.rel_embeddings.weight"] = ("F32", (512, hidden))
+    t["deberta.encoder.LayerNorm.weight"] = ("F32", (hidden,))
+    t["deberta.encoder.LayerNorm.bias"] = ("F32", (hidden,))
+    t["pooler.dense.weight"] = ("F32", (hidden, hidden))
+    t["pooler.dense.bias"] = ("F32", (hidden,))
+    t["classifier.weight"] = ("F32", (labels, hidden))
+    t["classifier.bias"] = ("F32", (labels,))
+    return t
+
+
+def safetensors_head(tensors: Tensors) -> tuple[bytes, int]:
+    """The header block (length prefix + JSON padded to 8 bytes, as safetensors writes it) and data size."""
+    header: dict[str, Any] = {"__metadata__": {"format": "pt"}}
+    offset = 0
+    for name, (dtype, shape) in sorted(tensors.items()):
+        n = math.prod(shape) * ITEMSIZE[dtype]
+        header[name] = {"dtype": dtype, "shape": list(shape), "data_offsets": [offset, offset + n]}
+        offset += n
+    raw = json.dumps(header, separators=(",", ":")).encode()
+    raw += b" " * (-len(raw) % 8)
+    return struct.pack("<Q", len(raw)) + raw, offset
+
+
+def write_sparse_safetensors(path: Path, head: bytes, data_len: int) -> None:
+    with open(path, "wb") as f:
+        f.write(head)
+        f.truncate(len(head) + data_len)
+
+
+class _Storage:
+    """Stands for a torch storage in a pickle: pickled as a persistent id, as torch.save does."""
+
+    def __init__(self, key: str, numel: int) -> None:
+        self.key, self.numel = key, numel
+
+
+class _TorchLikePickler(pickle.Pickler):
+    def persistent_id(self, obj: Any) -> Any:
+        if isinstance(obj, _Storage):
+            return ("storage", "FloatStorage", obj.key, "cpu", obj.numel)
+        return None
+
+
+def torch_like_zip(obj: Any, archive: str) -> bytes:
+    """A zip laid out like ``torch.save``: ``<archive>/data.pkl``, one ``data/<key>`` member per storage
+    (one byte each: the scan never reads storages), ``version``."""
+    storages: list[_Storage] = []
+
+    def walk(o: Any) -> None:
+        if isinstance(o, dict):
+            for v in o.values():
+                walk(v)
+        elif isinstance(o, (list, tuple)):
+            for v in o:
+                walk(v)
+        elif isinstance(o, _Storage):
+            storages.append(o)
+
+    walk(obj)
+    buf = io.BytesIO()
+    pkl = io.BytesIO()
+    _TorchLikePickler(pkl, protocol=2).dump(obj)
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as z:
+        z.writestr(f"{archive}/data.pkl", pkl.getvalue())
+        z.writestr(f"{archive}/byteorder", "little")
+        for s in storages:
+            z.writestr(f"{archive}/data/{s.key}", b"\0")
+        z.writestr(f"{archive}/version", "3\n")
+    return buf.getvalue()
+
+
+def adamw_state(tensors: Tensors) -> dict[str, Any]:
+    """The structure of ``AdamW.state_dict()`` over these parameters (exp_avg, exp_avg_sq, step each)."""
+    state: dict[int, Any] = {}
+    key = 0
+    for i, (_, shape) in enumerate(tensors.values()):
+        entry = {}
+        for slot in ("step", "exp_avg", "exp_avg_sq"):
+            entry[slot] = _Storage(str(key), 1 if slot == "step" else math.prod(shape))
+            key += 1
+        state[i] = entry
+    group = {"lr": 2e-5, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.01, "amsgrad": False,
+             "foreach": None, "maximize": False, "capturable": False, "differentiable": False,
+             "fused": True, "params": list(range(len(tensors)))}  # fmt: skip
+    return {"state": state, "param_groups": [group]}
+
+
+def config_json() -> dict[str, Any]:
+    return {
+        "architectures": ["DebertaV2ForSequenceClassification"],
+        "model_type": "deberta-v2",
+        "hidden_size": 384,
+        "intermediate_size": 1536,
+        "num_attention_heads": 6,
+        "num_hidden_layers": 12,
+        "vocab_size": 128100,
+        "max_position_embeddings": 512,
+        "relative_attention": True,
+        "position_buckets": 256,
+        "pos_att_type": ["p2c", "c2p"],
+        "id2label": {"0": "neg", "1": "neu", "2": "pos"},
+        "label2id": {"neg": 0, "neu": 1, "pos": 2},
+        "dtype": "float32",
+        "transformers_version": "5.0.0",
+    }
+
+
+def trainer_state(step: int, best: str | None, *, logging_steps: int = 10) -> dict[str, Any]:
+    """HF Trainer's trainer_state.json after ``step`` steps, logging every ``logging_steps``."""
+    log: list[dict[str, Any]] = []
+    for s in range(logging_steps, step + 1, logging_steps):
+        log.append({"epoch": round(s / 500, 4), "grad_norm": 1.5, "learning_rate": 2e-5 * (1 - s / 3000),
+                    "loss": round(1.1 / (1 + s / 500), 4), "step": s})  # fmt: skip
+        if s % 250 == 0:
+            log.append({"epoch": round(s / 500, 4), "eval_f1_macro": round(0.6 + s / 10000, 4),
+                        "eval_loss": 0.5, "eval_runtime": 10.1, "step": s})  # fmt: skip
+    return {
+        "best_global_step": step,
+        "best_metric": 0.6 + step / 10000,
+        "best_model_checkpoint": best,
+        "epoch": step / 500,
+        "eval_steps": 250,
+        "global_step": step,
+        "is_hyper_param_search": False,
+        "is_local_process_zero": True,
+        "is_world_process_zero": True,
+        "log_history": log,
+        "logging_steps": logging_steps,
+        "max_steps": 3000,
+        "num_train_epochs": 6,
+        "save_steps": 250,
+        "train_batch_size": 16,
+    }
+
+
+class Templates:
+    """The bytes of every file, built once and copied (each copy is its own inode)."""
+
+    def __init__(self) -> None:
+        tensors = deberta_v3_xsmall_tensors()
+        self.tensors = len(tensors)
+        self.parameters = sum(math.prod(s) for _, s in tensors.values())
+        self.head, self.data_len = safetensors_head(tensors)
+        self.config = json.dumps(config_json(), indent=2).encode()
+        self.optimizer = torch_like_zip(adamw_state(tensors), "optimizer")
+        self.scheduler = torch_like_zip(
+            {"last_epoch": 750, "_step_count": 751, "base_lrs": [2e-5]}, "scheduler"
+        )
+        self.rng = torch_like_zip(
+            {"python": (3, tuple(range(625)), None), "cpu": _Storage("0", 5056)}, "rng_state"
+        )
+        self.args = torch_like_zip({"output_dir": "out", "learning_rate": 2e-5, "seed": 42}, "training_args")
+        self.tokenizer_config = json.dumps(
+            {
+                "tokenizer_class": "DebertaV2Tokenizer",
+                "model_max_length": 512,
+                "do_lower_case": False,
+                "pad_token": "[PAD]",
+                "cls_token": "[CLS]",
+                "sep_token": "[SEP]",
+                "unk_token": "[UNK]",
+            }  # fmt: skip
+        ).encode()
+        self.special = json.dumps({"pad_token": "[PAD]", "cls_token": "[CLS]", "sep_token": "[SEP]"}).encode()
+
+
+def write_checkpoint(folder: Path, kind: str, step: int, t: Templates) -> None:
+    """``kind`` is "checkpoint" (HF Trainer checkpoint-N) or "fold" (a fold model)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    write_sparse_safetensors(folder / "model.safetensors", t.head, t.data_len)
+    (folder / "config.json").write_bytes(t.config)
+    if kind == "checkpoint":
+        best = str(folder.parent / f"checkpoint-{step}")
+        (folder / "trainer_state.json").write_text(json.dumps(trainer_state(step, best), indent=2))
+        for name, raw in (("optimizer.pt", t.optimizer), ("scheduler.pt", t.scheduler),
+                          ("rng_state.pth", t.rng), ("training_args.bin", t.args)):  # fmt: skip
+            (folder / name).write_bytes(raw)
+    else:
+        (folder / "trainer_state.json").write_text(json.dumps(trainer_state(step, "."), indent=2))
+        (folder / "tokenizer_config.json").write_bytes(t.tokenizer_config)
+        (folder / "special_tokens_map.json").write_bytes(t.special)
+
+
+def make_tree(root: Path, n: int) -> int:
+    """``n`` checkpoints (rounded up to 10) in K-fold runs; returns how many were written."""
+    t = Templates()
+    written = 0
+    run = 0
+    while written < n:
+        base = root / f"exp_{run:04d}"
+        for k in range(5):
+            write_checkpoint(base / f"deberta_fold_{k}", "fold", 1500, t)
+            write_checkpoint(base / f"hf_out_fold_{k}" / "checkpoint-1500", "checkpoint", 1500, t)
+            written += 2
+        run += 1
+    return written
+
+
+def layer_tensors() -> Iterator[tuple[str, tuple[str, tuple[int, ...]]]]:
+    """Decoder layers of a Llama-style model (hidden 2048, MLP 5632, 4 KV heads, BF16), forever."""
+    layer = 0
+    while True:
+        p = f"model.layers.{layer}."
+        for proj, shape in (("self_attn.q_proj", (2048, 2048)), ("self_attn.k_proj", (256, 2048)),
+                            ("self_attn.v_proj", (256, 2048)), ("self_attn.o_proj", (2048, 2048)),
+                            ("mlp.gate_proj", (5632, 2048)), ("mlp.up_proj", (5632, 2048)),
+                            ("mlp.down_proj", (2048, 5632)), ("input_layernorm", (2048,)),
+                            ("post_attention_layernorm", (2048,))):  # fmt: skip
+            yield f"{p}{proj}.weight", ("BF16", shape)
+        layer += 1
+
+
+def write_sharded(folder: Path, shards: int = 100, per_shard: int = 100) -> int:
+    """An index and ``shards`` sparse shards of ``per_shard`` tensors each; returns the apparent bytes
+    (100 x 100 tensors: ~97 GB)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    weight_map: dict[str, str] = {}
+    total = 0
+    source = layer_tensors()
+    for s in range(1, shards + 1):
+        name = f"model-{s:05d}-of-{shards:05d}.safetensors"
+        tensors: Tensors = dict(next(source) for _ in range(per_shard))
+        head, data_len = safetensors_head(tensors)
+        write_sparse_safetensors(folder / name, head, data_len)
+        weight_map.update(dict.fromkeys(tensors, name))
+        total += len(head) + data_len
+    index = {"metadata": {"total_size": total}, "weight_map": dict(sorted(weight_map.items()))}
+    (folder / "model.safetensors.index.json").write_text(json.dumps(index, indent=2))
+    config = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": 2048}
+    (folder / "config.json").write_text(json.dumps(config))
+    return total
+
+
+def disk_bytes(root: Path) -> int:
+    return sum(os.lstat(os.path.join(d, f)).st_blocks * 512 for d, _, fs in os.walk(root) for f in fs)
