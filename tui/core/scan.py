@@ -61,6 +61,9 @@ from tui.core.names import (
     TRAINER_STATE,
     ZERO_RANK_SHARD,
 )
+from tui.core.pool import Deferred as _Deferred
+from tui.core.pool import in_order as _resolved
+from tui.core.pool import read_threads
 from tui.core.process import judge_lock
 
 # Checkpoints reported on their own even inside another checkpoint folder (see the module docstring).
@@ -204,14 +207,16 @@ def iter_checkpoints(
         state.errors.append(f"{root}: {e.strerror or e}")
         return
     if not os.path.isdir(root):
-        yield from _loose_file(state, root, os.path.basename(root), None)
+        yield from _resolved(_loose_file(state, root, os.path.basename(root), None), threads=1)
         return
     state.seen.add((st.st_dev, st.st_ino))
-    yield from _visit(state, root, None, st.st_mtime)
+    yield from _resolved(_visit(state, root, None, st.st_mtime), threads=read_threads())
 
 
 def scan(root: str | os.PathLike) -> list[CheckpointInfo]:
     return list(iter_checkpoints(root))
+
+
 
 
 def _list(state: _Scan, path: str) -> _Listing | None:
@@ -253,7 +258,7 @@ def _enter(state: _Scan, entry: os.DirEntry) -> os.stat_result | None:
     return st
 
 
-def _visit(state: _Scan, path: str, run: _RunContext | None, mtime: float) -> Iterator[CheckpointInfo]:
+def _visit(state: _Scan, path: str, run: _RunContext | None, mtime: float) -> Iterator[_Deferred]:
     if state.cancelled():
         return
     listing = _list(state, path)
@@ -386,10 +391,29 @@ def _collect(state: _Scan, listing: _Listing, tree: _Tree, prefix: str, parent_k
 
 def _checkpoint_folder(
     state: _Scan, listing: _Listing, kind: Kind, run: _RunContext | None, mtime: float, *, leftover: bool
-) -> Iterator[CheckpointInfo]:
+) -> Iterator[_Deferred]:
+    """The walk's part (files, nested checkpoints, context) now; the reading, deferred."""
     tree = _Tree()
     _collect(state, listing, tree, "", kind)
     info = _base_info(state, listing, kind, run, mtime, tree.files)
+    nested = []
+    for sub, sub_kind in tree.nested:
+        prefix = sub.rel[len(listing.rel) + 1 :] + "/" if listing.rel != "." else sub.rel + "/"
+        sub_files = {k[len(prefix) :]: v for k, v in tree.files.items() if k.startswith(prefix)}
+        nested.append((sub, sub_kind, _base_info(state, sub, sub_kind, run, None, sub_files), sub_files))
+    yield _Deferred(lambda: _check_checkpoint(state, listing, kind, run, info, tree, nested, leftover))
+
+
+def _check_checkpoint(
+    state: _Scan,
+    listing: _Listing,
+    kind: Kind,
+    run: _RunContext | None,
+    info: CheckpointInfo,
+    tree: _Tree,
+    nested: list[tuple[_Listing, Kind, CheckpointInfo, dict[str, int]]],
+    leftover: bool,
+) -> list[CheckpointInfo]:
     for problem in tree.problems:
         info.add_problem(problem)
     manifest = integrity.check_folder(
@@ -404,24 +428,22 @@ def _checkpoint_folder(
         info.in_progress = True
         why = run.lock or "never committed: in progress, or killed while writing"
         info.add_problem(f"no {MANIFEST_NAME} ({why})")
-    yield info
-    for sub, sub_kind in tree.nested:
-        prefix = sub.rel[len(listing.rel) + 1 :] + "/" if listing.rel != "." else sub.rel + "/"
-        sub_files = {k[len(prefix) :]: v for k, v in tree.files.items() if k.startswith(prefix)}
+    out = [info]
+    for sub, sub_kind, sub_info, sub_files in nested:
         try:
-            sub_mtime = os.stat(sub.path).st_mtime
+            sub_info.mtime = os.stat(sub.path).st_mtime
         except OSError:
-            sub_mtime = None
-        nested = _base_info(state, sub, sub_kind, run, sub_mtime, sub_files)
+            sub_info.mtime = None
         integrity.check_folder(
-            nested, Path(sub.path), set(sub_files), sub_kind, trainer_state=state.trainer_state
+            sub_info, Path(sub.path), set(sub_files), sub_kind, trainer_state=state.trainer_state
         )
         # A nested checkpoint is committed (or not) with the folder that holds it.
-        nested.in_progress = info.in_progress
-        nested.promoted = nested.promoted or info.promoted
-        if nested.fold is None:
-            nested.fold = info.fold
-        yield nested
+        sub_info.in_progress = info.in_progress
+        sub_info.promoted = sub_info.promoted or info.promoted
+        if sub_info.fold is None:
+            sub_info.fold = info.fold
+        out.append(sub_info)
+    return out
 
 
 def _base_info(
@@ -458,7 +480,7 @@ def _base_info(
 # --- loose files ----------------------------------------------------------------------------------------
 
 
-def _loose_file(state: _Scan, path: str, name: str, run: _RunContext | None) -> Iterator[CheckpointInfo]:
+def _loose_file(state: _Scan, path: str, name: str, run: _RunContext | None) -> Iterator[_Deferred]:
     if name.endswith(".bin") and not looks_like_pickle(path):
         return
     try:
@@ -480,8 +502,12 @@ def _loose_file(state: _Scan, path: str, name: str, run: _RunContext | None) -> 
         if info.step is None and (m := EPOCH_STEP_NAME.search(stem)):
             info.epoch, info.step = float(m.group(1)), int(m.group(2))
     info.promoted = os.path.normpath(path) in state.promoted_sources
-    integrity.check_file(info, Path(path))
-    yield info
+
+    def finish() -> list[CheckpointInfo]:
+        integrity.check_file(info, Path(path))
+        return [info]
+
+    yield _Deferred(finish)
 
 
 # --- one path (inspect) ---------------------------------------------------------------------------------
@@ -507,7 +533,7 @@ def describe(root: str | os.PathLike, path: str | os.PathLike) -> CheckpointInfo
     if os.path.isfile(path):
         if not (name.endswith(".safetensors") or name.endswith(PICKLE_SUFFIXES)):
             return None
-        return next(_loose_file(state, path, name, run), None)
+        return next(_resolved(_loose_file(state, path, name, run), threads=1), None)
     if not os.path.isdir(path):
         return None
     nested = _describe_nested(state, path, ancestors[:3], run)
@@ -524,7 +550,8 @@ def describe(root: str | os.PathLike, path: str | os.PathLike) -> CheckpointInfo
         return None
     st = os.stat(path)
     state.seen.add((st.st_dev, st.st_ino))
-    return next(_checkpoint_folder(state, listing, kind, run, st.st_mtime, leftover=leftover), None)
+    found = _checkpoint_folder(state, listing, kind, run, st.st_mtime, leftover=leftover)
+    return next(_resolved(found, threads=1), None)
 
 
 def _describe_nested(
@@ -541,7 +568,8 @@ def _describe_nested(
         st = os.stat(holder)
         state.seen.add((st.st_dev, st.st_ino))
         want = state.rel(path)
-        for info in _checkpoint_folder(state, listing, kind, run, st.st_mtime, leftover=leftover):
+        found = _checkpoint_folder(state, listing, kind, run, st.st_mtime, leftover=leftover)
+        for info in _resolved(found, threads=1):
             if info.path == want:
                 return info
         return None

@@ -1,0 +1,51 @@
+"""Reading in parallel keeps the walk's order and gives the same records as reading one by one."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from tests.fixtures import synthetic as syn
+from tui.core import pool, scan
+
+
+def test_in_order_keeps_hand_in_order_while_work_overlaps():
+    running = []
+    peak = [0]
+    lock = threading.Lock()
+
+    def work(i):
+        def finish():
+            with lock:
+                running.append(i)
+                peak[0] = max(peak[0], len(running))
+            time.sleep(0.02 if i % 3 else 0.001)  # later items finish first sometimes
+            with lock:
+                running.remove(i)
+            return [i, -i]
+
+        return pool.Deferred(finish)
+
+    out = list(pool.in_order((work(i) for i in range(40)), threads=8))
+    assert out == [x for i in range(40) for x in (i, -i)]
+    assert peak[0] > 1  # really overlapped
+
+
+def test_a_caller_that_stops_early_cancels_what_is_left():
+    started = []
+
+    def work(i):
+        return pool.Deferred(lambda: started.append(i) or [i])
+
+    it = pool.in_order((work(i) for i in range(1000)), threads=2)
+    assert next(it) == 0
+    it.close()
+    assert len(started) < 1000
+
+
+def test_the_scan_reads_the_same_with_and_without_threads(tmp_path, monkeypatch):
+    syn.make_tree(tmp_path, 40)
+    monkeypatch.setenv(pool.READ_THREADS_ENV, "1")
+    serial = [i.to_json() for i in scan.scan(tmp_path)]
+    monkeypatch.setenv(pool.READ_THREADS_ENV, "8")
+    assert [i.to_json() for i in scan.scan(tmp_path)] == serial
