@@ -15,7 +15,8 @@
 * ``write_sharded(folder, shards, per_shard)``: a ``model.safetensors.index.json`` with ``shards`` sparse
   shards (100 shards x 100 tensors of Llama-layer shapes: ~97 GB apparent).
 
-Standard library only, so a bench builds its tree before any contender imports anything.
+Standard library only (with the test fixtures' safetensors writer), so a bench builds its tree before
+any contender imports anything.
 """
 
 from __future__ import annotations
@@ -25,13 +26,13 @@ import json
 import math
 import os
 import pickle
-import struct
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-ITEMSIZE = {"F32": 4, "BF16": 2, "F16": 2, "I64": 8}
+from tests.fixtures.synthetic import safetensors_bytes
+
 Tensors = dict[str, tuple[str, tuple[int, ...]]]
 
 
@@ -68,16 +69,8 @@ def deberta_v3_xsmall_tensors(*, labels: int = 3) -> Tensors:
 
 
 def safetensors_head(tensors: Tensors) -> tuple[bytes, int]:
-    """The header block (length prefix + JSON padded to 8 bytes, as safetensors writes it) and data size."""
-    header: dict[str, Any] = {"__metadata__": {"format": "pt"}}
-    offset = 0
-    for name, (dtype, shape) in sorted(tensors.items()):
-        n = math.prod(shape) * ITEMSIZE[dtype]
-        header[name] = {"dtype": dtype, "shape": list(shape), "data_offsets": [offset, offset + n]}
-        offset += n
-    raw = json.dumps(header, separators=(",", ":")).encode()
-    raw += b" " * (-len(raw) % 8)
-    return struct.pack("<Q", len(raw)) + raw, offset
+    """The header block and data size, as safetensors writes them (names sorted)."""
+    return safetensors_bytes(dict(sorted(tensors.items())), metadata={"format": "pt"})
 
 
 def write_sparse_safetensors(path: Path, head: bytes, data_len: int) -> None:
