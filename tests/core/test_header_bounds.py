@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.fixtures.readers import st_bytes, st_header
 from tests.fixtures import synthetic as syn
+from tests.fixtures.readers import st_bytes, st_header
 from tui.core import inspect as inspect_mod
 from tui.core import safetensors_header as sh
 from tui.core.safetensors_header import MAX_NAME_CHARS, MAX_TENSORS, HeaderError, read_header
