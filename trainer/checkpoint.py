@@ -24,6 +24,7 @@ from tui.core.names import RANDOM_STATES, ZERO_RANK_SHARD, step_dir_name
 from tui.core.names import STEP_DIR as _STEP_RE
 from tui.core.names import TRAIN_STATE as TRAIN_STATE_NAME
 from tui.core.names import TRAINER_STATE as TRAINER_STATE_NAME
+from tui.core.summaries import last_evaluation
 
 ADAPTER_DIR = "adapter"
 # Above this size save_pretrained writes model-0000i-of-0000n.safetensors + an index (docs/FORMAT.md).
@@ -61,6 +62,24 @@ def _committed_steps(folder: Path) -> dict[int, Path]:
         if manifest is not None and manifest.get("kind") == "step-checkpoint":
             found[int(match.group(1))] = child
     return found
+
+
+def step_manifest_fields(step: int, fold: int, state: dict) -> dict[str, Any]:
+    """What a step checkpoint's manifest says besides its files (docs/FORMAT.md): ``metric`` is the
+    checkpoint's own last evaluation (at or before ``step``), ``best_metric`` the fold's best so far;
+    readers tell this layout from the older one (whose ``metric`` was the best so far) by ``best_metric``,
+    which is always written, null before the first evaluation."""
+    fields: dict[str, Any] = {"step": step, "fold": fold, "best_step": state.get("best_step")}
+    if "epoch" in state:
+        fields["epoch"] = state["epoch"]
+    name = state.get("metric_name")
+    own = last_evaluation(state.get("log_history"), f"eval_{name}" if name else None, step)
+    fields["metric"] = {"name": name, "value": own[0], "step": own[1]} if own is not None else None
+    best = state.get("best_metric")
+    fields["best_metric"] = (
+        {"name": name, "value": best, "step": state.get("best_step")} if name and best is not None else None
+    )
+    return fields
 
 
 def writer_rank(name: str, world_size: int) -> int:
@@ -158,7 +177,7 @@ class StepCheckpointer:
             (tmp / TRAIN_STATE_NAME).write_text(json.dumps(state, indent=2) + "\n", encoding="utf-8")
             protocol.commit(
                 tmp, target, kind="step-checkpoint", hashes=hashes,
-                fields=self._manifest_fields(step, state),
+                fields=step_manifest_fields(step, self.fold, state),
             )  # fmt: skip
             self._prune(best_step)
         acc.wait_for_everyone()
@@ -177,14 +196,6 @@ class StepCheckpointer:
         for part in gather_object([own]):
             merged.update(part)
         return merged if acc.is_main_process else {}
-
-    def _manifest_fields(self, step: int, state: dict) -> dict[str, Any]:
-        fields: dict[str, Any] = {"step": step, "fold": self.fold, "best_step": state.get("best_step")}
-        if "epoch" in state:
-            fields["epoch"] = state["epoch"]
-        if state.get("metric_name") is not None and state.get("best_metric") is not None:
-            fields["metric"] = {"name": state["metric_name"], "value": state["best_metric"]}
-        return fields
 
     def _prune(self, best_step: int | None) -> None:
         committed = _committed_steps(self.folder)

@@ -480,7 +480,7 @@ class _Evaluator:
             self.tokenizer,
             self.fold_dir,
             trainer_state=trainer_state,
-            metric={"name": self.cfg.train.metric, "value": value},
+            metric={"name": self.cfg.train.metric, "value": value, "step": state.global_step},
             step=state.global_step,
             fold=self.fold,
             lora=self.cfg.lora.enabled,

@@ -50,7 +50,7 @@ def test_valid_model_detail(tmp_path):
     assert out["weights"]["shards"] == 3
     names = {f["path"] for f in out["files"]}
     assert "model.safetensors.index.json" in names and "config.json" in names
-    assert out["best"] and out["step"] == 6 and out["metric"] == {"name": "f1_macro", "value": 0.9}
+    assert out["best"] and out["step"] == 6 and out["metric"] == {"name": "f1_macro", "value": 0.9, "step": 6}
 
 
 def test_peft_and_deepspeed_config(tmp_path):

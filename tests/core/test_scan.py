@@ -53,7 +53,7 @@ def test_trainer_run_layout(tmp_path):
     for k, info in ((0, fold0), (1, fold1)):
         assert info.kind == "hf-model" and info.complete and not info.in_progress
         assert info.fold == k and info.step == 8 and info.best and info.run == "run1"
-        assert info.metric == Metric("f1_macro", pytest.approx(0.8 - k / 100))
+        assert info.metric == Metric("f1_macro", pytest.approx(0.8 - k / 100), 8)  # evaluated at its step
     adapter = got["run1/tiny-bert_fold_0/adapter"]
     assert adapter.kind == "peft-adapter" and adapter.fold == 0 and adapter.complete
     assert fold0.size_bytes > adapter.size_bytes > 0  # the holder counts what deleting it frees
@@ -219,7 +219,7 @@ def test_metric_of_hf_checkpoints_from_log_history(tmp_path):
     s.write_hf_model(out / "checkpoint-4", tokenizer=False)
     s.write_torch_zip(out / "checkpoint-4" / "optimizer.pt")
     got = by_path(tmp_path)
-    assert got["out/checkpoint-4"].metric == Metric("f1_macro", 0.75)
+    assert got["out/checkpoint-4"].metric == Metric("f1_macro", 0.75, 4)
     assert got["out/checkpoint-4"].best and not got["out/checkpoint-2"].best
 
 

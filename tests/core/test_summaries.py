@@ -126,7 +126,7 @@ def test_trainer_state_fields(tmp_path):
     assert summary["best_model_checkpoint_resolved"] == tmp_path.name
     assert summary["metric_name"] == "eval_f1_macro"
     assert len(summary["log_history"]) == 8
-    assert summaries.metric_at_step(summary, "eval_f1_macro", 6) == 0.8
+    assert summaries.last_evaluation(summary["log_history"], "eval_f1_macro", 6) == (0.8, 6)
 
 
 def test_metric_name_is_not_guessed_when_ambiguous(tmp_path):

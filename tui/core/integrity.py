@@ -213,9 +213,12 @@ def _state_into(
     problems += errs
     if state is None:
         return
+    metric_name = state["metric_name"]
+    label = bare_metric_name(metric_name) if metric_name else None
     if name == TRAIN_STATE:
         info.step = state["global_step"] if state["global_step"] is not None else info.step
         info.epoch = float(state["epoch"]) if state["epoch"] is not None else info.epoch
+        _own_evaluation_into(info, state, label)
         return
     resolved = state["best_model_checkpoint_resolved"]
     names_itself = resolved is not None and os.path.normpath(resolved) == os.path.normpath(
@@ -234,14 +237,18 @@ def _state_into(
         or (names_itself and state["global_step"] is not None and state["global_step"] == info.step)
     ):
         info.epoch = float(state["epoch"])
-    metric_name = state["metric_name"]
-    label = bare_metric_name(metric_name) if metric_name else None
     if names_itself and state["best_metric"] is not None:
-        info.metric = Metric.of(label, state["best_metric"])
-    elif metric_name:
-        value = summaries.metric_at_step(state, metric_name, info.step)
-        if value is not None:
-            info.metric = Metric.of(label, value)
+        info.metric = Metric.of(label, state["best_metric"], state["best_global_step"])
+    else:
+        _own_evaluation_into(info, state, label)
+
+
+def _own_evaluation_into(info: CheckpointInfo, state: dict[str, Any], label: str | None) -> None:
+    """A resumable checkpoint's metric: its last evaluation at or before its step (the state's
+    ``best_metric`` is the best *so far*, another checkpoint's number)."""
+    found = summaries.last_evaluation(state["log_history"], state["metric_name"], info.step)
+    if found is not None:
+        info.metric = Metric.of(label, found[0], found[1])
 
 
 def _read_manifest(folder: Path) -> tuple[dict[str, Any] | None, str | None]:
@@ -268,8 +275,15 @@ def _manifest_into(info: CheckpointInfo, folder: Path, problems: list[str]) -> d
     if isinstance(manifest.get("fold"), int):
         info.fold = manifest["fold"]
     metric = manifest.get("metric")
-    if isinstance(metric, dict) and (found := Metric.of(metric.get("name"), metric.get("value"))):
-        info.metric = found
+    # A step-checkpoint manifest without "best_metric" predates it: its "metric" was the best so far,
+    # another checkpoint's number; the train_state.json history gave this one its own.
+    own = manifest.get("kind") != "step-checkpoint" or "best_metric" in manifest
+    if own and isinstance(metric, dict):
+        # A fold model (or an export of one) was evaluated at the step it holds.
+        at = metric.get("step", manifest.get("step") if manifest.get("kind") == "fold-model" else None)
+        found = Metric.of(metric.get("name"), metric.get("value"), at)
+        if found is not None:
+            info.metric = found
     if manifest.get("kind") == "fold-model":
         info.best = True  # FORMAT.md: a committed fold folder holds the best model of its fold
     return manifest

@@ -28,18 +28,25 @@ KINDS: tuple[Kind, ...] = get_args(Kind)
 
 @dataclass(frozen=True)
 class Metric:
-    """A checkpoint's best or eval metric, ``{"name", "value"}`` in JSON; ``name`` None when the files
-    hold a value without saying what it measures."""
+    """A checkpoint's own evaluation, ``{"name", "value", "step"}`` in JSON; ``name`` None when the files
+    hold a value without saying what it measures; ``step`` the optimizer step it was evaluated at (None
+    when the files do not say). A resumable checkpoint's metric is its last evaluation at or before its
+    step, never the best so far (that one is marked by ``CheckpointInfo.best``)."""
 
     name: str | None
     value: float
+    step: int | None = None
 
     @classmethod
-    def of(cls, name: object, value: object) -> Metric | None:
+    def of(cls, name: object, value: object, step: object = None) -> Metric | None:
         """A Metric from values read off disk; None unless ``value`` is a number (a bool is not)."""
         if isinstance(value, bool) or not isinstance(value, int | float):
             return None
-        return cls(name if isinstance(name, str) else None, value)
+        step = step if isinstance(step, int) and not isinstance(step, bool) and step >= 0 else None
+        return cls(name if isinstance(name, str) else None, value, step)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "value": self.value, "step": self.step}
 
     def same_name(self, other: str) -> bool:
         """``eval_loss`` and ``loss`` name the same metric (HF prefixes eval metrics with ``eval_``)."""
@@ -66,7 +73,7 @@ class CheckpointInfo:
     run: str | None = None  # posix path (relative to root) of the run folder this belongs to
     in_progress: bool = False  # being written now / never committed (lock, temp name, no manifest)
     promoted: bool = False
-    metric: Metric | None = None  # best / eval metric when known
+    metric: Metric | None = None  # its own (last) evaluation when known
     mtime: float | None = None
 
     def add_problem(self, text: str) -> None:
@@ -77,7 +84,7 @@ class CheckpointInfo:
         out = {name: getattr(self, name) for name in _INFO_FIELDS}  # in order; mutable ones copied below
         out["problems"] = list(self.problems)
         out["dtypes"] = dict(self.dtypes) if self.dtypes is not None else None
-        out["metric"] = {"name": self.metric.name, "value": self.metric.value} if self.metric else None
+        out["metric"] = self.metric.to_json() if self.metric else None
         return out
 
 

@@ -57,9 +57,12 @@ from tui.core.names import (
     RANDOM_STATES,
     RUN_FILE,
     SKIP_DIRS,
+    STEP_DIR,
     STEP_NAME,
+    TRAIN_STATE,
     TRAINER_STATE,
     ZERO_RANK_SHARD,
+    step_dir_name,
 )
 from tui.core.pool import Deferred as _Deferred
 from tui.core.pool import in_order as _resolved
@@ -182,10 +185,13 @@ class _Scan:
             return path[len(prefix) :].replace(os.sep, "/")
         return os.path.relpath(path, self.root).replace(os.sep, "/")
 
-    def trainer_state(self, folder: str) -> tuple[dict[str, Any] | None, list[str]]:
-        if folder not in self.trainer_states:
-            self.trainer_states[folder] = summaries.trainer_state_summary(Path(folder), lean=True)
-        return self.trainer_states[folder]
+    def trainer_state(
+        self, folder: str, name: str = TRAINER_STATE
+    ) -> tuple[dict[str, Any] | None, list[str]]:
+        key = folder if name == TRAINER_STATE else os.path.join(folder, name)
+        if key not in self.trainer_states:
+            self.trainer_states[key] = summaries.trainer_state_summary(Path(folder), name=name, lean=True)
+        return self.trainer_states[key]
 
 
 def iter_checkpoints(
@@ -330,11 +336,13 @@ def _describe_lock(data: dict[str, Any], path: Path) -> str:
 
 
 def _decide_hf_best(state: _Scan, listing: _Listing) -> None:
-    """Mark the best ``checkpoint-N`` child of this folder, as said by the newest trainer_state.
+    """Mark the best ``checkpoint-N`` child of this folder, as said by the newest trainer_state, and the
+    best ``step_N`` child (our resumable checkpoints), as said by the newest train_state.json.
 
-    Each checkpoint's trainer_state names the best *so far*; only the newest one (highest
-    global_step, the output folder's own trainer_state included) speaks for the run.
+    Each checkpoint's state names the best *so far*; only the newest one (highest global_step, the
+    output folder's own trainer_state included) speaks for the run.
     """
+    _decide_step_best(state, listing)
     children = sorted(
         ((int(m.group(1)), n) for n in listing.dirs if (m := CHECKPOINT_N.match(n))), reverse=True
     )
@@ -355,6 +363,19 @@ def _decide_hf_best(state: _Scan, listing: _Listing) -> None:
     state.best_decided.add(listing.path)
     if newest[1] is not None:
         state.best.add(os.path.normpath(newest[1]))
+
+
+def _decide_step_best(state: _Scan, listing: _Listing) -> None:
+    """The ``step_N`` child at the ``best_step`` of the newest ``step_N``'s train_state.json is best."""
+    children = sorted(((int(m.group(1)), n) for n in listing.dirs if (m := STEP_DIR.match(n))), reverse=True)
+    for _, newest in children[:2]:  # the newest may be half-written: then the one before speaks
+        summary, _ = state.trainer_state(os.path.join(listing.path, newest), TRAIN_STATE)
+        if summary is None or summary["global_step"] is None:
+            continue
+        best = summary["best_global_step"]
+        if best is not None:
+            state.best.add(os.path.normpath(os.path.join(listing.path, step_dir_name(best))))
+        return
 
 
 # --- one checkpoint folder ------------------------------------------------------------------------------
@@ -466,6 +487,8 @@ def _base_info(
     abspath = os.path.normpath(listing.path)
     if abspath in state.promoted_sources:
         info.promoted = True
+    if kind == "accelerate-state" and abspath in state.best:
+        info.best = True  # our step_N at the fold's best step (_decide_step_best)
     if kind in ("hf-checkpoint", "hf-model"):
         parent = os.path.dirname(abspath)
         if abspath in state.best:

@@ -188,13 +188,13 @@ def trainer_state_summary(
     ``name`` may be ``train_state.json`` (our resumable step folders) which shares the keys it has.
     ``best_model_checkpoint_resolved`` is posix relative to ``root`` when given, else absolute.
     ``lean``: what the scan needs, from the cache when the file is unchanged: ``log_history`` keeps only
-    the steps and values of ``metric_name`` (enough for ``metric_at_step``).
+    the steps and values of ``metric_name`` (enough for ``last_evaluation``).
     """
     folder = Path(folder)
     path = folder / name
     if lean:
         facts, problems = cache.memo(
-            f"trainer-state/1/lean/{name}",
+            f"trainer-state/2/lean/{name}",
             [(path, None)],
             lambda: _state_facts(path, lean=True),
             decode=tuple,
@@ -230,9 +230,9 @@ def _state_facts(path: Path, *, lean: bool) -> tuple[dict[str, Any] | None, list
     data, problems = load_json_object(path, limit=STATE_LIMIT)
     if data is None:
         return None, problems
-    metric_name = infer_metric_name(data)
     history = data.get("log_history")
     entries = [e for e in history if isinstance(e, dict)] if isinstance(history, list) else []
+    metric_name = _named_metric_key(data, entries) or infer_metric_name(data)
     if lean:
         cleaned = (
             [
@@ -260,6 +260,16 @@ def _clean_log_entry(entry: dict[str, Any]) -> dict[str, Any]:
     return {str(k): v for k, v in entry.items() if _num(v) is not None}
 
 
+def _named_metric_key(state: dict[str, Any], entries: list[dict[str, Any]]) -> str | None:
+    """``eval_<metric_name>`` when the state names its metric (our train_state.json does) and the history
+    logs it: known before the first improvement, where ``infer_metric_name`` needs a best value."""
+    name = state.get("metric_name")
+    if not isinstance(name, str) or not name:
+        return None
+    key = name if name.startswith("eval_") else f"eval_{name}"
+    return key if any(key in e for e in entries) else None
+
+
 def infer_metric_name(state: dict[str, Any]) -> str | None:
     """The eval_* key whose value at the best step equals best_metric (HF does not store the name).
 
@@ -280,11 +290,22 @@ def infer_metric_name(state: dict[str, Any]) -> str | None:
     return names.pop() if len(names) == 1 else None
 
 
-def metric_at_step(summary: dict[str, Any], metric_name: str | None, step: int | None) -> float | None:
-    """Value of ``metric_name`` logged at ``step`` in a trainer_state summary."""
-    if not metric_name or step is None:
+def last_evaluation(
+    log_history: Any, metric_key: str | None, step: int | None
+) -> tuple[float, int | None] | None:
+    """(value, step) of the last ``metric_key`` entry of ``log_history`` logged at or before ``step``: the
+    evaluation that describes a checkpoint saved at ``step`` (its own, or the newest one before it when
+    saves and evaluations are not aligned). None when there is none. The trainer writes it into step
+    manifests and the scan reads it back, so both use this one rule."""
+    if not metric_key or step is None or not isinstance(log_history, list):
         return None
-    for entry in reversed(summary.get("log_history") or []):
-        if entry.get("step") == step and metric_name in entry:
-            return entry[metric_name]
-    return None
+    found: tuple[float, int | None] | None = None
+    for entry in log_history:
+        if not isinstance(entry, dict):
+            continue
+        value, at = _num(entry.get(metric_key)), _int(entry.get("step"))
+        if value is None or at is None or at > step:
+            continue
+        if found is None or found[1] is None or at >= found[1]:
+            found = (value, at)
+    return found
