@@ -202,7 +202,9 @@ async def test_the_run_header_best_is_the_min_for_a_ppl_ranked_run(tmp_path):
     root = tmp_path / "tree"
     for name, ppl in (("a", 7.0), ("b", 3.0), ("c", 5.0)):
         syn.write_hf_model(root / "run" / name, tokenizer=False)
-        syn.write_manifest(root / "run" / name, kind="step-checkpoint", metric={"name": "ppl", "value": ppl})
+        syn.write_manifest(
+            root / "run" / name, kind="step-checkpoint", metric={"name": "ppl", "value": ppl}, best_metric=None
+        )
     age_tree(root)
     app = make_app(root, poll_interval=0)
     async with app.run_test(size=(80, 24)) as pilot:

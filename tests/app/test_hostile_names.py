@@ -22,7 +22,7 @@ def evil_checkpoint(folder: Path) -> None:
     special = json.loads((folder / "special_tokens_map.json").read_text())
     special["mask_token"] = "[MASK\x1b[5m]"
     (folder / "special_tokens_map.json").write_text(json.dumps(special))
-    syn.write_manifest(folder, kind="step-checkpoint", metric={"name": "f1\x1b[7m", "value": 0.5})
+    syn.write_manifest(folder, kind="step-checkpoint", metric={"name": "f1\x1b[7m", "value": 0.5}, best_metric=None)
 
 
 def assert_clean(text: str, where: str, rows: int | None = None) -> None:
