@@ -7,6 +7,7 @@ import os
 from rich.style import Style
 
 from tui.app import rows, tasks
+from tui.core.diff import config_changes, tensor_changes
 from tui.core.model import CheckpointInfo, Metric
 
 
@@ -57,18 +58,14 @@ def test_filter_matches_every_word_in_path_kind_or_status():
     assert not rows.matches(i, "fold_1")
 
 
-def test_config_diff_reports_changed_added_removed_nested_keys():
+def test_diff_rows_show_the_core_changes_with_the_missing_side_as_empty_set():
     a = {"hidden": 8, "labels": {"0": "neg"}, "only_a": 1}
     b = {"hidden": 16, "labels": {"0": "neg", "1": "pos"}}
-    diff = {k: (x, y) for k, x, y in rows.config_diff(a, b)}
+    diff = {k: (x, y) for k, x, y in rows.config_rows(config_changes(a, b))}
     assert diff == {"hidden": (8, 16), "labels.1": ("∅", "pos"), "only_a": (1, "∅")}
-    assert rows.config_diff(a, a) == []
-
-
-def test_tensor_diff_reports_missing_and_changed_dtype_or_shape():
-    a = {"w": ("F32", (2, 3)), "b": ("F32", (3,)), "x": ("F16", (1,))}
-    b = {"w": ("F32", (2, 3)), "b": ("BF16", (3,)), "y": ("F16", (1,))}
-    assert rows.tensor_diff(a, b) == [
+    ta = {"w": ("F32", (2, 3)), "b": ("F32", (3,)), "x": ("F16", (1,))}
+    tb = {"w": ("F32", (2, 3)), "b": ("BF16", (3,)), "y": ("F16", (1,))}
+    assert rows.tensor_rows(tensor_changes(ta, tb)) == [
         ("b", "F32 [3]", "BF16 [3]"),
         ("x", "F16 [1]", "∅"),
         ("y", "∅", "F16 [1]"),

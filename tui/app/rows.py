@@ -12,6 +12,7 @@ from typing import Any
 from rich.style import Style
 from rich.text import Text
 
+from tui.core.diff import ConfigChange, TensorChange
 from tui.core.model import CheckpointInfo, run_of
 from tui.core.text import lower_is_better, safe_text
 
@@ -126,44 +127,20 @@ def matches(info: CheckpointInfo, needle: str) -> bool:
     return all(word in haystack for word in needle.lower().split())
 
 
-def flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
-    """Nested dicts as dotted keys, for a key-by-key config diff."""
-    if isinstance(obj, dict):
-        out: dict[str, Any] = {}
-        for key, value in obj.items():
-            out.update(flatten(value, f"{prefix}{key}."))
-        return out if out or not prefix else {prefix[:-1]: {}}
-    return {prefix[:-1]: obj} if prefix else {"": obj}
-
-
 _MISSING = "∅"
 
 
-def config_diff(left: dict | None, right: dict | None) -> list[tuple[str, Any, Any]]:
-    """(key, left value, right value) for every dotted key whose values differ; absent shows as ∅."""
-    a, b = flatten(left or {}), flatten(right or {})
-    rows = []
-    for key in sorted(set(a) | set(b)):
-        va, vb = a.get(key, _MISSING), b.get(key, _MISSING)
-        if va != vb:
-            rows.append((key, va, vb))
-    return rows
+def config_rows(changes: list[ConfigChange]) -> list[tuple[str, Any, Any]]:
+    """(key, A value, B value) of the core's config changes; a key one side lacks shows ∅ there."""
+    return [
+        (c.key, _MISSING if c.only_in == "b" else c.a, _MISSING if c.only_in == "a" else c.b) for c in changes
+    ]
 
 
-def tensor_diff(
-    left: dict[str, tuple[str, tuple[int, ...]]], right: dict[str, tuple[str, tuple[int, ...]]]
-) -> list[tuple[str, str, str]]:
-    """(tensor name, left 'dtype shape', right 'dtype shape') for tensors missing on one side or differing."""
+def tensor_rows(changes: list[TensorChange]) -> list[tuple[str, str, str]]:
+    """(tensor name, A 'dtype shape', B 'dtype shape') of the core's tensor changes; absent shows ∅."""
 
     def show(entry: tuple[str, tuple[int, ...]] | None) -> str:
-        if entry is None:
-            return _MISSING
-        dtype, shape = entry
-        return f"{dtype} {list(shape)}"
+        return _MISSING if entry is None else f"{entry[0]} {list(entry[1])}"
 
-    rows = []
-    for name in sorted(set(left) | set(right)):
-        ea, eb = left.get(name), right.get(name)
-        if ea is None or eb is None or ea[0] != eb[0] or tuple(ea[1]) != tuple(eb[1]):
-            rows.append((name, show(ea), show(eb)))
-    return rows
+    return [(c.name, show(c.a), show(c.b)) for c in changes]

@@ -140,14 +140,12 @@ def promote(root: Path, path: str, target: str | None, infos: list[CheckpointInf
 
 
 def diff(root: Path, left: str, right: str) -> tuple[list[tuple[str, Any, Any]], list[tuple[str, str, str]]]:
-    """(config differences, tensor differences) between two checkpoints."""
-    from tui.core.inspect import inspect_path
-    from tui.core.weights import tensor_table
+    """(config differences, tensor differences) between two checkpoints: the whole config files and
+    tensor tables (tui.core.diff), as display rows."""
+    from tui.core.diff import diff_checkpoints
 
-    a, b = inspect_path(root, root / left), inspect_path(root, root / right)
-    return rows.config_diff(a.config, b.config), rows.tensor_diff(
-        tensor_table(root / left), tensor_table(root / right)
-    )
+    found = diff_checkpoints(root / left, root / right, names=(left, right))
+    return rows.config_rows(found.config), rows.tensor_rows(found.tensors)
 
 
 def fold_metrics(root: Path, run: str) -> dict[str, Any]:

@@ -98,6 +98,7 @@ def _detail_folder(out: Inspection, folder: Path, top: set[str], root: Path) -> 
         out.config = deepspeed_layout(folder)
     else:
         out.config, _ = summaries.config_summary(folder)
+    out.config_file, _ = summaries.config_file(folder)
     out.tokenizer, errs = summaries.tokenizer_summary(folder)
     problems += errs
     for name in (TRAINER_STATE, TRAIN_STATE):

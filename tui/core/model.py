@@ -104,7 +104,8 @@ class Inspection:
     """``ckpt-tui inspect``: everything ``ls`` says plus the detail panes."""
 
     info: CheckpointInfo
-    config: dict[str, Any] | None = None
+    config: dict[str, Any] | None = None  # the summary (model type, sizes, labels, dtype)
+    config_file: dict[str, Any] | None = None  # the whole config.json / adapter_config.json, as written
     tokenizer: dict[str, Any] | None = None
     # From the safetensors headers, or the static scan of a pickle file.
     weights: WeightsSummary | PickleReport | None = None
@@ -116,6 +117,7 @@ class Inspection:
         out = self.info.to_json()
         out.update(
             config=self.config,
+            config_file=self.config_file,
             tokenizer=self.tokenizer,
             weights=self.weights.inspect_json() if self.weights is not None else None,
             trainer_state=self.trainer_state,

@@ -63,6 +63,25 @@ def _config_summary(path: Path) -> tuple[dict[str, Any] | None, list[str]]:
     }, []
 
 
+def config_file(path: str | os.PathLike) -> tuple[dict[str, Any] | None, list[str]]:
+    """The whole config of a checkpoint folder, as written: ``config.json``, else a PEFT
+    ``adapter_config.json``; (None, []) for a file or a folder with neither. At most ``CONFIG_LIMIT``
+    bytes are read (``inspect --json`` prints it as ``config_file``; diffs compare it key by key)."""
+    folder = Path(path)
+    if not folder.is_dir():
+        return None, []
+    for name in (CONFIG_FILE, ADAPTER_CONFIG):
+        target = folder / name
+        if target.is_file():
+            return cache.memo(
+                f"config-file/1/{name}",
+                [(target, None)],
+                lambda target=target: load_json_object(target, limit=CONFIG_LIMIT),
+                decode=tuple,
+            )
+    return None, []
+
+
 def adapter_config_summary(folder: Path) -> tuple[dict[str, Any] | None, list[str]]:
     """PEFT adapter_config.json: base model, method, rank and targets."""
     data, problems = load_json_object(Path(folder) / ADAPTER_CONFIG, limit=CONFIG_LIMIT)

@@ -19,6 +19,7 @@ from textual.containers import Vertical, VerticalScroll
 from textual.widgets import Static, TabbedContent, TabPane
 
 from tui.app import rows
+from tui.core.diff import flatten
 from tui.core.model import CheckpointInfo, Inspection
 from tui.core.text import format_bytes, safe_text
 
@@ -243,13 +244,13 @@ class DetailPane(Vertical):
         self._set("overview", overview_renderable(root, info, self.style_of, inspection.manifest))
         self._set(
             "config",
-            _kv_table(sorted(rows.flatten(inspection.config).items()))
+            _kv_table(sorted(flatten(inspection.config)[0].items()))
             if inspection.config
             else Text("No config.json.", style="dim"),
         )
         self._set(
             "tokenizer",
-            _kv_table(sorted(rows.flatten(inspection.tokenizer).items()))
+            _kv_table(sorted(flatten(inspection.tokenizer)[0].items()))
             if inspection.tokenizer
             else Text("No tokenizer files.", style="dim"),
         )
