@@ -79,7 +79,7 @@ async def test_undecodable_file_names_are_shown_escaped_and_can_be_deleted(tmp_p
         await select(app, pilot, path)
         assert "run\\xff/model" in body_text(app, "overview")
         header = app.browser.get_cell(f"group:{odd}", "name").__rich__().plain
-        assert header == "▾ run\\xff"
+        assert header == "▾ run\\xff (1)"
         screen = app.export_screenshot()
         assert "\udcff" not in screen and "run\\xff" in screen
         await pilot.press("d")

@@ -38,6 +38,9 @@ if TYPE_CHECKING:
     from tui.core.actions import Plan, PlanAction
 
 
+ZOOMED = "-zoomed"  # screen class: the detail pane full screen
+
+
 class CkptApp(App[None]):
     CSS_PATH = "app.tcss"
     TITLE = "ckpt-tui"
@@ -52,6 +55,8 @@ class CkptApp(App[None]):
         # fast typist over SSH) reach the filter box instead of the table and its bindings.
         Binding("slash", "filter", "Filter", key_display="/", id="app.filter", priority=True),
         Binding("s", "cycle_sort", "Sort", id="app.sort"),
+        Binding("R", "reverse_sort", "Reverse sort", id="app.reverse", show=False),
+        Binding("z", "zoom", "Zoom detail", id="app.zoom"),
         Binding("d", "delete", "Delete", id="app.delete"),
         Binding("S", "slim", "Slim", id="app.slim", show=False),
         Binding("p", "prune", "Prune", id="app.prune", show=False),
@@ -133,7 +138,10 @@ class CkptApp(App[None]):
     def _update_status(self) -> None:
         browser = self.browser
         # ROOT goes last: a long path is cut at the edge, the counts and the state never are.
-        parts = [f"{len(self.store.infos)} checkpoints", f"sort: {browser.sort_by}"]
+        total = len(self.store.infos)
+        count = f"{browser.matching_count}/{total}" if browser.filter_text else f"{total}"
+        order = f"sort: {browser.sort_by}{' (reversed)' if browser.reverse else ''}"
+        parts = [f"{count} checkpoints", order]
         if browser.filter_text:
             parts.append(escape(f"filter: {safe_text(repr(browser.filter_text))}"))
         if self.store.marked:
@@ -312,22 +320,53 @@ class CkptApp(App[None]):
         self.browser.focus()
 
     def on_key(self, event) -> None:
-        if event.key == "escape" and self.focused is self.query_one("#filter", Input):
+        if event.key != "escape" or self.screen is not self.screen_stack[0]:
+            return
+        if self.focused is self.query_one("#filter", Input):
             event.stop()
             self._leave_filter()
+        elif self.screen.has_class(ZOOMED):
+            event.stop()
+            self.action_zoom()
+
+    # --- detail zoom ------------------------------------------------------------------------------------
+
+    def action_zoom(self) -> None:
+        """The detail pane full screen (the table hidden), and back."""
+        zoomed = not self.screen.has_class(ZOOMED)
+        self.screen.set_class(zoomed, ZOOMED)
+        if zoomed:
+            self.detail.focus_body()
+        else:
+            self.browser.focus()
+
+    def on_checkpoint_browser_open_checkpoint(self, message: CheckpointBrowser.OpenCheckpoint) -> None:
+        if not self.screen.has_class(ZOOMED):
+            self.action_zoom()
 
     def action_show_tab(self, tab: str) -> None:
         self.detail.show_tab(tab)
+        self._follow_tab()
 
     def action_next_tab(self) -> None:
         self.detail.step_tab(+1)
+        self._follow_tab()
 
     def action_previous_tab(self) -> None:
         self.detail.step_tab(-1)
+        self._follow_tab()
+
+    def _follow_tab(self) -> None:
+        if self.screen.has_class(ZOOMED):  # zoomed, the keys scroll the tab on screen
+            self.call_after_refresh(self.detail.focus_body)
 
     def action_cycle_sort(self) -> None:
         order = rows.SORTS
         self.browser.set_sort(order[(order.index(self.browser.sort_by) + 1) % len(order)])
+        self._update_status()
+
+    def action_reverse_sort(self) -> None:
+        self.browser.set_sort(self.browser.sort_by, reverse=not self.browser.reverse)
         self._update_status()
 
     # --- destructive actions: plan in a worker -> ConfirmModal -> execute in a worker -------------------

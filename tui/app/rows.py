@@ -6,6 +6,8 @@ only through ``cell`` / ``tui.core.text.safe_text``.
 
 from __future__ import annotations
 
+import functools
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -14,7 +16,7 @@ from rich.text import Text
 
 from tui.core.diff import ConfigChange, TensorChange
 from tui.core.model import CheckpointInfo, run_of
-from tui.core.text import lower_is_better, safe_text
+from tui.core.text import format_count, lower_is_better, safe_text
 
 SORTS = ("name", "step", "metric", "size")
 
@@ -90,6 +92,11 @@ def step_text(info: CheckpointInfo) -> str:
     return ""
 
 
+def params_text(info: CheckpointInfo) -> str:
+    """Parameters shortened for a narrow column ("26.2B"); empty when unknown."""
+    return format_count(info.parameters) if info.parameters is not None else ""
+
+
 def name_in_run(info: CheckpointInfo) -> str:
     group = run_of(info)
     if group != "." and info.path.startswith(group + "/"):
@@ -97,26 +104,68 @@ def name_in_run(info: CheckpointInfo) -> str:
     return info.path
 
 
-def sort_key(sort: str) -> Callable[[CheckpointInfo], Any]:
-    """Key for rows inside one run: grouped by fold, then by ``sort``; best/largest first where it helps."""
+_DIGITS = re.compile(r"(\d+)")
+
+
+def natural_key(text: str) -> tuple[Any, ...]:
+    """Order names as people count: ``checkpoint-200`` before ``checkpoint-1000``, ``fold_2`` before
+    ``fold_10``. Text parts compare case-folded, digit runs as numbers (even positions are text, odd
+    positions numbers, so two keys always compare)."""
+    parts = _DIGITS.split(text)
+    return tuple(int(p) if i % 2 else p.casefold() for i, p in enumerate(parts))
+
+
+@functools.total_ordering
+class Descending:
+    """Wraps a sort key so that it orders backwards inside a tuple key (reverse sort keeps a run's
+    header above its rows, which ``sorted(reverse=True)`` of the whole table would not)."""
+
+    __slots__ = ("key",)
+
+    def __init__(self, key: Any) -> None:
+        self.key = key
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Descending) and self.key == other.key
+
+    def __lt__(self, other: Descending) -> bool:
+        return other.key < self.key
+
+    def __hash__(self) -> int:
+        return hash(self.key)
+
+
+def sort_key(sort: str, reverse: bool = False) -> Callable[[CheckpointInfo], Any]:
+    """Key for rows inside one run: grouped by fold, then by ``sort``; best/largest first where it helps.
+    ``reverse`` turns the order around (the fold grouping too)."""
+
+    def fold(info: CheckpointInfo) -> int:
+        return info.fold if info.fold is not None else -1
 
     def by_name(info: CheckpointInfo) -> Any:
-        return (info.fold if info.fold is not None else -1, info.path)
+        return (fold(info), natural_key(info.path))
 
     def by_step(info: CheckpointInfo) -> Any:
-        return (info.fold if info.fold is not None else -1, info.step is None, info.step or 0, info.path)
+        return (fold(info), info.step is None, info.step or 0, natural_key(info.path))
 
     def by_metric(info: CheckpointInfo) -> Any:
         value = metric_value(info)
         if value is None:
-            return (1, 0.0, info.path)
+            return (1, 0.0, natural_key(info.path))
         name = info.metric.name if info.metric else None
-        return (0, value if lower_is_better(name) else -value, info.path)
+        return (0, value if lower_is_better(name) else -value, natural_key(info.path))
 
     def by_size(info: CheckpointInfo) -> Any:
-        return (-info.size_bytes, info.path)
+        return (-info.size_bytes, natural_key(info.path))
 
-    return {"name": by_name, "step": by_step, "metric": by_metric, "size": by_size}[sort]
+    key = {"name": by_name, "step": by_step, "metric": by_metric, "size": by_size}[sort]
+    return (lambda info: Descending(key(info))) if reverse else key
+
+
+def group_key(sort: str, reverse: bool, group: str, size_bytes: int) -> Any:
+    """Order of the runs: by total size (largest first) when sorting by size, else by name."""
+    key = (-size_bytes, natural_key(group)) if sort == "size" else natural_key(group)
+    return Descending(key) if reverse else key
 
 
 def matches(info: CheckpointInfo, needle: str) -> bool:

@@ -188,6 +188,10 @@ class DetailPane(Vertical):
     def show_tab(self, tab: str) -> None:
         self.query_one(TabbedContent).active = f"tab-{tab}"
 
+    def focus_body(self) -> None:
+        """Focus the active tab's scroll area, so arrows and page keys scroll it (the zoomed view)."""
+        self.query_one(f"#scroll-{self.active_tab}", VerticalScroll).focus()
+
     def step_tab(self, step: int) -> None:
         """The next (+1) or previous (-1) tab, wrapping around."""
         self.show_tab(TABS[(TABS.index(self.active_tab) + step) % len(TABS)])
