@@ -79,6 +79,8 @@ class CkptApp(App[None]):
             Binding(str(n), f"show_tab('{tab}')", f"{tab.title()} tab", id=f"app.tab_{tab}", show=False)
             for n, tab in enumerate(TABS, start=1)
         ],
+        Binding("v", "plot_series", "Plot series", id="app.plot_series", show=False),
+        Binding("V", "plot_smoothing", "Smooth plot", id="app.plot_smoothing", show=False),
         Binding("question_mark", "help", "Help", key_display="?", id="app.help"),
     ]
     # Palette entries with no key of their own: (title, action, help).
@@ -355,6 +357,20 @@ class CkptApp(App[None]):
     def action_previous_tab(self) -> None:
         self.detail.step_tab(-1)
         self._follow_tab()
+
+    def action_plot_series(self) -> None:
+        view = self.detail.cycle_series()
+        if view is None:
+            self.notify("No training log here: select a checkpoint with a trainer_state.json.", severity="warning")
+        else:
+            self.action_show_tab("training")
+
+    def action_plot_smoothing(self) -> None:
+        smooth = self.detail.toggle_smoothing()
+        if smooth is None:
+            self.notify("No training log here: select a checkpoint with a trainer_state.json.", severity="warning")
+        else:
+            self.action_show_tab("training")
 
     def _follow_tab(self) -> None:
         if self.screen.has_class(ZOOMED):  # zoomed, the keys scroll the tab on screen

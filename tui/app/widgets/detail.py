@@ -1,8 +1,8 @@
 """Detail tabs for the highlighted checkpoint: Overview, Config, Tokenizer, Weights, Training, Files.
 
 It renders an ``Inspection`` as given; every field may be None (unknown) and is shown as such.
-The plot widget (textual-plotext, which imports plotext) is built the first time a training log is shown,
-not at start-up: most users look at the table long before they open a plot.
+The Config tab shows the summary, then every key of the config file as written. The Training tab's plot
+lives in ``tui.app.widgets.training``.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from textual.containers import Vertical, VerticalScroll
 from textual.widgets import Static, TabbedContent, TabPane
 
 from tui.app import rows
+from tui.app.widgets import training
 from tui.core.diff import flatten
 from tui.core.model import CheckpointInfo, Inspection
 from tui.core.text import format_bytes, safe_text
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
     from tui.core.weights import WeightsSummary
 
 TABS = ("overview", "config", "tokenizer", "weights", "training", "files")
+MAX_CONFIG_KEYS = 5_000  # keys of a config file drawn in the Config tab (a hostile one may hold millions)
 
 
 def _kv_table(pairs: list[tuple[str, Any]]) -> Table:
@@ -148,30 +150,16 @@ def files_renderable(files: list[dict]) -> Any:
     return table
 
 
-def training_series(state: dict | None) -> dict[str, tuple[list[float], list[float]]]:
-    """``{series: (steps, values)}`` for loss and every eval_* number in the trainer_state log history."""
-    series: dict[str, tuple[list[float], list[float]]] = {}
-    for entry in (state or {}).get("log_history") or []:
-        if not isinstance(entry, dict) or not isinstance(entry.get("step"), (int, float)):
-            continue
-        for key, value in entry.items():
-            if key in ("loss", "train_loss") or key.startswith("eval_"):
-                if (
-                    isinstance(value, (int, float))
-                    and not isinstance(value, bool)
-                    and "runtime" not in key
-                    and "per_second" not in key
-                ):
-                    xs, ys = series.setdefault(key, ([], []))
-                    xs.append(float(entry["step"]))
-                    ys.append(float(value))
-    return series
-
-
 class DetailPane(Vertical):
     """Tabs that render one Inspection; ``show_*`` methods are the only way the app updates it."""
 
     COMPONENT_CLASSES = rows.STYLE_CLASSES
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._series: training.Series = {}  # the shown checkpoint's training log
+        self._view = "all"  # which series the plot draws (``v``)
+        self._smooth = False  # ``V``
 
     def compose(self) -> ComposeResult:
         with TabbedContent(id="detail-tabs"):
@@ -197,18 +185,19 @@ class DetailPane(Vertical):
         self.show_tab(TABS[(TABS.index(self.active_tab) + step) % len(TABS)])
 
     def _hide_plot(self) -> None:
-        for plot in self.query("#training-plot"):
-            plot.display = False
+        for widget in self.query("#training-plot, #training-legend"):
+            widget.display = False
 
     def _plot(self):
-        """The training plot, mounted under the Training summary on first use."""
+        """The training plot and its legend, mounted above the Training summary on first use."""
         from textual_plotext import PlotextPlot
 
         found = self.query("#training-plot")
         if found:
             return found.first()
         plot = PlotextPlot(id="training-plot")
-        self.query_one("#scroll-training", VerticalScroll).mount(plot)
+        scroll = self.query_one("#scroll-training", VerticalScroll)
+        scroll.mount(Static(id="training-legend"), plot, before=0)
         return plot
 
     def _set(self, tab: str, renderable: Any) -> None:
@@ -221,6 +210,7 @@ class DetailPane(Vertical):
     def show_message(self, text: str, style: Style | str = "dim") -> None:
         for tab in TABS:
             self._set(tab, rows.cell(text, style=style))
+        self._series = {}
         self._hide_plot()
 
     def show_group(self, group: str, infos: list[CheckpointInfo]) -> None:
@@ -246,12 +236,7 @@ class DetailPane(Vertical):
     def show_inspection(self, root: str, inspection: Inspection) -> None:
         info = inspection.info
         self._set("overview", overview_renderable(root, info, self.style_of, inspection.manifest))
-        self._set(
-            "config",
-            _kv_table(sorted(flatten(inspection.config)[0].items()))
-            if inspection.config
-            else Text("No config.json.", style="dim"),
-        )
+        self._set("config", config_renderable(inspection.config, inspection.config_file))
         self._set(
             "tokenizer",
             _kv_table(sorted(flatten(inspection.tokenizer)[0].items()))
@@ -262,26 +247,65 @@ class DetailPane(Vertical):
         self._set("files", files_renderable(inspection.files))
         self._show_training(inspection.trainer_state)
 
+    # --- training ----------------------------------------------------------------------------------------
+
+    def cycle_series(self) -> str | None:
+        """``v``: the next set of series to plot; None when no training log is shown."""
+        views = training.views_of(self._series)
+        if not self._series:
+            return None
+        self._view = views[(views.index(self._view) + 1) % len(views)] if self._view in views else views[0]
+        self._redraw()
+        return self._view
+
+    def toggle_smoothing(self) -> bool | None:
+        """``V``: smooth dense series or not; None when no training log is shown."""
+        if not self._series:
+            return None
+        self._smooth = not self._smooth
+        self._redraw()
+        return self._smooth
+
     def _show_training(self, state: dict | None) -> None:
-        series = training_series(state)
+        self._series = training.training_series(state)
         if not state:
             self._set("training", Text("No trainer_state.json.", style="dim"))
             self._hide_plot()
             return
         scalars = [(k, v) for k, v in state.items() if k != "log_history" and not isinstance(v, (list, dict))]
-        last = {name: ys[-1] for name, (_, ys) in series.items()}
+        last = {name: ys[-1] for name, (_, ys) in self._series.items()}
         summary = _kv_table(scalars + [(f"last {k}", f"{v:.4g}") for k, v in sorted(last.items())])
         self._set("training", summary)
-        if not series:
+        if self._view not in training.views_of(self._series):
+            self._view = "all"
+        self._redraw()
+
+    def _redraw(self) -> None:
+        if not self._series:
             self._hide_plot()
             return
         plot = self._plot()
-        plot.display = True
-        plt = plot.plt
-        plt.clear_data()
-        plt.clear_figure()
-        for name, (xs, ys) in sorted(series.items()):
-            plt.plot(xs, ys, label=safe_text(name), marker="braille")
-        plt.title("loss and eval metrics by step")
-        plt.xlabel("step")
+        drawn = training.lines(self._series, self._view, self._smooth)
+        legend = self.query_one("#training-legend", Static)
+        legend.update(training.legend(drawn, self._view, self._smooth))
+        legend.display = plot.display = True
+        training.draw(plot.plt, drawn)
         plot.refresh()
+
+
+def config_renderable(summary: dict | None, whole: dict | None) -> Any:
+    """The summary (model type, sizes, labels), then every key of the file as written, in file order."""
+    if not summary and not whole:
+        return Text("No config.json.", style="dim")
+    parts: list[Any] = []
+    if summary:
+        parts += [Text("summary", style="bold underline"), _kv_table(sorted(flatten(summary)[0].items()))]
+    if whole:
+        keys, complete = flatten(whole, limit=MAX_CONFIG_KEYS)
+        title = f"config file ({len(keys):,}{'' if complete else '+'} keys)"
+        parts += [Text(""), Text(title, style="bold underline"), _kv_table(list(keys.items()))]
+        if not complete:
+            parts.append(
+                Text(f"… cut at {MAX_CONFIG_KEYS:,} keys: `ckpt-tui inspect PATH --json` prints them all", style="dim")
+            )
+    return Group(*parts)
