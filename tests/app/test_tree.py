@@ -4,13 +4,17 @@ checkpoints, and the zoomed detail pane."""
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
+import subprocess
+import sys
 
 import pytest
 from textual.widgets import Static
 
 from tests.fixtures import synthetic as syn
-from tests.fixtures.pilot import age_tree, select, settle, visible_paths
+from tests.fixtures.pilot import age_tree, body_text, select, settle, visible_paths
 from tui.app import rows
 from tui.app.app import make_app
 from tui.app.widgets import columns
@@ -211,3 +215,27 @@ async def test_zoom_shows_the_detail_full_screen_and_back(tree):
         assert app.browser.region.height == 0
         await pilot.press("z")
         assert app.focused is app.browser
+
+
+async def test_a_run_a_live_trainer_writes_is_marked_until_its_trainer_dies(tree):
+    lock = tree / "run1" / ".lock"
+    lock.write_text(json.dumps({"pid": os.getpid(), "host": os.uname().nodename}))
+    app = make_app(tree, poll_interval=0.2)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(app, pilot)
+        assert app.browser.get_cell("group:run1", "status").plain == "● live"
+        assert app.browser.get_cell("group:hf_out", "status").plain == ""
+        app.browser.move_to("group:run1")
+        await settle(app, pilot)
+        assert f"held by pid {os.getpid()}" in body_text(app, "overview")
+        # the trainer is killed: its lock stays, only the pid says it is gone; no folder changes
+        dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True)
+        lock.write_text(json.dumps({"pid": int(dead.stdout), "host": os.uname().nodename}))
+        os.utime(lock, (1_700_000_000, 1_700_000_000))
+        for _ in range(40):
+            await pilot.pause(0.1)
+            if app.browser.get_cell("group:run1", "status").plain != "● live":
+                break
+        assert app.browser.get_cell("group:run1", "status").plain == ""
+        await settle(app, pilot)
+        assert "held by pid" not in body_text(app, "overview")

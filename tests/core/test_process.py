@@ -3,6 +3,7 @@ the lock's host the pid decides, from another host the heartbeat."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -10,7 +11,7 @@ import time
 
 import pytest
 
-from tui.core.process import HEARTBEAT_S, STALE_HEARTBEATS, judge_lock, pid_alive
+from tui.core.process import HEARTBEAT_S, STALE_HEARTBEATS, judge_lock, pid_alive, read_lock
 
 
 def test_running_process_is_alive():
@@ -75,3 +76,18 @@ def test_from_another_host_the_heartbeat_decides():
 def test_a_lock_without_a_pid_counts_as_held(data):
     holder = _judge(data)
     assert holder.live and holder.pid is None
+
+
+def test_read_lock_reads_our_json_other_tools_pid_files_and_nothing(tmp_path):
+    lock = tmp_path / ".lock"
+    assert read_lock(lock) is None
+    lock.write_text(json.dumps({"pid": os.getpid(), "host": "here"}))
+    held = read_lock(lock, hostname="here")
+    assert held is not None and held.live and held.pid == os.getpid()
+    lock.write_text(f"{os.getpid()}\n")  # a plain pid file
+    assert read_lock(lock, hostname="here").live
+    lock.write_text(json.dumps({"pid": 12345, "host": "node7", "heartbeat": 1000.0, "heartbeat_s": 60}))
+    stale = read_lock(lock, now=1000.0 + 60 * STALE_HEARTBEATS + 1, hostname="here")
+    assert not stale.live and "no heartbeat" in stale.why
+    lock.write_text("not a lock")
+    assert read_lock(lock, hostname="here").live  # no pid: counts as held

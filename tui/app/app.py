@@ -171,7 +171,7 @@ class CkptApp(App[None]):
         self.scan_generation += 1
         self.scanning = not only_if_changed
         self._update_status()
-        self._scan_worker(self.scan_generation, only_if_changed, self._watched())
+        self._scan_worker(self.scan_generation, only_if_changed, self._watched(), tuple(self.store.runs()))
 
     def _watched(self) -> tuple[str, ...]:
         """Every checkpoint of the runs on screen: their files are compared at each poll."""
@@ -190,19 +190,26 @@ class CkptApp(App[None]):
             self.start_scan(only_if_changed=True)
 
     @work(thread=True, exclusive=True, group="scan", exit_on_error=False)
-    def _scan_worker(self, generation: int, only_if_changed: bool, watched: tuple[str, ...]) -> None:
+    def _scan_worker(
+        self, generation: int, only_if_changed: bool, watched: tuple[str, ...], runs: tuple[str, ...]
+    ) -> None:
         worker = get_current_worker()
         seen: set[str] = set()
+        found_runs = set(runs)
 
         def scan() -> msg.ScanDone | None:
             signature = tasks.tree_signature(self.root, watched=watched)
             if only_if_changed and signature == self._signature:
-                return msg.ScanDone(generation, set(), error=None, skipped=True)
+                live = tasks.live_runs(self.root, runs)
+                return msg.ScanDone(generation, set(), error=None, skipped=True, live=live)
             self._signature = signature
             for batch in tasks.scan_batches(self.root, cancelled=lambda: worker.is_cancelled):
                 seen.update(i.path for i in batch)
+                found_runs.update(run_of(i) for i in batch)
                 self.post_message(msg.ScanBatch(generation, batch))
-            return None if worker.is_cancelled else msg.ScanDone(generation, seen)
+            if worker.is_cancelled:
+                return None
+            return msg.ScanDone(generation, seen, live=tasks.live_runs(self.root, found_runs))
 
         def failed(error: str) -> msg.ScanDone:
             self._signature = None  # scan again at the next poll
@@ -225,6 +232,12 @@ class CkptApp(App[None]):
             return
         self.scanning = False
         self.browser.pin_top = False
+        if message.live is not None and message.live != self.store.live:
+            changed = set(message.live) ^ set(self.store.live)
+            self.store.live = message.live
+            self.browser.refresh_runs(changed | set(message.live))
+            if self.browser.current_group in changed and self.browser.current_info is None:
+                self._schedule_inspect(force=True)  # the run header shown: its live line changed
         if message.error:
             self.notify(f"Scan of {self.root_label} failed: {message.error}", severity="error", timeout=8)
         elif not message.skipped:
@@ -252,7 +265,7 @@ class CkptApp(App[None]):
             if group is None:
                 self.detail.show_message("No checkpoints yet." if not self.scanning else "Scanning…")
             else:
-                self.detail.show_group(group, self.store.of_run(group))
+                self.detail.show_group(group, self.store.of_run(group), self.store.live.get(group))
             return
         cached = self.store.inspections.get(info.path)
         if cached is not None:

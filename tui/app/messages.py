@@ -29,6 +29,7 @@ class ScanDone(Message):
     seen: set[str]
     error: str | None = None
     skipped: bool = False  # a poll found nothing changed: no rows were sent
+    live: dict[str, str] | None = None  # run -> who holds its .lock, for runs a live trainer writes
 
 
 @dataclass

@@ -62,6 +62,7 @@ BADGE = {
 STYLE_CLASSES = {
     *(css for _, css in BADGE.values()),
     "status--none",  # "no problems"
+    "status--live",  # a run a trainer writes now
     "row--marked",
     "row--group",
     "row--dim",

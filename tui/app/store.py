@@ -19,6 +19,7 @@ class CheckpointStore:
         self.infos: dict[str, CheckpointInfo] = {}  # by path, relative to ROOT
         self.inspections: dict[str, Inspection] = {}  # by path; dropped when the checkpoint changes
         self.marked: list[str] = []  # paths marked for diff, oldest first
+        self.live: dict[str, str] = {}  # run -> who holds its .lock (a trainer writing it now)
 
     def upsert(self, infos: Iterable[CheckpointInfo]) -> list[tuple[CheckpointInfo | None, CheckpointInfo]]:
         """Store ``infos``; returns (previous record or None, new record) for each one that is new or
@@ -51,6 +52,9 @@ class CheckpointStore:
     def snapshot(self) -> list[CheckpointInfo]:
         """Every checkpoint, as a list a worker thread may iterate while the UI thread goes on."""
         return list(self.infos.values())
+
+    def runs(self) -> set[str]:
+        return {run_of(i) for i in self.infos.values()}
 
     def of_run(self, run: str) -> list[CheckpointInfo]:
         return [i for i in self.infos.values() if run_of(i) == run]

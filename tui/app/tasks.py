@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tui.app import rows
 from tui.core.model import CheckpointInfo, Inspection
-from tui.core.names import SKIP_DIRS
+from tui.core.names import LOCK_FILE, SKIP_DIRS
 
 if TYPE_CHECKING:
     from tui.core.actions import Plan, PlanAction
@@ -66,6 +66,20 @@ def _watched_files(root: Path, watched: tuple[str, ...]) -> Iterator[tuple[str, 
             count += 1
         if count >= MAX_WATCHED_FILES:
             return
+
+
+def live_runs(root: Path, runs: Iterable[str]) -> dict[str, str]:
+    """The runs (paths relative to ROOT) whose ``.lock`` a live trainer holds, with who holds it. Judged
+    at every poll: a trainer killed with -9 leaves its lock behind, and only the pid or the heartbeat
+    says it is gone."""
+    from tui.core.process import read_lock
+
+    live = {}
+    for run in runs:
+        holder = read_lock(root / run / LOCK_FILE)
+        if holder is not None and holder.live:
+            live[run] = holder.why
+    return live
 
 
 def scan_batches(root: Path, *, cancelled: Callable[[], bool]) -> Iterator[list[CheckpointInfo]]:

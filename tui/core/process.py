@@ -3,9 +3,13 @@ trainer, the scanner and delete."""
 
 from __future__ import annotations
 
+import json
 import os
+import socket
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 
@@ -85,3 +89,43 @@ def judge_lock(
     if age <= STALE_HEARTBEATS * interval:
         return LockHolder(pid, host, True, f"held by pid {pid} on {host} (heartbeat {age:.0f} s ago)")
     return LockHolder(pid, host, False, f"stale .lock (pid {pid} on {host}: no heartbeat for {age:.0f} s)")
+
+
+LOCK_READ_LIMIT = 4096  # a lock is a few hundred bytes; more is not a lock we wrote
+
+
+def read_lock(
+    path: str | os.PathLike,
+    *,
+    now: float | None = None,
+    hostname: str | None = None,
+    is_alive: Callable[[int], bool] = pid_alive,
+) -> LockHolder | None:
+    """The holder of the ``.lock`` file at ``path`` judged now (``judge_lock``); None when there is none.
+
+    Our trainer writes a JSON object; other tools' plain pid files are read as ``{"pid": N}``. A lock that
+    cannot be read, or names no pid, counts as held: something wrote it and nothing says it is gone."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")[:LOCK_READ_LIMIT]
+        mtime: float | None = path.stat().st_mtime
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        why = f"locked by an unreadable .lock ({e.strerror}); remove it if no trainer runs"
+        return LockHolder(None, None, True, why)
+    try:
+        data = json.loads(text)
+    except ValueError:
+        data = text.strip()
+    if isinstance(data, int) or (isinstance(data, str) and data.isdigit()):
+        data = {"pid": int(data)}
+    if not isinstance(data, dict):
+        data = {}
+    return judge_lock(
+        data,
+        mtime=mtime,
+        now=time.time() if now is None else now,
+        hostname=hostname or socket.gethostname(),
+        is_alive=is_alive,
+    )

@@ -19,7 +19,6 @@ others do (slimming the ``latest`` target would break resume).
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import time
@@ -42,7 +41,7 @@ from tui.core.names import (
     TRAINER_STATE,
     TRASH_DIR,
 )
-from tui.core.process import judge_lock, pid_alive
+from tui.core.process import pid_alive, read_lock
 
 QUIET_SECONDS = 60.0  # a file touched more recently than this means someone is writing
 TEMP_STALE_SECONDS = 600.0  # a commit temp folder untouched this long is a dead writer's leftover
@@ -243,28 +242,10 @@ class Safety:
         return out
 
     def _lock_holder(self, lock: Path) -> str | None:
-        """Why the lock is held ("held by pid 12 (alive)"), or None for a stale lock."""
-        try:
-            text = lock.read_text(encoding="utf-8", errors="replace")[:4096]
-        except OSError as e:
-            return f"cannot be read ({e.strerror}); remove it if no trainer is running"
-        try:
-            data = json.loads(text)
-        except ValueError:
-            data = text.strip()
-        if isinstance(data, int) or (isinstance(data, str) and data.isdigit()):
-            data = {"pid": int(data)}  # other tools' plain pid files
-        if not isinstance(data, dict) or not isinstance(data.get("pid"), int) or isinstance(data["pid"], bool):
-            return "has no pid; remove it if no trainer is running"
-        try:
-            mtime: float | None = lock.stat().st_mtime
-        except OSError:
-            mtime = None
-        holder = judge_lock(
-            data, mtime=mtime, now=self.clock(), hostname=self.hostname, is_alive=self.is_pid_alive
-        )
-        # On another host only the heartbeat can tell; a trainer's lock is refreshed while it runs.
-        return f"is {holder.why}" if holder.live else None
+        """Why the lock is held ("held by pid 12 (alive)"), or None for a stale lock. On another host only
+        the heartbeat can tell; a trainer's lock is refreshed while it runs."""
+        holder = read_lock(lock, now=self.clock(), hostname=self.hostname, is_alive=self.is_pid_alive)
+        return f"is {holder.why}" if holder is not None and holder.live else None
 
     # --- pointers ------------------------------------------------------------------------------------
 

@@ -28,8 +28,6 @@ Rules worth knowing (docs/FORMAT.md has the on-disk contract):
 from __future__ import annotations
 
 import os
-import socket
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,7 +65,7 @@ from tui.core.names import (
 from tui.core.pool import Deferred as _Deferred
 from tui.core.pool import in_order as _resolved
 from tui.core.pool import read_threads
-from tui.core.process import judge_lock
+from tui.core.process import read_lock
 
 # Checkpoints reported on their own even inside another checkpoint folder (see the module docstring).
 NESTED_KINDS: tuple[Kind, ...] = ("peft-adapter", "deepspeed", "hf-checkpoint")
@@ -301,9 +299,9 @@ def _folder_kind(name: str, listing: _Listing) -> tuple[Kind | None, bool]:
 def _enter_run(state: _Scan, listing: _Listing) -> _RunContext:
     run = _RunContext(listing.rel)
     if LOCK_FILE in listing.files:
-        lock_path = Path(listing.path) / LOCK_FILE
-        data, err = load_json(lock_path, limit=1 << 16)
-        run.lock = _describe_lock(data, lock_path) if isinstance(data, dict) else "unreadable .lock"
+        holder = read_lock(Path(listing.path) / LOCK_FILE)
+        if holder is not None:
+            run.lock = f"run {holder.why}" if holder.live else holder.why  # "run held by pid 12 on node3 (alive)"
     promoted = listing.dirs.get(PROMOTED_DIR)
     if promoted is not None:
         try:
@@ -324,15 +322,6 @@ def _enter_run(state: _Scan, listing: _Listing) -> _RunContext:
                 for base in (listing.path, state.root):
                     state.promoted_sources.add(os.path.normpath(os.path.join(base, source)))
     return run
-
-
-def _describe_lock(data: dict[str, Any], path: Path) -> str:
-    try:
-        mtime: float | None = path.stat().st_mtime
-    except OSError:
-        mtime = None
-    holder = judge_lock(data, mtime=mtime, now=time.time(), hostname=socket.gethostname())
-    return f"run {holder.why}" if holder.live else holder.why  # "run held by pid 12 on node3 (alive)"
 
 
 def _decide_hf_best(state: _Scan, listing: _Listing) -> None:

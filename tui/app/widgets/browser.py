@@ -199,6 +199,10 @@ class CheckpointBrowser(DataTable):
             if info is not None and self._is_shown(path):
                 self.update_cell(path, "name", self._name_cell(info))
 
+    def refresh_runs(self, groups: Iterable[str]) -> None:
+        """Redraw the headers of ``groups`` (their live marker changed)."""
+        self._refresh_groups(set(groups) & set(self._members))
+
     @property
     def matching_count(self) -> int:
         """Checkpoints the filter lets through (folded runs' included)."""
@@ -476,6 +480,12 @@ class CheckpointBrowser(DataTable):
         broken = sum(rows.status_of(i) == "broken" for i in members)
         dim = self.style_of("row--dim")
         size = format_bytes(sum(i.size_bytes for i in members), compact=True)
+        if group in self.store.live:  # a trainer writes this run now
+            status = Text("● live", style=self.style_of("status--live"))
+            if broken:
+                status.append(f" ✖{broken}", style=self.style_of("status--broken"))
+        else:
+            status = Text(f"✖ {broken} broken", style=self.style_of("status--broken")) if broken else Text("")
         return {
             "name": self._header_cell(group, len(members)),
             "kind": Text("run", style=dim),
@@ -483,9 +493,7 @@ class CheckpointBrowser(DataTable):
             "metric": Text(best, justify="right", style=dim),
             "params": Text(""),
             "size": Text(size, justify="right", style=dim),
-            "status": (
-                Text(f"✖ {broken} broken", style=self.style_of("status--broken")) if broken else Text("")
-            ),
+            "status": status,
         }
 
 

@@ -213,11 +213,13 @@ class DetailPane(Vertical):
         self._series = {}
         self._hide_plot()
 
-    def show_group(self, group: str, infos: list[CheckpointInfo]) -> None:
+    def show_group(self, group: str, infos: list[CheckpointInfo], live: str | None = None) -> None:
+        """A run's header row: its size and broken checkpoints; ``live``: who holds its .lock now."""
         total = sum(i.size_bytes for i in infos)
         broken = [i.path for i in infos if rows.status_of(i) == "broken"]
         pairs: list[tuple[str, Any]] = [
             ("run", group),
+            *([("live", Text(f"● {safe_text(live)}", style=self.style_of("status--live")))] if live else []),
             ("checkpoints", len(infos)),
             ("size", f"{format_bytes(total, compact=True)} ({total:,} bytes)"),
             ("broken", _problems(broken, self.style_of)),
