@@ -76,6 +76,10 @@ def test_rm_yes_then_trash_restore_is_byte_identical(root, capsys):
         "out/checkpoint-10",
         "out/checkpoint-20",
     ]
+    assert {e["origin"] for e in listing["entries"]} == {"cli"}  # the app's trash screen tells them apart
+    main(["trash", "list"])
+    text = capsys.readouterr().out
+    assert "delete cli  out/checkpoint-10" in text
     for entry in listing["entries"]:
         assert main(["trash", "restore", entry["id"]]) == 0
     assert tree_hashes(root / "out") == before

@@ -187,3 +187,30 @@ def test_slim_never_follows_links_outside(root, tmp_path):
     ]
     execute(plan)
     assert (outside / "optimizer.pt").read_bytes() == b"keep"
+
+
+def test_trash_entries_record_who_deleted_them_and_undo_names_what_came_back(root):
+    execute(plan_delete(root, ["run/checkpoint-10"], clock=CLOCK), origin="app")
+    execute(plan_slim(root, ["run/checkpoint-20"], clock=CLOCK), origin="cli")
+    entries = Trash(root).list()
+    assert [(e.original_path, e.origin, e.action) for e in entries] == [
+        ("run/checkpoint-10", "app", "delete"),
+        ("run/checkpoint-20", "cli", "slim"),
+    ]
+    on_disk = json.loads((root / TRASH_DIR / entries[0].id / "entry.json").read_text())
+    assert on_disk["origin"] == "app"
+    undone = undo_last(root)  # the newest batch: the slim
+    assert undone.ok and undone.summary.startswith("Restored 3 files slimmed from run/checkpoint-20 (")
+    undone = undo_last(root)
+    assert undone.summary.startswith("Restored run/checkpoint-10 (")
+
+
+def test_trash_empty_of_chosen_entries_leaves_the_others(root):
+    first = execute(plan_delete(root, ["run/checkpoint-10"], clock=CLOCK))
+    second = execute(plan_delete(root, ["run/checkpoint-20"], clock=CLOCK))
+    plan = plan_trash_empty(root, ids=[second.trash_ids[0], "nope"])
+    assert [i.path for i in plan.items] == second.trash_ids
+    assert "run/checkpoint-20" in plan.items[0].what
+    assert [r.path for r in plan.refusals] == ["nope"] and "Refused: nope" in plan.summary
+    execute(plan)
+    assert [e.id for e in Trash(root).list()] == first.trash_ids

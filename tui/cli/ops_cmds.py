@@ -166,7 +166,7 @@ def _run_plan(args, plan) -> int:
         if args.json:
             _emit(args, {"plan": plan.to_json(), "executed": False, "error": stop}, "")
         return EXIT_REFUSED
-    result = execute(plan)
+    result = execute(plan, origin="cli")
     _emit(args, {"plan": plan.to_json(), "executed": True, "result": result.to_json()}, safe_text(result.summary))
     return EXIT_OK if result.ok and not plan.refusals else EXIT_REFUSED
 
@@ -256,8 +256,8 @@ def cmd_trash(args) -> int:
             raise _usage("trash list takes no ID")
         entries = Trash(root).list()
         lines = [
-            f"{safe_text(e.id)}  {format_bytes(e.size_bytes):>10}  {safe_text(e.original_path)}"
-            + (f"  ({len(e.files)} files)" if e.files is not None else "")
+            f"{safe_text(e.id)}  {format_bytes(e.size_bytes):>10}  {safe_text(e.action or '?'):<6} "
+            f"{safe_text(e.origin or '?'):<3}  {safe_text(e.what)}"
             + "".join(f"  [{safe_text(p)}]" for p in e.problems)
             for e in entries
         ]

@@ -156,8 +156,9 @@ def _drop_nested(paths: Sequence[Path]) -> list[Path]:
     return kept
 
 
-def _names(items: Sequence[PlanItem | Refusal], limit: int = 3) -> str:
-    shown = ", ".join(i.path for i in items[:limit])
+def _names(items: Sequence[PlanItem | Refusal], limit: int = 3, *, words: bool = False) -> str:
+    """The first ``limit`` paths (``words``: what each item is, in words), then how many more."""
+    shown = ", ".join(i.what if words and isinstance(i, PlanItem) else i.path for i in items[:limit])
     return shown + (f" and {len(items) - limit} more" if len(items) > limit else "")
 
 
@@ -390,13 +391,18 @@ def plan_slim(root: Path | str, paths: Paths, infos: Infos = (), *, clock: Clock
 # --- trash -----------------------------------------------------------------------------------------------
 
 
-def plan_trash_empty(root: Path | str) -> Plan:
+def plan_trash_empty(root: Path | str, ids: Iterable[str] | None = None) -> Plan:
+    """Plan removing trash entries for good: every one, or only ``ids`` (an unknown id is refused)."""
     root_p = _root(root)
     plan = Plan("trash-empty", str(root_p))
-    for entry in Trash(root_p).list():
-        what = f"{entry.original_path or '?'} (deleted {entry.deleted_at or '?'})"
-        if entry.files is not None:
-            what = f"{len(entry.files)} files slimmed from {what}"
+    entries = Trash(root_p).list()
+    if ids is not None:
+        wanted = list(dict.fromkeys(ids))
+        known = {e.id for e in entries}
+        plan.refusals += [Refusal(i, "no such trash entry") for i in wanted if i not in known]
+        entries = [e for e in entries if e.id in set(wanted)]
+    for entry in entries:
+        what = f"{entry.what} (deleted {entry.deleted_at or '?'})"
         plan.items.append(PlanItem(entry.id, tree_size(root_p / TRASH_DIR / entry.id), what))
     plan.total_bytes = sum(i.bytes for i in plan.items)
     n = len(plan.items)
@@ -404,25 +410,26 @@ def plan_trash_empty(root: Path | str) -> Plan:
         f"Permanently delete {n} trash entr{'ies' if n != 1 else 'y'} in {root_p.name}/{TRASH_DIR}/ "
         f"({format_bytes(plan.total_bytes)} come back). This cannot be undone."
         if n
-        else "The trash is empty."
-    )
+        else "The trash is empty." if ids is None else "Nothing to delete from the trash."
+    ) + _refusal_sentence(plan.refusals)
     return plan
 
 
 # --- execute ---------------------------------------------------------------------------------------------
 
 
-def execute(plan: Plan, *, infos: Iterable[CheckpointInfo] | None = None) -> Result:
+def execute(plan: Plan, *, infos: Iterable[CheckpointInfo] | None = None, origin: str | None = None) -> Result:
     """Carry out ``plan``: the only function here that changes the disk. Every item is re-checked first;
-    an item that became unsafe since planning is refused and the rest still run."""
+    an item that became unsafe since planning is refused and the rest still run. ``origin`` ("app" /
+    "cli") is recorded in the trash entries, so the trash can say who deleted what."""
     root = _root(plan.root)
     result = Result(plan.action, str(root))
     safety = Safety(root, plan.infos if infos is None else list(infos), clock=plan.clock)
     trash = Trash(root)
     if plan.action in ("delete", "prune"):
-        _execute_delete(plan, safety, trash, result)
+        _execute_delete(plan, safety, trash, result, origin)
     elif plan.action == "slim":
-        _execute_slim(plan, safety, trash, result)
+        _execute_slim(plan, safety, trash, result, origin)
     elif plan.action == "trash-empty":
         for item in plan.items:
             try:
@@ -436,14 +443,14 @@ def execute(plan: Plan, *, infos: Iterable[CheckpointInfo] | None = None) -> Res
     return result
 
 
-def _execute_delete(plan: Plan, safety: Safety, trash: Trash, result: Result) -> None:
+def _execute_delete(plan: Plan, safety: Safety, trash: Trash, result: Result, origin: str | None) -> None:
     batch: str | None = None
     for item in plan.items:
         if reasons := safety.reasons(item.path):
             result.refused.append(Refusal(item.path, "; ".join(reasons)))
             continue
         try:
-            entry = trash.move(item.path, batch=batch, action=plan.action)
+            entry = trash.move(item.path, batch=batch, action=plan.action, origin=origin)
         except (TrashError, OSError) as e:
             result.errors.append(str(e))
             continue
@@ -453,7 +460,7 @@ def _execute_delete(plan: Plan, safety: Safety, trash: Trash, result: Result) ->
         result.done.append(item)
 
 
-def _execute_slim(plan: Plan, safety: Safety, trash: Trash, result: Result) -> None:
+def _execute_slim(plan: Plan, safety: Safety, trash: Trash, result: Result, origin: str | None) -> None:
     batch: str | None = None
     by_folder: dict[str, list[PlanItem]] = {}
     for item in plan.items:
@@ -474,7 +481,11 @@ def _execute_slim(plan: Plan, safety: Safety, trash: Trash, result: Result) -> N
             manifest = None  # an invalid manifest is left as it is: it was already not trusted
         try:
             entry = trash.move_files(
-                folder_rel, files + ([MANIFEST_NAME] if manifest else []), batch=batch, action="slim"
+                folder_rel,
+                files + ([MANIFEST_NAME] if manifest else []),
+                batch=batch,
+                action="slim",
+                origin=origin,
             )
         except (TrashError, OSError) as e:
             result.errors.append(str(e))
@@ -506,7 +517,11 @@ def _result_summary(result: Result) -> str:
     if result.action == "trash-empty":
         text = f"Emptied {n} trash entr{'ies' if n != 1 else 'y'}: {format_bytes(result.bytes)} freed."
     elif result.action == "undo":
-        text = f"Restored {n} item{'s' if n != 1 else ''} from the trash."
+        text = (
+            f"Restored {_names(result.done, words=True)} ({format_bytes(result.bytes)}) from the trash."
+            if n
+            else "Restored nothing from the trash."
+        )
     else:
         verb = {"slim": "Slimmed", "prune": "Pruned", "delete": "Deleted"}[result.action]
         text = f"{verb} {n} item{'s' if n != 1 else ''} ({format_bytes(result.bytes)} moved to the trash)."
@@ -533,7 +548,7 @@ def restore(root: Path | str, entry_id: str) -> Result:
     except (TrashError, OSError) as e:
         result.errors.append(str(e))
     else:
-        result.done.append(PlanItem(entry.original_path, entry.size_bytes, f"restored from {entry.id}"))
+        result.done.append(PlanItem(entry.original_path, entry.size_bytes, entry.what))
         result.trash_ids.append(entry.id)
         result.bytes += entry.size_bytes
     result.summary = _result_summary(result)
@@ -556,7 +571,7 @@ def undo_last(root: Path | str) -> Result:
             except (TrashError, OSError) as e:
                 result.errors.append(str(e))
                 continue
-            result.done.append(PlanItem(entry.original_path, entry.size_bytes, f"restored from {entry.id}"))
+            result.done.append(PlanItem(entry.original_path, entry.size_bytes, entry.what))
             result.trash_ids.append(entry.id)
             result.bytes += entry.size_bytes
     result.summary = _result_summary(result)

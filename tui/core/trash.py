@@ -43,6 +43,7 @@ class TrashEntry:
     batch: str | None = None
     action: str | None = None
     files: list[str] | None = None  # bundle entries only: paths relative to original_path
+    origin: str | None = None  # what asked for it: "app" or "cli" (None: an entry written before this)
     problems: list[str] = field(default_factory=list)  # entry.json unreadable, item missing...
 
     def to_json(self) -> dict[str, Any]:
@@ -50,6 +51,12 @@ class TrashEntry:
         if self.files is None:
             del out["files"]
         return out
+
+    @property
+    def what(self) -> str:
+        """The entry in words: the path, or how many files were slimmed out of it."""
+        where = self.original_path or "?"
+        return f"{len(self.files)} files slimmed from {where}" if self.files is not None else where
 
 
 def tree_size(path: Path) -> int:
@@ -135,7 +142,14 @@ class Trash:
         tmp.write_text(json.dumps(entry.to_json(), indent=2) + "\n", encoding="utf-8")
         os.replace(tmp, folder / TRASH_ENTRY_FILE)
 
-    def move(self, path: Path | str, *, batch: str | None = None, action: str | None = None) -> TrashEntry:
+    def move(
+        self,
+        path: Path | str,
+        *,
+        batch: str | None = None,
+        action: str | None = None,
+        origin: str | None = None,
+    ) -> TrashEntry:
         """Rename ``path`` into the trash. entry.json is written first, so a crash never loses the origin."""
         rel = self._rel(Path(path))
         full = self.root / rel
@@ -143,7 +157,7 @@ class Trash:
             raise TrashError(f"{rel}: does not exist")
         self._check_same_device(full, rel)
         entry_id, folder = self._new_entry_folder()
-        entry = TrashEntry(entry_id, rel, utc_now(), tree_size(full), batch or entry_id, action)
+        entry = TrashEntry(entry_id, rel, utc_now(), tree_size(full), batch or entry_id, action, origin=origin)
         self._write_entry(folder, entry)
         try:
             os.rename(full, folder / TRASH_ITEM)
@@ -159,6 +173,7 @@ class Trash:
         *,
         batch: str | None = None,
         action: str | None = None,
+        origin: str | None = None,
     ) -> TrashEntry:
         """Move some files out of one folder into a single bundle entry (slim)."""
         rel = self._rel(Path(folder_path))
@@ -170,7 +185,7 @@ class Trash:
             self._check_same_device(base / p, f"{rel}/{f}")
         entry_id, folder = self._new_entry_folder()
         size = sum(tree_size(base / f) for f in files)
-        entry = TrashEntry(entry_id, rel, utc_now(), size, batch or entry_id, action, sorted(files))
+        entry = TrashEntry(entry_id, rel, utc_now(), size, batch or entry_id, action, sorted(files), origin)
         self._write_entry(folder, entry)
         moved: list[str] = []
         try:
@@ -199,6 +214,7 @@ class Trash:
                 batch=data.get("batch") or folder.name,
                 action=data.get("action"),
                 files=[str(f) for f in data["files"]] if isinstance(data.get("files"), list) else None,
+                origin=data["origin"] if isinstance(data.get("origin"), str) else None,
             )
         except (OSError, ValueError, KeyError, TypeError) as e:
             entry = TrashEntry(folder.name, "", "", tree_size(folder))
