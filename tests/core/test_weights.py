@@ -297,10 +297,10 @@ def test_empty_folder_and_directory_named_like_weights(tmp_path):
 
 
 def test_module_prefix_rules():
-    from tui.core.weights import _modules
+    from tui.core.weights import module_counts
 
     def modules(*pairs):
-        return _modules([n for n, _ in pairs], [k for _, k in pairs])
+        return module_counts([n for n, _ in pairs], [k for _, k in pairs])
 
     assert modules(("deberta.embeddings.w", 2), ("deberta.encoder.layer.0.w", 3)) == (
         "deberta.",

@@ -84,8 +84,18 @@ DEEPSPEED_SHARD = re.compile(
 )
 LIGHTNING_NAME_STEP = re.compile(r"(?:^|[-_])step=(\d+)")
 LIGHTNING_NAME_EPOCH = re.compile(r"(?:^|[-_])epoch=(\d+)")
-# MindSpore's ModelCheckpoint convention, "<prefix>-<epoch>_<step>.ckpt" (e.g. fer-5_449.ckpt).
+# MindSpore's ModelCheckpoint convention, "<prefix>-<epoch>_<step>.ckpt" (e.g. fer-5_449.ckpt): the step
+# counts within the epoch. Matched on the name without its suffix.
 EPOCH_STEP_NAME = re.compile(r"-(\d+)_(\d+)$")
+MINDSPORE_SUFFIX = ".ckpt"
+MINDSPORE_PERIODIC = re.compile(r"^(?P<prefix>.+)-(?P<epoch>\d+)_(?P<step>\d+)\.ckpt$")
+# ModelCheckpoint renames its prefix to "<prefix>_<n>" when files with the prefix exist: a new run.
+MINDSPORE_RERUN_PREFIX = re.compile(r"^(?P<base>.+)_(?P<n>\d+)$")
+MINDSPORE_BEST = "best_model.ckpt"  # the names MindSpore tutorials and model zoo scripts save under
+MINDSPORE_FINAL = "final_model.ckpt"
+# torch.distributed.checkpoint (FSDP, torchtitan, accelerate FSDP): the pickled plan and the data files.
+DCP_METADATA = ".metadata"
+DCP_DATA_SUFFIX = ".distcp"
 HF_WEIGHTS = re.compile(
     r"^(?:model|pytorch_model|tf_model|flax_model)(?:-\d+-of-\d+)?\.(?:safetensors|bin|h5|msgpack)$"
 )

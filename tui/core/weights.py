@@ -51,7 +51,14 @@ from tui.core.names import SAFETENSORS_INDEX, SAFETENSORS_SHARD
 from tui.core.safetensors_header import Entry, HeaderError, read_header
 from tui.core.text import first_line, quoted, safe_message, safe_text
 
-__all__ = ["WeightsSummary", "resolve_weight_files", "summarize_weights", "tensor_table"]
+__all__ = [
+    "WeightsSummary",
+    "largest_tensors",
+    "module_counts",
+    "resolve_weight_files",
+    "summarize_weights",
+    "tensor_table",
+]
 
 MAX_INDEX_BYTES = 64 << 20
 LARGEST = 10
@@ -365,7 +372,7 @@ def _summarize(folder_or_files: Any, index_file: Any) -> WeightsSummary:
 
     out.parameters, out.bytes, out.tensors = acc.parameters, acc.bytes, len(acc.names)
     out.dtypes = dict(sorted(acc.dtypes.items(), key=lambda kv: (-kv[1], kv[0])))
-    out.module_prefix, out.modules = _modules(acc.names, acc.numels)
+    out.module_prefix, out.modules = module_counts(acc.names, acc.numels)
     out.largest = [
         {"name": n, "dtype": d, "shape": list(shape), "parameters": numel}
         for _, n, d, shape, numel in sorted(acc.largest)
@@ -462,8 +469,16 @@ def _names(items: list[str], total: int | None = None) -> str:
     return shown + (f" and {total - _MAX_NAMES} more" if total > _MAX_NAMES else "")
 
 
-def _modules(names: list[str], numels: list[int]) -> tuple[str, dict[str, int]]:
-    """(stripped prefix, parameters per module); see the module docstring for the rules."""
+def largest_tensors(tensors: list[tuple[str, str, tuple[int, ...], int]]) -> list[dict[str, Any]]:
+    """The ``LARGEST`` biggest of (name, dtype, shape, numel), as ``{name, dtype, shape, parameters}``: the
+    Weights tab's table for the formats read without safetensors headers."""
+    top = heapq.nsmallest(LARGEST, tensors, key=lambda t: (-t[3], t[0]))
+    return [{"name": n, "dtype": d, "shape": list(s), "parameters": c} for n, d, s, c in top]
+
+
+def module_counts(names: list[str], numels: list[int]) -> tuple[str, dict[str, int]]:
+    """(stripped prefix, parameters per module) of tensors ``names`` with ``numels``; the module docstring
+    has the rules. Every format's Weights tab groups by it."""
     if not names:
         return "", {}
     # The components every name shares are those of the common string prefix that a dot follows; the
