@@ -20,7 +20,8 @@ Allowed (loading them only rebuilds data):
   paths; ``datetime``, ``decimal.Decimal``, ``fractions.Fraction``, ``uuid.UUID``; numpy's array/scalar
   reconstructors, ``numpy.dtype``/``ndarray``, ``numpy.dtypes.*``, numpy bit generators; torch's tensor
   and parameter rebuilders (``torch._utils._rebuild_*`` except ``_load_from_bytes``), its dtypes,
-  layouts, memory formats and ``torch.device``; DeepSpeed's ``fragment_address`` namedtuple.
+  layouts, memory formats and ``torch.device``; DeepSpeed's ``fragment_address`` namedtuple; the classes
+  of a torch DCP ``.metadata`` (``dcp_names.DCP_METADATA_GLOBALS``).
 * class-like names (the last component starts with a capital letter) inside ``torch``, ``lightning``,
   ``pytorch_lightning``, ``lightning_fabric``, ``transformers``, ``accelerate``, ``deepspeed``, ``peft``,
   ``torchmetrics``, ``omegaconf``, ``typing``, ``enum`` and ``numpy.random``: modules, storages,
@@ -39,6 +40,7 @@ Allowed (loading them only rebuilds data):
 
 from __future__ import annotations
 
+from tui.core.pickle_scan.dcp_names import DCP_METADATA_GLOBALS
 from tui.core.pickle_scan.torch_names import TORCH_DTYPE_NAMES
 
 _UNSAFE_MODULES = frozenset(
@@ -108,6 +110,7 @@ _SAFE_EXACT = frozenset(
         "torch.nn.parameter.UninitializedParameter",
         "deepspeed.utils.tensor_fragment.fragment_address",
     }
+    | DCP_METADATA_GLOBALS
     | {f"torch.{n}" for n in TORCH_DTYPE_NAMES}
     | {
         f"torch.{n}"

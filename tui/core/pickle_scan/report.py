@@ -65,23 +65,8 @@ class PickleReport:
 def fill_report(machine: Machine, root: Any, report: PickleReport, label: str) -> None:
     """What the replay found, into ``report``: globals and their problems, tensor counts, names, keys."""
     report.globals = list(machine.globals)
-    flagged: list[str] = []
-    for g, verdict in machine.globals.items():
-        if verdict == "ok":
-            continue
-        report.unsafe_globals.append(g)
-        if verdict == "unsafe":
-            flagged.append(f"{label}: unsafe pickle global {g} (would run code on load)")
-        else:
-            flagged.append(
-                f"{label}: pickle global {g} is not on the allowlist (loading imports it and may run its code)"
-            )
-    flagged.sort(key=lambda m: "unsafe pickle global" not in m)  # the worst first
-    report.problems.extend(flagged[:MAX_GLOBAL_PROBLEMS])
-    if len(flagged) > MAX_GLOBAL_PROBLEMS:
-        report.problems.append(
-            f"{label}: and {len(flagged) - MAX_GLOBAL_PROBLEMS} more pickle globals off the allowlist"
-        )
+    report.unsafe_globals, problems = global_problems(machine.globals, label)
+    report.problems.extend(problems)
 
     params = 0
     dtypes: dict[str, int] = {}
@@ -109,6 +94,28 @@ def fill_report(machine: Machine, root: Any, report: PickleReport, label: str) -
     report.lightning = "pytorch-lightning_version" in keys or (
         "state_dict" in keys and bool(keys & {"callbacks", "optimizer_states", "loops", "lr_schedulers"})
     )
+
+
+def global_problems(verdicts: dict[str, str], label: str) -> tuple[list[str], list[str]]:
+    """(globals off the allowlist, one problem line each, the worst first and at most MAX_GLOBAL_PROBLEMS)
+    from the machine's ``module.name -> verdict`` table."""
+    unsafe: list[str] = []
+    flagged: list[str] = []
+    for g, verdict in verdicts.items():
+        if verdict == "ok":
+            continue
+        unsafe.append(g)
+        if verdict == "unsafe":
+            flagged.append(f"{label}: unsafe pickle global {g} (would run code on load)")
+        else:
+            flagged.append(
+                f"{label}: pickle global {g} is not on the allowlist (loading imports it and may run its code)"
+            )
+    flagged.sort(key=lambda m: "unsafe pickle global" not in m)  # the worst first
+    problems = flagged[:MAX_GLOBAL_PROBLEMS]
+    if len(flagged) > MAX_GLOBAL_PROBLEMS:
+        problems.append(f"{label}: and {len(flagged) - MAX_GLOBAL_PROBLEMS} more pickle globals off the allowlist")
+    return unsafe, problems
 
 
 # --- naming the tensors: a walk of the rebuilt placeholders, no recursion ---------------------------------
