@@ -1,0 +1,182 @@
+"""torch DCP folders written by torch.distributed.checkpoint.save (one process, and two gloo processes with
+sharded DTensors), read by tui.core.dcp without unpickling, and broken in the ways a shared disk breaks them."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.subprocess_env import cpu_only
+from tui.core.dcp import is_dcp_folder, read_dcp
+
+torch = pytest.importorskip("torch")
+
+WRITER = Path(__file__).parents[1] / "fixtures" / "dcp_writer.py"
+ROOT = Path(__file__).parents[2]
+
+
+def write_dcp(out: Path, world: int) -> Path:
+    env = cpu_only({**os.environ, "PYTHONPATH": str(ROOT)})
+    proc = subprocess.run(
+        [sys.executable, str(WRITER), str(out), str(world)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory) -> dict[int, Path]:
+    base = tmp_path_factory.mktemp("dcp")
+    return {1: write_dcp(base / "one", 1), 2: write_dcp(base / "two", 2)}
+
+
+def copy(src: Path, tmp_path: Path) -> Path:
+    dest = tmp_path / "ckpt"
+    shutil.copytree(src, dest)
+    return dest
+
+
+def torch_metadata(folder: Path):
+    from torch.distributed.checkpoint import FileSystemReader
+
+    return FileSystemReader(str(folder)).read_metadata()
+
+
+DTYPES = {torch.float32: "F32", torch.bfloat16: "BF16", torch.int64: "I64"}
+
+
+@pytest.mark.parametrize("world", [1, 2])
+def test_reader_agrees_with_torchs_own_metadata(saved, world):
+    folder = saved[world]
+    report = read_dcp(folder)
+    assert report.problems == [] and report.unsafe_globals == [] and report.version == "1.0.0"
+    from torch.distributed.checkpoint.metadata import TensorStorageMetadata
+
+    meta = torch_metadata(folder)
+    expected = {k: v for k, v in meta.state_dict_metadata.items() if isinstance(v, TensorStorageMetadata)}
+    ours = {t.name: t for t in report.entries}
+    assert set(ours) == set(expected)
+    for name, md in expected.items():
+        assert ours[name].dtype == DTYPES[md.properties.dtype]
+        assert ours[name].shape == tuple(md.size)
+        assert ours[name].chunks == len(md.chunks) == world
+    assert sorted(report.bytes_entries) == ["extra.name", "step"]
+    network = {n: t for n, t in ours.items() if not n.startswith("optim.")}
+    assert report.tensors == len(network) == 4
+    assert report.parameters == sum(t.numel for t in network.values()) == 16 * 8 + 6 * 8 + 6 + 10
+    assert report.dtypes == {"F32": 16 * 8 + 6, "BF16": 48, "I64": 10}
+    assert report.optimizer_tensors == 2 and report.optimizer_parameters == 96
+    assert report.module_prefix == "model." and report.modules == {"embed": 128, "fc": 54, "ids": 10}
+    assert [f["path"] for f in report.files] == [f"__{r}_0.distcp" for r in range(world)]
+    assert all(f["size_bytes"] == f["needed_bytes"] for f in report.files)
+    assert is_dcp_folder(set(os.listdir(folder)))
+
+
+def test_missing_distcp_file(saved, tmp_path):
+    folder = copy(saved[2], tmp_path)
+    (folder / "__1_0.distcp").unlink()
+    report = read_dcp(folder)
+    assert report.problems == ["missing .distcp file(s) named in .metadata: '__1_0.distcp' (7 items)"]
+    assert report.parameters == 192  # the plan is still readable
+
+
+def test_truncated_distcp_file(saved, tmp_path):
+    folder = copy(saved[2], tmp_path)
+    path = folder / "__0_0.distcp"
+    size = path.stat().st_size
+    os.truncate(path, size - 100)
+    assert read_dcp(folder).problems == [
+        f".distcp file(s) shorter than .metadata says (truncated): '__0_0.distcp' ({size - 100:,} of {size:,} bytes)"
+    ]
+
+
+def test_no_metadata_means_the_save_never_finished(saved, tmp_path):
+    folder = copy(saved[2], tmp_path)
+    (folder / ".metadata").unlink()
+    report = read_dcp(folder)
+    assert report.tensors is None and len(report.problems) == 1
+    assert report.problems[0].startswith("no .metadata beside 2 .distcp file(s): the save did not finish")
+    assert is_dcp_folder(set(os.listdir(folder)))
+
+
+@pytest.mark.parametrize("keep", [0, 100, 1000])
+def test_truncated_or_empty_metadata(saved, tmp_path, keep):
+    folder = copy(saved[1], tmp_path)
+    os.truncate(folder / ".metadata", keep)
+    report = read_dcp(folder)
+    assert len(report.problems) == 1 and report.tensors is None
+    want = "zero-byte file" if keep == 0 else "DCP metadata is corrupt or truncated"
+    assert want in report.problems[0]
+
+
+def test_unreferenced_distcp_file(saved, tmp_path):
+    folder = copy(saved[1], tmp_path)
+    shutil.copy(folder / "__0_0.distcp", folder / "__3_0.distcp")
+    assert read_dcp(folder).problems == [
+        ".distcp file(s) .metadata does not name (left from another save?): '__3_0.distcp'"
+    ]
+
+
+def test_hostile_metadata_is_never_unpickled(tmp_path):
+    marker = tmp_path / "ran"
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    folder = tmp_path / "ckpt"
+    folder.mkdir()
+    (folder / ".metadata").write_bytes(pickle.dumps(Evil(), protocol=2))
+    (folder / "__0_0.distcp").write_bytes(b"x")
+    report = read_dcp(folder)
+    assert not marker.exists()
+    assert report.unsafe_globals == ["posix.system"]
+    assert report.problems[0] == ".metadata: unsafe pickle global posix.system (would run code on load)"
+    assert report.problems[1] == ".metadata: not DCP metadata (a pickle of posix.system)"
+
+
+def _rewrite_metadata(folder: Path, change) -> None:
+    with open(folder / ".metadata", "rb") as f:
+        meta = pickle.load(f)  # our own test file, written by torch a moment ago
+    change(meta)
+    with open(folder / ".metadata", "wb") as f:
+        pickle.dump(meta, f)
+
+
+def test_chunk_problems_from_an_edited_plan(saved, tmp_path):
+    folder = copy(saved[2], tmp_path)
+
+    def change(meta):
+        embed = meta.state_dict_metadata["model.embed.weight"]
+        embed.chunks = embed.chunks[:1]  # half the tensor has no chunk
+        for index in list(meta.storage_data):
+            if index.fqn == "model.fc.bias" and index.index == 1:
+                del meta.storage_data[index]  # a chunk without its record
+            elif index.fqn == "model.ids" and index.index == 0:
+                info = meta.storage_data[index]
+                info.length = 10  # less than 5 int64 elements
+
+    _rewrite_metadata(folder, change)
+    problems = read_dcp(folder).problems
+    assert "entries without a storage record in .metadata: 'model.fc.bias' at [3]" in problems
+    assert "storage records smaller than their chunk's data: 'model.ids' at [0] (10 of 40 bytes)" in problems
+    assert "tensors whose chunks do not cover them: 'model.embed.weight' (64 of 128 elements)" in problems
+
+
+def test_not_dcp_metadata(tmp_path):
+    folder = tmp_path / "ckpt"
+    folder.mkdir()
+    (folder / ".metadata").write_bytes(pickle.dumps({"a": 1}, protocol=4))
+    report = read_dcp(folder)
+    assert report.format == "not-dcp"
+    assert report.problems == [".metadata: not DCP metadata (a pickle of dict)"]
