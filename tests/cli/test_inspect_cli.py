@@ -31,6 +31,8 @@ INFO_KEYS = {
     "promoted",
     "metric",
     "mtime",
+    "epoch_step",
+    "unsupported",
 }
 INSPECT_KEYS = INFO_KEYS | {"config", "tokenizer", "weights", "trainer_state", "files", "manifest"}
 REPO = Path(__file__).resolve().parents[2]

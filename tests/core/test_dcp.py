@@ -180,3 +180,25 @@ def test_not_dcp_metadata(tmp_path):
     report = read_dcp(folder)
     assert report.format == "not-dcp"
     assert report.problems == [".metadata: not DCP metadata (a pickle of dict)"]
+
+
+def test_scan_inspect_and_diff_of_dcp_folders(saved, tmp_path):
+    from tui.core.dcp import DcpReport
+    from tui.core.diff import tensor_table_of as tensor_table
+    from tui.core.inspect import inspect_path
+    from tui.core.scan import scan
+
+    shutil.copytree(saved[2], tmp_path / "run" / "step-100")
+    shutil.copytree(saved[1], tmp_path / "run" / "step-200")
+    (tmp_path / "run" / "step-200" / "__0_0.distcp").unlink()
+    got = {i.path: i for i in scan(tmp_path)}
+    assert set(got) == {"run/step-100", "run/step-200"}
+    good, broken = got["run/step-100"], got["run/step-200"]
+    assert good.kind == "torch-dcp" and good.complete and good.parameters == 192 and good.tensors == 4
+    assert good.dtypes == {"F32": 134, "BF16": 48, "I64": 10}
+    assert broken.kind == "torch-dcp" and not broken.complete
+    assert broken.problems == ["missing .distcp file(s) named in .metadata: '__0_0.distcp' (8 items)"]
+    result = inspect_path(tmp_path, tmp_path / "run" / "step-100")
+    assert isinstance(result.weights, DcpReport) and result.to_json()["weights"]["chunks"] == 12
+    assert tensor_table(tmp_path / "run" / "step-100") == tensor_table(tmp_path / "run" / "step-200")
+    assert tensor_table(tmp_path / "run" / "step-100")["model.fc.weight"] == ("BF16", (6, 8))

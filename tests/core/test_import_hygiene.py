@@ -13,8 +13,8 @@ import tui.core
 from tests.fixtures import synthetic as s
 
 REPO = Path(__file__).resolve().parents[2]
-FORBIDDEN_CORE = ("torch", "transformers", "deepspeed", "textual", "accelerate", "safetensors.torch")
-FORBIDDEN_LS = ("torch", "transformers", "deepspeed", "accelerate")
+FORBIDDEN_CORE = ("torch", "transformers", "deepspeed", "textual", "accelerate", "safetensors.torch", "mindspore")
+FORBIDDEN_LS = ("torch", "transformers", "deepspeed", "accelerate", "mindspore")
 CORE_MODULES = sorted(m.name for m in pkgutil.iter_modules(tui.core.__path__))
 
 

@@ -113,7 +113,7 @@ def test_torch_save_files(real, infos):
         assert info.dtypes == truth, name
         assert info.parameters == sum(truth.values())
     ms = infos["pickles/fer-5_449.ckpt"]
-    assert (ms.epoch, ms.step) == (5.0, 449)
+    assert (ms.epoch, ms.epoch_step, ms.step) == (5.0, 449, None)
 
 
 def test_inspect_every_real_checkpoint_without_problems(real, infos):

@@ -278,7 +278,7 @@ def test_loose_files(tmp_path):
     lt = got["lt/epoch=3-step=120.ckpt"]
     assert (lt.kind, lt.step, lt.epoch) == ("lightning", 120, 3.0)
     ms = got["ms/fer-5_449.ckpt"]
-    assert (ms.kind, ms.step, ms.epoch) == ("torch-pickle", 449, 5.0)
+    assert (ms.kind, ms.step, ms.epoch, ms.epoch_step) == ("torch-pickle", None, 5.0, 449)
     assert got["best_model.ckpt"].step is None and got["best_model.ckpt"].epoch is None
     assert got["emb.safetensors"].dtypes == {"BF16": 15}
 

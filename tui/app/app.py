@@ -265,7 +265,8 @@ class CkptApp(App[None]):
             if group is None:
                 self.detail.show_message("No checkpoints yet." if not self.scanning else "Scanning…")
             else:
-                self.detail.show_group(group, self.store.of_run(group), self.store.live.get(group))
+                members = self.store.of_run(group)
+                self.detail.show_group(group, members, self.store.live.get(group), list(self.store.infos))
             return
         cached = self.store.inspections.get(info.path)
         if cached is not None:

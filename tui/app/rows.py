@@ -15,7 +15,7 @@ from rich.style import Style
 from rich.text import Text
 
 from tui.core.diff import ConfigChange, TensorChange
-from tui.core.model import CheckpointInfo, run_of
+from tui.core.model import CheckpointInfo, progress_key, progress_text, run_of
 from tui.core.text import format_count, lower_is_better, safe_text
 
 SORTS = ("name", "step", "metric", "size")
@@ -29,6 +29,8 @@ KIND_SHORT = {
     "lightning": "lightning",
     "torch-pickle": "pickle",
     "safetensors-file": "st-file",
+    "mindspore": "mindspore",
+    "torch-dcp": "dcp",
 }
 
 
@@ -43,6 +45,8 @@ def status_of(info: CheckpointInfo) -> str:
         return "in progress"
     if not info.complete or info.problems:
         return "broken"
+    if info.unsupported:
+        return "unsupported"
     if info.promoted:
         return "promoted"
     if info.best:
@@ -54,6 +58,7 @@ def status_of(info: CheckpointInfo) -> str:
 BADGE = {
     "broken": ("✖ broken", "status--broken"),
     "in progress": ("… writing", "status--writing"),
+    "unsupported": ("? unread", "status--unsupported"),
     "promoted": ("⇪ promoted", "status--promoted"),
     "best": ("★ best", "status--best"),
     "complete": ("✔ ok", "status--ok"),
@@ -86,11 +91,7 @@ def metric_text(info: CheckpointInfo) -> str:
 
 
 def step_text(info: CheckpointInfo) -> str:
-    if info.step is not None:
-        return str(info.step)
-    if info.epoch is not None:
-        return f"e{info.epoch:g}"
-    return ""
+    return progress_text(info)
 
 
 def params_text(info: CheckpointInfo) -> str:
@@ -147,7 +148,8 @@ def sort_key(sort: str, reverse: bool = False) -> Callable[[CheckpointInfo], Any
         return (fold(info), natural_key(info.path))
 
     def by_step(info: CheckpointInfo) -> Any:
-        return (fold(info), info.step is None, info.step or 0, natural_key(info.path))
+        known, *where = progress_key(info)
+        return (fold(info), not known, *where, natural_key(info.path))
 
     def by_metric(info: CheckpointInfo) -> Any:
         value = metric_value(info)

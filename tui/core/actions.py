@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from tui.core.commit import ManifestError, read_manifest, utc_now, write_json_atomic
-from tui.core.model import CheckpointInfo, Kind, run_of
+from tui.core.model import CheckpointInfo, Kind, progress_key, run_of
 from tui.core.names import MANIFEST_NAME, TRASH_DIR
 from tui.core.safety import Safety
 from tui.core.text import format_bytes, lower_is_better
@@ -287,7 +287,7 @@ def plan_prune(
         ranked_any |= bool(ranked)
         ranked.sort(key=lambda i: (_metric_value(i, metric) * (1 if lower else -1), -(i.step or 0)))
         top = {i.path for i in ranked[:keep]}
-        latest = max(members, key=lambda i: (i.step is not None, i.step or 0, i.mtime or 0.0))
+        latest = max(members, key=lambda i: (*progress_key(i), i.mtime or 0.0))
         for info in sorted(members, key=lambda i: i.path):
             if info.path in top:
                 rank = [r.path for r in ranked].index(info.path) + 1

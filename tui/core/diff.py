@@ -8,7 +8,7 @@ API::
     @dataclass ConfigChange(key, a, b, only_in)    # one dotted key; only_in "a" / "b" / None
     @dataclass TensorChange(name, a, b)            # a / b: (dtype, shape) or None where absent
     config_changes(a, b, *, include_noise=False) -> list[ConfigChange]
-    tensor_table_of(path) -> dict[name, (dtype, shape)]   # safetensors headers, else a weight pickle's scan
+    tensor_table_of(path) -> dict[name, (dtype, shape)]   # MindSpore / DCP / safetensors headers / a weight pickle
     tensor_changes(a, b) -> list[TensorChange]
     @dataclass CheckpointDiff(a, b, config, tensors, problems); diff_checkpoints(a, b, ...) -> CheckpointDiff
 
@@ -23,6 +23,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from tui.core import weights
+from tui.core.dcp import is_dcp_folder, read_dcp
+from tui.core.files import read_head
+from tui.core.mindspore_ckpt import read_mindspore, sniff
 from tui.core.names import CONFIG_FILE, PICKLE_SUFFIXES, PICKLE_WEIGHTS
 from tui.core.pickle_scan import scan_pickle
 from tui.core.summaries import config_file
@@ -136,9 +139,13 @@ def _same(x: Any, y: Any) -> bool:
 
 
 def tensor_table_of(path: str | os.PathLike) -> TensorTable:
-    """name -> (dtype, shape) of a checkpoint's weights: the safetensors headers (a file, a folder, a
-    sharded index), else the static scan of its one weight pickle (``pytorch_model.bin``, a loose
-    ``.pt``/``.bin``/``.ckpt``). {} when neither is readable."""
+    """name -> (dtype, shape) of a checkpoint's weights: the network tensors of a MindSpore file or a DCP
+    folder, the safetensors headers (a file, a folder, a sharded index), else the static scan of its one
+    weight pickle (``pytorch_model.bin``, a loose ``.pt``/``.bin``/``.ckpt``). {} when none is readable."""
+    if os.path.isfile(path) and sniff(read_head(path)) == "mindspore":
+        return read_mindspore(path).tensor_table()
+    if os.path.isdir(path) and is_dcp_folder(_names(path)):
+        return read_dcp(path).tensor_table()
     table = weights.tensor_table(path)
     if table:
         return table
@@ -151,6 +158,13 @@ def tensor_table_of(path: str | os.PathLike) -> TensorTable:
         if isinstance(dtype, str) and isinstance(shape, list | tuple):
             out[name] = (dtype, tuple(int(n) for n in shape))
     return out
+
+
+def _names(folder: str | os.PathLike) -> set[str]:
+    try:
+        return set(os.listdir(folder))
+    except OSError:
+        return set()
 
 
 def _weight_pickle(path: Path) -> Path | None:

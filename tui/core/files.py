@@ -39,6 +39,21 @@ def open_regular_file(path: str | os.PathLike) -> tuple[int, int]:
         raise
 
 
+def read_head(path: str | os.PathLike, n: int = 16) -> bytes:
+    """The first ``n`` bytes of a regular file (what its format says about itself); b"" when it cannot be
+    read or is not a regular file."""
+    try:
+        fd, _ = open_regular_file(path)
+    except (OSError, ValueError):
+        return b""
+    try:
+        return os.read(fd, n)
+    except OSError:
+        return b""
+    finally:
+        os.close(fd)
+
+
 def load_json(path: Path | str, *, limit: int = JSON_LIMIT) -> tuple[Any, str | None]:
     """(data, None) or (None, "<name>: <problem>"); (None, None) when the file does not exist."""
     path = Path(path)

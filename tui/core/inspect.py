@@ -9,8 +9,10 @@ import os
 from pathlib import Path
 from typing import Any
 
-from tui.core import commit, scan, summaries
+from tui.core import commit, scan, summaries, weights
+from tui.core.dcp import read_dcp
 from tui.core.integrity import LATEST_LIMIT, scan_pickle_into, weights_into
+from tui.core.mindspore_ckpt import read_mindspore
 from tui.core.model import CheckpointInfo, Inspection
 from tui.core.names import (
     DEEPSPEED_LATEST,
@@ -21,7 +23,6 @@ from tui.core.names import (
     TRAINER_STATE,
     ZERO_RANK_SHARD,
 )
-from tui.core.weights import summarize_weights
 
 
 class NotACheckpoint(ValueError):
@@ -55,7 +56,7 @@ def inspect_path(
     out = Inspection(info=info)
     if target.is_file():
         out.files = [{"path": target.name, "size_bytes": info.size_bytes}]
-        _detail_file(out, target)
+        _detail_file(out, target, verify_hashes)
         return out
     out.files = _files(target)
     top = {f["path"] for f in out.files if "/" not in f["path"]}
@@ -82,9 +83,15 @@ def _files(folder: Path) -> list[dict[str, Any]]:
     return out
 
 
-def _detail_file(out: Inspection, path: Path) -> None:
+def _detail_file(out: Inspection, path: Path, verify_hashes: bool) -> None:
     if out.info.kind == "safetensors-file":
-        out.weights = summarize_weights([path])  # never raises
+        out.weights = weights.summarize_weights([path])  # never raises
+        return
+    if out.info.kind == "mindspore":
+        out.weights = read_mindspore(path, verify_crc=verify_hashes)  # the CRC reads the whole file
+        for p in out.weights.problems:
+            if p not in out.info.problems:
+                out.info.add_problem(p)
         return
     out.weights = scan_pickle_into(path, [])
 
@@ -105,7 +112,9 @@ def _detail_folder(out: Inspection, folder: Path, top: set[str], root: Path) -> 
         if name in top:
             out.trainer_state, _ = summaries.trainer_state_summary(folder, name=name, root=root)
             break
-    if info.kind != "deepspeed":
+    if info.kind == "torch-dcp":
+        out.weights = read_dcp(folder)
+    elif info.kind != "deepspeed":
         summary = weights_into(CheckpointInfo(path=info.path, kind=info.kind), folder, top, [])
         out.weights = summary
     try:

@@ -4,9 +4,10 @@ Each rule becomes a one-line ``problems`` entry and ``complete: false``: truncat
 oversized header, overlapping offsets (tui.core.weights / safetensors_header), a shard named in an index but
 missing, zero-byte weights, invalid config.json, a DeepSpeed ``latest`` naming a tag that does not exist, a
 manifest that does not match the files (tui.core.commit.verify), a truncated pickle zip and unsafe pickle
-globals (tui.core.pickle_scan). The scanner adds the rules that need the walk: a leftover
-``.<name>.tmp``/``.<name>.old`` folder and a run checkpoint without manifest. Nothing here raises on bad
-input: readers return problems.
+globals (tui.core.pickle_scan), a MindSpore file's wire-format problems (tui.core.mindspore_ckpt, with the
+sibling check the scanner runs per folder) and a torch DCP folder's (tui.core.dcp). The scanner adds the
+rules that need the walk: a leftover ``.<name>.tmp``/``.<name>.old`` folder and a run checkpoint without
+manifest. Nothing here raises on bad input: readers return problems.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from tui.core import cache, commit, summaries, weights
+from tui.core.dcp import DcpReport, read_dcp
+from tui.core.mindspore_ckpt import MindSporeReport
 from tui.core.model import CheckpointInfo, Kind, Metric
 from tui.core.names import (
     CONFIG_FILE,
@@ -51,7 +54,9 @@ def check_folder(
     """
     problems: list[str] = []
     top = {f for f in files if "/" not in f}
-    if kind != "deepspeed":
+    if kind == "torch-dcp":
+        dcp_into(info, read_dcp(folder), problems)
+    elif kind != "deepspeed":
         weights_into(info, folder, top, problems)
     if CONFIG_FILE in top:
         problems += summaries.config_summary(folder)[1]
@@ -81,6 +86,29 @@ def check_file(info: CheckpointInfo, path: Path) -> None:
             _pickle_numbers_into(info, report)
     for p in dict.fromkeys(problems):
         info.add_problem(p)
+
+
+def mindspore_into(info: CheckpointInfo, report: MindSporeReport, problems: list[str]) -> None:
+    """A MindSpore file's numbers, step and epoch (``global_step`` / ``step_num`` / ``epoch_num`` it holds; the
+    name's epoch stays when both say one) and problems, plus ``problems`` found beside its siblings."""
+    if report.format == "mindspore":
+        info.tensors, info.parameters, info.dtypes = report.tensors, report.parameters, dict(report.dtypes)
+    info.unsupported = report.unsupported
+    step = report.scalars.get("global_step", report.scalars.get("step_num"))
+    if isinstance(step, int) and step >= 0:
+        info.step = step
+    epoch = report.scalars.get("epoch_num")
+    if info.epoch is None and isinstance(epoch, int) and epoch >= 0:
+        info.epoch = float(epoch)
+    for p in dict.fromkeys([*report.problems, *problems]):
+        info.add_problem(p)
+
+
+def dcp_into(info: CheckpointInfo, report: DcpReport, problems: list[str]) -> None:
+    """A torch DCP folder's numbers (from ``.metadata``) and problems."""
+    info.tensors, info.parameters = report.tensors, report.parameters
+    info.dtypes = dict(report.dtypes) if report.dtypes is not None else None
+    problems += report.problems
 
 
 def latest_problems(folder: Path, *, only_if_names: str | None = None) -> list[str]:

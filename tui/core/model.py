@@ -6,9 +6,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
+from tui.core.names import MINDSPORE_PERIODIC
 from tui.core.text import bare_metric_name
 
 if TYPE_CHECKING:
+    from tui.core.dcp import DcpReport
+    from tui.core.mindspore_ckpt import MindSporeReport
     from tui.core.pickle_scan import PickleReport
     from tui.core.weights import WeightsSummary
 
@@ -22,6 +25,8 @@ Kind = Literal[
     "lightning",
     "torch-pickle",
     "safetensors-file",
+    "mindspore",
+    "torch-dcp",
 ]
 KINDS: tuple[Kind, ...] = get_args(Kind)
 
@@ -75,6 +80,12 @@ class CheckpointInfo:
     promoted: bool = False
     metric: Metric | None = None  # its own (last) evaluation when known
     mtime: float | None = None
+    # The step within ``epoch`` when a name counts steps per epoch (MindSpore's <prefix>-<epoch>_<step>.ckpt);
+    # ``step`` stays the global step, None when the files do not say it.
+    epoch_step: int | None = None
+    # Why this tool could not read the contents (an encrypted file, a newer format): nothing was checked,
+    # which is not the same as nothing being wrong.
+    unsupported: str | None = None
 
     def add_problem(self, text: str) -> None:
         self.problems.append(text)
@@ -93,10 +104,37 @@ _INFO_FIELDS = tuple(f.name for f in fields(CheckpointInfo))
 
 def run_of(info: CheckpointInfo) -> str:
     """The run a checkpoint belongs to, posix relative to the root: its run folder when known, else the
-    folder holding it ('.' for the root). The browser groups rows by it; prune ranks within it."""
+    folder holding it ('.' for the root). The browser groups rows by it; prune ranks within it.
+
+    MindSpore's ModelCheckpoint writes every run into one folder as ``<prefix>-<epoch>_<step>.ckpt`` and
+    renames the prefix ``<prefix>_1`` when files with the prefix exist, so there a run is the folder plus the
+    prefix: ``ckpts/fer-*`` and ``ckpts/fer_1-*`` are two runs."""
     if info.run is not None:
         return info.run
-    return info.path.rsplit("/", 1)[0] if "/" in info.path else "."
+    folder, _, name = info.path.rpartition("/")
+    folder = folder or "."
+    if info.kind == "mindspore" and (m := MINDSPORE_PERIODIC.match(name)):
+        return f"{m['prefix']}-*" if folder == "." else f"{folder}/{m['prefix']}-*"
+    return folder
+
+
+def progress_key(info: CheckpointInfo) -> tuple[bool, float, bool, int]:
+    """Where a checkpoint is in its training, for ordering (the step sort, prune's "latest"): the global step,
+    or (epoch, step within it) where a name counts steps per epoch; checkpoints that say nothing come first."""
+    if info.epoch_step is not None:
+        step = info.step if info.step is not None else info.epoch_step
+        return (True, info.epoch or 0.0, True, step)
+    return (info.step is not None, float(info.step or 0), False, 0)
+
+
+def progress_text(info: CheckpointInfo) -> str:
+    """The step as a cell shows it: ``1200``; ``e46:449`` (epoch 46, step 449 in it) when only a per-epoch step
+    is known; ``e3`` when only the epoch is; '' when neither."""
+    if info.step is not None:
+        return str(info.step)
+    if info.epoch is not None:
+        return f"e{info.epoch:g}:{info.epoch_step}" if info.epoch_step is not None else f"e{info.epoch:g}"
+    return ""
 
 
 @dataclass
@@ -107,8 +145,8 @@ class Inspection:
     config: dict[str, Any] | None = None  # the summary (model type, sizes, labels, dtype)
     config_file: dict[str, Any] | None = None  # the whole config.json / adapter_config.json, as written
     tokenizer: dict[str, Any] | None = None
-    # From the safetensors headers, or the static scan of a pickle file.
-    weights: WeightsSummary | PickleReport | None = None
+    # From the safetensors headers, the static scan of a pickle, a MindSpore file or a DCP .metadata.
+    weights: WeightsSummary | PickleReport | MindSporeReport | DcpReport | None = None
     trainer_state: dict[str, Any] | None = None
     files: list[dict[str, Any]] = field(default_factory=list)  # [{"path", "size_bytes"}]
     manifest: dict[str, Any] | None = None

@@ -34,7 +34,9 @@ from pathlib import Path
 from typing import Any
 
 from tui.core import commit, integrity, summaries
-from tui.core.files import load_json
+from tui.core.dcp import is_dcp_folder
+from tui.core.files import load_json, read_head
+from tui.core.mindspore_ckpt.runs import FolderReports, name_role
 from tui.core.model import CheckpointInfo, Kind
 from tui.core.names import (
     ADAPTER_CONFIG,
@@ -49,6 +51,7 @@ from tui.core.names import (
     LIGHTNING_NAME_STEP,
     LOCK_FILE,
     MANIFEST_NAME,
+    MINDSPORE_SUFFIX,
     MP_MODEL_STATES,
     PICKLE_SUFFIXES,
     PROMOTED_DIR,
@@ -93,6 +96,8 @@ def classify_folder(name: str, files: set[str], dirs: set[str]) -> Kind | None:
         return "peft-adapter"
     if CONFIG_FILE in files and any(HF_WEIGHTS.match(f) or f.endswith(".index.json") for f in files):
         return "hf-model"
+    if is_dcp_folder(files):
+        return "torch-dcp"
     return None
 
 
@@ -111,11 +116,7 @@ def classify_by_name(name: str) -> Kind | None:
 
 def looks_like_pickle(path: str) -> bool:
     """A zip (torch >= 1.6) or a raw pickle (protocol 2+ starts with 0x80)."""
-    try:
-        with open(path, "rb") as f:
-            head = f.read(2)
-    except OSError:
-        return False
+    head = read_head(path, 2)
     return head[:2] == b"PK" or head[:1] == b"\x80"
 
 
@@ -276,9 +277,10 @@ def _visit(state: _Scan, path: str, run: _RunContext | None, mtime: float) -> It
     if kind is not None:
         yield from _checkpoint_folder(state, listing, kind, run, mtime, leftover=leftover)
         return
-    for fname in sorted(listing.files):
-        if fname.endswith(".safetensors") or fname.endswith(PICKLE_SUFFIXES):
-            yield from _loose_file(state, listing.files[fname].path, fname, run)
+    loose = sorted(f for f in listing.files if f.endswith(".safetensors") or f.endswith(PICKLE_SUFFIXES))
+    mindspore = FolderReports(path, loose)
+    for fname in loose:
+        yield from _loose_file(state, listing.files[fname].path, fname, run, mindspore)
     for dname in sorted(listing.dirs):
         st = _enter(state, listing.dirs[dname])
         if st is not None:
@@ -492,7 +494,14 @@ def _base_info(
 # --- loose files ----------------------------------------------------------------------------------------
 
 
-def _loose_file(state: _Scan, path: str, name: str, run: _RunContext | None) -> Iterator[_Deferred]:
+def _loose_file(
+    state: _Scan,
+    path: str,
+    name: str,
+    run: _RunContext | None,
+    mindspore: FolderReports | None = None,
+) -> Iterator[_Deferred]:
+    """One loose file; ``mindspore``: the MindSpore files of its folder, read together when first needed."""
     if name.endswith(".bin") and not looks_like_pickle(path):
         return
     try:
@@ -501,7 +510,7 @@ def _loose_file(state: _Scan, path: str, name: str, run: _RunContext | None) -> 
         state.errors.append(f"{state.rel(path)}: {e.strerror or e}")
         return
     rel = state.rel(path) if path != state.root else name
-    kind = "safetensors-file" if name.endswith(".safetensors") else "torch-pickle"
+    kind: Kind = "safetensors-file" if name.endswith(".safetensors") else "torch-pickle"
     info = CheckpointInfo(path=rel, kind=kind, size_bytes=st.st_size, mtime=st.st_mtime)
     info.run = run.rel if run is not None else None
     info.fold = fold_from_path(rel)
@@ -512,11 +521,18 @@ def _loose_file(state: _Scan, path: str, name: str, run: _RunContext | None) -> 
         if m := LIGHTNING_NAME_EPOCH.search(stem):
             info.epoch = float(m.group(1))
         if info.step is None and (m := EPOCH_STEP_NAME.search(stem)):
-            info.epoch, info.step = float(m.group(1)), int(m.group(2))
+            info.epoch, info.epoch_step = float(m.group(1)), int(m.group(2))  # the step within the epoch
     info.promoted = os.path.normpath(path) in state.promoted_sources
 
     def finish() -> list[CheckpointInfo]:
-        integrity.check_file(info, Path(path))
+        found = mindspore.get(name) if mindspore is not None else None
+        if found is None:
+            integrity.check_file(info, Path(path))
+            return [info]
+        report, sibling_problem = found
+        info.kind = "mindspore"
+        integrity.mindspore_into(info, report, [sibling_problem] if sibling_problem else [])
+        info.best = name_role(name) == "best" and info.complete
         return [info]
 
     yield _Deferred(finish)
@@ -545,7 +561,13 @@ def describe(root: str | os.PathLike, path: str | os.PathLike) -> CheckpointInfo
     if os.path.isfile(path):
         if not (name.endswith(".safetensors") or name.endswith(PICKLE_SUFFIXES)):
             return None
-        return next(_resolved(_loose_file(state, path, name, run), threads=1), None)
+        folder = os.path.dirname(path)
+        try:  # a MindSpore file is judged beside its siblings
+            siblings = sorted(n for n in os.listdir(folder) if n.endswith(MINDSPORE_SUFFIX))
+        except OSError:
+            siblings = [name]
+        found = _loose_file(state, path, name, run, FolderReports(folder, siblings))
+        return next(_resolved(found, threads=1), None)
     if not os.path.isdir(path):
         return None
     nested = _describe_nested(state, path, ancestors[:3], run)

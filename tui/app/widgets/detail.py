@@ -21,10 +21,13 @@ from textual.widgets import Static, TabbedContent, TabPane
 from tui.app import rows
 from tui.app.widgets import training
 from tui.core.diff import flatten
+from tui.core.mindspore_ckpt.runs import name_role, run_note
 from tui.core.model import CheckpointInfo, Inspection
 from tui.core.text import format_bytes, safe_text
 
 if TYPE_CHECKING:
+    from tui.core.dcp import DcpReport
+    from tui.core.mindspore_ckpt import MindSporeReport
     from tui.core.pickle_scan import PickleReport
     from tui.core.weights import WeightsSummary
 
@@ -58,16 +61,23 @@ def _problems(problems: list[str], style_of: rows.StyleOf) -> Text:
 def overview_renderable(
     root: str, info: CheckpointInfo, style_of: rows.StyleOf, manifest: dict | None = None
 ) -> Table:
+    role = name_role(info.path.rpartition("/")[2]) if info.kind == "mindspore" else None
     # Status and problems first: in 80x24 they are what must be seen without scrolling.
     pairs: list[tuple[str, Any]] = [
         ("path", info.path),
         ("status", rows.badge(info, style_of)),
         ("problems", _problems(info.problems, style_of)),
-        ("kind", info.kind),
+        ("kind", f"{info.kind} ({role} model)" if role else info.kind),
         ("size", f"{format_bytes(info.size_bytes, compact=True)} ({info.size_bytes:,} bytes)"),
         ("metric", f"{info.metric.name} = {info.metric.value}" if info.metric else None),
         ("step", info.step),
         ("epoch", info.epoch),
+        *([("step in epoch", info.epoch_step)] if info.epoch_step is not None else []),
+        *(
+            [("unsupported", Text(safe_text(info.unsupported), style=style_of("status--unsupported")))]
+            if info.unsupported
+            else []
+        ),
         ("fold", info.fold),
         ("run", info.run),
         ("absolute", f"{root.rstrip('/')}/{info.path}"),
@@ -80,12 +90,27 @@ def overview_renderable(
     return _kv_table(pairs)
 
 
-def weights_renderable(weights: WeightsSummary | PickleReport | None, style_of: rows.StyleOf) -> Any:
+def weights_renderable(
+    weights: WeightsSummary | PickleReport | MindSporeReport | DcpReport | None, style_of: rows.StyleOf
+) -> Any:
     if weights is None:
         return Text("No weights found in this checkpoint.", style="dim")
     parameters = f"{weights.parameters:,}" if weights.parameters is not None else None
     if weights.source == "pickle":
         head = [("tensors", weights.tensors), ("parameters", parameters), ("format", weights.format)]
+    elif weights.source in ("mindspore", "dcp"):
+        # Network weights; the optimizer state these formats keep beside them is counted apart.
+        head = [
+            ("network tensors", weights.tensors),
+            ("parameters", parameters),
+            ("bytes", format_bytes(weights.bytes, compact=True)),
+            ("optimizer", f"{weights.optimizer_tensors} tensors, {weights.optimizer_parameters:,} values"),
+            ("format", weights.format),
+        ]
+        if weights.source == "dcp":
+            head.append(("chunks", f"{weights.chunks} in {len(weights.files)} .distcp files"))
+        elif weights.scalars:
+            head.append(("scalars", ", ".join(f"{k}={v:.6g}" for k, v in weights.scalars.items())))
     else:
         bytes_ = format_bytes(weights.bytes, compact=True)
         head = [
@@ -113,7 +138,18 @@ def weights_renderable(weights: WeightsSummary | PickleReport | None, style_of: 
                 f"{t['parameters']:,}",
             )
         parts.append(table)
-    if weights.files:
+    if weights.source == "dcp" and weights.files:
+        table = Table(title=".distcp files", title_justify="left")
+        for col in ("file", "records", "size", "needed"):
+            table.add_column(col, justify="left" if col == "file" else "right", overflow="fold")
+        for f in weights.files:
+            size, needed = (
+                format_bytes(f["size_bytes"], compact=True),
+                format_bytes(f["needed_bytes"], compact=True),
+            )
+            table.add_row(rows.cell(f["path"]), _short(f["items"]), size, needed)
+        parts.append(table)
+    elif weights.source == "safetensors" and weights.files:
         table = Table(title="shards", title_justify="left")
         table.add_column("file", overflow="fold")
         table.add_column("tensors", justify="right")
@@ -125,6 +161,15 @@ def weights_renderable(weights: WeightsSummary | PickleReport | None, style_of: 
     if weights.problems:
         parts.append(_problems(weights.problems, style_of))
     return Group(*parts)
+
+
+def _mindspore_note(infos: list[CheckpointInfo], paths: list[str]) -> str | None:
+    """What a MindSpore run's remaining files say (a renamed prefix, keep_checkpoint_max)."""
+    names = [i.path.rpartition("/")[2] for i in infos if i.kind == "mindspore"]
+    if not names:
+        return None
+    folder = infos[0].path.rpartition("/")[0]
+    return run_note(names, [p.rpartition("/")[2] for p in paths if p.rpartition("/")[0] == folder])
 
 
 def _count_table(title: str, what: str, counts: dict[str, int]) -> Table:
@@ -213,8 +258,11 @@ class DetailPane(Vertical):
         self._series = {}
         self._hide_plot()
 
-    def show_group(self, group: str, infos: list[CheckpointInfo], live: str | None = None) -> None:
-        """A run's header row: its size and broken checkpoints; ``live``: who holds its .lock now."""
+    def show_group(
+        self, group: str, infos: list[CheckpointInfo], live: str | None = None, paths: list[str] | None = None
+    ) -> None:
+        """A run's header row: its size and broken checkpoints; ``live``: who holds its .lock now; ``paths``:
+        every checkpoint path known, for what a MindSpore run's files say beside their folder."""
         total = sum(i.size_bytes for i in infos)
         broken = [i.path for i in infos if rows.status_of(i) == "broken"]
         pairs: list[tuple[str, Any]] = [
@@ -223,8 +271,10 @@ class DetailPane(Vertical):
             ("checkpoints", len(infos)),
             ("size", f"{format_bytes(total, compact=True)} ({total:,} bytes)"),
             ("broken", _problems(broken, self.style_of)),
-            ("hint", "f: fold metrics · p: prune · ↓ select a checkpoint"),
         ]
+        if note := _mindspore_note(infos, paths or []):
+            pairs.append(("note", note))
+        pairs.append(("hint", "f: fold metrics · p: prune · ↓ select a checkpoint"))
         self.show_message("Select a checkpoint of this run.")
         self._set("overview", _kv_table(pairs))
 

@@ -114,7 +114,9 @@ def global_problems(verdicts: dict[str, str], label: str) -> tuple[list[str], li
     flagged.sort(key=lambda m: "unsafe pickle global" not in m)  # the worst first
     problems = flagged[:MAX_GLOBAL_PROBLEMS]
     if len(flagged) > MAX_GLOBAL_PROBLEMS:
-        problems.append(f"{label}: and {len(flagged) - MAX_GLOBAL_PROBLEMS} more pickle globals off the allowlist")
+        problems.append(
+            f"{label}: and {len(flagged) - MAX_GLOBAL_PROBLEMS} more pickle globals off the allowlist"
+        )
     return unsafe, problems
 
 

@@ -1,63 +1,24 @@
-"""MindSpore ``.ckpt`` files, read from their protobuf wire format: bounded, without MindSpore, and never
-reading ``tensor_content`` (each tensor's bytes are skipped by their length).
-
-API::
-
-    sniff(head: bytes) -> "mindspore" | "encrypted" | None      # from a file's first 16 bytes
-    read_mindspore(path, *, verify_crc=False) -> MindSporeReport  # never raises
-    @dataclass MindSporeTensor(name, mindspore_type, dtype, dims, offset, nbytes, slices, role)
-    @dataclass MindSporeReport(format, file_size, entries, tensors, parameters, dtypes, optimizer_tensors,
-                               optimizer_parameters, modules, module_prefix, largest, scalars, strings,
-                               crc, crc_ok, problems, unsupported)
-        .network() / .tensor_table() / .inspect_json()
-
-The format (MindSpore 2.x ``checkpoint.proto``)::
-
-    message Checkpoint {
-      message Value { required string tag = 1;
-                      oneof value { TensorProto tensor = 2; MapTensorProto maptensor = 3; } }
-      repeated Value value = 1; }
-    message TensorProto { repeated int64 dims = 1; required string tensor_type = 2;
-                          required bytes tensor_content = 3; }
-    message MapTensorProto { repeated TensorProto tensor = 1; }
-
-``save_checkpoint`` writes one ``Checkpoint`` message per parameter slice and concatenates them (protobuf
-merges repeated fields), so a file is a run of ``value`` fields; a tensor over 512 MiB is split into
-consecutive values with the same tag, which the loader joins. ``crc_check=True`` appends ``b"crc_num"``
-and a 10-byte big-endian CRC32 of everything before it. ``enc_key`` encrypts the whole file, which then
-starts with the bytes ``D8 5E 3A 7F``: reported as unsupported (``unsupported``), never as broken.
-``append_dict`` strings have ``tensor_type "str"`` and UTF-32 content; ``dims == [0]`` is a scalar, as
-MindSpore's loader reads it.
-
-What is checked (each a ``problems`` line naming the file and the byte offset): a value that runs past
-the end of the file (truncated; the tensors before it are intact), ``tensor_content`` shorter or longer
-than dims x itemsize, dims that are negative, overflow int64 numel or number more than 64, a
-``tensor_type`` MindSpore does not know, a tag written twice apart (the later one wins on load), a value
-without tag, type or content, field keys that are not protobuf (corrupt bytes), a CRC that does not match
-(only with ``verify_crc``: it reads the whole file).
-
-Network and optimizer: a tensor is optimizer state when its name is a known training scalar
-(``global_step``, ``learning_rate``, ``beta1_power``, ``momentum``, ``epoch_num``, ...) or
-``<slot>.<name of another tensor>`` (``moment1.fc.weight`` beside ``fc.weight``) or starts with a known
-slot (``moments.``, ``accum.``, ``moment1.``, ``mean_square.``, ...). ``tensors``/``parameters``/``dtypes``
-count the network only (what a ``model.safetensors`` export holds); the optimizer is counted apart.
-``scalars`` holds the values of small known scalars (``global_step``, ``epoch_num``, ``step_num``,
-``learning_rate``), read from at most 16 bytes each.
-"""
+"""The wire-format reader: ``read_mindspore`` and ``sniff`` (the package docstring has the format and the
+rules). Value headers are read in small blocks around their offsets; ``tensor_content`` is never read
+(only the few bytes of known scalars and ``append_dict`` text)."""
 
 from __future__ import annotations
 
 import binascii
 import os
 import struct
-from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from dataclasses import dataclass
+from typing import Any, Literal
 
 from tui.core.files import open_regular_file
+from tui.core.mindspore_ckpt.records import (
+    MINDSPORE_TYPES,
+    STRING_TYPE,
+    MindSporeReport,
+    MindSporeTensor,
+    summarize,
+)
 from tui.core.text import quoted, safe_message
-from tui.core.weights import largest_tensors, module_counts
-
-__all__ = ["MindSporeReport", "MindSporeTensor", "read_mindspore", "sniff"]
 
 ENCRYPTED_MAGIC = b"\xd8\x5e\x3a\x7f"  # MindSpore's cipher-file magic 0x7F3A5ED8, little-endian
 CRC_MARK = b"crc_num"
@@ -72,24 +33,6 @@ MAX_PROBLEMS = 20  # per kind of problem; the rest are counted in one line
 _BLOCK = 16 << 10  # bytes read at a time around value headers
 _I64 = 1 << 63
 
-# MindSpore tensor_type -> (dtype name we report, the safetensors name; bits per element or None).
-MINDSPORE_TYPES: dict[str, tuple[str, int | None]] = {
-    "Float32": ("F32", 32),
-    "Float16": ("F16", 16),
-    "BFloat16": ("BF16", 16),
-    "Float64": ("F64", 64),
-    "Int8": ("I8", 8),
-    "UInt8": ("U8", 8),
-    "Int16": ("I16", 16),
-    "UInt16": ("U16", 16),
-    "Int32": ("I32", 32),
-    "UInt32": ("U32", 32),
-    "Int64": ("I64", 64),
-    "UInt64": ("U64", 64),
-    "Bool": ("BOOL", 8),
-    "Int4": ("qint4x2", None),  # packed; MindSpore's layout is not checked
-}
-STRING_TYPE = "str"
 _STRUCT = {
     "F32": "<f",
     "F64": "<d",
@@ -105,15 +48,6 @@ _STRUCT = {
     "BOOL": "<?",
 }
 
-# Names MindSpore optimizers and training wrappers save beside the network's parameters.
-OPTIMIZER_SCALARS = frozenset(
-    "global_step learning_rate beta1_power beta2_power momentum loss_scale scale_sense weight_decay "
-    "epoch_num step_num current_iterator_step last_overflow_iterator_step".split()
-)
-OPTIMIZER_SLOTS = frozenset(
-    "moment1 moment2 moments moment accum mean_square mean_grad vhat exp_avg exp_avg_sq adam_m adam_v "
-    "linear".split()
-)
 SCALAR_NAMES = frozenset({"global_step", "epoch_num", "step_num", "learning_rate", "loss_scale"})
 
 
@@ -130,82 +64,6 @@ def sniff(head: bytes) -> Literal["mindspore", "encrypted"] | None:
     if i + 1 >= len(head) or i > 10:
         return None
     return "mindspore" if head[i + 1] == 0x0A else None  # Value.tag: field 1, length-delimited
-
-
-@dataclass
-class MindSporeTensor:
-    name: str
-    mindspore_type: str  # as written ("Float32")
-    dtype: str  # the safetensors name ("F32"); MindSpore's own when safetensors has none
-    dims: tuple[int, ...] | None  # None: unusable dims (a problem says why)
-    offset: int  # file offset of the first value holding it
-    nbytes: int = 0  # tensor_content bytes present, all slices together
-    slices: list[tuple[int, int]] = field(default_factory=list)  # (file offset, length) of each content
-    role: Literal["network", "optimizer"] = "network"
-
-    @property
-    def numel(self) -> int | None:
-        if self.dims is None:
-            return None
-        n = 1
-        for d in self.dims:
-            n *= d
-        return n
-
-    @property
-    def expected_nbytes(self) -> int | None:
-        bits = MINDSPORE_TYPES.get(self.mindspore_type, ("", None))[1]
-        numel = self.numel
-        if bits is None or numel is None or (numel * bits) % 8:
-            return None
-        return numel * bits // 8
-
-
-@dataclass
-class MindSporeReport:
-    source: ClassVar[Literal["mindspore"]] = "mindspore"  # vs WeightsSummary.source / PickleReport.source
-    format: Literal["mindspore", "encrypted", "not-mindspore"]
-    file_size: int = 0
-    entries: list[MindSporeTensor] = field(default_factory=list)  # every tensor, file order
-    tensors: int = 0  # network tensors
-    parameters: int = 0  # network parameters (numel)
-    dtypes: dict[str, int] = field(default_factory=dict)  # network dtype -> parameters
-    optimizer_tensors: int = 0
-    optimizer_parameters: int = 0
-    modules: dict[str, int] = field(default_factory=dict)
-    module_prefix: str = ""
-    largest: list[dict[str, Any]] = field(default_factory=list)
-    bytes: int = 0  # network tensor_content bytes
-    scalars: dict[str, float | int] = field(default_factory=dict)
-    strings: dict[str, str] = field(default_factory=dict)
-    crc: int | None = None  # stored by crc_check=True
-    crc_ok: bool | None = None  # None: not verified
-    problems: list[str] = field(default_factory=list)
-    unsupported: str | None = None  # why the contents could not be read (encrypted, unknown fields)
-
-    def network(self) -> list[MindSporeTensor]:
-        return [t for t in self.entries if t.role == "network"]
-
-    def tensor_table(self) -> dict[str, tuple[str, tuple[int, ...]]]:
-        """name -> (dtype, shape) of the network tensors (what a diff compares)."""
-        return {t.name: (t.dtype, t.dims) for t in self.network() if t.dims is not None}
-
-    def inspect_json(self) -> dict[str, Any]:
-        """What ``inspect --json`` prints under "weights" for a MindSpore checkpoint."""
-        out = {k: v for k, v in vars(self).items() if k != "entries"}
-        out["format"] = self.format
-        out["entries"] = [
-            {
-                "name": t.name,
-                "dtype": t.dtype,
-                "shape": list(t.dims) if t.dims is not None else None,
-                "role": t.role,
-                "bytes": t.nbytes,
-            }
-            for t in self.entries[:200]
-        ]
-        out["largest"] = [dict(t) for t in self.largest]
-        return out
 
 
 class _WireError(Exception):
@@ -555,12 +413,8 @@ def _read(path: str, label: str, verify_crc: bool) -> MindSporeReport:
 
 
 def _finish(report: MindSporeReport, parser: _Parser, label: str) -> None:
-    names = {t.name for t in report.entries}
     bad: list[str] = []
     for t in report.entries:
-        head, _, rest = t.name.partition(".")
-        if t.name in OPTIMIZER_SCALARS or (rest and (head in OPTIMIZER_SLOTS or rest in names)):
-            t.role = "optimizer"
         want = t.expected_nbytes
         if want is not None and t.nbytes != want:
             shape = list(t.dims) if t.dims is not None else "?"
@@ -584,20 +438,7 @@ def _finish(report: MindSporeReport, parser: _Parser, label: str) -> None:
             + ", ".join(parser.unknown_fields)
             + "): a newer MindSpore format? counts may be incomplete"
         )
-    network = [t for t in report.entries if t.role == "network"]
-    counted = [(t, t.numel) for t in network if t.numel is not None]
-    report.tensors = len(network)
-    report.parameters = sum(n for _, n in counted)
-    report.bytes = sum(t.nbytes for t in network)
-    dtypes: dict[str, int] = {}
-    for t, n in counted:
-        dtypes[t.dtype] = dtypes.get(t.dtype, 0) + n
-    report.dtypes = dict(sorted(dtypes.items(), key=lambda kv: (-kv[1], kv[0])))
-    optimizer = [t for t in report.entries if t.role == "optimizer"]
-    report.optimizer_tensors = len(optimizer)
-    report.optimizer_parameters = sum(t.numel or 0 for t in optimizer)
-    report.module_prefix, report.modules = module_counts([t.name for t, _ in counted], [n for _, n in counted])
-    report.largest = largest_tensors([(t.name, t.dtype, t.dims, n) for t, n in counted])  # type: ignore[misc]
+    summarize(report)
 
 
 def _read_scalars(report: MindSporeReport, window: _Window) -> None:
