@@ -6,38 +6,13 @@ from __future__ import annotations
 import os
 import pickle
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.subprocess_env import cpu_only
 from tui.core.dcp import is_dcp_folder, read_dcp
 
 torch = pytest.importorskip("torch")
-
-WRITER = Path(__file__).parents[1] / "fixtures" / "dcp_writer.py"
-ROOT = Path(__file__).parents[2]
-
-
-def write_dcp(out: Path, world: int) -> Path:
-    env = cpu_only({**os.environ, "PYTHONPATH": str(ROOT)})
-    proc = subprocess.run(
-        [sys.executable, str(WRITER), str(out), str(world)],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return out
-
-
-@pytest.fixture(scope="module")
-def saved(tmp_path_factory) -> dict[int, Path]:
-    base = tmp_path_factory.mktemp("dcp")
-    return {1: write_dcp(base / "one", 1), 2: write_dcp(base / "two", 2)}
 
 
 def copy(src: Path, tmp_path: Path) -> Path:
@@ -56,8 +31,8 @@ DTYPES = {torch.float32: "F32", torch.bfloat16: "BF16", torch.int64: "I64"}
 
 
 @pytest.mark.parametrize("world", [1, 2])
-def test_reader_agrees_with_torchs_own_metadata(saved, world):
-    folder = saved[world]
+def test_reader_agrees_with_torchs_own_metadata(dcp_saved, world):
+    folder = dcp_saved[world]
     report = read_dcp(folder)
     assert report.problems == [] and report.unsafe_globals == [] and report.version == "1.0.0"
     from torch.distributed.checkpoint.metadata import TensorStorageMetadata
@@ -82,16 +57,16 @@ def test_reader_agrees_with_torchs_own_metadata(saved, world):
     assert is_dcp_folder(set(os.listdir(folder)))
 
 
-def test_missing_distcp_file(saved, tmp_path):
-    folder = copy(saved[2], tmp_path)
+def test_missing_distcp_file(dcp_saved, tmp_path):
+    folder = copy(dcp_saved[2], tmp_path)
     (folder / "__1_0.distcp").unlink()
     report = read_dcp(folder)
     assert report.problems == ["missing .distcp file(s) named in .metadata: '__1_0.distcp' (7 items)"]
     assert report.parameters == 192  # the plan is still readable
 
 
-def test_truncated_distcp_file(saved, tmp_path):
-    folder = copy(saved[2], tmp_path)
+def test_truncated_distcp_file(dcp_saved, tmp_path):
+    folder = copy(dcp_saved[2], tmp_path)
     path = folder / "__0_0.distcp"
     size = path.stat().st_size
     os.truncate(path, size - 100)
@@ -100,8 +75,8 @@ def test_truncated_distcp_file(saved, tmp_path):
     ]
 
 
-def test_no_metadata_means_the_save_never_finished(saved, tmp_path):
-    folder = copy(saved[2], tmp_path)
+def test_no_metadata_means_the_save_never_finished(dcp_saved, tmp_path):
+    folder = copy(dcp_saved[2], tmp_path)
     (folder / ".metadata").unlink()
     report = read_dcp(folder)
     assert report.tensors is None and len(report.problems) == 1
@@ -110,8 +85,8 @@ def test_no_metadata_means_the_save_never_finished(saved, tmp_path):
 
 
 @pytest.mark.parametrize("keep", [0, 100, 1000])
-def test_truncated_or_empty_metadata(saved, tmp_path, keep):
-    folder = copy(saved[1], tmp_path)
+def test_truncated_or_empty_metadata(dcp_saved, tmp_path, keep):
+    folder = copy(dcp_saved[1], tmp_path)
     os.truncate(folder / ".metadata", keep)
     report = read_dcp(folder)
     assert len(report.problems) == 1 and report.tensors is None
@@ -119,8 +94,8 @@ def test_truncated_or_empty_metadata(saved, tmp_path, keep):
     assert want in report.problems[0]
 
 
-def test_unreferenced_distcp_file(saved, tmp_path):
-    folder = copy(saved[1], tmp_path)
+def test_unreferenced_distcp_file(dcp_saved, tmp_path):
+    folder = copy(dcp_saved[1], tmp_path)
     shutil.copy(folder / "__0_0.distcp", folder / "__3_0.distcp")
     assert read_dcp(folder).problems == [
         ".distcp file(s) .metadata does not name (left from another save?): '__3_0.distcp'"
@@ -153,8 +128,8 @@ def _rewrite_metadata(folder: Path, change) -> None:
         pickle.dump(meta, f)
 
 
-def test_chunk_problems_from_an_edited_plan(saved, tmp_path):
-    folder = copy(saved[2], tmp_path)
+def test_chunk_problems_from_an_edited_plan(dcp_saved, tmp_path):
+    folder = copy(dcp_saved[2], tmp_path)
 
     def change(meta):
         embed = meta.state_dict_metadata["model.embed.weight"]
@@ -182,14 +157,14 @@ def test_not_dcp_metadata(tmp_path):
     assert report.problems == [".metadata: not DCP metadata (a pickle of dict)"]
 
 
-def test_scan_inspect_and_diff_of_dcp_folders(saved, tmp_path):
+def test_scan_inspect_and_diff_of_dcp_folders(dcp_saved, tmp_path):
     from tui.core.dcp import DcpReport
     from tui.core.diff import tensor_table_of as tensor_table
     from tui.core.inspect import inspect_path
     from tui.core.scan import scan
 
-    shutil.copytree(saved[2], tmp_path / "run" / "step-100")
-    shutil.copytree(saved[1], tmp_path / "run" / "step-200")
+    shutil.copytree(dcp_saved[2], tmp_path / "run" / "step-100")
+    shutil.copytree(dcp_saved[1], tmp_path / "run" / "step-200")
     (tmp_path / "run" / "step-200" / "__0_0.distcp").unlink()
     got = {i.path: i for i in scan(tmp_path)}
     assert set(got) == {"run/step-100", "run/step-200"}

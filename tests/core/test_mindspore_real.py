@@ -91,3 +91,31 @@ def test_steps_and_optimizer_state_of_a_trained_run(written):
     }
     best = read_mindspore(out / "run" / "best_model.ckpt")
     assert best.tensor_table() == report.tensor_table() and best.optimizer_tensors == 0
+
+
+def test_exported_safetensors_hold_what_mindspore_loads(written, tmp_path):
+    from tui.core.promote import promote
+    from tui.core.safetensors_header import read_header
+
+    out, found = written
+    for rel in ("kinds/dtypes.ckpt", "run/fer-5_8.ckpt", "run/best_model.ckpt"):
+        source = out / rel
+        os.utime(source, (1e9, 1e9))  # promote waits for files modified in the last minute
+        target = tmp_path / rel.replace("/", "_")
+        result = promote(out, source, target)
+        assert result.verified and result.problems == [], rel
+        exported = target / "model.safetensors"
+        header = read_header(exported)
+        data = exported.read_bytes()[8 + header.header_len :]
+        loaded = found["files"][rel]
+        network = {t.name for t in read_mindspore(source).network()}
+        assert set(header.tensors) == network, rel
+        for name, entry in header.tensors.items():
+            assert (
+                entry.dtype == MINDSPORE_TYPES[loaded[name]["type"]][0]
+                and list(entry.shape) == loaded[name]["shape"]
+            )
+            assert hashlib.sha256(data[entry.start : entry.end]).hexdigest() == loaded[name]["sha256"], (
+                rel,
+                name,
+            )

@@ -54,13 +54,20 @@ def register(sub) -> None:
     _confirm_flags(p)
     p.set_defaults(handler=cmd_prune)
 
-    p = sub.add_parser("promote", help="export a checkpoint as a clean HF folder with a manifest")
+    p = sub.add_parser(
+        "promote",
+        help="export a checkpoint as a clean HF folder with a manifest (a MindSpore .ckpt or a torch DCP "
+        "folder: its network weights as model.safetensors)",
+    )
     p.add_argument("path", metavar="PATH")
     p.add_argument("--to", default=None, metavar="DIR", help="default: <run>/promoted/<name>/")
     p.add_argument("--overwrite", action="store_true", help="replace an existing promoted export")
     p.add_argument("--root", default=None, help="ROOT (default: nearest ancestor with .ckpt-trash, else .)")
     p.add_argument(
-        "--verify", action="store_true", help="reload the export with from_pretrained (needs torch)"
+        "--verify",
+        action="store_true",
+        help="reload the export with from_pretrained (needs torch); a DCP export is compared tensor by tensor "
+        "with its source (a MindSpore export always is)",
     )
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_promote)
@@ -233,7 +240,9 @@ def cmd_promote(args) -> int:
         return EXIT_REFUSED
     text = f"Promoted {safe_text(result.source)} -> {safe_text(result.target)} ({len(result.files)} files"
     text += f", {result.conversion} conversion" if result.conversion else ""
-    text += ", reloads with from_pretrained" if result.verified else ""
+    if result.verified:
+        same = result.conversion in ("mindspore", "dcp")
+        text += ", every tensor equals its source" if same else ", reloads with from_pretrained"
     text += ")." + "".join(f"\n  problem: {safe_text(p)}" for p in result.problems)
     _emit(args, result.to_json(), text)
     return EXIT_OK if not result.problems else EXIT_REFUSED

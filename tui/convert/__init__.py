@@ -1,5 +1,5 @@
-"""Torch-backed conversions for ``promote``: ZeRO consolidation, LoRA merge, .bin -> safetensors, and the
-reload check. This module is the ``tui.core.promote.Converter`` the CLI hands to ``promote`` (the core never
+"""Torch-backed conversions for ``promote``: ZeRO and DCP consolidation, LoRA merge, .bin -> safetensors, and
+the reload checks. This module is the ``tui.core.promote.Converter`` the CLI hands to ``promote`` (the core never
 imports it; the app never passes it). torch and transformers are imported inside the functions, when a
 conversion runs; each function raises ``ConvertError`` with one line for the user."""
 
@@ -12,9 +12,11 @@ from tui.convert.verify import verify_reload
 __all__ = [
     "ConvertError",
     "bin_to_safetensors",
+    "consolidate_dcp",
     "consolidate_zero",
     "merge_lora",
     "save_state_dict",
+    "verify_dcp",
     "verify_reload",
 ]
 
@@ -82,6 +84,18 @@ def consolidate_zero(checkpoint_dir: Path, tag: str | None, config_path: Path, o
     from tui.convert.zero import consolidate
 
     consolidate(checkpoint_dir, tag, config_path, out)
+
+
+def consolidate_dcp(dcp_dir: Path, tensors: dict[str, tuple[str, tuple[int, ...]]], out: Path) -> None:
+    from tui.convert.dcp import consolidate
+
+    consolidate(dcp_dir, tensors, out)
+
+
+def verify_dcp(dcp_dir: Path, exported: Path) -> str | None:
+    from tui.convert.dcp import verify
+
+    return verify(dcp_dir, exported)
 
 
 def merge_lora(adapter_dir: Path, out: Path, *, root: Path, config: Path | None = None) -> None:

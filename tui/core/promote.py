@@ -4,8 +4,10 @@ Safetensors weights (existing shards and index kept as they are), config.json, t
 trainer_state.json when present, and a ``kind: "promoted"`` manifest naming the ``source`` — all written
 through ``tui.core.commit`` (temp folder, fsync, rename, manifest last), so a kill leaves no half export.
 
-Weights that are not safetensors yet (a lone ``pytorch_model.bin``, DeepSpeed ZeRO shards, a LoRA
-adapter without merged weights) need torch. The core never imports it: the caller passes a ``Converter``
+A MindSpore ``.ckpt`` file is exported here, without torch: its network weights become
+``model.safetensors`` (tui.core.mindspore_ckpt.export, verified byte for byte). Weights that are not
+safetensors yet (a lone ``pytorch_model.bin``, DeepSpeed ZeRO shards, a LoRA adapter without merged
+weights, a torch DCP folder) need torch. The core never imports it: the caller passes a ``Converter``
 (the CLI passes ``tui.convert``); without one a conversion is refused with the command to run, and
 without torch installed the error says what to install. The pure-copy path needs neither, so the app
 calls it.
@@ -22,7 +24,10 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from tui.core import commit
-from tui.core.files import json_object, read_small_text
+from tui.core.dcp import is_dcp_folder, read_dcp
+from tui.core.files import json_object, read_head, read_small_text
+from tui.core.mindspore_ckpt import export as mindspore_export
+from tui.core.mindspore_ckpt import read_mindspore, sniff
 from tui.core.model import CheckpointInfo
 from tui.core.names import (
     ADAPTER_CONFIG,
@@ -41,6 +46,9 @@ from tui.core.names import (
 from tui.core.safety import Safety
 
 INSTALL_HINT = "pip install 'ckpt-tui[train]'"
+EXPORT_WEIGHTS = "model.safetensors"
+TORCH_CONVERSIONS = ("zero", "lora", "bin", "dcp")
+WEIGHTS_ONLY = ("mindspore", "dcp")  # their names are not an HF model's: no config or tokenizer is copied
 EXPORT_TOKENIZER_FILES = (*TOKENIZER_FILES, "chat_template.jinja")
 EXTRA_FILES = (TRAINER_STATE, "generation_config.json")
 _COPY_CHUNK = 8 << 20
@@ -60,6 +68,10 @@ class Converter(Protocol):
 
     def verify_reload(self, folder: Path | str) -> str | None: ...
 
+    def consolidate_dcp(self, dcp_dir: Path, tensors: dict[str, tuple[str, tuple[int, ...]]], out: Path) -> None: ...
+
+    def verify_dcp(self, dcp_dir: Path, exported: Path) -> str | None: ...
+
 
 class PromoteError(Exception):
     """Promote refused or failed; the message is one line naming the path and what to do."""
@@ -70,7 +82,7 @@ class PromoteResult:
     source: str  # posix, relative to ROOT
     target: str  # absolute
     files: list[str] = field(default_factory=list)
-    conversion: str | None = None  # None (copy) | "zero" | "lora" | "bin"
+    conversion: str | None = None  # None (copy) | "zero" | "lora" | "bin" | "dcp" | "mindspore"
     manifest: dict[str, Any] = field(default_factory=dict)
     verified: bool | None = None  # reloaded with from_pretrained (None: not attempted)
     problems: list[str] = field(default_factory=list)
@@ -96,7 +108,11 @@ def torch_available() -> bool:
 
 def weights_plan(source: Path) -> tuple[str, list[str]]:
     """("copy", files) when ``source`` holds safetensors weights; else the conversion it needs and []."""
+    if source.is_file():
+        return "mindspore", []  # promote accepts no other file
     names = sorted(p.name for p in source.iterdir() if p.is_file())
+    if is_dcp_folder(set(names)):
+        return "dcp", []
     shards = [n for n in names if SAFETENSORS_WEIGHTS.match(n)]
     if shards:
         if len(shards) > 1 or SAFETENSORS_INDEX in names:
@@ -186,6 +202,8 @@ def default_target(source: Path, root: Path, info: CheckpointInfo | None) -> Pat
     if run is None or run == source:
         run = source.parent
     name = source.relative_to(run).as_posix().replace("/", "-")
+    if source.is_file():
+        name = name.removesuffix(source.suffix)  # promoted/fer-50_449/, not promoted/fer-50_449.ckpt/
     return run / PROMOTED_DIR / name
 
 
@@ -241,8 +259,8 @@ def promote(
     if source is None:
         raise PromoteError(f"{path}: {reason}")
     source = Path(os.path.realpath(source))
-    if not source.is_dir():
-        raise PromoteError(f"{path}: not a checkpoint folder")
+    if not source.is_dir() and not (source.is_file() and sniff(read_head(source)) is not None):
+        raise PromoteError(f"{path}: not a checkpoint folder or a MindSpore .ckpt file")
     rel = source.relative_to(root_p).as_posix()
     if busy := safety.being_written(source):
         raise PromoteError(f"{rel}: {busy[0]}")
@@ -258,7 +276,8 @@ def promote(
     _check_target(target, source, overwrite)
 
     conversion, weight_files = weights_plan(source)
-    if conversion != "copy":
+    readable = _readable_source(conversion, source, rel)
+    if conversion in TORCH_CONVERSIONS:
         if convert is None:
             raise PromoteError(
                 f"{rel}: needs a {conversion} conversion with torch; run `ckpt-tui promote {rel}`"
@@ -266,20 +285,24 @@ def promote(
         if not torch_available():
             raise PromoteError(f"{rel}: {_CONVERSION_TEXT[conversion]} needs torch: {INSTALL_HINT}")
 
-    config = (
-        source / CONFIG_FILE if (source / CONFIG_FILE).is_file() else find_upwards(source, root_p, CONFIG_FILE)
-    )
-    if config is None and conversion != "lora":
-        raise PromoteError(f"{rel}: no config.json in it or in its run / parent folders")
-    tokenizer_home = _tokenizer_home(source, root_p, config)
+    config, tokenizer_home = None, None
+    if conversion not in WEIGHTS_ONLY:
+        config = (
+            source / CONFIG_FILE if (source / CONFIG_FILE).is_file() else find_upwards(source, root_p, CONFIG_FILE)
+        )
+        if config is None and conversion != "lora":
+            raise PromoteError(f"{rel}: no config.json in it or in its run / parent folders")
+        tokenizer_home = _tokenizer_home(source, root_p, config)
 
     tmp = commit.begin(target)
     try:
         hashes: dict[str, str] = {}
         for name in weight_files:
             hashes[name] = copy_hashed(source / name, tmp / name)
-        if convert is not None and conversion != "copy":
-            _convert(convert, conversion, source, tmp, config, root_p)
+        if conversion == "mindspore":
+            hashes[EXPORT_WEIGHTS] = _write_mindspore(readable, source, tmp / EXPORT_WEIGHTS)
+        elif convert is not None and conversion != "copy":
+            _convert(convert, conversion, source, tmp, config, root_p, readable)
         if config is not None and not (tmp / CONFIG_FILE).exists():
             hashes[CONFIG_FILE] = copy_hashed(config, tmp / CONFIG_FILE)
         if tokenizer_home is not None:
@@ -298,15 +321,46 @@ def promote(
         rel, str(target), sorted(manifest["files"]), None if conversion == "copy" else conversion, manifest
     )
     result.problems = commit.verify(target, check_hashes=True)
-    if convert is not None and (verify_reload or (verify_reload is None and conversion != "copy")):
-        problem = convert.verify_reload(target)
+    problem: str | None = None
+    if conversion == "mindspore":  # cheap and torch-free: always
+        problem = mindspore_export.verify(readable, source, target / EXPORT_WEIGHTS)
         result.verified = problem is None
-        if problem:
-            result.problems.append(problem)
+    elif convert is not None and (verify_reload or (verify_reload is None and conversion != "copy")):
+        if conversion == "dcp":
+            problem = convert.verify_dcp(source, target / EXPORT_WEIGHTS)
+        else:
+            problem = convert.verify_reload(target)
+        result.verified = problem is None
+    if problem:
+        result.problems.append(problem)
     return result
 
 
+def _readable_source(conversion: str, source: Path, rel: str) -> Any:
+    """The MindSpore / DCP report of a source those conversions read; refuses a source with problems (a
+    truncated file, a .metadata with pickle globals off the allowlist: loading it would run them)."""
+    if conversion == "mindspore":
+        report: Any = read_mindspore(source)
+        trouble = report.unsupported or (report.problems[0] if report.problems else None)
+    elif conversion == "dcp":
+        report = read_dcp(source)
+        trouble = report.problems[0] if report.problems else None
+    else:
+        return None
+    if trouble:
+        raise PromoteError(f"{rel}: cannot be exported ({trouble})")
+    return report
+
+
+def _write_mindspore(report: Any, source: Path, dest: Path) -> str:
+    try:
+        return mindspore_export.write_safetensors(report, source, dest)
+    except mindspore_export.ExportError as e:
+        raise PromoteError(f"{source.name}: {e}") from None
+
+
 _CONVERSION_TEXT = {
+    "dcp": "consolidating a torch DCP checkpoint",
     "zero": "consolidating DeepSpeed ZeRO shards",
     "lora": "merging a LoRA adapter into its base model",
     "bin": "converting pytorch_model.bin to safetensors",
@@ -337,10 +391,12 @@ def _tokenizer_home(source: Path, root: Path, config: Path | None) -> Path | Non
 
 
 def _convert(
-    convert: Converter, conversion: str, source: Path, tmp: Path, config: Path | None, root: Path
+    convert: Converter, conversion: str, source: Path, tmp: Path, config: Path | None, root: Path, report: Any
 ) -> None:
     try:
-        if conversion == "zero":
+        if conversion == "dcp":
+            convert.consolidate_dcp(source, report.tensor_table(), tmp)
+        elif conversion == "zero":
             checkpoint_dir, tag = zero_checkpoint(source)  # type: ignore[misc]
             convert.consolidate_zero(checkpoint_dir, tag, config, tmp)
         elif conversion == "lora":

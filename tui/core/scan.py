@@ -57,6 +57,7 @@ from tui.core.names import (
     PROMOTED_DIR,
     RANDOM_STATES,
     RUN_FILE,
+    SAFETENSORS_WEIGHTS,
     SKIP_DIRS,
     STEP_DIR,
     STEP_NAME,
@@ -98,6 +99,8 @@ def classify_folder(name: str, files: set[str], dirs: set[str]) -> Kind | None:
         return "hf-model"
     if is_dcp_folder(files):
         return "torch-dcp"
+    if MANIFEST_NAME in files and any(SAFETENSORS_WEIGHTS.match(f) for f in files):
+        return "safetensors-file"  # a committed weights-only export (of a MindSpore or DCP checkpoint)
     return None
 
 
