@@ -198,3 +198,27 @@ def test_rich_output_never_passes_markup_or_control_characters_from_names(tmp_pa
     assert code == 0 and "\x1b" not in out and "esc\\x1b]0;pwned\\x07" in out
     code, out, _ = run_cli(capsys, "inspect", str(tmp_path / "[bold]x"))
     assert code == 0 and "[bold]x" in out.splitlines()[0]  # the title, not eaten as markup
+
+
+def test_every_kind_is_in_the_format_contract():
+    from tui.core.model import KINDS
+
+    text = (REPO / "docs" / "FORMAT.md").read_text()
+    section = text[text.index("## JSON CLI") :]
+    assert all(f"`{kind}`" in section for kind in KINDS)
+
+
+def test_ls_and_inspect_json_of_mindspore_files(tmp_path, capsys):
+    from tests.fixtures.mindspore_files import write_50_epoch_dir
+
+    paths = write_50_epoch_dir(tmp_path)
+    code, out, _ = run_cli(capsys, "ls", str(tmp_path), "--json")
+    rows = {r["path"]: r for r in json.loads(out)}
+    assert code == 0 and all(set(r) == INFO_KEYS for r in rows.values())
+    fer = rows["checkpoints_50epoch/fer-46_449.ckpt"]
+    assert (fer["kind"], fer["epoch"], fer["epoch_step"], fer["step"]) == ("mindspore", 46.0, 449, 46 * 449)
+    assert rows["checkpoints_50epoch_copy/best_model.ckpt"]["complete"] is False
+    code, out, _ = run_cli(capsys, "inspect", str(paths["fer-46"]), "--json")
+    data = json.loads(out)
+    assert code == 0 and set(data) == INSPECT_KEYS
+    assert data["weights"]["format"] == "mindspore" and data["weights"]["optimizer_tensors"] == 16

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from tui.cli.output import cell, console, jsonable, print_json, warn
-from tui.core.model import CheckpointInfo
+from tui.core.model import CheckpointInfo, progress_text
 from tui.core.text import format_bytes, format_count, safe_text
 
 FLOAT_KEYS = ("accuracy", "f1_macro", "log_loss")
@@ -155,7 +155,7 @@ def _ls_table(infos) -> None:
             format_bytes(i.size_bytes),
             format_count(i.parameters),
             cell(", ".join(i.dtypes) if i.dtypes else "-"),
-            _opt(i.step),
+            progress_text(i) or "-",
             _opt(i.epoch),
             _opt(i.fold),
             "*" if i.best else "",
