@@ -175,7 +175,7 @@ def test_encrypted_file_is_unsupported_not_broken(tmp_path):
     path = write(tmp_path, b"\xd8\x5e\x3a\x7f" + os.urandom(200))
     assert sniff(path.read_bytes()[:16]) == "encrypted"
     r = read_mindspore(path)
-    assert r.format == "encrypted" and r.problems == [] and r.tensors == 0
+    assert r.format == "encrypted" and r.problems == [] and r.tensors is None
     assert r.unsupported.startswith("encrypted MindSpore checkpoint")
 
 

@@ -71,7 +71,7 @@ def test_every_file_reads_as_mindspore_reads_it(written):
         for name, t in ours.items():
             want = loaded[name]
             assert t.dtype == MINDSPORE_TYPES[want["type"]][0], (rel, name)
-            assert list(t.dims) == want["shape"], (rel, name)
+            assert list(t.shape) == want["shape"], (rel, name)
             assert hashlib.sha256(_content(path, t.slices)).hexdigest() == want["sha256"], (rel, name)
         if rel == "kinds/crc.ckpt":
             assert report.crc is not None and report.crc_ok is True

@@ -33,6 +33,7 @@ are optimizer state; ``tensors``/``parameters``/``dtypes`` count the rest (what 
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
@@ -43,7 +44,7 @@ from tui.core.pickle_scan.replay import Call, DictNode, GlobalRef, class_of, rep
 from tui.core.pickle_scan.torch_names import TORCH_DTYPE_NAMES
 from tui.core.safetensors_header import DTYPE_BITS
 from tui.core.text import quoted, safe_message
-from tui.core.weights import largest_tensors, module_counts
+from tui.core.weights import SplitWeights
 
 __all__ = ["DcpReport", "DcpTensor", "is_dcp_folder", "read_dcp"]
 
@@ -70,56 +71,28 @@ class DcpTensor:
 
     @property
     def numel(self) -> int | None:
-        if self.shape is None:
-            return None
-        n = 1
-        for d in self.shape:
-            n *= d
-        return n
+        return math.prod(self.shape) if self.shape is not None else None
 
 
 @dataclass
-class DcpReport:
+class DcpReport(SplitWeights):
     source: ClassVar[Literal["dcp"]] = "dcp"  # vs WeightsSummary.source / PickleReport.source
     format: Literal["dcp", "not-dcp"] = "dcp"
     version: str | None = None
-    entries: list[DcpTensor] = field(default_factory=list)
     bytes_entries: list[str] = field(default_factory=list)  # keys saved as bytes (non-tensors)
-    tensors: int | None = None  # network tensors; None without readable metadata
-    parameters: int | None = None
-    dtypes: dict[str, int] | None = None
-    optimizer_tensors: int = 0
-    optimizer_parameters: int = 0
-    modules: dict[str, int] = field(default_factory=dict)
-    module_prefix: str = ""
-    largest: list[dict[str, Any]] = field(default_factory=list)
     bytes: int = 0  # network tensor data (numel x itemsize)
     files: list[dict[str, Any]] = field(default_factory=list)  # {path, size_bytes, needed_bytes, items}
     chunks: int = 0
     globals: list[str] = field(default_factory=list)
     unsafe_globals: list[str] = field(default_factory=list)
-    problems: list[str] = field(default_factory=list)
 
-    def tensor_table(self) -> dict[str, tuple[str, tuple[int, ...]]]:
-        return {
-            t.name: (t.dtype, t.shape) for t in self.entries if t.role == "network" and t.shape is not None
-        }
+    def entry_json(self, t: DcpTensor) -> dict[str, Any]:
+        return {**super().entry_json(t), "chunks": t.chunks}
 
     def inspect_json(self) -> dict[str, Any]:
-        out = {k: v for k, v in vars(self).items() if k not in ("entries", "bytes_entries")}
-        out["entries"] = [
-            {
-                "name": t.name,
-                "dtype": t.dtype,
-                "shape": list(t.shape) if t.shape is not None else None,
-                "chunks": t.chunks,
-                "role": t.role,
-            }
-            for t in self.entries[:200]
-        ]
+        out = super().inspect_json()
         out["bytes_entries"] = self.bytes_entries[:200]
         out["files"] = [dict(f) for f in self.files]
-        out["largest"] = [dict(t) for t in self.largest]
         return out
 
 
@@ -350,20 +323,8 @@ def _count(report: DcpReport) -> None:
     for t in report.entries:
         if t.name.split(".", 1)[0] in OPTIMIZER_ROOTS:
             t.role = "optimizer"
-    network = [(t, t.numel) for t in report.entries if t.role == "network" and t.numel is not None]
-    report.tensors = sum(1 for t in report.entries if t.role == "network")
-    report.parameters = sum(n for _, n in network)
-    dtypes: dict[str, int] = {}
-    for t, n in network:
-        dtypes[t.dtype] = dtypes.get(t.dtype, 0) + n
-        if DTYPE_BITS.get(t.dtype):
-            report.bytes += n * DTYPE_BITS[t.dtype] // 8
-    report.dtypes = dict(sorted(dtypes.items(), key=lambda kv: (-kv[1], kv[0])))
-    optimizer = [t for t in report.entries if t.role == "optimizer"]
-    report.optimizer_tensors = len(optimizer)
-    report.optimizer_parameters = sum(t.numel or 0 for t in optimizer)
-    report.module_prefix, report.modules = module_counts([(t.name, n) for t, n in network])
-    report.largest = largest_tensors([(t.name, t.dtype, t.shape, n) for t, n in network])  # type: ignore[misc]
+    report.count()
+    report.bytes = sum((t.numel or 0) * DTYPE_BITS.get(t.dtype, 0) // 8 for t in report.network())
 
 
 def _first(items: list[str]) -> str:

@@ -52,6 +52,7 @@ from tui.core.safetensors_header import Entry, HeaderError, read_header
 from tui.core.text import first_line, quoted, safe_message, safe_text
 
 __all__ = [
+    "SplitWeights",
     "WeightsSummary",
     "largest_tensors",
     "module_counts",
@@ -467,6 +468,58 @@ def _names(items: list[str], total: int | None = None) -> str:
     total = len(items) if total is None else total
     shown = ", ".join(items[:_MAX_NAMES])
     return shown + (f" and {total - _MAX_NAMES} more" if total > _MAX_NAMES else "")
+
+
+@dataclass
+class SplitWeights:
+    """What the MindSpore and DCP reports share: their tensor records (``entries``: ``name``, ``dtype``,
+    ``shape``, ``numel``, ``role`` "network" | "optimizer") and the counts the Weights tab shows, of the network
+    (what a ``model.safetensors`` export holds) and of the optimizer state kept beside it."""
+
+    entries: list[Any] = field(default_factory=list)
+    tensors: int | None = None  # network tensors; None when nothing could be read
+    parameters: int | None = None
+    dtypes: dict[str, int] | None = None  # network dtype -> parameters, largest first
+    optimizer_tensors: int = 0
+    optimizer_parameters: int = 0
+    module_prefix: str = ""
+    modules: dict[str, int] = field(default_factory=dict)
+    largest: list[dict[str, Any]] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    def network(self) -> list[Any]:
+        return [t for t in self.entries if t.role == "network"]
+
+    def tensor_table(self) -> dict[str, tuple[str, tuple[int, ...]]]:
+        """name -> (dtype, shape) of the network tensors (what a diff compares)."""
+        return {t.name: (t.dtype, t.shape) for t in self.network() if t.shape is not None}
+
+    def count(self) -> None:
+        """Fill the counts from ``entries`` (roles set): every tensor counts, parameters only where the shape
+        is known (an unusable shape is a problem of its own)."""
+        network = [(t.name, t.dtype, t.shape, t.numel) for t in self.network() if t.shape is not None]
+        dtypes: dict[str, int] = {}
+        for _, dtype, _, n in network:
+            dtypes[dtype] = dtypes.get(dtype, 0) + n
+        self.tensors = len(self.network())
+        self.parameters = sum(n for *_, n in network)
+        self.dtypes = dict(sorted(dtypes.items(), key=lambda kv: (-kv[1], kv[0])))
+        self.module_prefix, self.modules = module_counts([t[0] for t in network], [t[3] for t in network])
+        self.largest = largest_tensors(network)
+        optimizer = [t for t in self.entries if t.role == "optimizer"]
+        self.optimizer_tensors = len(optimizer)
+        self.optimizer_parameters = sum(t.numel or 0 for t in optimizer)
+
+    def inspect_json(self) -> dict[str, Any]:
+        """What ``inspect --json`` prints under "weights": every field, the first 200 entries."""
+        out = {k: v for k, v in vars(self).items() if k != "entries"}
+        out["entries"] = [self.entry_json(t) for t in self.entries[:200]]
+        out["largest"] = [dict(t) for t in self.largest]
+        return out
+
+    def entry_json(self, t: Any) -> dict[str, Any]:
+        shape = list(t.shape) if t.shape is not None else None
+        return {"name": t.name, "dtype": t.dtype, "shape": shape, "role": t.role}
 
 
 def largest_tensors(tensors: list[tuple[str, str, tuple[int, ...], int]]) -> list[dict[str, Any]]:

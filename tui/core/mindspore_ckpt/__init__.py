@@ -5,7 +5,7 @@ API::
 
     sniff(head: bytes) -> "mindspore" | "encrypted" | None      # from a file's first 16 bytes
     read_mindspore(path, *, verify_crc=False) -> MindSporeReport  # never raises
-    @dataclass MindSporeTensor(name, mindspore_type, dtype, dims, offset, nbytes, slices, role)
+    @dataclass MindSporeTensor(name, mindspore_type, dtype, shape, offset, nbytes, slices, role)
     @dataclass MindSporeReport(format, file_size, entries, tensors, parameters, dtypes, optimizer_tensors,
                                optimizer_parameters, modules, module_prefix, largest, scalars, strings,
                                crc, crc_ok, problems, unsupported)

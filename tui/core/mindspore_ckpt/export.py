@@ -30,7 +30,7 @@ def exportable(report: MindSporeReport) -> list[MindSporeTensor]:
     """The network tensors to export; raises ExportError for one safetensors cannot hold."""
     tensors = report.network()
     for t in tensors:
-        if t.dtype not in DTYPE_BITS or t.dims is None or t.expected_nbytes != t.nbytes:
+        if t.dtype not in DTYPE_BITS or t.shape is None or t.expected_nbytes != t.nbytes:
             raise ExportError(
                 f"tensor {quoted(t.name)} ({t.mindspore_type}) cannot be written as safetensors "
                 f"(unknown type, unusable dims or a wrong size)"
@@ -46,7 +46,11 @@ def write_safetensors(report: MindSporeReport, source: Path, dest: Path) -> str:
     header: dict[str, object] = {"__metadata__": METADATA}
     offset = 0
     for t in tensors:
-        header[t.name] = {"dtype": t.dtype, "shape": list(t.dims or ()), "data_offsets": [offset, offset + t.nbytes]}
+        header[t.name] = {
+            "dtype": t.dtype,
+            "shape": list(t.shape or ()),
+            "data_offsets": [offset, offset + t.nbytes],
+        }
         offset += t.nbytes
     raw = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
     raw += b" " * (-len(raw) % 8)
@@ -61,7 +65,9 @@ def write_safetensors(report: MindSporeReport, source: Path, dest: Path) -> str:
                 while length > 0:
                     chunk = fin.read(min(length, _CHUNK))
                     if not chunk:
-                        raise ExportError(f"{source.name}: ended inside tensor {quoted(t.name)} while copying it")
+                        raise ExportError(
+                            f"{source.name}: ended inside tensor {quoted(t.name)} while copying it"
+                        )
                     digest.update(chunk)
                     fout.write(chunk)
                     length -= len(chunk)
@@ -86,7 +92,7 @@ def verify(report: MindSporeReport, source: Path, exported: Path) -> str | None:
     with open(source, "rb") as fsrc, open(exported, "rb") as fout:
         for t in network:
             entry = header.tensors[t.name]
-            if entry.dtype != t.dtype or entry.shape != t.dims:
+            if entry.dtype != t.dtype or entry.shape != t.shape:
                 return f"{exported.name}: tensor {quoted(t.name)} is {entry.dtype} {list(entry.shape)} in the export"
             fout.seek(data_start + entry.start)
             for start, length in t.slices:
@@ -94,6 +100,8 @@ def verify(report: MindSporeReport, source: Path, exported: Path) -> str | None:
                 while length > 0:
                     n = min(length, _CHUNK)
                     if fsrc.read(n) != fout.read(n):
-                        return f"{exported.name}: the bytes of tensor {quoted(t.name)} differ from {source.name}"
+                        return (
+                            f"{exported.name}: the bytes of tensor {quoted(t.name)} differ from {source.name}"
+                        )
                     length -= n
     return None

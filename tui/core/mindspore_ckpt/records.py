@@ -3,10 +3,11 @@ and which tensors are optimizer state (the package docstring has the rules)."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
-from tui.core.weights import largest_tensors, module_counts
+from tui.core.weights import SplitWeights
 
 # MindSpore tensor_type -> (the dtype name reported: safetensors' where it has one; bits per element, None
 # for a packed type whose byte length is not checked).
@@ -44,7 +45,7 @@ class MindSporeTensor:
     name: str
     mindspore_type: str  # as written ("Float32")
     dtype: str  # the safetensors name ("F32"); MindSpore's own when safetensors has none
-    dims: tuple[int, ...] | None  # None: unusable dims (a problem says why)
+    shape: tuple[int, ...] | None  # from the dims; None when they are unusable (a problem says why)
     offset: int  # file offset of the first value holding it
     nbytes: int = 0  # tensor_content bytes present, all slices together
     slices: list[tuple[int, int]] = field(default_factory=list)  # (file offset, length) of each content
@@ -52,12 +53,7 @@ class MindSporeTensor:
 
     @property
     def numel(self) -> int | None:
-        if self.dims is None:
-            return None
-        n = 1
-        for d in self.dims:
-            n *= d
-        return n
+        return math.prod(self.shape) if self.shape is not None else None
 
     @property
     def expected_nbytes(self) -> int | None:
@@ -69,50 +65,19 @@ class MindSporeTensor:
 
 
 @dataclass
-class MindSporeReport:
+class MindSporeReport(SplitWeights):
     source: ClassVar[Literal["mindspore"]] = "mindspore"  # vs WeightsSummary.source / PickleReport.source
-    format: Literal["mindspore", "encrypted", "not-mindspore"]
+    format: Literal["mindspore", "encrypted", "not-mindspore"] = "mindspore"
     file_size: int = 0
-    entries: list[MindSporeTensor] = field(default_factory=list)  # every tensor, file order
-    tensors: int = 0  # network tensors
-    parameters: int = 0  # network parameters (numel)
-    dtypes: dict[str, int] = field(default_factory=dict)  # network dtype -> parameters
-    optimizer_tensors: int = 0
-    optimizer_parameters: int = 0
-    modules: dict[str, int] = field(default_factory=dict)
-    module_prefix: str = ""
-    largest: list[dict[str, Any]] = field(default_factory=list)
     bytes: int = 0  # network tensor_content bytes
     scalars: dict[str, float | int] = field(default_factory=dict)
     strings: dict[str, str] = field(default_factory=dict)
     crc: int | None = None  # stored by crc_check=True
     crc_ok: bool | None = None  # None: not verified
-    problems: list[str] = field(default_factory=list)
     unsupported: str | None = None  # why the contents could not be read (encrypted, unknown fields)
 
-    def network(self) -> list[MindSporeTensor]:
-        return [t for t in self.entries if t.role == "network"]
-
-    def tensor_table(self) -> dict[str, tuple[str, tuple[int, ...]]]:
-        """name -> (dtype, shape) of the network tensors (what a diff compares)."""
-        return {t.name: (t.dtype, t.dims) for t in self.network() if t.dims is not None}
-
-    def inspect_json(self) -> dict[str, Any]:
-        """What ``inspect --json`` prints under "weights" for a MindSpore checkpoint."""
-        out = {k: v for k, v in vars(self).items() if k != "entries"}
-        out["format"] = self.format
-        out["entries"] = [
-            {
-                "name": t.name,
-                "dtype": t.dtype,
-                "shape": list(t.dims) if t.dims is not None else None,
-                "role": t.role,
-                "bytes": t.nbytes,
-            }
-            for t in self.entries[:200]
-        ]
-        out["largest"] = [dict(t) for t in self.largest]
-        return out
+    def entry_json(self, t: MindSporeTensor) -> dict[str, Any]:
+        return {**super().entry_json(t), "bytes": t.nbytes}
 
 
 def summarize(report: MindSporeReport) -> None:
@@ -122,17 +87,5 @@ def summarize(report: MindSporeReport) -> None:
         head, _, rest = t.name.partition(".")
         if t.name in OPTIMIZER_SCALARS or (rest and (head in OPTIMIZER_SLOTS or rest in names)):
             t.role = "optimizer"
-    network = [t for t in report.entries if t.role == "network"]
-    counted = [(t, t.numel) for t in network if t.numel is not None]
-    report.tensors = len(network)
-    report.parameters = sum(n for _, n in counted)
-    report.bytes = sum(t.nbytes for t in network)
-    dtypes: dict[str, int] = {}
-    for t, n in counted:
-        dtypes[t.dtype] = dtypes.get(t.dtype, 0) + n
-    report.dtypes = dict(sorted(dtypes.items(), key=lambda kv: (-kv[1], kv[0])))
-    optimizer = [t for t in report.entries if t.role == "optimizer"]
-    report.optimizer_tensors = len(optimizer)
-    report.optimizer_parameters = sum(t.numel or 0 for t in optimizer)
-    report.module_prefix, report.modules = module_counts([t.name for t, _ in counted], [n for _, n in counted])
-    report.largest = largest_tensors([(t.name, t.dtype, t.dims, n) for t, n in counted])  # type: ignore[misc]
+    report.count()
+    report.bytes = sum(t.nbytes for t in report.network())

@@ -7,6 +7,7 @@ from __future__ import annotations
 import binascii
 import os
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -135,8 +136,7 @@ class _Parser:
                 return
             start = pos
             try:
-                key, pos = self.w.varint(pos, end, "field key")
-                number, wire = key >> 3, key & 7
+                number, wire, pos = self._key(pos, end, "field key")
                 if number != 1 or wire != 2:
                     pos = self._skip(number, wire, pos, end, start, "the checkpoint")
                     continue
@@ -205,37 +205,48 @@ class _Parser:
 
     # --- one value -----------------------------------------------------------------------------------------
 
-    def _value(self, pos: int, stop: int, value: _Value) -> None:
+    def _fields(
+        self, pos: int, stop: int, where: str, numbers: tuple[int, ...]
+    ) -> Iterator[tuple[int, int, int, int]]:
+        """(number, field start, body start, body length) of each length-delimited field ``numbers`` names
+        between ``pos`` and ``stop``; other fields are skipped (and noted as unknown)."""
         while pos < stop:
             start = pos
-            key, pos = self.w.varint(pos, stop, "field key")
-            number, wire = key >> 3, key & 7
-            if wire != 2 or number not in (1, 2, 3):
-                pos = self._skip(number, wire, pos, stop, start, "a value")
+            number, wire, pos = self._key(pos, stop, "field key")
+            if wire != 2 or number not in numbers:
+                pos = self._skip(number, wire, pos, stop, start, where)
                 continue
             length, pos = self.w.varint(pos, stop, "field length")
-            end = pos + length
+            yield number, start, pos, length
+            pos += length
+
+    def _key(self, pos: int, stop: int, what: str) -> tuple[int, int, int]:
+        """(field number, wire type, offset after the key)."""
+        key, pos = self.w.varint(pos, stop, what)
+        return key >> 3, key & 7, pos
+
+    def _value(self, pos: int, stop: int, value: _Value) -> None:
+        for number, start, body, length in self._fields(pos, stop, "a value", (1, 2, 3)):
+            end = body + length
             if number == 1:
                 if length > MAX_TAG_BYTES:
                     raise _WireError(f"tag of {length:,} bytes (over {MAX_TAG_BYTES >> 10} KiB)", start)
                 if end > stop:
                     raise _WireError("tag runs past its value", start, truncated=stop >= self.w.end)
-                value.tag = self.w.get(pos, length).decode("utf-8", "replace")
+                value.tag = self.w.get(body, length).decode("utf-8", "replace")
             elif number == 2:
-                self._tensor(pos, min(end, stop), value, end > stop)
+                self._tensor(body, min(end, stop), value, end > stop)
             else:
                 value.map_tensor = True
-                self._map_tensor(pos, min(end, stop), value)
+                self._map_tensor(body, min(end, stop), value)
             if end > stop:
                 raise _WireError("field runs past its value", start, truncated=stop >= self.w.end)
-            pos = end
 
     def _tensor(self, pos: int, stop: int, value: _Value, cut: bool) -> None:
         dims: list[int] = []
         while pos < stop:
             start = pos
-            key, pos = self.w.varint(pos, stop, "tensor field key")
-            number, wire = key >> 3, key & 7
+            number, wire, pos = self._key(pos, stop, "tensor field key")
             if number == 1 and wire == 0:
                 d, pos = self.w.varint(pos, stop, "dim")
                 dims.append(d)
@@ -267,18 +278,10 @@ class _Parser:
     def _map_tensor(self, pos: int, stop: int, value: _Value) -> None:
         """A MapParameter (keys, values, status tensors): counted as one tensor shaped like its values."""
         parts: list[_Value] = []
-        while pos < stop:
-            start = pos
-            key, pos = self.w.varint(pos, stop, "map field key")
-            number, wire = key >> 3, key & 7
-            if number != 1 or wire != 2:
-                pos = self._skip(number, wire, pos, stop, start, "a map tensor")
-                continue
-            length, pos = self.w.varint(pos, stop, "map tensor length")
+        for _, _, body, length in self._fields(pos, stop, "a map tensor", (1,)):
             part = _Value()
-            self._tensor(pos, min(pos + length, stop), part, pos + length > stop)
+            self._tensor(body, min(body + length, stop), part, body + length > stop)
             parts.append(part)
-            pos += length
         chosen = parts[1] if len(parts) > 1 else parts[0] if parts else _Value()
         value.dims, value.dims_problem = chosen.dims, chosen.dims_problem
         value.mindspore_type = chosen.mindspore_type
@@ -307,7 +310,7 @@ class _Parser:
             dims = ()  # MindSpore's loader reads dims [0] as a scalar
         last = self.last
         if last is not None and last.name == value.tag and not value.map_tensor:  # the next slice
-            if value.mindspore_type != last.mindspore_type or dims != last.dims:
+            if value.mindspore_type != last.mindspore_type or dims != last.shape:
                 self._problem(f"slices of {quoted(last.name)} disagree on type or dims at byte {at}")
             last.slices.append(value.content)
             last.nbytes += value.content[1]
@@ -327,7 +330,7 @@ class _Parser:
             name=value.tag,
             mindspore_type=value.mindspore_type,
             dtype=known[0] if known else value.mindspore_type[:40],
-            dims=dims,
+            shape=dims,
             offset=at,
             nbytes=value.content[1],
             slices=[value.content],
@@ -417,7 +420,7 @@ def _finish(report: MindSporeReport, parser: _Parser, label: str) -> None:
     for t in report.entries:
         want = t.expected_nbytes
         if want is not None and t.nbytes != want:
-            shape = list(t.dims) if t.dims is not None else "?"
+            shape = list(t.shape) if t.shape is not None else "?"
             how = "cut short" if t.nbytes < want else "longer than its dims"
             bad.append(
                 f"{quoted(t.name)} ({t.dtype} {shape}) at byte {t.offset} holds {t.nbytes:,} of "
