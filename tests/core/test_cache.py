@@ -16,7 +16,7 @@ import pytest
 
 from tests.fixtures import synthetic as syn
 from tui.cli import main as cli_main
-from tui.core import cache, scan
+from tui.core import cache, integrity, scan
 from tui.core import safetensors_header as sh
 
 REPO = Path(__file__).resolve().parents[2]
@@ -135,6 +135,20 @@ def test_new_and_removed_files_change_the_key(tmp_path, trusted_now):
     assert _strip_mtime(_fresh_process_scan(root)) == _strip_mtime(_truth(root))
 
 
+def test_loose_files_of_one_folder_keep_their_own_entries(tmp_path, trusted_now, header_reads, monkeypatch):
+    pickles: list[str] = []
+    real = integrity.scan_pickle
+    monkeypatch.setattr(integrity, "scan_pickle", lambda p: pickles.append(p.name) or real(p))
+    for name in ("a", "b"):
+        syn.write_torch_zip(tmp_path / f"{name}.pt")
+        syn.write_safetensors(tmp_path / f"{name}.safetensors", {"e": ("F32", (2, 2))})
+    first = _fresh_process_scan(tmp_path)
+    assert sorted(pickles) == ["a.pt", "b.pt"] and sorted(header_reads) == ["a.safetensors", "b.safetensors"]
+    pickles.clear()
+    header_reads.clear()
+    assert _fresh_process_scan(tmp_path) == first and pickles == [] and header_reads == []
+
+
 def test_racy_entries_are_used_once_in_memory_and_never_written(tmp_path, header_reads, private_cache):
     root = _tree(tmp_path / "t")  # just written: every key is racy
     scan.scan(root)
@@ -231,7 +245,7 @@ def test_sweep_keeps_the_cache_under_its_cap(tmp_path):
 WRITER = """
 import sys
 sys.path.insert(0, sys.argv[2])
-from tui.core import cache, scan
+from tui.core import cache, integrity, scan
 cache.RACY_SECONDS = -1.0
 for _ in range(int(sys.argv[3])):
     cache.configure()

@@ -173,8 +173,8 @@ def _cached_weights(
 ) -> weights.WeightsSummary:
     """The safetensors summary, parsed once per change of the files: keyed by every safetensors file and
     index among the folder's names (a superset of what the summary reads)."""
-    if only is not None:
-        paths, how = list(only), "files"
+    if only is not None:  # loose files: one entry per reader and folder, so the reader names them
+        paths, how = list(only), "files/" + "/".join(p.name for p in only)
         compute = lambda: weights.summarize_weights(only)  # noqa: E731
     elif info.kind == "accelerate-state" and not index:
         # save_state writes model.safetensors, model_1.safetensors, ... one per prepared model
@@ -195,7 +195,7 @@ def _cached_weights(
 def scan_pickle_into(path: Path, problems: list[str]) -> PickleReport | None:
     """The static pickle scan of ``path``; its problems (each naming the file) go to ``problems``."""
     try:
-        report = cache.memo("pickle/1", [(path, None)], lambda: scan_pickle(path), encode=_pickle_json,
+        report = cache.memo(f"pickle/1/{path.name}", [(path, None)], lambda: scan_pickle(path), encode=_pickle_json,
                             decode=_pickle_from_json)  # fmt: skip
     except Exception as e:
         problems.append(f"{path.name}: pickle scan failed ({type(e).__name__}: {e})")
