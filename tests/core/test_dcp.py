@@ -177,3 +177,27 @@ def test_scan_inspect_and_diff_of_dcp_folders(dcp_saved, tmp_path):
     assert isinstance(result.weights, DcpReport) and result.to_json()["weights"]["chunks"] == 12
     assert tensor_table(tmp_path / "run" / "step-100") == tensor_table(tmp_path / "run" / "step-200")
     assert tensor_table(tmp_path / "run" / "step-100")["model.fc.weight"] == ("BF16", (6, 8))
+
+
+def test_a_repeat_scan_reads_the_metadata_once_until_a_file_changes(dcp_saved, tmp_path, monkeypatch):
+    from tui.core import cache, integrity
+    from tui.core.scan import scan
+
+    monkeypatch.setattr(cache, "RACY_SECONDS", -1.0)
+    reads: list[str] = []
+    real = integrity.read_dcp
+    monkeypatch.setattr(integrity, "read_dcp", lambda folder: reads.append(str(folder)) or real(folder))
+    folder = copy(dcp_saved[2], tmp_path)
+
+    def fresh_scan():
+        cache.shared().flush()
+        cache.configure()
+        return [i.to_json() for i in scan(tmp_path)]
+
+    first = fresh_scan()
+    assert len(reads) == 1
+    assert fresh_scan() == first and len(reads) == 1
+    os.truncate(folder / "__1_0.distcp", 100)
+    assert "truncated" in fresh_scan()[0]["problems"][0] and len(reads) == 2
+    (folder / "__1_0.distcp").unlink()  # a file gone: another key
+    assert "missing .distcp" in fresh_scan()[0]["problems"][0] and len(reads) == 3

@@ -136,3 +136,31 @@ def test_run_notes():
     )
     assert run_note(["resnet_50-1_10.ckpt"], ["resnet_50-1_10.ckpt"]) is None  # an underscore, no rerun
     assert run_note(["best_model.ckpt"], []) is None
+
+
+def test_a_repeat_scan_reads_no_mindspore_file_until_one_changes(tmp_path, monkeypatch):
+    from tui.core import cache
+    from tui.core.mindspore_ckpt import runs
+
+    monkeypatch.setattr(cache, "RACY_SECONDS", -1.0)  # files written a moment ago may be cached
+    reads: list[str] = []
+    real = runs.read_mindspore
+    monkeypatch.setattr(
+        runs, "read_mindspore", lambda p, **kw: reads.append(os.path.basename(p)) or real(p, **kw)
+    )
+    paths = write_50_epoch_dir(tmp_path)
+
+    def fresh_scan():
+        cache.shared().flush()
+        cache.configure()  # a new command: the cache files read back from disk
+        return [i.to_json() for i in scan(tmp_path)]
+
+    first = fresh_scan()
+    assert len(reads) == 12
+    reads.clear()
+    assert fresh_scan() == first and reads == []
+    os.chmod(paths["fer-48"], 0o644)
+    os.truncate(paths["fer-48"], paths["fer-48"].stat().st_size - 10)
+    again = {i["path"]: i for i in fresh_scan()}
+    assert reads == ["fer-48_449.ckpt"]
+    assert "truncated" in again["checkpoints_50epoch/fer-48_449.ckpt"]["problems"][0]

@@ -89,6 +89,10 @@ class DcpReport(SplitWeights):
     def entry_json(self, t: DcpTensor) -> dict[str, Any]:
         return {**super().entry_json(t), "chunks": t.chunks}
 
+    @staticmethod
+    def entry_from_json(data: dict[str, Any]) -> DcpTensor:
+        return DcpTensor(**{**data, "shape": tuple(data["shape"]) if data["shape"] is not None else None})
+
     def inspect_json(self) -> dict[str, Any]:
         out = super().inspect_json()
         out["bytes_entries"] = self.bytes_entries[:200]

@@ -10,8 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from tui.core import commit, scan, summaries, weights
-from tui.core.dcp import read_dcp
-from tui.core.integrity import LATEST_LIMIT, scan_pickle_into, weights_into
+from tui.core.integrity import LATEST_LIMIT, read_dcp_cached, scan_pickle_into, weights_into
 from tui.core.mindspore_ckpt import read_mindspore
 from tui.core.model import CheckpointInfo, Inspection
 from tui.core.names import (
@@ -113,7 +112,7 @@ def _detail_folder(out: Inspection, folder: Path, top: set[str], root: Path) -> 
             out.trainer_state, _ = summaries.trainer_state_summary(folder, name=name, root=root)
             break
     if info.kind == "torch-dcp":
-        out.weights = read_dcp(folder)
+        out.weights = read_dcp_cached(folder, top)
     elif info.kind != "deepspeed":
         summary = weights_into(CheckpointInfo(path=info.path, kind=info.kind), folder, top, [])
         out.weights = summary

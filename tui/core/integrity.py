@@ -23,6 +23,8 @@ from tui.core.mindspore_ckpt import MindSporeReport
 from tui.core.model import CheckpointInfo, Kind, Metric
 from tui.core.names import (
     CONFIG_FILE,
+    DCP_DATA_SUFFIX,
+    DCP_METADATA,
     DEEPSPEED_LATEST,
     MANIFEST_NAME,
     PICKLE_WEIGHT_SHARD,
@@ -55,7 +57,7 @@ def check_folder(
     problems: list[str] = []
     top = {f for f in files if "/" not in f}
     if kind == "torch-dcp":
-        dcp_into(info, read_dcp(folder), problems)
+        dcp_into(info, read_dcp_cached(folder, top), problems)
     elif kind != "deepspeed":
         weights_into(info, folder, top, problems)
     if CONFIG_FILE in top:
@@ -102,6 +104,19 @@ def mindspore_into(info: CheckpointInfo, report: MindSporeReport, problems: list
         info.epoch = float(epoch)
     for p in dict.fromkeys([*report.problems, *problems]):
         info.add_problem(p)
+
+
+def read_dcp_cached(folder: Path, names: set[str]) -> DcpReport:
+    """``read_dcp(folder)``, kept in the summary cache while ``.metadata`` and the ``.distcp`` files among
+    ``names`` (the folder's files) are unchanged, none added or removed."""
+    files = sorted(n for n in names if n == DCP_METADATA or n.endswith(DCP_DATA_SUFFIX))
+    return cache.memo(
+        "dcp/1",
+        [(folder / n, None) for n in files],
+        lambda: read_dcp(folder),
+        encode=DcpReport.to_json,
+        decode=DcpReport.from_json,
+    )
 
 
 def dcp_into(info: CheckpointInfo, report: DcpReport, problems: list[str]) -> None:

@@ -43,7 +43,7 @@ import heapq
 import json
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar, Literal
 
 from tui.core.files import open_regular_file
@@ -520,6 +520,21 @@ class SplitWeights:
     def entry_json(self, t: Any) -> dict[str, Any]:
         shape = list(t.shape) if t.shape is not None else None
         return {"name": t.name, "dtype": t.dtype, "shape": shape, "role": t.role}
+
+    def to_json(self) -> dict[str, Any]:
+        """All of it, entries included, as JSON types (the summary cache stores this)."""
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Any:
+        """The report ``to_json`` gave (``entry_from_json`` rebuilds one tensor record)."""
+        fields = dict(data)
+        entries = [cls.entry_from_json(e) for e in fields.pop("entries")]
+        return cls(entries=entries, **fields)
+
+    @staticmethod
+    def entry_from_json(data: dict[str, Any]) -> Any:
+        raise NotImplementedError
 
 
 def largest_tensors(tensors: list[tuple[str, str, tuple[int, ...], int]]) -> list[dict[str, Any]]:

@@ -79,6 +79,11 @@ class MindSporeReport(SplitWeights):
     def entry_json(self, t: MindSporeTensor) -> dict[str, Any]:
         return {**super().entry_json(t), "bytes": t.nbytes}
 
+    @staticmethod
+    def entry_from_json(data: dict[str, Any]) -> MindSporeTensor:
+        shape = tuple(data["shape"]) if data["shape"] is not None else None
+        return MindSporeTensor(**{**data, "shape": shape, "slices": [tuple(p) for p in data["slices"]]})
+
 
 def summarize(report: MindSporeReport) -> None:
     """Mark optimizer state, then count the network and the optimizer apart into ``report``."""

@@ -8,6 +8,7 @@ import os
 import threading
 from collections import Counter
 
+from tui.core import cache
 from tui.core.files import read_head
 from tui.core.mindspore_ckpt.records import MindSporeReport
 from tui.core.mindspore_ckpt.wire import read_mindspore, sniff
@@ -101,8 +102,25 @@ def read_folder(folder: str, names: list[str]) -> tuple[dict[str, MindSporeRepor
     and the sibling problems of ``incomplete``."""
     reports = {}
     for name in names:
-        if name.endswith(MINDSPORE_SUFFIX):
-            path = os.path.join(folder, name)
-            if sniff(read_head(path)) is not None:
-                reports[name] = read_mindspore(path)
+        if (
+            name.endswith(MINDSPORE_SUFFIX)
+            and (report := read_cached(os.path.join(folder, name))) is not None
+        ):
+            reports[name] = report
     return reports, incomplete(reports)
+
+
+def read_cached(path: str) -> MindSporeReport | None:
+    """``read_mindspore(path)`` when the file's first bytes say MindSpore, else None; kept in the summary
+    cache while the file is unchanged (a pure function of the file)."""
+
+    def compute() -> MindSporeReport | None:
+        return read_mindspore(path) if sniff(read_head(path)) is not None else None
+
+    return cache.memo(
+        f"mindspore/1/{os.path.basename(path)}",  # one entry per reader and folder: name the file
+        [(path, None)],
+        compute,
+        encode=lambda r: r.to_json() if r is not None else None,
+        decode=lambda d: MindSporeReport.from_json(d) if d is not None else None,
+    )
