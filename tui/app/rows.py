@@ -15,7 +15,7 @@ from rich.style import Style
 from rich.text import Text
 
 from tui.core.diff import ConfigChange, TensorChange
-from tui.core.model import CheckpointInfo, progress_key, progress_text, run_of
+from tui.core.model import CheckpointInfo, folder_of_run, progress_key, progress_text, run_of
 from tui.core.text import format_count, lower_is_better, safe_text
 
 SORTS = ("name", "step", "metric", "size")
@@ -100,7 +100,7 @@ def params_text(info: CheckpointInfo) -> str:
 
 
 def name_in_run(info: CheckpointInfo) -> str:
-    group = run_of(info)
+    group = folder_of_run(run_of(info))
     if group != "." and info.path.startswith(group + "/"):
         return info.path[len(group) + 1 :]
     return info.path

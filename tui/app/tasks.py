@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tui.app import rows
-from tui.core.model import CheckpointInfo, Inspection
+from tui.core.model import CheckpointInfo, Inspection, folder_of_run
 from tui.core.names import LOCK_FILE, SKIP_DIRS
 
 if TYPE_CHECKING:
@@ -165,7 +165,8 @@ def diff(root: Path, left: str, right: str) -> tuple[list[tuple[str, Any, Any]],
 def fold_metrics(root: Path, run: str) -> dict[str, Any]:
     from tui.core.metrics import compute_metrics
 
-    return compute_metrics(root / run if run != "." else root)
+    folder = folder_of_run(run)
+    return compute_metrics(root / folder if folder != "." else root)
 
 
 def batched(

@@ -114,8 +114,19 @@ def run_of(info: CheckpointInfo) -> str:
     folder, _, name = info.path.rpartition("/")
     folder = folder or "."
     if info.kind == "mindspore" and (m := MINDSPORE_PERIODIC.match(name)):
-        return f"{m['prefix']}-*" if folder == "." else f"{folder}/{m['prefix']}-*"
+        label = m["prefix"] + _PREFIX_RUN
+        return label if folder == "." else f"{folder}/{label}"
     return folder
+
+
+_PREFIX_RUN = "-*"  # ends the run label of files sharing a name prefix in one folder
+
+
+def folder_of_run(run: str) -> str:
+    """The folder a ``run_of`` label names: itself, or the folder holding a prefix run's files."""
+    if run.endswith(_PREFIX_RUN):
+        return run.rpartition("/")[0] or "."
+    return run
 
 
 def progress_key(info: CheckpointInfo) -> tuple[bool, float, bool, int]:
