@@ -34,7 +34,7 @@ INFO_KEYS = {
     "epoch_step",
     "unsupported",
 }
-INSPECT_KEYS = INFO_KEYS | {"config", "tokenizer", "weights", "trainer_state", "files", "manifest"}
+INSPECT_KEYS = INFO_KEYS | {"config", "config_file", "tokenizer", "weights", "trainer_state", "files", "manifest"}
 REPO = Path(__file__).resolve().parents[2]
 
 
