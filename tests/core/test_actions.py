@@ -5,6 +5,7 @@ import socket
 import pytest
 
 from tests.fixtures.ops import info, later_clock, make_checkpoint, tree_hashes, write_file
+from tests.fixtures.synthetic import write_safetensors
 from tui.core import actions
 from tui.core.actions import execute, plan_delete, plan_slim, plan_trash_empty, undo_last
 from tui.core.commit import atomic_dir, read_manifest, verify
@@ -130,7 +131,7 @@ def test_slim_keeps_zero_shards_without_consolidated_weights(tmp_path):
     plan = plan_slim(root, ["step_3"], clock=CLOCK)
     assert [i.path for i in plan.items] == ["step_3/random_states_0.pkl"]
     assert "ZeRO optimizer shard" in plan.kept[0].reason
-    write_file(step / "model.safetensors", b"w" * 16)  # consolidated weights exist: shards may go
+    write_safetensors(step / "model.safetensors", {"w": ("F32", (2, 2))})  # consolidated fp32: shards may go
     plan = plan_slim(root, ["step_3"], clock=CLOCK)
     assert sorted(i.path for i in plan.items) == [
         "step_3/pytorch_model/zero_pp_rank_0_mp_rank_00_optim_states.pt",

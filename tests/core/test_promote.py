@@ -9,9 +9,10 @@ from tests.fixtures.real import tiny_bert_config
 from tui import convert
 from tui.core import commit
 from tui.core import promote as promote_mod
-from tui.core.actions import plan_delete
+from tui.core.actions import execute, plan_delete, plan_slim
 from tui.core.model import Metric
 from tui.core.promote import PromoteError, promote
+from tui.core.scan import scan
 
 
 def hf_model(folder, *, shards=1):
@@ -55,7 +56,7 @@ def test_promote_copy_is_a_complete_committed_export(run):
             kind="hf-model",
             step=12,
             fold=0,
-            metric=Metric("f1_macro", 0.8),
+            metric=Metric("f1_macro", 0.8, 12),
             run="exp1",
         )
     ]
@@ -66,7 +67,7 @@ def test_promote_copy_is_a_complete_committed_export(run):
     manifest = commit.read_manifest(target)
     assert manifest["kind"] == "promoted" and manifest["source"] == "exp1/bert_fold_0"
     assert manifest["step"] == 12 and manifest["fold"] == 0
-    assert manifest["metric"] == {"name": "f1_macro", "value": 0.8}
+    assert manifest["metric"] == {"name": "f1_macro", "value": 0.8, "step": 12}
     assert sorted(manifest["files"]) == sorted(
         [
             "model.safetensors",
@@ -204,6 +205,7 @@ import os, socket, sys
 from pathlib import Path
 
 out, stage = Path(sys.argv[1]), int(sys.argv[2])
+tag = sys.argv[3] if len(sys.argv) > 3 else None  # accelerate's save_state names it "pytorch_model"
 with socket.socket() as s:
     s.bind(("127.0.0.1", 0))
     port = s.getsockname()[1]
@@ -220,7 +222,7 @@ expected = {k: v.detach().clone() for k, v in model.state_dict().items()}
 deepspeed.init_distributed(dist_backend="gloo")
 ds_config = {"train_batch_size": 1, "zero_optimization": {"stage": stage}, "zero_allow_untested_optimizer": True}
 engine, *_ = deepspeed.initialize(model=model, optimizer=torch.optim.AdamW(model.parameters(), lr=1e-3), config=ds_config)
-engine.save_checkpoint(str(out / "ds_ckpt"))
+engine.save_checkpoint(str(out / "ds_ckpt"), tag=tag)
 config.save_pretrained(out)  # the run folder holds the config; the ZeRO folder does not
 torch.save(expected, out / "expected_state.pt")
 '''
@@ -242,26 +244,36 @@ def assert_same_weights(folder, expected):
     assert len(set(expected) & set(got)) >= len(got) - 2  # position_ids-like buffers may differ
 
 
-@pytest.fixture(scope="module")
-def zero3_run(tmp_path_factory):
+def real_zero_run(root, *args: str, extensions):
+    """Run ZERO_SCRIPT; ``extensions``: where DeepSpeed's compiled ops are kept, shared by the session's
+    runs (the private XDG cache of each test would compile them again, minutes on a loaded box)."""
     import subprocess
     import sys
 
     from tests.subprocess_env import cpu_only
 
-    root = tmp_path_factory.mktemp("zero")
     run_dir = root / "run"
     run_dir.mkdir()
     script = root / "make_zero.py"
     script.write_text(ZERO_SCRIPT)
     proc = subprocess.run(
-        [sys.executable, str(script), str(run_dir), "3"], capture_output=True, text=True, timeout=600,
-        env=cpu_only(),
+        [sys.executable, str(script), str(run_dir), *args], capture_output=True, text=True, timeout=600,
+        env=cpu_only({**os.environ, "TORCH_EXTENSIONS_DIR": str(extensions)}),
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     synthetic.write_tokenizer(run_dir)
     age_tree(root)
     return root, run_dir
+
+
+@pytest.fixture(scope="session")
+def torch_extensions(tmp_path_factory):
+    return tmp_path_factory.mktemp("torch_extensions")
+
+
+@pytest.fixture(scope="module")
+def zero3_run(tmp_path_factory, torch_extensions):
+    return real_zero_run(tmp_path_factory.mktemp("zero"), "3", extensions=torch_extensions)
 
 
 @pytest.mark.slow
@@ -275,6 +287,35 @@ def test_promote_consolidates_real_zero3_shards_and_reloads(zero3_run, tmp_path)
     assert {"model.safetensors", "config.json", "tokenizer.json"} <= files
     assert not any("optim" in f or f.endswith(".pt") for f in files)
     assert_same_weights(tmp_path / "export", torch.load(run_dir / "expected_state.pt", weights_only=True))
+
+
+@pytest.mark.slow
+def test_zero3_shards_are_the_only_weights_slim_keeps_them_and_parameters_stay_unknown(zero3_run):
+    root, _ = zero3_run
+    (tag,) = [i for i in scan(root) if i.kind == "deepspeed"]
+    assert tag.parameters is None  # the model states hold ZeRO-3 placeholders
+    plan = plan_slim(root, ["run/ds_ckpt"], clock=lambda: 4e9)  # the folder holding `latest` and the tag
+    assert plan.items == [] and "ZeRO-3 placeholders" in plan.kept[0].reason
+
+
+@pytest.mark.slow
+def test_fp32_zero2_counts_parameters_slims_its_shards_and_still_promotes(tmp_path, torch_extensions):
+    import torch
+
+    root, run_dir = real_zero_run(tmp_path, "2", "pytorch_model", extensions=torch_extensions)
+    expected = torch.load(run_dir / "expected_state.pt", weights_only=True)
+    (tag,) = [i for i in scan(root) if i.kind == "deepspeed"]
+    assert (tag.path, tag.dtypes) == ("run/ds_ckpt/pytorch_model", {"F32": tag.parameters})
+    assert tag.parameters == sum(t.numel() for t in expected.values())
+    plan = plan_slim(root, ["run/ds_ckpt"], clock=lambda: 4e9)
+    assert sorted(i.path.rsplit("/", 1)[-1] for i in plan.items if "optim_states" in i.path) == [
+        "zero_pp_rank_0_mp_rank_00_optim_states.pt"
+    ]
+    assert execute(plan).ok
+    age_tree(root)
+    result = promote(root, "run/ds_ckpt", to=tmp_path / "export", convert=convert)
+    assert result.conversion == "zero" and result.verified is True and result.problems == []
+    assert_same_weights(tmp_path / "export", expected)
 
 
 @pytest.mark.slow

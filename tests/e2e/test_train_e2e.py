@@ -212,6 +212,7 @@ def test_exact_files_written(runs, kind):
 def test_inspection_core_reads_what_the_trainer_wrote(runs, kind):
     """The other side of docs/FORMAT.md: `ckpt-tui ls` reports each fold folder as the trainer wrote it."""
     from tui.core.scan import scan
+    from tui.core.summaries import last_evaluation
 
     run = runs[kind]
     infos = {info.path: info for info in scan(run.parent)}
@@ -221,11 +222,21 @@ def test_inspection_core_reads_what_the_trainer_wrote(runs, kind):
         state = json.loads((run / f"demo-deberta-v2_fold_{k}" / "trainer_state.json").read_text())
         assert (info.kind, info.complete, info.problems, info.best) == ("hf-model", True, [], True)
         assert (info.fold, info.step, info.epoch) == (k, state["best_global_step"], state["epoch"])
-        assert info.metric == Metric("f1_macro", pytest.approx(cv["folds"][str(k)]["f1_macro"]))
+        best = state["best_global_step"]
+        assert info.metric == Metric("f1_macro", pytest.approx(cv["folds"][str(k)]["f1_macro"]), best)
         assert info.parameters and set(info.dtypes) == {"F32"}
-        for step_dir in (run / "checkpoints" / f"fold_{k}").glob("step_*"):
+        step_dirs = sorted((run / "checkpoints" / f"fold_{k}").glob("step_*"), key=lambda p: int(p.name[5:]))
+        newest_best = json.loads((step_dirs[-1] / "train_state.json").read_text())["best_step"]
+        for step_dir in step_dirs:
             step = infos[step_dir.relative_to(run.parent).as_posix()]
             assert step.complete and step.step == int(step_dir.name.split("_")[1]) and step.fold == k
+            # its own last evaluation (not the best so far), as the manifest and train_state.json say
+            train_state = json.loads((step_dir / "train_state.json").read_text())
+            own = last_evaluation(train_state["log_history"], "eval_f1_macro", step.step)
+            manifest = json.loads((step_dir / "ckpt_manifest.json").read_text())
+            assert "best_metric" in manifest
+            assert step.metric == (Metric("f1_macro", own[0], own[1]) if own else None)
+            assert step.best == (step.step == newest_best)  # the newest state's best step is marked
 
 
 @pytest.mark.parametrize("kind", ["single", "zero2-bf16", "zero3-fp32", "zero3-bf16"])

@@ -18,7 +18,9 @@ from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from tui.core import zero
 from tui.core.commit import ManifestError, read_manifest, utc_now, write_json_atomic
+from tui.core.integrity import scan_pickle_into
 from tui.core.model import CheckpointInfo, Kind, progress_key, run_of
 from tui.core.names import MANIFEST_NAME, TRASH_DIR
 from tui.core.safety import Safety
@@ -343,8 +345,10 @@ def _slim_candidates(folder: Path) -> tuple[list[tuple[Path, str]], bool]:
 def plan_slim(root: Path | str, paths: Paths, infos: Infos = (), *, clock: Clock = time.time) -> Plan:
     """Plan dropping optimizer / scheduler / RNG / ZeRO optimizer states from checkpoint folders.
 
-    ZeRO optimizer shards hold the fp32 master weights, the only full copy under ZeRO-3: they are kept
-    unless the folder also holds consolidated weights (promote first to make one).
+    ZeRO optimizer shards hold the fp32 master weights: they go only when another copy of the weights in
+    the folder is full precision (an fp32 run's model states, consolidated fp32 weights); under ZeRO-3
+    or mixed precision they are the only full-precision copy and stay (``tui.core.zero``). ``kept``
+    says, per folder, which copy of the weights stays.
     """
     plan, safety = _new_plan("slim", root, infos, clock)
     root_p = safety.root
@@ -357,17 +361,15 @@ def plan_slim(root: Path | str, paths: Paths, infos: Infos = (), *, clock: Clock
         if reasons:
             plan.refusals.append(Refusal(shown, "; ".join(reasons)))
             continue
-        found, has_weights = _slim_candidates(located)
+        found, _ = _slim_candidates(located)
         shards = [f for f, label in found if label == ZERO_SHARD]
-        if shards and not has_weights:
-            plan.kept.append(
-                Refusal(
-                    shown,
-                    f"{len(shards)} ZeRO optimizer shard(s) kept: they hold the only full-precision weights; "
-                    "promote this checkpoint first, then slim",
-                )
-            )
+        copies = zero.weight_copies(located, zero.files_under(located), lambda p: scan_pickle_into(p, []))
+        if shards and not any(c.full_precision for c in copies):
+            plan.kept.append(Refusal(shown, _shards_kept_reason(shards, copies)))
             found = [(f, label) for f, label in found if label != ZERO_SHARD]
+        elif held := [c.describe() for c in copies if c.parameters]:
+            duplicates = " (the ZeRO optimizer shards duplicate them in fp32 and go)" if shards else ""
+            plan.kept.append(Refusal(shown, f"weights stay: {'; '.join(held)}{duplicates}"))
         if not found:
             plan.kept.append(Refusal(shown, "nothing to drop (no optimizer/scheduler/RNG states)"))
         for f, label in found:
@@ -375,10 +377,11 @@ def plan_slim(root: Path | str, paths: Paths, infos: Infos = (), *, clock: Clock
     plan.total_bytes = sum(i.bytes for i in plan.items)
     folders = sorted({i.group for i in plan.items if i.group})
     if plan.items:
+        what = ", ".join(dict.fromkeys(sorted(i.what for i in plan.items)))
         plan.summary = (
             f"Slim {len(folders)} checkpoint{'s' if len(folders) != 1 else ''} ({', '.join(folders[:3])}"
             f"{' ...' if len(folders) > 3 else ''}): drop {len(plan.items)} training-state files "
-            f"({format_bytes(plan.total_bytes)}: optimizer, scheduler, RNG, ZeRO optimizer states); weights, "
+            f"({format_bytes(plan.total_bytes)}: {what}); weights, "
             "config and tokenizer stay, and the folders can no longer resume training."
             + _undo_sentence(root_p)
             + _refusal_sentence(plan.refusals)
@@ -386,6 +389,15 @@ def plan_slim(root: Path | str, paths: Paths, infos: Infos = (), *, clock: Clock
     else:
         plan.summary = "Nothing to slim." + _refusal_sentence(plan.refusals)
     return plan
+
+
+def _shards_kept_reason(shards: list[Path], copies: list[zero.WeightCopy]) -> str:
+    size = format_bytes(sum(tree_size(f) for f in shards))
+    others = "; ".join(c.describe() for c in copies) if copies else "no other copy of the weights here"
+    return (
+        f"weights stay in the {len(shards)} ZeRO optimizer shard(s) ({size}), kept: the only full-precision "
+        f"(fp32) copy of the weights (besides them: {others}); promote this checkpoint first, then slim"
+    )
 
 
 # --- trash -----------------------------------------------------------------------------------------------

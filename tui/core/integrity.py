@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tui.core import cache, commit, summaries, weights
+from tui.core import cache, commit, summaries, weights, zero
 from tui.core.dcp import DcpReport, read_dcp
 from tui.core.mindspore_ckpt import MindSporeReport
 from tui.core.model import CheckpointInfo, Kind, Metric
@@ -60,6 +60,8 @@ def check_folder(
         dcp_into(info, read_dcp_cached(folder, top), problems)
     elif kind != "deepspeed":
         weights_into(info, folder, top, problems)
+    if kind in ("deepspeed", "accelerate-state") and info.parameters is None:
+        _model_states_into(info, folder, files, problems)
     if CONFIG_FILE in top:
         problems += summaries.config_summary(folder)[1]
     if kind == "peft-adapter":
@@ -205,6 +207,14 @@ def _cached_weights(
         encode=weights.WeightsSummary.to_json,
         decode=lambda d: weights.WeightsSummary(**d),
     )
+
+
+def _model_states_into(info: CheckpointInfo, folder: Path, files: set[str], problems: list[str]) -> None:
+    """A DeepSpeed checkpoint's numbers from its model-states file (ZeRO-1/2 keep every parameter there;
+    ZeRO-3's are placeholders, which leave the numbers unknown)."""
+    states = zero.model_states_copy(folder, files, lambda path: scan_pickle_into(path, problems))
+    if states is not None and states.parameters:
+        info.tensors, info.parameters, info.dtypes = states.tensors, states.parameters, states.dtypes
 
 
 def scan_pickle_into(path: Path, problems: list[str]) -> PickleReport | None:
