@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import shutil
 import subprocess
 import sys
@@ -11,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.fixtures.pilot import build_tree
+from tests.fixtures import synthetic as syn
+from tests.fixtures.pilot import age_tree, build_tree
 
 TMUX = shutil.which("tmux")
 SCRIPT = Path(sys.executable).parent / "ckpt-tui"
@@ -80,3 +82,25 @@ def test_console_script_in_tmux(tmp_path):
         assert "ckpt-tui" not in tmux("list-panes", "-t", session, "-F", "#{pane_current_command}")
     finally:
         subprocess.run([TMUX, "kill-session", "-t", session], capture_output=True)
+
+
+def test_hostile_names_never_reach_the_real_terminal(tmp_path):
+    """Folder names holding SGR, OSC (retitle) and newline sequences: tmux must receive them as escaped
+    text, so its grid shows the backslash forms, no cell is coloured by a name and the title stays."""
+    root = tmp_path / "tree"
+    for name in ("evil\x1b[31mred", "t\x1b]0;PWNED\x07x", "a\nb"):
+        syn.write_hf_model(root / name / "model", tokenizer=False)
+    age_tree(root)
+    session = f"ckpt-tui-test-{uuid.uuid4().hex[:8]}"
+    command = f"env -u COLUMNS -u LINES {SCRIPT} {shlex.quote(str(root))} --poll 0; sleep 30"
+    tmux("new-session", "-d", "-s", session, "-x", "100", "-y", "30", command)
+    try:
+        screen = wait_for(session, "3 checkpoints")
+        for shown in ("evil\\x1b[31mred", "t\\x1b]0;PWNED\\x07x", "a\\x0ab"):
+            assert shown in screen, screen
+        with_escapes = tmux("capture-pane", "-p", "-e", "-t", session)
+        assert "\x1b[31mred" not in with_escapes  # no cell coloured by the name's own SGR
+        assert "PWNED" not in tmux("display-message", "-p", "-t", session, "#{pane_title}")
+    finally:
+        subprocess.run([TMUX, "kill-session", "-t", session], capture_output=True)
+
