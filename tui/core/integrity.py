@@ -26,9 +26,12 @@ from tui.core.names import (
     DCP_DATA_SUFFIX,
     DCP_METADATA,
     DEEPSPEED_LATEST,
+    FOLD_MODEL_KIND,
     MANIFEST_NAME,
     PICKLE_WEIGHT_SHARD,
     PICKLE_WEIGHTS,
+    PROMOTED_KIND,
+    STEP_CHECKPOINT_KIND,
     TRAIN_STATE,
     TRAINER_STATE,
 )
@@ -321,7 +324,7 @@ def _manifest_into(info: CheckpointInfo, folder: Path, problems: list[str]) -> d
     if manifest is None:
         return None
     problems += commit.verify(folder, manifest=manifest)
-    if manifest.get("kind") == "promoted":
+    if manifest.get("kind") == PROMOTED_KIND:
         info.promoted = True
     if isinstance(manifest.get("step"), int):
         info.step = manifest["step"]
@@ -330,13 +333,13 @@ def _manifest_into(info: CheckpointInfo, folder: Path, problems: list[str]) -> d
     metric = manifest.get("metric")
     # A step-checkpoint manifest without "best_metric" predates it: its "metric" was the best so far,
     # another checkpoint's number; the train_state.json history gave this one its own.
-    own = manifest.get("kind") != "step-checkpoint" or "best_metric" in manifest
+    own = manifest.get("kind") != STEP_CHECKPOINT_KIND or "best_metric" in manifest
     if own and isinstance(metric, dict):
         # A fold model (or an export of one) was evaluated at the step it holds.
-        at = metric.get("step", manifest.get("step") if manifest.get("kind") == "fold-model" else None)
+        at = metric.get("step", manifest.get("step") if manifest.get("kind") == FOLD_MODEL_KIND else None)
         found = Metric.of(metric.get("name"), metric.get("value"), at)
         if found is not None:
             info.metric = found
-    if manifest.get("kind") == "fold-model":
+    if manifest.get("kind") == FOLD_MODEL_KIND:
         info.best = True  # FORMAT.md: a committed fold folder holds the best model of its fold
     return manifest

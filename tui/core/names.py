@@ -18,6 +18,10 @@ CV_FILE = "cv.json"
 OOF_FILE = "oof.csv"
 PROMOTED_DIR = "promoted"  # <run>/promoted/<name>/: exports made by `promote`
 MANIFEST_NAME = "ckpt_manifest.json"  # written last by the commit protocol (tui.core.commit)
+# The manifest's "kind": what the committed folder is.
+STEP_CHECKPOINT_KIND = "step-checkpoint"  # a resumable step folder
+FOLD_MODEL_KIND = "fold-model"  # <model>_fold_<k>/: the best model of its fold
+PROMOTED_KIND = "promoted"  # an export made by `promote`
 TRAIN_STATE = "train_state.json"  # our resumable step folders
 STEP_DIR_PREFIX = "step_"
 STEP_DIR = re.compile(r"^step_(\d+)$")

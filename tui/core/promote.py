@@ -36,6 +36,7 @@ from tui.core.names import (
     DEEPSPEED_SHARD,
     MANIFEST_NAME,
     PROMOTED_DIR,
+    PROMOTED_KIND,
     RUN_FILE,
     SAFETENSORS_INDEX,
     SAFETENSORS_WEIGHTS,
@@ -268,7 +269,7 @@ def promote(
         raise PromoteError(f"{rel}: not a complete checkpoint ({broken[0]})")
     if (
         PROMOTED_DIR in Path(rel).parts[:-1]
-        and (json_object(source / MANIFEST_NAME) or {}).get("kind") == "promoted"
+        and (json_object(source / MANIFEST_NAME) or {}).get("kind") == PROMOTED_KIND
     ):
         raise PromoteError(f"{rel}: already a promoted export")
     info = next((i for i in infos or [] if i.path == rel), None)
@@ -313,7 +314,7 @@ def promote(
             if (source / name).is_file():
                 hashes[name] = copy_hashed(source / name, tmp / name)
         fields = {"source": rel, **source_fields(source, info)}
-        manifest = commit.commit(tmp, target, kind="promoted", hashes=hashes, fields=fields)
+        manifest = commit.commit(tmp, target, kind=PROMOTED_KIND, hashes=hashes, fields=fields)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -375,7 +376,7 @@ def _check_target(target: Path, source: Path, overwrite: bool) -> None:
     if not overwrite:
         raise PromoteError(f"{target}: already exists; pass --overwrite to replace it")
     manifest = json_object(target / MANIFEST_NAME) or {}
-    if manifest.get("kind") != "promoted" or target.is_symlink():
+    if manifest.get("kind") != PROMOTED_KIND or target.is_symlink():
         # Replacing renames the old folder aside and removes it: only ever do that to our own export.
         raise PromoteError(f"{target}: exists and is not a promoted export; refusing to replace it")
 

@@ -37,6 +37,7 @@ from tui.core.names import (
     LOCK_FILE,
     MANIFEST_NAME,
     PROMOTED_DIR,
+    PROMOTED_KIND,
     RUN_FILE,
     TRAINER_STATE,
     TRASH_DIR,
@@ -355,7 +356,7 @@ def _best_model_checkpoint(folder: Path, root: Path) -> Path | None:
 def _promoted_source(manifest: Path) -> str | None:
     """'' for a promoted manifest without a usable source, the source for one with, None otherwise."""
     data = json_object(manifest, limit=_MAX_POINTER_FILE)
-    if data is None or data.get("kind") != "promoted":
+    if data is None or data.get("kind") != PROMOTED_KIND:
         return None
     source = data.get("source")
     if not isinstance(source, str) or Path(source).is_absolute() or ".." in Path(source).parts:

@@ -55,6 +55,7 @@ from tui.core.names import (
     MP_MODEL_STATES,
     PICKLE_SUFFIXES,
     PROMOTED_DIR,
+    PROMOTED_KIND,
     RANDOM_STATES,
     RUN_FILE,
     SAFETENSORS_WEIGHTS,
@@ -319,7 +320,7 @@ def _enter_run(state: _Scan, listing: _Listing) -> _RunContext:
             )
             if (
                 isinstance(manifest, dict)
-                and manifest.get("kind") == "promoted"
+                and manifest.get("kind") == PROMOTED_KIND
                 and isinstance(manifest.get("source"), str)
             ):
                 source = manifest["source"]

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from tui.core.commit import utc_now
-from tui.core.files import is_within
+from tui.core.files import is_within, json_object, load_json_object
 from tui.core.names import MANIFEST_NAME, TRASH_DIR, TRASH_ENTRY_FILE, TRASH_ITEM
 
 
@@ -204,8 +204,10 @@ class Trash:
     # --- reading -------------------------------------------------------------------------------------
 
     def _load(self, folder: Path) -> TrashEntry:
+        data, problems = load_json_object(folder / TRASH_ENTRY_FILE)
         try:
-            data = json.loads((folder / TRASH_ENTRY_FILE).read_text(encoding="utf-8"))
+            if data is None:
+                raise ValueError(problems[0].partition(": ")[2] if problems else "missing")
             entry = TrashEntry(
                 id=folder.name,
                 original_path=str(data["original_path"]),
@@ -216,7 +218,7 @@ class Trash:
                 files=[str(f) for f in data["files"]] if isinstance(data.get("files"), list) else None,
                 origin=data["origin"] if isinstance(data.get("origin"), str) else None,
             )
-        except (OSError, ValueError, KeyError, TypeError) as e:
+        except (ValueError, KeyError, TypeError, OverflowError) as e:
             entry = TrashEntry(folder.name, "", "", tree_size(folder))
             entry.problems.append(f"{TRASH_DIR}/{folder.name}/{TRASH_ENTRY_FILE}: unreadable ({e})")
             return entry
@@ -291,8 +293,5 @@ class Trash:
 
 
 def _is_slimmed_manifest(path: Path) -> bool:
-    try:
-        return "slimmed" in json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError, TypeError):
-        return False
+    return "slimmed" in (json_object(path) or {})
 
