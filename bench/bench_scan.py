@@ -22,8 +22,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.fixtures.synthetic import make_tree  # noqa: E402
+from tui.core.classify import classify_folder  # noqa: E402
 from tui.core.names import SKIP_DIRS  # noqa: E402
-from tui.core.scan import classify_folder, scan  # noqa: E402
+from tui.core.scan import scan  # noqa: E402
 
 TARGET_DIRS_PER_S = 5000
 

@@ -11,8 +11,9 @@ import pytest
 
 from tests.fixtures import synthetic as s
 from tui.core import scan as scan_mod
+from tui.core.classify import fold_from_path
 from tui.core.model import Metric
-from tui.core.scan import fold_from_path, iter_checkpoints, scan
+from tui.core.scan import iter_checkpoints, scan
 from tui.core.text import json_safe
 
 

@@ -373,15 +373,14 @@ class CkptApp(App[None]):
         self._follow_tab()
 
     def action_plot_series(self) -> None:
-        view = self.detail.cycle_series()
-        if view is None:
-            self.notify("No training log here: select a checkpoint with a trainer_state.json.", severity="warning")
-        else:
-            self.action_show_tab("training")
+        self._show_plot(self.detail.cycle_series())
 
     def action_plot_smoothing(self) -> None:
-        smooth = self.detail.toggle_smoothing()
-        if smooth is None:
+        self._show_plot(self.detail.toggle_smoothing())
+
+    def _show_plot(self, changed: object) -> None:
+        """The Training tab after a plot setting changed; None: there is no plot to change."""
+        if changed is None:
             self.notify("No training log here: select a checkpoint with a trainer_state.json.", severity="warning")
         else:
             self.action_show_tab("training")

@@ -19,7 +19,7 @@ import hashlib
 import importlib.util
 import os
 import shutil
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -215,7 +215,7 @@ def source_fields(source: Path, info: CheckpointInfo | None) -> dict[str, Any]:
     """step / fold / metric from the scan when given, else from the source's manifest or trainer state."""
     fields: dict[str, Any] = {"step": None, "fold": None, "metric": None}
     if info is not None:
-        fields.update(step=info.step, fold=info.fold, metric=asdict(info.metric) if info.metric else None)
+        fields.update(step=info.step, fold=info.fold, metric=info.metric.to_json() if info.metric else None)
     manifest = json_object(source / MANIFEST_NAME) or {}
     state = json_object(source / TRAINER_STATE) or json_object(source / TRAIN_STATE) or {}
     if fields["step"] is None:

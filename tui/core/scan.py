@@ -34,37 +34,32 @@ from pathlib import Path
 from typing import Any
 
 from tui.core import commit, integrity, summaries
-from tui.core.dcp import is_dcp_folder
-from tui.core.files import load_json, read_head
+from tui.core.classify import (
+    classify_by_name,
+    classify_folder,
+    fold_from_path,
+    looks_like_pickle,
+    step_from_name,
+)
+from tui.core.files import load_json
 from tui.core.mindspore_ckpt.runs import FolderReports, name_role
 from tui.core.model import CheckpointInfo, Kind
 from tui.core.names import (
-    ADAPTER_CONFIG,
-    ADAPTER_WEIGHTS,
     CHECKPOINT_N,
-    CONFIG_FILE,
     EPOCH_STEP_NAME,
-    FOLD_NAME,
-    GLOBAL_STEP,
-    HF_WEIGHTS,
     LIGHTNING_NAME_EPOCH,
     LIGHTNING_NAME_STEP,
     LOCK_FILE,
     MANIFEST_NAME,
     MINDSPORE_SUFFIX,
-    MP_MODEL_STATES,
     PICKLE_SUFFIXES,
     PROMOTED_DIR,
     PROMOTED_KIND,
-    RANDOM_STATES,
     RUN_FILE,
-    SAFETENSORS_WEIGHTS,
     SKIP_DIRS,
     STEP_DIR,
-    STEP_NAME,
     TRAIN_STATE,
     TRAINER_STATE,
-    ZERO_RANK_SHARD,
     step_dir_name,
 )
 from tui.core.pool import Deferred as _Deferred
@@ -74,73 +69,6 @@ from tui.core.process import read_lock
 
 # Checkpoints reported on their own even inside another checkpoint folder (see the module docstring).
 NESTED_KINDS: tuple[Kind, ...] = ("peft-adapter", "deepspeed", "hf-checkpoint")
-
-
-# --- classification from names --------------------------------------------------------------------------
-
-
-def classify_folder(name: str, files: set[str], dirs: set[str]) -> Kind | None:
-    """The kind of a folder named ``name`` holding ``files`` and ``dirs``, or None when it is not one."""
-    # Trainer's output_dir also holds trainer_state.json + training_args.bin after save_model/save_state,
-    # but no optimizer: that one is an hf-model. Resumable state is what makes an hf-checkpoint.
-    if TRAINER_STATE in files and (
-        CHECKPOINT_N.match(name) or "optimizer.pt" in files or "scheduler.pt" in files
-    ):
-        return "hf-checkpoint"
-    if any(MP_MODEL_STATES.match(f) or ZERO_RANK_SHARD.match(f) for f in files):
-        return "deepspeed"
-    if any(RANDOM_STATES.match(f) for f in files) or (
-        "optimizer.bin" in files
-        and ("model.safetensors" in files or "pytorch_model.bin" in files or "pytorch_model" in dirs)
-    ):
-        return "accelerate-state"
-    if ADAPTER_CONFIG in files and any(w in files for w in ADAPTER_WEIGHTS):
-        return "peft-adapter"
-    if CONFIG_FILE in files and any(HF_WEIGHTS.match(f) or f.endswith(".index.json") for f in files):
-        return "hf-model"
-    if is_dcp_folder(files):
-        return "torch-dcp"
-    if MANIFEST_NAME in files and any(SAFETENSORS_WEIGHTS.match(f) for f in files):
-        return "safetensors-file"  # a committed weights-only export (of a MindSpore or DCP checkpoint)
-    return None
-
-
-def classify_by_name(name: str) -> Kind | None:
-    """Kind implied by a checkpoint folder's name alone (for half-written temp folders)."""
-    if CHECKPOINT_N.match(name):
-        return "hf-checkpoint"
-    if GLOBAL_STEP.match(name):
-        return "deepspeed"
-    if STEP_NAME.match(name):
-        return "accelerate-state"
-    if FOLD_NAME.search(name):
-        return "hf-model"
-    return None
-
-
-def looks_like_pickle(path: str) -> bool:
-    """A zip (torch >= 1.6) or a raw pickle (protocol 2+ starts with 0x80)."""
-    head = read_head(path, 2)
-    return head[:2] == b"PK" or head[:1] == b"\x80"
-
-
-def fold_from_path(rel: str) -> int | None:
-    """Fold index from the nearest path component named ``*_fold_<k>``, ``fold<k>`` or ``fold-<k>``."""
-    for part in reversed(rel.split("/")):
-        part = commit.target_name_of_temp(part) or part
-        stem = part.rsplit(".", 1)[0] if "." in part else part
-        m = FOLD_NAME.search(stem)
-        if m:
-            return int(m.group(1))
-    return None
-
-
-def step_from_name(name: str) -> int | None:
-    for pattern in (CHECKPOINT_N, GLOBAL_STEP, STEP_NAME):
-        m = pattern.match(name)
-        if m:
-            return int(m.group(1))
-    return None
 
 
 # --- the walk -----------------------------------------------------------------------------------------
