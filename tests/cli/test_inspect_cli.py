@@ -33,6 +33,7 @@ INFO_KEYS = {
     "mtime",
     "epoch_step",
     "unsupported",
+    "allocated_bytes",
 }
 INSPECT_KEYS = INFO_KEYS | {"config", "config_file", "tokenizer", "weights", "trainer_state", "files", "manifest"}
 REPO = Path(__file__).resolve().parents[2]

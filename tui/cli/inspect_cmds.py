@@ -76,15 +76,43 @@ def cmd_inspect(args) -> int:
     if not os.path.exists(args.path):
         raise _usage(f"{safe_text(args.path)}: no such file or folder")
     root = args.root or str(find_root(args.path))
+    path = args.path
     try:
-        result = inspect_path(root, args.path, verify_hashes=args.verify)
+        result = inspect_path(root, path, verify_hashes=args.verify)
     except NotACheckpoint as e:
-        raise _usage(safe_text(e)) from None
+        path = _the_one_inside(root, args.path)
+        if path is None:
+            raise _usage(safe_text(e)) from None
+        print(f"ckpt-tui: {safe_text(args.path)} holds one checkpoint file: {safe_text(path)}", file=sys.stderr)
+        result = inspect_path(root, path, verify_hashes=args.verify)
     if args.json:
         print_json(result.to_json())
         return 0
     _inspect_tables(result)
     return 0
+
+
+MAX_ENTRIES_LOOKED_AT = 1000
+
+
+def _the_one_inside(root: str, folder: str) -> str | None:
+    """The one checkpoint file directly in ``folder`` (a folder holding only ``model.safetensors``, which
+    the scan lists as that file), None when there are none or several (then the error stands)."""
+    from tui.core.scan import describe
+
+    if not os.path.isdir(folder):
+        return None
+    found = []
+    try:
+        with os.scandir(folder) as entries:
+            for n, entry in enumerate(entries):
+                if n >= MAX_ENTRIES_LOOKED_AT:
+                    return None
+                if entry.is_file() and describe(root, entry.path) is not None:
+                    found.append(entry.path)
+    except OSError:
+        return None
+    return found[0] if len(found) == 1 else None
 
 
 def cmd_metrics(args) -> int:

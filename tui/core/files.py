@@ -24,6 +24,13 @@ def is_within(path: Path, folder: Path) -> bool:
     return path == folder or folder in path.parents
 
 
+def allocated_bytes(st: os.stat_result) -> int | None:
+    """The bytes a file occupies on disk (what deleting it frees): less than ``st_size`` for a sparse
+    or compressed file. None where the platform does not say (no ``st_blocks``)."""
+    blocks = getattr(st, "st_blocks", None)
+    return blocks * 512 if isinstance(blocks, int) else None  # st_blocks counts 512-byte units (POSIX)
+
+
 def open_regular_file(path: str | os.PathLike) -> tuple[int, int]:
     """``(fd, size)`` for a regular file, opened without blocking (a FIFO named like a checkpoint file must
     not hang us). Raises OSError, or ValueError for something that is not a regular file."""

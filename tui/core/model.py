@@ -86,6 +86,9 @@ class CheckpointInfo:
     # Why this tool could not read the contents (an encrypted file, a newer format): nothing was checked,
     # which is not the same as nothing being wrong.
     unsupported: str | None = None
+    # Bytes the files occupy on disk, what deleting them frees: below ``size_bytes`` for sparse or
+    # compressed files. None where the platform does not say.
+    allocated_bytes: int | None = None
 
     def add_problem(self, text: str) -> None:
         self.problems.append(text)

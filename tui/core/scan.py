@@ -41,7 +41,7 @@ from tui.core.classify import (
     looks_like_pickle,
     step_from_name,
 )
-from tui.core.files import load_json
+from tui.core.files import allocated_bytes, load_json
 from tui.core.mindspore_ckpt.runs import FolderReports, name_role
 from tui.core.model import CheckpointInfo, Kind
 from tui.core.names import (
@@ -309,6 +309,7 @@ class _Tree:
     """Everything under one checkpoint folder: files (posix rel path -> size) and nested checkpoints."""
 
     files: dict[str, int] = field(default_factory=dict)
+    allocated: dict[str, int | None] = field(default_factory=dict)  # rel path -> bytes on disk
     nested: list[tuple[_Listing, Kind]] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
 
@@ -316,7 +317,9 @@ class _Tree:
 def _collect(state: _Scan, listing: _Listing, tree: _Tree, prefix: str, parent_kind: Kind) -> None:
     for fname, entry in listing.files.items():
         try:
-            tree.files[prefix + fname] = entry.stat().st_size
+            st = entry.stat()
+            tree.files[prefix + fname] = st.st_size
+            tree.allocated[prefix + fname] = allocated_bytes(st)
         except OSError:
             tree.problems.append(f"{prefix}{fname}: cannot stat (broken link?)")
     for dname, entry in sorted(listing.dirs.items()):
@@ -340,11 +343,14 @@ def _checkpoint_folder(
     tree = _Tree()
     _collect(state, listing, tree, "", kind)
     info = _base_info(state, listing, kind, run, mtime, tree.files)
+    info.allocated_bytes = _sum_known(tree.allocated.values())
     nested = []
     for sub, sub_kind in tree.nested:
         prefix = sub.rel[len(listing.rel) + 1 :] + "/" if listing.rel != "." else sub.rel + "/"
         sub_files = {k[len(prefix) :]: v for k, v in tree.files.items() if k.startswith(prefix)}
-        nested.append((sub, sub_kind, _base_info(state, sub, sub_kind, run, None, sub_files), sub_files))
+        sub_info = _base_info(state, sub, sub_kind, run, None, sub_files)
+        sub_info.allocated_bytes = _sum_known(v for k, v in tree.allocated.items() if k.startswith(prefix))
+        nested.append((sub, sub_kind, sub_info, sub_files))
     yield _Deferred(lambda: _check_checkpoint(state, listing, kind, run, info, tree, nested, leftover))
 
 
@@ -388,6 +394,16 @@ def _check_checkpoint(
             sub_info.fold = info.fold
         out.append(sub_info)
     return out
+
+
+def _sum_known(values) -> int | None:
+    """The total of per-file allocations; None when any is unknown (no total is better than a low one)."""
+    total = 0
+    for v in values:
+        if v is None:
+            return None
+        total += v
+    return total
 
 
 def _base_info(
@@ -444,6 +460,7 @@ def _loose_file(
     rel = state.rel(path) if path != state.root else name
     kind: Kind = "safetensors-file" if name.endswith(".safetensors") else "torch-pickle"
     info = CheckpointInfo(path=rel, kind=kind, size_bytes=st.st_size, mtime=st.st_mtime)
+    info.allocated_bytes = allocated_bytes(st)
     info.run = run.rel if run is not None else None
     info.fold = fold_from_path(rel)
     stem = name.rsplit(".", 1)[0]
