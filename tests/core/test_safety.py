@@ -245,3 +245,58 @@ def test_a_checkpoints_own_stale_best_so_far_does_not_protect_it(tmp_path):
         json.dumps({"global_step": 30, "best_model_checkpoint": "out/checkpoint-30"}),
     )
     assert "best_model_checkpoint in out/checkpoint-30" in safety(root).refusal("out/checkpoint-30")
+
+
+def _copied_run(tmp_path):
+    """A run trained in orig/, copied to root/: every trainer_state keeps orig's absolute paths, and orig
+    still exists (its checkpoint-4 is outside ROOT)."""
+    from tests.fixtures import synthetic
+
+    orig = tmp_path / "orig" / "run"
+    for n in (2, 4, 6):
+        make_checkpoint(orig / f"checkpoint-{n}", optimizer=False)
+        synthetic.write_trainer_state(
+            orig / f"checkpoint-{n}",
+            global_step=n,
+            best_metric=0.9 if n >= 4 else 0.5,
+            best_model_checkpoint=str(orig / ("checkpoint-4" if n >= 4 else "checkpoint-2")),
+            evals={2: 0.5, 4: 0.9, 6: 0.7},
+        )
+    root = tmp_path / "root"
+    root.mkdir()
+    import shutil
+
+    shutil.copytree(orig, root / "run")
+    return root
+
+
+def test_a_copied_runs_stale_absolute_best_protects_the_copys_own_checkpoint(tmp_path):
+    from tests.fixtures.ops import age_tree
+    from tui.core.actions import plan_delete, plan_prune
+    from tui.core.scan import iter_checkpoints
+
+    root = _copied_run(tmp_path)
+    age_tree(tmp_path)
+    infos = list(iter_checkpoints(root, errors=[]))
+    assert [i.path for i in infos if i.best] == ["run/checkpoint-4"]
+    assert "best_model_checkpoint" in safety(root).refusal("run/checkpoint-4")  # without the scan too
+    assert plan_delete(root, ["run/checkpoint-4"], infos).items == []
+    assert "run/checkpoint-4" not in [i.path for i in plan_prune(root, infos, 0, "f1_macro").items]
+
+
+def test_a_best_path_outside_root_never_decides(tmp_path):
+    from tui.core.summaries import resolve_best_checkpoint
+
+    root = tmp_path / "root"
+    make_checkpoint(root / "run" / "checkpoint-2")
+    make_checkpoint(tmp_path / "elsewhere" / "checkpoint-9")
+    write_file(root / "run" / "checkpoint-2" / "trainer_state.json",
+               json.dumps({"best_model_checkpoint": str(tmp_path / "elsewhere" / "checkpoint-9")}))
+    folder = root / "run" / "checkpoint-2"
+    assert resolve_best_checkpoint(folder, str(tmp_path / "elsewhere" / "checkpoint-9"), root) is None
+    assert resolve_best_checkpoint(folder, str(tmp_path / "elsewhere" / "checkpoint-9")) is None
+    os.symlink(tmp_path / "elsewhere", root / "link")  # inside ROOT by name, outside once resolved
+    assert resolve_best_checkpoint(folder, str(root / "link" / "checkpoint-9"), root) is None
+    make_checkpoint(root / "other" / "best-here")  # a real folder inside ROOT by its absolute path counts
+    assert resolve_best_checkpoint(folder, str(root / "other" / "best-here"), root) == root / "other" / "best-here"
+    assert resolve_best_checkpoint(folder, "../../../elsewhere/checkpoint-9") is None  # relative escape

@@ -43,6 +43,7 @@ from tui.core.names import (
     TRASH_DIR,
 )
 from tui.core.process import pid_alive, read_lock
+from tui.core.summaries import resolve_best_checkpoint
 
 QUIET_SECONDS = 60.0  # a file touched more recently than this means someone is writing
 TEMP_STALE_SECONDS = 600.0  # a commit temp folder untouched this long is a dead writer's leftover
@@ -338,19 +339,10 @@ def _lmtime(path: Path) -> float:
 
 
 def _best_model_checkpoint(folder: Path, root: Path) -> Path | None:
-    """The folder ``trainer_state.json`` names as best: relative to the state's folder (our format), or HF's
-    absolute path; a stale absolute path is matched by its last component (docs/FORMAT.md)."""
+    """The folder ``trainer_state.json`` names as best, resolved as the scanner does (a copied run's stale
+    absolute path means the copy's own checkpoint; a path outside ROOT never counts)."""
     state = json_object(folder / TRAINER_STATE, limit=_MAX_POINTER_FILE) or {}
-    value = state.get("best_model_checkpoint")
-    if not isinstance(value, str) or not value.strip():
-        return None
-    given = Path(value)
-    candidates = [given] if given.is_absolute() else [folder / given, root / given]
-    candidates += [folder / given.name, folder.parent / given.name] if given.name else []
-    for c in candidates:
-        if os.path.lexists(c):
-            return Path(os.path.normpath(c))
-    return None
+    return resolve_best_checkpoint(folder, state.get("best_model_checkpoint"), root)
 
 
 def _promoted_source(manifest: Path) -> str | None:

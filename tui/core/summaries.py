@@ -10,7 +10,7 @@ from typing import Any
 
 from tui.core import cache
 from tui.core.files import load_json, load_json_object
-from tui.core.names import ADAPTER_CONFIG, CONFIG_FILE, TOKENIZER_FILES, TRAINER_STATE
+from tui.core.names import ADAPTER_CONFIG, CHECKPOINT_N, CONFIG_FILE, TOKENIZER_FILES, TRAINER_STATE
 
 CONFIG_LIMIT = 16 << 20
 TOKENIZER_LIMIT = 64 << 20  # tokenizer.json of a 250k-token vocabulary is ~20 MB
@@ -175,27 +175,35 @@ def _vocab_size(folder: Path, present: list[str]) -> tuple[int | None, list[str]
 # --- trainer_state.json -------------------------------------------------------------------------------
 
 
-def resolve_best_checkpoint(folder: Path, value: Any) -> Path | None:
+def resolve_best_checkpoint(folder: Path, value: Any, root: Path | None = None) -> Path | None:
     """Where ``best_model_checkpoint`` of ``folder/trainer_state.json`` points, or None.
 
     Ours is relative to ``folder`` (``"."`` = itself). HF writes ``<output_dir>/checkpoint-N``, absolute
-    or relative to the training CWD; when that does not exist here (the folder moved), the last
-    component is looked up as ``folder`` itself, a sibling, or a child.
+    or relative to the training CWD, and a copied run keeps the old absolute path, which may still exist
+    elsewhere: so the last component is looked up first, as ``folder`` itself, a sibling or a child (the
+    copy's own checkpoint). The path as written is used only when it lies inside ``root`` once links are
+    resolved (never without a ``root``): a folder outside ROOT must never decide what is best.
     """
     if not isinstance(value, str) or not value.strip():
         return None
     folder = Path(os.path.abspath(folder))
-    direct = Path(value) if os.path.isabs(value) else folder / value
-    if direct.is_dir():
-        return Path(os.path.normpath(direct))
+    if not os.path.isabs(value):
+        direct = Path(os.path.normpath(folder / value))
+        if direct.is_dir() and (direct == folder.parent or folder.parent in direct.parents):
+            return direct  # ours, relative to the folder: itself, a sibling or a child
     last = Path(value.rstrip("/\\").replace("\\", "/")).name
-    if not last or last in (".", ".."):
-        return None
-    if folder.name == last:
-        return folder
-    for candidate in (folder.parent / last, folder / last):
-        if candidate.is_dir():
-            return candidate
+    if last and last not in (".", ".."):
+        if folder.name == last:
+            return folder
+        # A checkpoint-N names its siblings; an output folder (its own trainer_state) its children.
+        near = (folder.parent / last, folder / last)
+        for candidate in near if CHECKPOINT_N.match(folder.name) else near[::-1]:
+            if candidate.is_dir():
+                return candidate
+    if root is not None and os.path.isabs(value) and os.path.isdir(value):
+        real, real_root = Path(os.path.realpath(value)), Path(os.path.realpath(root))
+        if real == real_root or real_root in real.parents:
+            return Path(os.path.normpath(value))
     return None
 
 
@@ -223,7 +231,7 @@ def trainer_state_summary(
     if facts is None:
         return None, problems
     # Where the best checkpoint is depends on other folders: resolved on every call, never cached.
-    resolved = resolve_best_checkpoint(folder, facts["best_model_checkpoint"])
+    resolved = resolve_best_checkpoint(folder, facts["best_model_checkpoint"], root)
     resolved_text = None
     if resolved is not None:
         resolved_text = resolved.as_posix()
