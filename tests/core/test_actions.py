@@ -215,3 +215,44 @@ def test_trash_empty_of_chosen_entries_leaves_the_others(root):
     assert [r.path for r in plan.refusals] == ["nope"] and "Refused: nope" in plan.summary
     execute(plan)
     assert [e.id for e in Trash(root).list()] == first.trash_ids
+
+
+def test_two_concurrent_deletes_of_one_path_one_wins_the_other_is_refused_in_one_line(tmp_path):
+    import threading
+
+    from tests.fixtures.ops import age_tree
+
+    root = tmp_path / "root"
+    for round_ in range(20):
+        target = make_checkpoint(root / f"run{round_}" / "checkpoint-1")
+        age_tree(root)
+        barrier, outcomes = threading.Barrier(2), []
+
+        def rm(barrier=barrier, target=target, outcomes=outcomes):
+            barrier.wait()
+            try:
+                outcomes.append(execute(plan_delete(root, [target], clock=later_clock())))
+            except Exception as e:  # the race must never raise: record it to fail below
+                outcomes.append(e)
+
+        threads = [threading.Thread(target=rm) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert all(not isinstance(o, Exception) for o in outcomes), outcomes
+        assert sum(len(o.done) for o in outcomes) == 1 and not target.exists()
+        loser = next(o for o in outcomes if not o.done)
+        assert "\n" not in loser.summary
+    entries = Trash(root).list()
+    assert len(entries) == 20 and not any(e.problems for e in entries)  # no empty entry left behind
+
+
+def test_a_path_gone_between_plan_and_execute_is_one_line_and_no_debris(root):
+    plan = plan_delete(root, ["run/checkpoint-10"], clock=later_clock())
+    import shutil
+
+    shutil.rmtree(root / "run" / "checkpoint-10")
+    result = execute(plan)
+    assert not result.ok and not result.done and "\n" not in result.summary
+    assert Trash(root).list() == []

@@ -188,10 +188,11 @@ def plan_delete(root: Path | str, paths: Paths, infos: Infos = (), *, clock: Clo
     root_p, index = safety.root, _info_index(plan.infos)
     allowed: list[Path] = []
     for given in paths:
-        reasons = safety.reasons(given)
-        located, _ = safety.locate(given)
+        # Located once: another process may delete it meanwhile, and a second look would then find nothing.
+        located, reason = safety.locate(given)
         shown = safety.rel(located) if located is not None else str(given)
-        if reasons:
+        reasons = [reason or "refused"] if located is None else safety.reasons(located)
+        if located is None or reasons:
             plan.refusals.append(Refusal(shown, "; ".join(reasons)))
         else:
             allowed.append(located)
