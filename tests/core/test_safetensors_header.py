@@ -211,3 +211,39 @@ def test_duplicate_free_roundtrip_of_json_header(tmp_path):
         assert [e.start, e.end] == info["data_offsets"]
         assert list(e.shape) == info["shape"] and e.dtype == info["dtype"]
     assert json.loads(json.dumps(h.metadata)) == {"format": "pt"}
+
+
+def test_identical_header_bytes_are_parsed_once_and_still_judged_per_file(tmp_path, monkeypatch):
+    """Checkpoints of one model share their header: the analysis is remembered by (name, size, bytes),
+    so a copy is not parsed again, while a truncated copy or another name still gets its own answer."""
+    from tests.fixtures import synthetic as syn
+    from tui.core import safetensors_header as sh
+    from tui.core import weights
+
+    head, data = syn.safetensors_bytes({"a.weight": ("F32", (4, 4)), "b.bias": ("F32", (4,))})
+    raw = head + b"\0" * data
+    for name in ("one", "two", "cut"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "model.safetensors").write_bytes(raw)
+    (tmp_path / "renamed.safetensors").write_bytes(raw)
+    os.truncate(tmp_path / "cut" / "model.safetensors", len(raw) - 8)
+    parsed = []
+    real = sh._analyse
+    monkeypatch.setattr(sh, "_analyse", lambda *a: parsed.append(a[1]) or real(*a))
+    monkeypatch.setattr(sh, "_memo", type(sh._memo)())
+
+    one, two = (read_header(tmp_path / n / "model.safetensors") for n in ("one", "two"))
+    assert parsed == ["model.safetensors"]  # the second file's header came from memory
+    assert one.entries is two.entries and one.problems == two.problems == []
+    assert two.path == str(tmp_path / "two" / "model.safetensors")
+    cut = read_header(tmp_path / "cut" / "model.safetensors")  # same bytes, another size: judged anew
+    assert len(parsed) == 2 and any("truncated" in p for p in cut.problems)
+    renamed = read_header(tmp_path / "renamed.safetensors")
+    assert renamed.problems == [] and parsed[-1] == "renamed.safetensors"
+    one.problems.append("mine")  # a caller's copy is its own
+    assert read_header(tmp_path / "one" / "model.safetensors").problems == []
+    a, b = (weights.summarize_weights(tmp_path / n) for n in ("one", "two"))
+    assert a == b and a.parameters == 20 and a.modules == {"a": 16, "b": 4}
+    a.modules["a"] = 0  # a summary's dicts are its own, not the shared derived ones
+    assert weights.summarize_weights(tmp_path / "two").modules == {"a": 16, "b": 4}
+    assert weights.summarize_weights(tmp_path / "cut").problems  # the truncation is reported

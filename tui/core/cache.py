@@ -49,6 +49,8 @@ from collections.abc import Callable, Sequence
 from json.encoder import encode_basestring_ascii as _json_string
 from typing import Any
 
+from tui.core.files import loads_json
+
 ENV_DISABLE = "CKPT_TUI_NO_CACHE"
 ENV_MAX_MB = "CKPT_TUI_CACHE_MAX_MB"
 FORMAT = "ckpt-tui-cache 1"  # the first line of every cache file, before its CRC32
@@ -374,7 +376,7 @@ def memo(
     text = cache.get(reader, folder, _keys_text(keys))
     if text is not None:
         try:
-            value = json.loads(text)
+            value = loads_json(text.encode("utf-8", "surrogatepass"))
             return decode(value) if decode is not None else value
         except (KeyError, TypeError, ValueError, AttributeError, RecursionError):
             pass  # an entry of another layout: read again

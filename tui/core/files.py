@@ -2,7 +2,8 @@
 
 Every reader here is bounded in bytes and turns what cannot be used into a one-line problem that names
 the file, never an exception; the trainer's readers, which must stop on a bad file, raise their own
-error class with the same line (``read_json_dict``). Standard library only.
+error class with the same line (``read_json_dict``). Standard library only, with orjson when present
+(``loads_json``).
 """
 
 from __future__ import annotations
@@ -14,6 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from tui.core.text import first_line
+
+try:
+    import orjson
+except ImportError:  # no wheel for this platform: the standard library parses everything
+    orjson = None
 
 JSON_LIMIT = 16 << 20  # a config.json; callers pass more for tokenizers, trainer states, manifests
 SMALL_TEXT_LIMIT = 4096  # pointer files: DeepSpeed's `latest`, a `.lock`
@@ -76,9 +82,28 @@ def load_json(path: Path | str, *, limit: int = JSON_LIMIT) -> tuple[Any, str | 
     if not raw.strip():
         return None, f"{path.name}: empty file"
     try:
-        return json.loads(raw), None
+        return loads_json(raw), None
     except (ValueError, UnicodeDecodeError, RecursionError) as e:
         return None, f"{path.name}: invalid JSON ({first_line(e)})"
+
+
+# Digits -> "0", anything else -> " ": a run of 19 digits is then a plain substring search (a regex takes
+# 15x longer on digit-dense files such as trainer_state.json).
+_DIGITS_ONLY = bytes(48 if 48 <= b <= 57 else 32 for b in range(256))
+_LONG_RUN = b"0" * 19
+
+
+def loads_json(raw: bytes) -> Any:
+    """``json.loads(raw)``, exactly (same values, same errors), 3-5x faster where orjson can say the same:
+    orjson refuses NaN/Infinity, out-of-range floats, lone surrogates, a BOM, UTF-16 and deep nesting, and
+    turns integers beyond 64 bits into floats; each of those (any run of 19 digits, for the last) is left
+    to the standard library, which also words every error."""
+    if orjson is not None and _LONG_RUN not in raw.translate(_DIGITS_ONLY):
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            pass
+    return json.loads(raw)
 
 
 def load_json_object(path: Path | str, *, limit: int = JSON_LIMIT) -> tuple[dict[str, Any] | None, list[str]]:

@@ -33,7 +33,11 @@ the header ourselves and sort what we find into two bins:
 Speed: one tight pass over the parsed JSON checks every entry with plain type tests and keeps a compact
 tuple per tensor; only a header that fails it takes the per-entry path that words the exact error.
 ``SafetensorsHeader.tensors`` (``TensorEntry`` objects) is built on first use; the weight summaries read
-the compact ``entries``.
+the compact ``entries``. The checkpoints of one model share their header byte for byte (same names,
+shapes, offsets): what a header parses to is remembered per process, keyed by the file's name, its size
+and the header bytes (everything the analysis depends on), so a tree of 1,000 fine-tunes of one model
+parses one header. Headers that share the bytes share ``entries`` and ``derived`` (read-only; a reader
+keeps what it computes from ``entries`` in ``derived``).
 
 tests/core/test_safetensors_header.py cross-checks this parser against ``safetensors.safe_open`` on
 files written by ``safetensors.torch.save_file``.
@@ -43,6 +47,8 @@ from __future__ import annotations
 
 import json
 import os
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -143,6 +149,8 @@ class SafetensorsHeader:
     entries: list[Entry]  # in header order
     metadata: dict[str, str] | None
     problems: list[str] = field(default_factory=list)
+    # Shared by every header parsed from the same bytes: what readers compute from ``entries`` alone.
+    derived: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
     _tensors: dict[str, TensorEntry] | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
@@ -239,7 +247,40 @@ def _read_header(path: str | os.PathLike, max_header_bytes: int) -> SafetensorsH
     return _parse(name, label, raw, size)
 
 
+_MEMO_MAX_HEADERS = 256
+_MEMO_MAX_BYTES = 1 << 20  # bigger headers (sharded giants) are rare and are parsed every time
+_memo: OrderedDict[tuple[str, int, bytes], SafetensorsHeader] = OrderedDict()
+_memo_lock = threading.Lock()
+
+
 def _parse(name: str, label: str, raw: bytes, size: int) -> SafetensorsHeader:
+    """The analysis of ``raw``, remembered: a function of (label, size, raw) only, so a header seen before
+    is answered from memory (a copy that shares ``entries`` and ``derived``)."""
+    if len(raw) > _MEMO_MAX_BYTES:
+        return _analyse(name, label, raw, size)
+    key = (label, size, raw)
+    with _memo_lock:
+        seen = _memo.get(key)
+        if seen is not None:
+            _memo.move_to_end(key)
+    if seen is None:
+        seen = _analyse(name, label, raw, size)  # raises HeaderError: nothing remembered
+        with _memo_lock:
+            _memo[key] = seen
+            while len(_memo) > _MEMO_MAX_HEADERS:
+                _memo.popitem(last=False)
+    return SafetensorsHeader(
+        path=name,
+        header_len=seen.header_len,
+        file_size=size,
+        entries=seen.entries,
+        metadata=dict(seen.metadata) if seen.metadata is not None else None,
+        problems=list(seen.problems),
+        derived=seen.derived,
+    )
+
+
+def _analyse(name: str, label: str, raw: bytes, size: int) -> SafetensorsHeader:
     _check_counts(label, raw)
     try:
         text = raw.decode("utf-8")

@@ -48,7 +48,7 @@ from typing import Any, ClassVar, Literal
 
 from tui.core.files import open_regular_file
 from tui.core.names import SAFETENSORS_INDEX, SAFETENSORS_SHARD
-from tui.core.safetensors_header import Entry, HeaderError, read_header
+from tui.core.safetensors_header import Entry, HeaderError, SafetensorsHeader, read_header
 from tui.core.text import first_line, quoted, safe_message, safe_text
 
 __all__ = [
@@ -362,7 +362,7 @@ def _summarize(folder_or_files: Any, index_file: Any) -> WeightsSummary:
         out.problems.extend(header.problems)
         if out.metadata is None and header.metadata is not None:
             out.metadata = header.metadata
-        acc.add(name, header.entries, sharded)
+        acc.add(name, header, sharded)
     out.shards = len(plan.names)
     if not plan.names and not out.problems:
         out.problems.append("no .safetensors weights found")
@@ -373,7 +373,14 @@ def _summarize(folder_or_files: Any, index_file: Any) -> WeightsSummary:
 
     out.parameters, out.bytes, out.tensors = acc.parameters, acc.bytes, len(acc.names)
     out.dtypes = dict(sorted(acc.dtypes.items(), key=lambda kv: (-kv[1], kv[0])))
-    out.module_prefix, out.modules = module_counts(acc.names, acc.numels)
+    if acc.whole is not None:  # one file counted whole: its modules are a function of its header
+        derived = acc.whole.derived
+        if "modules" not in derived:
+            derived["modules"] = module_counts(acc.names, acc.numels)
+        prefix, modules = derived["modules"]
+        out.module_prefix, out.modules = prefix, dict(modules)
+    else:
+        out.module_prefix, out.modules = module_counts(acc.names, acc.numels)
     out.largest = [
         {"name": n, "dtype": d, "shape": list(shape), "parameters": numel}
         for _, n, d, shape, numel in sorted(acc.largest)
@@ -396,24 +403,29 @@ class _Totals:
     largest: list[tuple[tuple[int, str], str, str, list, int]] = field(default_factory=list)
     dupes: list[str] = field(default_factory=list)  # the first few, quoted
     dupe_count: int = 0
+    files: int = 0
+    whole: SafetensorsHeader | None = None  # the header counted, when it is the only one and counted whole
 
-    def add(self, file: str, entries: list[Entry], sharded: bool) -> None:
-        """Count ``entries`` of ``file``. Only shards of one model (an index included) need ``where``:
+    def add(self, file: str, header: SafetensorsHeader, sharded: bool) -> None:
+        """Count the entries of ``file``. Only shards of one model (an index included) need ``where``:
         separate files may repeat names, and all of them count."""
+        entries = header.entries
         self.count += len(entries)
+        self.files += 1
         if sharded:
-            entries = self._first_seen(file, entries)
-        self.names.extend([e[0] for e in entries])
-        numels = [e[5] for e in entries]
+            kept = self._first_seen(file, entries)
+            part = _digest(kept) if len(kept) < len(entries) else _derived_digest(header)
+        else:
+            part = _derived_digest(header)
+        self.whole = header if self.files == 1 and part is header.derived.get("digest") else None
+        names, numels, parameters, nbytes, dtypes, top = part
+        self.names.extend(names)
         self.numels.extend(numels)
-        self.parameters += sum(numels)
-        self.bytes += sum([e[4] - e[3] for e in entries])
-        dtypes = self.dtypes
-        for e in entries:
-            dtypes[e[1]] = dtypes.get(e[1], 0) + e[5]
-        top = heapq.nsmallest(LARGEST, entries, key=_size_order)
-        merged = self.largest + [((-e[5], e[0]), e[0], e[1], e[2], e[5]) for e in top]
-        self.largest = heapq.nsmallest(LARGEST, merged)
+        self.parameters += parameters
+        self.bytes += nbytes
+        for dtype, n in dtypes.items():
+            self.dtypes[dtype] = self.dtypes.get(dtype, 0) + n
+        self.largest = heapq.nsmallest(LARGEST, self.largest + top)
 
     def _first_seen(self, file: str, entries: list[Entry]) -> list[Entry]:
         """Record where each name was first seen; a repeat is a problem and is not counted again."""
@@ -434,6 +446,27 @@ class _Totals:
 
 def _size_order(e: Entry) -> tuple[int, str]:
     return -e[5], e[0]
+
+
+# What a summary counts of a list of entries: names, numels, parameters, bytes, dtypes, the LARGEST biggest.
+_Digest = tuple[list[str], list[int], int, int, dict[str, int], list[tuple[tuple[int, str], str, str, list, int]]]
+
+
+def _digest(entries: list[Entry]) -> _Digest:
+    numels = [e[5] for e in entries]
+    dtypes: dict[str, int] = {}
+    for e in entries:
+        dtypes[e[1]] = dtypes.get(e[1], 0) + e[5]
+    top = [((-e[5], e[0]), e[0], e[1], e[2], e[5]) for e in heapq.nsmallest(LARGEST, entries, key=_size_order)]
+    return [e[0] for e in entries], numels, sum(numels), sum([e[4] - e[3] for e in entries]), dtypes, top
+
+
+def _derived_digest(header: SafetensorsHeader) -> _Digest:
+    """The digest of a whole header, computed once per distinct header bytes (``derived`` is shared)."""
+    found = header.derived.get("digest")
+    if found is None:
+        found = header.derived["digest"] = _digest(header.entries)
+    return found
 
 
 def _index_problems(plan: WeightFilesPlan, readable: set[str], where: dict[str, str]) -> list[str]:

@@ -1,0 +1,66 @@
+"""files.loads_json: json.loads exactly (values, types, errors) though orjson parses what it can."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from tui.core import files
+from tui.core.files import load_json, loads_json
+
+CASES = [
+    b'{"a": 1, "b": [1.5, -0.0, 1e-400, "x"], "c": null, "d": true}',
+    b'{"step": 18446744073709551615}',
+    b'{"step": 18446744073709551616}',  # orjson: a float; json: an int
+    b'{"step": -9223372036854775809, "s": "123456789012345678901234"}',
+    b'{"v": NaN, "w": Infinity, "x": -Infinity}',
+    b'{"v": 1e400}',
+    b'{"s": "\\ud800"}',  # a lone surrogate
+    b'\xef\xbb\xbf{"bom": 1}',
+    '{"utf16": 1}'.encode("utf-16"),
+    b'{"a": 1, "a": 2}',
+    b"[" * 3000 + b"]" * 3000,
+    b'{"a": 9007199254740993.0, "b": 0.30000000000000004}',
+]
+
+
+def _same(a, b) -> bool:
+    if isinstance(a, float) and isinstance(b, float) and math.isnan(a):
+        return math.isnan(b)
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, list):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    return a == b and repr(a) == repr(b)
+
+
+@pytest.mark.parametrize("raw", CASES)
+def test_same_values_and_types_as_json(raw):
+    try:
+        want = json.loads(raw)
+    except (ValueError, RecursionError) as e:
+        with pytest.raises(type(e)):
+            loads_json(raw)
+        return
+    assert _same(loads_json(raw), want)
+
+
+@pytest.mark.parametrize("raw", [b'{"a": 1,}', b"{", b'{"a": 01}', b"\x00", b'{"a": "\xff"}'])
+def test_the_standard_library_words_every_error(tmp_path, raw):
+    path = tmp_path / "trainer_state.json"
+    path.write_bytes(raw)
+    try:
+        json.loads(raw)
+    except ValueError as e:
+        want = f"trainer_state.json: invalid JSON ({str(e).splitlines()[0]}"
+    data, problem = load_json(path)
+    assert data is None and problem.startswith(want)
+
+
+def test_works_without_orjson(monkeypatch):
+    monkeypatch.setattr(files, "orjson", None)
+    assert loads_json(b'{"step": 18446744073709551616}') == {"step": 18446744073709551616}
