@@ -253,3 +253,21 @@ def test_usage_errors_never_echo_control_characters(root, capsys, argv):
     for raw in ("\x1b", "\x07", "\u202e"):
         assert raw not in err
     assert "\\x1b" in err
+
+
+def test_a_symlinked_trash_is_refused_by_rm_and_trash_in_one_line(root, tmp_path, capsys):
+    victim = write_file(tmp_path / "victim" / "folder" / "keep.bin", b"keep")
+    os.symlink(tmp_path / "victim", root / ".ckpt-trash")
+    before = tree_hashes(tmp_path / "victim")
+    for argv in (
+        ["rm", "--yes", "out/checkpoint-10"],
+        ["trash", "empty", "--yes"],
+        ["trash", "list"],
+        ["trash", "restore", "folder"],
+    ):
+        assert main(argv) == 1, argv
+        out, err = capsys.readouterr()
+        assert "symlink" in out + err and "Traceback" not in out + err
+        assert all(len(text.strip().splitlines()) <= 2 for text in (out, err))
+    assert tree_hashes(tmp_path / "victim") == before and victim.exists()
+    assert (root / "out" / "checkpoint-10").is_dir()

@@ -1,5 +1,6 @@
 import json
 import os
+import time
 
 import pytest
 
@@ -98,7 +99,7 @@ def test_hostile_entry_json_cannot_restore_outside_root(tmp_path):
     data = json.loads(entry_file.read_text())
     data["original_path"] = "../escaped.bin"
     entry_file.write_text(json.dumps(data))
-    with pytest.raises(TrashError, match="not inside"):
+    with pytest.raises(TrashError, match="unsafe path"):
         trash.restore(entry.id)
     assert not (tmp_path / "escaped.bin").exists()
 
@@ -161,3 +162,142 @@ def test_entries_survive_a_crash_between_entry_and_rename(tmp_path, monkeypatch)
         Trash(tmp_path).move(f)
     assert f.exists()
     assert Trash(tmp_path).list() == []
+
+
+# --- hostile trash folders and entries (other users can write to ROOT) -------------------------------------
+
+
+def _entry_id(n: int = 1) -> str:
+    return f"20260101T000000Z-{n:05d}"
+
+
+def test_a_symlinked_trash_is_refused_for_every_action(tmp_path):
+    from tui.core.actions import execute, plan_trash_empty, restore, undo_last
+
+    victim = write_file(tmp_path / "victim" / _entry_id() / "entry.json", json.dumps({"original_path": "x"}))
+    write_file(victim.parent / "item", b"precious")
+    write_file(tmp_path / "victim" / "notes" / "keep.txt", b"keep")
+    root = tmp_path / "root"
+    ckpt = make_checkpoint(root / "run" / "checkpoint-1")
+    os.symlink(tmp_path / "victim", root / TRASH_DIR)
+    before = tree_hashes(tmp_path / "victim")
+    with pytest.raises(TrashError, match="symlink"):
+        Trash(root).move(ckpt)
+    with pytest.raises(TrashError, match="symlink"):
+        Trash(root).move_files(ckpt, ["optimizer.pt"])
+    with pytest.raises(TrashError, match="symlink"):
+        Trash(root).list()
+    with pytest.raises(TrashError, match="symlink"):
+        Trash(root).empty()
+    plan = plan_trash_empty(root)
+    assert plan.items == [] and "symlink" in plan.refusals[0].reason
+    execute(plan)
+    assert not restore(root, _entry_id()).ok and not undo_last(root).ok
+    assert tree_hashes(tmp_path / "victim") == before and ckpt.is_dir()
+
+
+def test_a_trash_that_is_a_file_is_refused(tmp_path):
+    write_file(tmp_path / TRASH_DIR, b"not a folder")
+    with pytest.raises(TrashError, match="not a folder"):
+        Trash(tmp_path).move(write_file(tmp_path / "a.bin"))
+    assert (tmp_path / "a.bin").exists()
+
+
+def _foreign_folders(trash_folder, outside):
+    """Folders in the trash that ckpt-tui did not write, each holding a file that must survive."""
+    good = {"id": _entry_id(9), "original_path": "a", "deleted_at": "", "size_bytes": 1}
+    cases = {
+        "not-our-name": None,  # no entry.json, a name we never use
+        _entry_id(1): None,  # our name, no entry.json
+        _entry_id(2): "{not json",
+        _entry_id(3): json.dumps([1, 2]),
+        _entry_id(4): json.dumps({**good, "id": _entry_id(3)}),  # names another entry
+        _entry_id(5): json.dumps({**good, "id": _entry_id(5), "original_path": "/etc/passwd"}),
+        _entry_id(6): json.dumps({**good, "id": _entry_id(6), "original_path": "../../escaped"}),
+        _entry_id(7): json.dumps({**good, "id": _entry_id(7), "files": ["../../x"]}),
+        _entry_id(8): json.dumps({**good, "id": _entry_id(8), "original_path": 5}),
+    }
+    for name, text in cases.items():
+        write_file(trash_folder / name / "item" / "keep.bin", b"keep")
+        if text is not None:
+            write_file(trash_folder / name / "entry.json", text)
+    link = trash_folder / _entry_id(10)  # entry.json a link to a valid entry elsewhere
+    write_file(link / "item" / "keep.bin", b"keep")
+    write_file(outside / "entry.json", json.dumps({**good, "id": _entry_id(10)}))
+    os.symlink(outside / "entry.json", link / "entry.json")
+    return [*cases, _entry_id(10)]
+
+
+def test_trash_empty_deletes_only_entries_we_wrote(tmp_path):
+    from tui.core.actions import execute, plan_trash_empty
+
+    root = tmp_path / "root"
+    trash = Trash(root)
+    ours = trash.move(write_file(root / "a.bin"))
+    foreign = _foreign_folders(trash.folder, tmp_path / "outside")
+    listed = {e.id: e for e in trash.list()}
+    assert set(listed) == {ours.id, *foreign}
+    assert all(listed[f].problems and listed[f].foreign for f in foreign) and not listed[ours.id].problems
+    plan = plan_trash_empty(root)
+    assert [i.path for i in plan.items] == [ours.id]
+    assert {r.path for r in plan.refusals} == set(foreign)
+    execute(plan)
+    trash.empty()
+    for f in foreign:
+        assert (trash.folder / f / "item" / "keep.bin").read_bytes() == b"keep"
+        with pytest.raises(TrashError):
+            trash.remove(f)
+        with pytest.raises(TrashError):
+            trash.restore(f)
+    assert not (trash.folder / ours.id).exists()
+    assert not (tmp_path / "escaped").exists() and not (root / "a").exists()
+
+
+def test_restore_refuses_a_symlink_that_replaced_a_folder_on_the_way(tmp_path):
+    import shutil
+
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    outside.mkdir()
+    ckpt = make_checkpoint(root / "run" / "checkpoint-1")
+    write_file(ckpt / "sub" / "scheduler.pt", b"s")
+    trash = Trash(root)
+    bundle = trash.move_files(ckpt, ["optimizer.pt", "sub/scheduler.pt"])
+    shutil.rmtree(ckpt / "sub")
+    os.symlink(outside, ckpt / "sub")  # a subfolder of the bundle's files now leads out of ROOT
+    with pytest.raises(TrashError, match="outside"):
+        trash.restore(bundle.id)
+    whole = trash.move(ckpt)
+    os.rename(root / "run", root / "run.away")
+    os.symlink(outside, root / "run")  # the item's parent folder now leads out of ROOT
+    with pytest.raises(TrashError, match="not inside|outside"):
+        trash.restore(whole.id)
+    os.unlink(root / "run")
+    os.symlink(trash.folder, root / "run")  # ... or into the trash
+    with pytest.raises(TrashError):
+        trash.restore(whole.id)
+    assert os.listdir(outside) == [] and len(trash.list()) == 2
+
+
+def test_killed_deletes_leave_no_visible_debris_and_empty_cleans_it(tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    root = tmp_path / "root"
+    write_file(root / "a.bin")
+    code = (
+        "import os, signal, sys; from tui.core import trash as t\n"
+        "t.os.rename = lambda *a: os.kill(os.getpid(), signal.SIGKILL)\n"
+        "t.Trash(sys.argv[1]).move('a.bin')\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(os.getcwd())}
+    proc = subprocess.run([sys.executable, "-c", code, str(root)], env=env, capture_output=True)
+    assert proc.returncode == -signal.SIGKILL
+    trash = Trash(root)
+    write_file(trash.folder / _entry_id(1) / ".entry.json.tmp", b"{")  # killed while writing entry.json
+    (trash.folder / _entry_id(2)).mkdir()  # killed right after mkdir
+    assert len(list(trash.folder.iterdir())) == 3 and (root / "a.bin").exists()
+    assert trash.list() == []
+    assert trash.clean_debris() == 0  # a delete in progress may own them for an instant
+    assert trash.clean_debris(now=time.time() + 3600) == 3
+    assert list(trash.folder.iterdir()) == []

@@ -257,13 +257,17 @@ def _scan_quiet(root: Path) -> list:
 
 def cmd_trash(args) -> int:
     from tui.core import actions
-    from tui.core.trash import Trash
+    from tui.core.trash import Trash, TrashError
 
     root = _root_for(args, None)
     if args.trash_command == "list":
         if args.id:
             raise _usage("trash list takes no ID")
-        entries = Trash(root).list()
+        try:
+            entries = Trash(root).list()
+        except TrashError as e:
+            print(f"ckpt-tui: {safe_text(e)}", file=sys.stderr)
+            return EXIT_REFUSED
         lines = [
             f"{safe_text(e.id)}  {format_bytes(e.size_bytes):>10}  {safe_text(e.action or '?'):<6} "
             f"{safe_text(e.origin or '?'):<3}  {safe_text(e.what)}"

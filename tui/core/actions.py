@@ -408,13 +408,19 @@ def plan_trash_empty(root: Path | str, ids: Iterable[str] | None = None) -> Plan
     """Plan removing trash entries for good: every one, or only ``ids`` (an unknown id is refused)."""
     root_p = _root(root)
     plan = Plan("trash-empty", str(root_p))
-    entries = Trash(root_p).list()
+    try:
+        entries = Trash(root_p).list()
+    except TrashError as e:
+        entries = []
+        plan.refusals.append(Refusal(TRASH_DIR, str(e)))
     if ids is not None:
         wanted = list(dict.fromkeys(ids))
         known = {e.id for e in entries}
         plan.refusals += [Refusal(i, "no such trash entry") for i in wanted if i not in known]
         entries = [e for e in entries if e.id in set(wanted)]
-    for entry in entries:
+    for entry in [e for e in entries if e.foreign]:  # only what we wrote is ever deleted for good
+        plan.refusals.append(Refusal(entry.id, f"is not a trash entry written by ckpt-tui ({entry.problems[0]}): left alone"))
+    for entry in [e for e in entries if not e.foreign]:
         what = f"{entry.what} (deleted {entry.deleted_at or '?'})"
         plan.items.append(PlanItem(entry.id, tree_size(root_p / TRASH_DIR / entry.id), what))
     plan.total_bytes = sum(i.bytes for i in plan.items)
@@ -423,7 +429,7 @@ def plan_trash_empty(root: Path | str, ids: Iterable[str] | None = None) -> Plan
         f"Permanently delete {n} trash entr{'ies' if n != 1 else 'y'} in {root_p.name}/{TRASH_DIR}/ "
         f"({format_bytes(plan.total_bytes)} come back). This cannot be undone."
         if n
-        else "The trash is empty." if ids is None else "Nothing to delete from the trash."
+        else "The trash is empty." if ids is None and not plan.refusals else "Nothing to delete from the trash."
     ) + _refusal_sentence(plan.refusals)
     return plan
 
@@ -450,6 +456,10 @@ def execute(plan: Plan, *, infos: Iterable[CheckpointInfo] | None = None, origin
                 result.done.append(item)
             except (TrashError, OSError) as e:
                 result.errors.append(f"{TRASH_DIR}/{item.path}: {e}")
+        try:
+            trash.clean_debris()  # the empty entries of deletes killed half-way: nothing of the user's
+        except (TrashError, OSError):
+            pass
     else:
         raise ValueError(f"unknown plan action {plan.action!r}")
     result.summary = _result_summary(result)
@@ -572,11 +582,15 @@ def undo_last(root: Path | str) -> Result:
     """Restore the newest action: every trash entry of the newest entry's batch."""
     root_p = _root(root)
     trash = Trash(root_p)
-    entries = trash.list()
     result = Result("undo", str(root_p))
-    if not entries:
+    try:
+        entries = [e for e in trash.list() if not e.foreign]  # what we did not write is not ours to undo
+    except TrashError as e:
+        result.errors.append(str(e))
+        entries = None
+    if entries == []:
         result.errors.append(f"the trash under {root_p} is empty: nothing to undo")
-    else:
+    elif entries:
         batch = entries[-1].batch
         for entry in reversed([e for e in entries if e.batch == batch]):
             try:

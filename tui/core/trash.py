@@ -11,12 +11,19 @@ Two kinds of entry:
 Entries written by one action share a ``"batch"`` id, so that undo restores the whole action.
 
 Only ``tui.core.actions`` calls the moving / removing methods; the app and the CLI go through it.
+
+Others can write to ROOT too, so the trash trusts nothing it finds there (docs/SECURITY.md): a
+``.ckpt-trash`` that is a symlink (or not a folder) is refused, only folders named like our ids whose
+``entry.json`` is a regular file that validates are entries (anything else is listed with a problem and
+never deleted), and a restore resolves every folder on its way and refuses one that leads out of ROOT.
+An entry left empty by a delete killed half-way holds no data: it is hidden, and removed by ``empty``.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import stat
 import sys
@@ -28,6 +35,10 @@ from typing import Any
 from tui.core.commit import utc_now
 from tui.core.files import is_within, json_object, load_json_object
 from tui.core.names import MANIFEST_NAME, TRASH_DIR, TRASH_ENTRY_FILE, TRASH_ITEM
+
+ENTRY_ID = re.compile(r"^\d{8}T\d{6}Z-\d{5}$")  # what _new_entry_folder names them
+_DEBRIS_FILES = frozenset({TRASH_ENTRY_FILE, f".{TRASH_ENTRY_FILE}.tmp"})
+DEBRIS_QUIET_SECONDS = 60.0  # an entry this old without an item is a killed delete's, not one in progress
 
 
 class TrashError(Exception):
@@ -45,9 +56,11 @@ class TrashEntry:
     files: list[str] | None = None  # bundle entries only: paths relative to original_path
     origin: str | None = None  # what asked for it: "app" or "cli" (None: an entry written before this)
     problems: list[str] = field(default_factory=list)  # entry.json unreadable, item missing...
+    foreign: bool = False  # no valid entry.json of ours: listed, never restored nor deleted
 
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)
+        del out["foreign"]
         if self.files is None:
             del out["files"]
         return out
@@ -116,16 +129,38 @@ class Trash:
             raise TrashError(f"{path}: already in the trash")
         return full.relative_to(self.root).as_posix()
 
+    def _check_folder(self, *, create: bool = False) -> bool:
+        """Whether the trash folder exists (made when ``create``); TrashError when it is a symlink or not a
+        folder: following it would move checkpoints out of ROOT or delete whatever it points at."""
+        if create:
+            try:
+                os.mkdir(self.folder)
+            except FileExistsError:
+                pass
+        try:
+            st = os.lstat(self.folder)
+        except FileNotFoundError:
+            return False
+        if stat.S_ISLNK(st.st_mode):
+            raise TrashError(f"{self.folder}: is a symlink; refusing to use it as the trash (remove the link)")
+        if not stat.S_ISDIR(st.st_mode):
+            raise TrashError(f"{self.folder}: is not a folder; refusing to use it as the trash")
+        return True
+
     def _check_same_device(self, full: Path, shown: str) -> None:
-        self.folder.mkdir(exist_ok=True)
-        if os.lstat(full).st_dev != os.stat(self.folder).st_dev:
+        self._check_folder(create=True)
+        try:
+            device = os.lstat(full).st_dev
+        except FileNotFoundError:
+            raise TrashError(f"{shown}: does not exist") from None
+        if device != os.lstat(self.folder).st_dev:
             raise TrashError(
                 f"{shown}: on a different filesystem than {self.folder}; refusing to copy across disks"
             )
 
     def _new_entry_folder(self) -> tuple[str, Path]:
         """A fresh ``<UTC timestamp>-<n>`` folder; mkdir is the lock, so concurrent deleters never collide."""
-        self.folder.mkdir(exist_ok=True)
+        self._check_folder(create=True)
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
         for n in range(1, 100_000):
             entry_id = f"{stamp}-{n:05d}"  # zero-padded so that ids sort as strings
@@ -204,34 +239,71 @@ class Trash:
     # --- reading -------------------------------------------------------------------------------------
 
     def _load(self, folder: Path) -> TrashEntry:
-        data, problems = load_json_object(folder / TRASH_ENTRY_FILE)
+        """The entry in ``folder``; ``problems`` says why it is not one we wrote (or cannot restore)."""
         try:
-            if data is None:
-                raise ValueError(problems[0].partition(": ")[2] if problems else "missing")
+            data, problems = self._entry_data(folder)
             entry = TrashEntry(
                 id=folder.name,
-                original_path=str(data["original_path"]),
+                original_path=_relative_path(data["original_path"], "original_path"),
                 deleted_at=str(data.get("deleted_at", "")),
-                size_bytes=int(data.get("size_bytes") or 0),
-                batch=data.get("batch") or folder.name,
-                action=data.get("action"),
-                files=[str(f) for f in data["files"]] if isinstance(data.get("files"), list) else None,
+                size_bytes=_size(data.get("size_bytes")),
+                batch=str(data.get("batch") or folder.name),
+                action=data["action"] if isinstance(data.get("action"), str) else None,
+                files=_file_list(data.get("files")),
                 origin=data["origin"] if isinstance(data.get("origin"), str) else None,
             )
-        except (ValueError, KeyError, TypeError, OverflowError) as e:
-            entry = TrashEntry(folder.name, "", "", tree_size(folder))
-            entry.problems.append(f"{TRASH_DIR}/{folder.name}/{TRASH_ENTRY_FILE}: unreadable ({e})")
+        except (ValueError, KeyError, TypeError) as e:
+            entry = TrashEntry(folder.name, "", "", tree_size(folder), foreign=True)
+            entry.problems.append(f"{TRASH_DIR}/{folder.name}/{TRASH_ENTRY_FILE}: {_first(e)}")
             return entry
-        if not os.path.lexists(folder / TRASH_ITEM):
+        item = folder / TRASH_ITEM
+        if not os.path.lexists(item):
             entry.problems.append(f"{TRASH_DIR}/{folder.name}: no '{TRASH_ITEM}' (nothing to restore)")
+        elif entry.files is not None and (item.is_symlink() or not item.is_dir()):
+            entry.problems.append(f"{TRASH_DIR}/{folder.name}: '{TRASH_ITEM}' of a bundle is not a folder")
         return entry
 
-    def list(self) -> list[TrashEntry]:
-        """Entries oldest first (ids sort by time)."""
-        if not self.folder.is_dir():
+    def _entry_data(self, folder: Path) -> tuple[dict[str, Any], list[str]]:
+        """entry.json of an entry folder we named; ValueError saying why it is not one of ours."""
+        if not ENTRY_ID.match(folder.name):
+            raise ValueError("not a trash entry written by ckpt-tui (unexpected folder name)")
+        path = folder / TRASH_ENTRY_FILE
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            raise ValueError("unreadable (missing)") from None
+        if not stat.S_ISREG(st.st_mode):
+            raise ValueError("unreadable (not a regular file)")
+        data, problems = load_json_object(path)
+        if data is None:
+            raise ValueError(f"unreadable ({problems[0].partition(': ')[2] if problems else 'missing'})")
+        if data.get("id", folder.name) != folder.name:
+            raise ValueError(f"names another entry ({str(data.get('id'))[:40]!r})")
+        return data, problems
+
+    def _is_debris(self, folder: Path) -> bool:
+        """An entry folder a killed delete left without an item: it holds at most its own entry.json."""
+        if not ENTRY_ID.match(folder.name):
+            return False
+        try:
+            names = set(os.listdir(folder))
+        except OSError:
+            return False
+        if not names <= _DEBRIS_FILES:
+            return False
+        # Our entry.json is written whole (tmp + rename): one that does not validate is not ours.
+        return TRASH_ENTRY_FILE not in names or not self._load(folder).foreign
+
+    def _entry_folders(self) -> list[Path]:
+        if not self._check_folder():
             return []
         folders = [p for p in self.folder.iterdir() if p.is_dir() and not p.is_symlink()]
-        return [self._load(p) for p in sorted(folders, key=lambda p: p.name)]
+        return sorted(folders, key=lambda p: p.name)
+
+    def list(self) -> list[TrashEntry]:
+        """Entries oldest first (ids sort by time); a killed delete's empty entry is not one.
+        TrashError when the trash folder itself is refused (a symlink)."""
+        return [self._load(p) for p in self._entry_folders() if not self._is_debris(p)]
 
     def get(self, entry_id: str) -> TrashEntry:
         folder = self._entry_folder(entry_id)
@@ -240,6 +312,8 @@ class Trash:
     def _entry_folder(self, entry_id: str) -> Path:
         if not entry_id or "/" in entry_id or entry_id in (".", "..") or os.sep in entry_id:
             raise TrashError(f"{entry_id!r}: not a trash id")
+        if not self._check_folder():
+            raise TrashError(f"{entry_id}: no such trash entry ({self.folder} does not exist)")
         folder = self.folder / entry_id
         if not folder.is_dir() or folder.is_symlink():
             raise TrashError(f"{entry_id}: no such trash entry in {self.folder}")
@@ -248,50 +322,111 @@ class Trash:
     # --- restoring / emptying ------------------------------------------------------------------------
 
     def restore(self, entry_id: str) -> TrashEntry:
-        """Rename the item back; refuse when its original place is occupied again."""
+        """Rename the item back; refuse when its original place is occupied again, or when a folder on the
+        way has become a symlink leading out of ROOT (or into the trash)."""
         folder = self._entry_folder(entry_id)
         entry = self._load(folder)
         if entry.problems:
             raise TrashError(entry.problems[0])
         rel = self._rel(Path(entry.original_path))  # entry.json is data: never trust it to stay in ROOT
-        target = self.root / rel
         if entry.files is None:
+            target = self._restore_target(rel, entry_id)
             if os.path.lexists(target):
                 raise TrashError(f"{rel}: exists again; move it away first, then restore {entry_id}")
             target.parent.mkdir(parents=True, exist_ok=True)
-            os.rename(folder / TRASH_ITEM, target)
+            os.rename(folder / TRASH_ITEM, self._restore_target(rel, entry_id))  # re-checked after mkdir
         else:
-            self._restore_files(folder, entry, target, rel)
+            self._restore_files(folder, entry, rel)
         remove_tree(folder)
         return entry
 
-    def _restore_files(self, folder: Path, entry: TrashEntry, target: Path, rel: str) -> None:
+    def _restore_target(self, rel: str, entry_id: str) -> Path:
+        """ROOT/rel with every existing folder on the way resolved; TrashError when that leaves ROOT or
+        enters the trash. The last component stays as it is (the rename replaces nothing there)."""
+        lexical = self.root / rel
+        parent = Path(os.path.realpath(lexical.parent))
+        if not is_within(parent, self.root) or is_within(parent, self.folder):
+            raise TrashError(
+                f"{rel}: a folder on the way leads outside {self.root} (a symlink?); refusing to restore {entry_id}"
+            )
+        return parent / lexical.name
+
+    def _restore_files(self, folder: Path, entry: TrashEntry, rel: str) -> None:
         files = entry.files or []
         for f in files:
-            p = Path(f)
-            if p.is_absolute() or ".." in p.parts:
-                raise TrashError(f"{entry.id}: unsafe file name {f!r} in {TRASH_ENTRY_FILE}")
+            p = self._restore_target(f"{rel}/{f}", entry.id)
+            if not os.path.lexists(folder / TRASH_ITEM / f):
+                raise TrashError(f"{entry.id}: {f} is missing from the entry; nothing restored")
             # Slim rewrites the manifest without the dropped files; its own rewrite may be replaced.
-            if os.path.lexists(target / p) and not (f == MANIFEST_NAME and _is_slimmed_manifest(target / p)):
+            if os.path.lexists(p) and not (f == MANIFEST_NAME and _is_slimmed_manifest(p)):
                 raise TrashError(f"{rel}/{f}: exists again; move it away first, then restore {entry.id}")
-        target.mkdir(parents=True, exist_ok=True)
         for f in files:
-            dest = target / f
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(folder / TRASH_ITEM / f, dest)
+            self._restore_target(f"{rel}/{f}", entry.id).parent.mkdir(parents=True, exist_ok=True)
+            os.replace(folder / TRASH_ITEM / f, self._restore_target(f"{rel}/{f}", entry.id))
 
     def remove(self, entry_id: str) -> int:
-        """Delete one entry for good; returns the bytes it held."""
+        """Delete one entry for good; returns the bytes it held. Only an entry we wrote (a valid
+        entry.json), or the empty leftover of a killed delete: anything else found here is not ours."""
         folder = self._entry_folder(entry_id)
+        if not self._is_debris(folder) and (entry := self._load(folder)).foreign:
+            raise TrashError(f"{entry.problems[0]}; not deleted")
         size = tree_size(folder)
         remove_tree(folder)
         return size
 
     def empty(self) -> int:
-        """Delete every entry for good; returns the bytes freed."""
-        return sum(self.remove(e.id) for e in self.list())
+        """Delete every entry we wrote for good; returns the bytes freed."""
+        freed = sum(self.remove(e.id) for e in self.list() if not e.foreign)
+        self.clean_debris()
+        return freed
+
+    def clean_debris(self, now: float | None = None) -> int:
+        """Remove the empty entries killed deletes left (older than a minute: a delete in progress has
+        one for an instant); returns how many."""
+        now = time.time() if now is None else now
+        removed = 0
+        for folder in self._entry_folders():
+            try:
+                old = now - os.lstat(folder).st_mtime > DEBRIS_QUIET_SECONDS
+            except OSError:
+                continue
+            if old and self._is_debris(folder):
+                remove_tree(folder)
+                removed += 1
+        return removed
+
+
+def _first(e: Exception) -> str:
+    return str(e.args[0]) if e.args else type(e).__name__
+
+
+def _relative_path(value: Any, what: str) -> str:
+    """A posix path relative to its base that stays under it; ValueError for anything else."""
+    if not isinstance(value, str) or not value or "\x00" in value:
+        raise ValueError(f"{what}: not a relative path")
+    p = Path(value)
+    if p.is_absolute() or any(part in ("..", ".", "") for part in value.split("/")):
+        raise ValueError(f"{what}: unsafe path {value[:80]!r}")
+    return value
+
+
+def _file_list(value: Any) -> list[str] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list) or not value:
+        raise ValueError("files: not a list of file names")
+    return [_relative_path(f, "files") for f in value]
+
+
+def _size(value: Any) -> int:
+    """size_bytes as written; what is not a finite non-negative number counts as 0 (it is only shown)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return 0
+    try:
+        return max(int(value), 0)
+    except (OverflowError, ValueError):
+        return 0
 
 
 def _is_slimmed_manifest(path: Path) -> bool:
     return "slimmed" in (json_object(path) or {})
-
