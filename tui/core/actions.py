@@ -411,8 +411,7 @@ def plan_trash_empty(root: Path | str, ids: Iterable[str] | None = None) -> Plan
     try:
         entries = Trash(root_p).list()
     except TrashError as e:
-        entries = []
-        plan.refusals.append(Refusal(TRASH_DIR, str(e)))
+        entries, plan.refusals = [], [Refusal(TRASH_DIR, str(e))]
     if ids is not None:
         wanted = list(dict.fromkeys(ids))
         known = {e.id for e in entries}
@@ -456,10 +455,7 @@ def execute(plan: Plan, *, infos: Iterable[CheckpointInfo] | None = None, origin
                 result.done.append(item)
             except (TrashError, OSError) as e:
                 result.errors.append(f"{TRASH_DIR}/{item.path}: {e}")
-        try:
-            trash.clean_debris()  # the empty entries of deletes killed half-way: nothing of the user's
-        except (TrashError, OSError):
-            pass
+        trash.clean_debris()  # the empty entries of deletes killed half-way: nothing of the user's
     else:
         raise ValueError(f"unknown plan action {plan.action!r}")
     result.summary = _result_summary(result)
@@ -565,41 +561,32 @@ def _result_summary(result: Result) -> str:
 def restore(root: Path | str, entry_id: str) -> Result:
     """Put one trash entry back where it was (refused when that place is occupied again)."""
     root_p = _root(root)
-    result = Result("undo", str(root_p))
-    try:
-        entry = Trash(root_p).restore(entry_id)
-    except (TrashError, OSError) as e:
-        result.errors.append(str(e))
-    else:
-        result.done.append(PlanItem(entry.original_path, entry.size_bytes, entry.what))
-        result.trash_ids.append(entry.id)
-        result.bytes += entry.size_bytes
-    result.summary = _result_summary(result)
-    return result
+    return _restore_into(Result("undo", str(root_p)), Trash(root_p), [entry_id])
 
 
 def undo_last(root: Path | str) -> Result:
     """Restore the newest action: every trash entry of the newest entry's batch."""
     root_p = _root(root)
-    trash = Trash(root_p)
-    result = Result("undo", str(root_p))
+    trash, result = Trash(root_p), Result("undo", str(root_p))
     try:
         entries = [e for e in trash.list() if not e.foreign]  # what we did not write is not ours to undo
     except TrashError as e:
-        result.errors.append(str(e))
-        entries = None
-    if entries == []:
+        entries, result.errors = [], [str(e)]
+    if not entries and not result.errors:
         result.errors.append(f"the trash under {root_p} is empty: nothing to undo")
-    elif entries:
-        batch = entries[-1].batch
-        for entry in reversed([e for e in entries if e.batch == batch]):
-            try:
-                trash.restore(entry.id)
-            except (TrashError, OSError) as e:
-                result.errors.append(str(e))
-                continue
-            result.done.append(PlanItem(entry.original_path, entry.size_bytes, entry.what))
-            result.trash_ids.append(entry.id)
-            result.bytes += entry.size_bytes
+    batch = entries[-1].batch if entries else None
+    return _restore_into(result, trash, [e.id for e in reversed(entries) if e.batch == batch])
+
+
+def _restore_into(result: Result, trash: Trash, entry_ids: list[str]) -> Result:
+    for entry_id in entry_ids:
+        try:
+            entry = trash.restore(entry_id)
+        except (TrashError, OSError) as e:
+            result.errors.append(str(e))
+            continue
+        result.done.append(PlanItem(entry.original_path, entry.size_bytes, entry.what))
+        result.trash_ids.append(entry.id)
+        result.bytes += entry.size_bytes
     result.summary = _result_summary(result)
     return result

@@ -385,14 +385,13 @@ class Trash:
         one for an instant); returns how many."""
         now = time.time() if now is None else now
         removed = 0
-        for folder in self._entry_folders():
-            try:
-                old = now - os.lstat(folder).st_mtime > DEBRIS_QUIET_SECONDS
-            except OSError:
-                continue
-            if old and self._is_debris(folder):
-                remove_tree(folder)
-                removed += 1
+        try:
+            for folder in self._entry_folders():
+                if now - os.lstat(folder).st_mtime > DEBRIS_QUIET_SECONDS and self._is_debris(folder):
+                    remove_tree(folder)
+                    removed += 1
+        except (TrashError, OSError):
+            pass  # another deleter got there first, or the trash is refused: nothing of the user's is at stake
         return removed
 
 
