@@ -127,6 +127,9 @@ async def test_prune_dry_run_list_equals_what_execute_removes(tree):
         await select(app, pilot, "hf_out/checkpoint-2")
         await pilot.press("p")
         await settle(app, pilot)
+        assert type(app.screen).__name__ == "PruneScreen"
+        await pilot.press("enter")  # K 1 (from --keep), the run's metric
+        await settle(app, pilot)
         modal = app.screen
         assert type(modal).__name__ == "ConfirmModal"
         listed = {path for path, _, _ in modal.items}

@@ -71,3 +71,13 @@ def test_fold_metrics_120x40(snap_root, snap_compare):
 def test_help_80x24(snap_root, snap_compare):
     app = make_app(snap_root, poll_interval=0)
     assert snap_compare(app, terminal_size=(80, 24), run_before=at("hf_out/checkpoint-4", "question_mark"))
+
+
+def test_prune_screen_80x24(snap_root, snap_compare):
+    app = make_app(snap_root, poll_interval=0)
+    assert snap_compare(app, terminal_size=(80, 24), run_before=at("hf_out/checkpoint-2", "p"))
+
+
+def test_prune_screen_120x40(snap_root, snap_compare):
+    app = make_app(snap_root, poll_interval=0)
+    assert snap_compare(app, terminal_size=(120, 40), run_before=at("hf_out/checkpoint-2", "p"))

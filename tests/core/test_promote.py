@@ -376,3 +376,23 @@ def test_lora_with_a_hub_base_is_a_clear_error(tmp_path):
     age_tree(root)
     with pytest.raises(PromoteError, match="not a local folder"):
         promote(root, "adapter", convert=convert)
+
+
+def test_a_just_committed_checkpoint_promotes_but_an_uncommitted_recent_one_waits(tmp_path):
+    """The quiet-minute rule guards folders a writer may still fill; a verified committed manifest (written
+    last, listing every file's size) says the writer is done, so promote trusts it."""
+    root = tmp_path / "root"
+    fresh = hf_model(tmp_path / "staging")
+    tmp = commit.begin(root / "run" / "checkpoint-5")
+    for f in fresh.iterdir():
+        os.replace(f, tmp / f.name)
+    commit.commit(tmp, root / "run" / "checkpoint-5", kind="checkpoint")  # mtimes: now
+    hf_model(root / "run" / "checkpoint-6")  # written now, never committed
+    result = promote(root, "run/checkpoint-5")
+    assert result.problems == [] and commit.verify(result.target) == []
+    with pytest.raises(PromoteError, match="modified 0 s ago"):
+        promote(root, "run/checkpoint-6")
+    # A committed folder whose files no longer match its manifest is still refused.
+    (root / "run" / "checkpoint-5" / "config.json").write_text("{}")
+    with pytest.raises(PromoteError, match="not a complete checkpoint"):
+        promote(root, "run/checkpoint-5", overwrite=True)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from rich.markup import escape
 from textual import on, work
@@ -27,21 +27,18 @@ from textual.worker import get_current_worker
 from tui.app import messages as msg
 from tui.app import rows, tasks
 from tui.app.commands import ActionsProvider
-from tui.app.screens.confirm import ConfirmModal
+from tui.app.keymap import load_keymap
+from tui.app.ops import ActionsMixin
 from tui.app.store import CheckpointStore
 from tui.app.widgets.browser import CheckpointBrowser
 from tui.app.widgets.detail import TABS, DetailPane
-from tui.core.model import CheckpointInfo, run_of
+from tui.core.model import run_of
 from tui.core.text import safe_message, safe_text
-
-if TYPE_CHECKING:
-    from tui.core.actions import Plan, PlanAction
-
 
 ZOOMED = "-zoomed"  # screen class: the detail pane full screen
 
 
-class CkptApp(App[None]):
+class CkptApp(ActionsMixin, App[None]):
     CSS_PATH = "app.tcss"
     TITLE = "ckpt-tui"
     COMMANDS = App.COMMANDS | {ActionsProvider}
@@ -61,7 +58,9 @@ class CkptApp(App[None]):
         Binding("S", "slim", "Slim", id="app.slim", show=False),
         Binding("p", "prune", "Prune", id="app.prune", show=False),
         Binding("P", "promote", "Promote", id="app.promote", show=False),
-        Binding("m", "mark", "Mark", id="app.mark"),
+        Binding("m,space", "mark", "Mark", key_display="m", id="app.mark"),
+        Binding("M", "clear_marks", "Unmark all", id="app.unmark_all", show=False),
+        Binding("t", "trash", "Trash", id="app.trash", show=False),
         Binding("D", "diff", "Diff", id="app.diff", show=False),
         Binding("f", "fold_metrics", "Folds", id="app.folds", show=False),
         Binding("u", "undo", "Undo", id="app.undo", show=False),
@@ -94,6 +93,7 @@ class CkptApp(App[None]):
         inspect_delay: float = 0.1,
         prune_keep: int = 2,
         prune_metric: str | None = None,
+        convert_loader: Callable[[], Any] | None = None,
     ) -> None:
         super().__init__()
         self.root = Path(root)
@@ -102,6 +102,11 @@ class CkptApp(App[None]):
         self.inspect_delay = inspect_delay
         self.prune_keep = prune_keep
         self.prune_metric = prune_metric
+        # Returns tui.convert (torch-backed): the CLI injects it, the app never imports it; None: promote
+        # refuses conversions with the CLI command to run.
+        self.convert_loader = convert_loader
+        self.promoting = {}
+        self.keymap: dict[str, str] = {}  # binding id -> keys, from keymap.toml
         self.store = CheckpointStore()
         self.scan_generation = 0
         self.scanning = False
@@ -130,12 +135,19 @@ class CkptApp(App[None]):
         return self.query_one(DetailPane)
 
     def on_mount(self) -> None:
+        keymap, problem = load_keymap()
+        if keymap:
+            self.keymap = keymap
+            self.set_keymap(keymap)
+        if problem:
+            self.notify(problem, severity="warning", timeout=10)
         self.browser.focus()
         self.browser.pin_top = True  # until the first scan is done: the user starts at the top
         self._update_status()
         self.start_scan()
         if self.poll_interval > 0:
             self.set_interval(self.poll_interval, self._poll)
+        self.set_interval(1.0, lambda: self.promoting and self._update_status())  # promote's seconds
 
     def _update_status(self) -> None:
         browser = self.browser
@@ -147,7 +159,8 @@ class CkptApp(App[None]):
         if browser.filter_text:
             parts.append(escape(f"filter: {safe_text(repr(browser.filter_text))}"))
         if self.store.marked:
-            parts.append(f"marked: {len(self.store.marked)}/2")
+            parts.append(f"marked: {len(self.store.marked)}")
+        parts += [escape(safe_text(text)) for text in self.promote_status()]
         if self.scanning:
             parts.append("[yellow]scanning…[/yellow]")
         parts.append(f"[b]{escape(safe_text(self.root_label))}[/b]")
@@ -398,143 +411,7 @@ class CkptApp(App[None]):
         self.browser.set_sort(self.browser.sort_by, reverse=not self.browser.reverse)
         self._update_status()
 
-    # --- destructive actions: plan in a worker -> ConfirmModal -> execute in a worker -------------------
-
-    def _selected_or_refuse(self, verb: str) -> CheckpointInfo | None:
-        info = self.browser.current_info
-        if info is None:
-            self.notify(f"Nothing to {verb}: select a checkpoint row first.", severity="warning")
-        return info
-
-    def action_delete(self) -> None:
-        if info := self._selected_or_refuse("delete"):
-            self._plan_worker("delete", [info.path], self.store.snapshot())
-
-    def action_slim(self) -> None:
-        if info := self._selected_or_refuse("slim"):
-            self._plan_worker("slim", [info.path], self.store.snapshot())
-
-    def action_prune(self) -> None:
-        group = self.browser.current_group
-        if group is None:
-            self.notify("Nothing to prune: no checkpoints yet.", severity="warning")
-            return
-        self._plan_worker("prune", [group], self.store.of_run(group))
-
-    def action_empty_trash(self) -> None:
-        self._plan_worker("trash-empty", [], [])
-
-    @work(thread=True, exclusive=True, group="plan", exit_on_error=False)
-    def _plan_worker(self, action: PlanAction, paths: list[str], infos: list[CheckpointInfo]) -> None:
-        self._post_outcome(
-            lambda: msg.PlanReady(
-                action, tasks.plan(self.root, action, paths, infos, self.prune_keep, self.prune_metric)
-            ),
-            lambda error: msg.PlanReady(action, None, error=error),
-        )
-
-    def on_plan_ready(self, message: msg.PlanReady) -> None:
-        plan = message.plan
-        if message.error or plan is None:
-            self.notify(f"Cannot {message.action}: {message.error}", severity="error", timeout=8)
-            return
-        if not plan.items:
-            # Everything asked for was refused (the reasons are in the summary), or there is nothing to do.
-            severity = "error" if plan.refusals else "information"
-            self.notify(plan.summary or f"Nothing to {message.action}.", severity=severity, timeout=10)
-            return
-
-        def answered(yes: bool | None) -> None:
-            if yes:
-                self._execute_worker(plan)
-            else:
-                self.notify(f"{message.action.capitalize()} cancelled; nothing changed.")
-
-        self.push_screen(ConfirmModal.for_plan(message.action, plan), answered)
-
-    @work(thread=True, exclusive=True, group="action", exit_on_error=False)
-    def _execute_worker(self, plan: Plan) -> None:
-        self._post_outcome(
-            lambda: msg.ActionDone(plan.action, *tasks.execute(plan)),
-            lambda error: msg.ActionDone(plan.action, False, f"{plan.action} failed: {error}"),
-        )
-
-    def action_undo(self) -> None:
-        self._undo_worker()
-
-    @work(thread=True, exclusive=True, group="action", exit_on_error=False)
-    def _undo_worker(self) -> None:
-        self._post_outcome(
-            lambda: msg.ActionDone("undo", *tasks.undo_last(self.root)),
-            lambda error: msg.ActionDone("undo", False, f"undo failed: {error}"),
-        )
-
-    def on_action_done(self, message: msg.ActionDone) -> None:
-        if self._torn_down:
-            return
-        self.notify(message.text, severity="information" if message.ok else "error", timeout=8)
-        if message.changed_disk:
-            self.store.inspections.clear()
-            self.start_scan()
-
-    # --- promote ----------------------------------------------------------------------------------------
-
-    def action_promote(self) -> None:
-        info = self._selected_or_refuse("promote")
-        if info is None:
-            return
-        from tui.app.screens.promote import PromoteScreen
-
-        def answered(target: str | None) -> None:
-            if target is None:
-                self.notify("Promote cancelled.")
-            else:
-                self.notify(f"Promoting {info.path}…", timeout=4)
-                self._promote_worker(info.path, target or None, self.store.snapshot())
-
-        self.push_screen(PromoteScreen(info.path), answered)
-
-    @work(thread=True, exclusive=True, group="action", exit_on_error=False)
-    def _promote_worker(self, path: str, target: str | None, infos: list[CheckpointInfo]) -> None:
-        self._post_outcome(
-            lambda: msg.ActionDone("promote", *tasks.promote(self.root, path, target, infos)),
-            lambda error: msg.ActionDone("promote", False, f"Promote refused: {error}", changed_disk=False),
-        )
-
-    # --- marks, diff, fold metrics, help ------------------------------------------------------------------
-
-    def action_mark(self) -> None:
-        info = self._selected_or_refuse("mark")
-        if info is not None:
-            dropped = self.store.toggle_mark(info.path)
-            self.browser.refresh_names([info.path, *([dropped] if dropped else [])])
-            self._update_status()
-            if len(self.store.marked) == 2:
-                self.notify("Two checkpoints marked: D shows their diff.")
-
-    def action_diff(self) -> None:
-        marked = self.store.marked
-        if len(marked) != 2:
-            self.notify(
-                f"Diff needs two marked checkpoints (m marks); {len(marked)} marked.", severity="warning"
-            )
-            return
-        self._diff_worker(marked[0], marked[1])
-
-    @work(thread=True, exclusive=True, group="diff", exit_on_error=False)
-    def _diff_worker(self, left: str, right: str) -> None:
-        self._post_outcome(
-            lambda: msg.DiffReady(left, right, *tasks.diff(self.root, left, right)),
-            lambda error: msg.DiffReady(left, right, error=error),
-        )
-
-    def on_diff_ready(self, message: msg.DiffReady) -> None:
-        if message.error:
-            self.notify(f"Diff failed: {message.error}", severity="error", timeout=8)
-            return
-        from tui.app.screens.diff import DiffScreen
-
-        self.push_screen(DiffScreen(message.left, message.right, message.config_diff, message.tensor_diff))
+    # --- fold metrics, refresh, help (actions on the disk: tui.app.ops) --------------------------------
 
     def action_fold_metrics(self) -> None:
         group = self.browser.current_group
@@ -570,7 +447,7 @@ class CkptApp(App[None]):
     def action_help(self) -> None:
         from tui.app.screens.help import HelpScreen
 
-        self.push_screen(HelpScreen([*self.BINDINGS, *CheckpointBrowser.BINDINGS]))
+        self.push_screen(HelpScreen([*self.BINDINGS, *CheckpointBrowser.BINDINGS], self.keymap))
 
 
 def make_app(root: str | Path, *, poll_interval: float = 2.0, **options: Any) -> CkptApp:

@@ -58,6 +58,15 @@ class ActionDone(Message):
     ok: bool
     text: str
     changed_disk: bool = True
+    path: str | None = None  # promote: the checkpoint promoted
+
+
+@dataclass
+class PromoteProgress(Message):
+    """A promote of ``path`` started its next slow step (``stage``, in words)."""
+
+    path: str
+    stage: str
 
 
 @dataclass

@@ -11,14 +11,12 @@ from collections.abc import Iterable
 
 from tui.core.model import CheckpointInfo, Inspection, run_of
 
-MAX_MARKS = 2  # diff compares two checkpoints
-
 
 class CheckpointStore:
     def __init__(self) -> None:
         self.infos: dict[str, CheckpointInfo] = {}  # by path, relative to ROOT
         self.inspections: dict[str, Inspection] = {}  # by path; dropped when the checkpoint changes
-        self.marked: list[str] = []  # paths marked for diff, oldest first
+        self.marked: list[str] = []  # paths marked (diff takes two, delete takes all), oldest first
         self.live: dict[str, str] = {}  # run -> who holds its .lock (a trainer writing it now)
 
     def upsert(self, infos: Iterable[CheckpointInfo]) -> list[tuple[CheckpointInfo | None, CheckpointInfo]]:
@@ -59,10 +57,15 @@ class CheckpointStore:
     def of_run(self, run: str) -> list[CheckpointInfo]:
         return [i for i in self.infos.values() if run_of(i) == run]
 
-    def toggle_mark(self, path: str) -> str | None:
-        """Mark or unmark ``path``; at most ``MAX_MARKS``, the oldest drops off (returned)."""
+    def toggle_mark(self, path: str) -> bool:
+        """Mark or unmark ``path``; True when it is marked now."""
         if path in self.marked:
             self.marked.remove(path)
-            return None
+            return False
         self.marked.append(path)
-        return self.marked.pop(0) if len(self.marked) > MAX_MARKS else None
+        return True
+
+    def clear_marks(self) -> list[str]:
+        """Unmark everything; returns what was marked."""
+        cleared, self.marked = self.marked, []
+        return cleared

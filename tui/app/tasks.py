@@ -19,6 +19,7 @@ from tui.core.names import LOCK_FILE, SKIP_DIRS
 
 if TYPE_CHECKING:
     from tui.core.actions import Plan, PlanAction
+    from tui.core.trash import TrashEntry
 
 MAX_WATCHED_DIRS = 20_000  # bounds the cost of one poll on a huge tree
 MAX_WATCHED_FILES = 2_000  # files of the checkpoints on screen whose size/mtime a poll compares
@@ -104,15 +105,23 @@ def prune_metric(infos: list[CheckpointInfo], chosen: str | None) -> str:
     return max(names, key=names.count) if names else DEFAULT_PRUNE_METRIC
 
 
+def metric_choices(infos: list[CheckpointInfo]) -> list[str]:
+    """The metrics prune can rank this run by: those its checkpoints report, most reported first."""
+    names = [i.metric.name for i in infos if i.metric and i.metric.name]
+    return sorted(set(names), key=lambda n: (-names.count(n), n)) or [DEFAULT_PRUNE_METRIC]
+
+
 def plan(
     root: Path,
     action: PlanAction,
     paths: list[str],
     infos: list[CheckpointInfo],
-    keep: int,
-    metric: str | None,
+    keep: int = 2,
+    metric: str | None = None,
+    mode: str | None = None,
 ) -> Plan:
-    """The plan the confirmation modal shows: ``paths`` are checkpoints (delete, slim) or the run (prune)."""
+    """The plan the confirmation modal shows: ``paths`` are checkpoints (delete, slim), the run (prune)
+    or trash entry ids (trash-empty; none: every entry). Prune is ``ckpt-tui prune``'s plan, over the run."""
     from tui.core import actions
 
     if action == "delete":
@@ -120,15 +129,15 @@ def plan(
     if action == "slim":
         return actions.plan_slim(root, paths, infos)
     if action == "prune":
-        return actions.plan_prune(root, infos, keep, prune_metric(infos, metric))
-    return actions.plan_trash_empty(root)
+        return actions.plan_prune(root, infos, keep, prune_metric(infos, metric), mode=mode)
+    return actions.plan_trash_empty(root, paths or None)
 
 
 def execute(plan: Plan) -> tuple[bool, str]:
     """(ok, the one-paragraph summary) of carrying out a confirmed plan."""
     from tui.core import actions
 
-    result = actions.execute(plan)
+    result = actions.execute(plan, origin="app")
     return result.ok, result.summary
 
 
@@ -139,15 +148,74 @@ def undo_last(root: Path) -> tuple[bool, str]:
     return result.ok, result.summary
 
 
-def promote(root: Path, path: str, target: str | None, infos: list[CheckpointInfo]) -> tuple[bool, str]:
-    """Export ``path``; a relative ``target`` is relative to ROOT (what the user sees), not to where the
-    app was started. No converter: the app never imports torch; a conversion is refused with the CLI
-    command to run."""
+def trash_entries(root: Path) -> list[TrashEntry]:
+    """The trash under ROOT, newest first."""
+    from tui.core.trash import Trash
+
+    return Trash(root).list()[::-1]
+
+
+def restore(root: Path, entry_id: str) -> tuple[bool, str]:
+    from tui.core import actions
+
+    result = actions.restore(root, entry_id)
+    return result.ok, result.summary
+
+
+# What each slow step of a conversion is, in the words the app shows while it runs.
+CONVERT_STAGES = {
+    "consolidate_zero": "consolidating the ZeRO shards",
+    "consolidate_dcp": "consolidating the DCP shards",
+    "merge_lora": "merging the LoRA adapter into its base",
+    "bin_to_safetensors": "converting pytorch_model.bin to safetensors",
+    "verify_reload": "reloading the export to check it",
+    "verify_dcp": "checking every tensor against the source",
+}
+
+
+class ReportingConverter:
+    """The converter the CLI injected (``tui.convert``), saying which slow step starts before it runs."""
+
+    def __init__(self, convert: Any, progress: Callable[[str], None]) -> None:
+        self._convert, self._progress = convert, progress
+
+    def __getattr__(self, name: str) -> Any:
+        value = getattr(self._convert, name)
+        stage = CONVERT_STAGES.get(name)
+        if stage is None or not callable(value):
+            return value
+
+        def run(*args: Any, **kwargs: Any) -> Any:
+            self._progress(stage)
+            return value(*args, **kwargs)
+
+        return run
+
+
+def promote(
+    root: Path,
+    path: str,
+    target: str | None,
+    infos: list[CheckpointInfo],
+    *,
+    convert: Any = None,
+    base: str | None = None,
+    progress: Callable[[str], None] = lambda stage: None,
+) -> tuple[bool, str]:
+    """Export ``path``; a relative ``target`` or ``base`` is relative to ROOT (what the user sees), not to
+    where the app was started. ``convert`` (``tui.convert``, injected by the CLI) does ZeRO / LoRA / .bin /
+    DCP conversions; without it a conversion is refused with the CLI command to run."""
     from tui.core.promote import promote as export
 
-    to = None if not target else (Path(target) if Path(target).is_absolute() else root / target)
-    result = export(root, root / path, to, infos=infos)
-    text = f"Promoted {result.source} -> {result.target} ({len(result.files)} files)."
+    def under_root(given: str | None) -> Path | None:
+        return None if not given else (Path(given) if Path(given).is_absolute() else root / given)
+
+    progress("copying files")
+    converter = ReportingConverter(convert, progress) if convert is not None else None
+    result = export(root, root / path, under_root(target), infos=infos, convert=converter, base=under_root(base))
+    text = f"Promoted {result.source} -> {result.target} ({len(result.files)} files"
+    text += f", {result.conversion} conversion" if result.conversion else ""
+    text += ", checked by reloading it)." if result.verified else ")."
     if result.problems:
         text += " Problems: " + "; ".join(result.problems)
     return not result.problems, text

@@ -52,5 +52,19 @@ def run_app(argv: list[str]) -> int:
     if args.no_cache:
         cache.configure(enabled=False)
 
-    make_app(root, poll_interval=args.poll, prune_keep=args.keep, prune_metric=args.metric).run()
+    make_app(
+        root,
+        poll_interval=args.poll,
+        prune_keep=args.keep,
+        prune_metric=args.metric,
+        convert_loader=load_converter,
+    ).run()
     return 0
+
+
+def load_converter():
+    """tui.convert for the app's promote: imported in its worker when a promote runs (the app never
+    imports torch-backed code itself, and its start never waits for it)."""
+    from tui import convert
+
+    return convert

@@ -62,6 +62,12 @@ def register(sub) -> None:
     p.add_argument("path", metavar="PATH")
     p.add_argument("--to", default=None, metavar="DIR", help="default: <run>/promoted/<name>/")
     p.add_argument("--overwrite", action="store_true", help="replace an existing promoted export")
+    p.add_argument(
+        "--base",
+        default=None,
+        metavar="DIR",
+        help="LoRA adapter: the base model folder to merge into (default: its base_model_name_or_path)",
+    )
     p.add_argument("--root", default=None, help="ROOT (default: nearest ancestor with .ckpt-trash, else .)")
     p.add_argument(
         "--verify",
@@ -232,6 +238,7 @@ def cmd_promote(args) -> int:
             overwrite=args.overwrite,
             convert=convert,
             verify_reload=True if args.verify else None,
+            base=_abs(args.base) if args.base else None,
         )
     except PromoteError as e:
         print(f"ckpt-tui: {safe_text(e)}", file=sys.stderr)

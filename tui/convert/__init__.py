@@ -98,10 +98,12 @@ def verify_dcp(dcp_dir: Path, exported: Path) -> str | None:
     return verify(dcp_dir, exported)
 
 
-def merge_lora(adapter_dir: Path, out: Path, *, root: Path, config: Path | None = None) -> None:
+def merge_lora(
+    adapter_dir: Path, out: Path, *, root: Path, config: Path | None = None, base: Path | None = None
+) -> None:
     from tui.convert.lora import merge
 
-    merge(adapter_dir, out, root=root, config=config)
+    merge(adapter_dir, out, root=root, config=config, base=base)
 
 
 def bin_to_safetensors(bin_path: Path, config_path: Path, out: Path) -> None:

@@ -33,12 +33,17 @@ def base_model_path(adapter_dir: Path, root: Path) -> Path:
     )
 
 
-def merge(adapter_dir: Path, out: Path, *, root: Path, config: Path | None = None) -> None:
+def merge(
+    adapter_dir: Path, out: Path, *, root: Path, config: Path | None = None, base: Path | None = None
+) -> None:
     """Load the base (with the fine-tuned config beside the adapter when there is one, so the label head
-    has the right size), apply the adapter, merge, and save safetensors into ``out``."""
+    has the right size), apply the adapter, merge, and save safetensors into ``out``. ``base``: the base
+    model folder chosen by the user, for an adapter whose base_model_name_or_path is not on disk."""
     from peft import PeftModel
 
-    base = base_model_path(adapter_dir, root)
+    if base is not None and not (base / "config.json").is_file():
+        raise ConvertError(f"{base}: not a model folder (no config.json); give the base model's folder")
+    base = base if base is not None else base_model_path(adapter_dir, root)
     task = json.loads((adapter_dir / "adapter_config.json").read_text(encoding="utf-8")).get("task_type")
     model_config = load_config(config if config is not None else base / "config.json")
     if task == "SEQ_CLS":

@@ -63,7 +63,9 @@ class Converter(Protocol):
 
     def consolidate_zero(self, checkpoint_dir: Path, tag: str | None, config_path: Path, out: Path) -> None: ...
 
-    def merge_lora(self, adapter_dir: Path, out: Path, *, root: Path, config: Path | None = None) -> None: ...
+    def merge_lora(
+        self, adapter_dir: Path, out: Path, *, root: Path, config: Path | None = None, base: Path | None = None
+    ) -> None: ...
 
     def bin_to_safetensors(self, bin_path: Path, config_path: Path, out: Path) -> None: ...
 
@@ -245,12 +247,14 @@ def promote(
     overwrite: bool = False,
     convert: Converter | None = None,
     verify_reload: bool | None = None,
+    base: Path | str | None = None,
 ) -> PromoteResult:
     """Export ``path`` (absolute, or relative to ROOT) to ``to`` or ``<run>/promoted/<name>/``.
 
     ``convert`` does the torch-backed conversions; without it (the app) they are refused with the CLI
     command to run. ``verify_reload`` reloads the export with from_pretrained (through ``convert``): None
-    means "when torch did a conversion".
+    means "when torch did a conversion". ``base``: the base model folder a LoRA adapter is merged into,
+    instead of its ``base_model_name_or_path``.
     """
     if verify_reload and convert is None:
         raise ValueError("verify_reload needs a converter (tui.convert)")
@@ -263,10 +267,12 @@ def promote(
     if not source.is_dir() and not (source.is_file() and sniff(read_head(source)) is not None):
         raise PromoteError(f"{path}: not a checkpoint folder or a MindSpore .ckpt file")
     rel = source.relative_to(root_p).as_posix()
-    if busy := safety.being_written(source):
-        raise PromoteError(f"{rel}: {busy[0]}")
-    if (source / MANIFEST_NAME).exists() and (broken := commit.verify(source)):
+    committed = (source / MANIFEST_NAME).exists()
+    if committed and (broken := commit.verify(source)):
         raise PromoteError(f"{rel}: not a complete checkpoint ({broken[0]})")
+    # Promote only reads: a verified committed manifest is trusted over a recent mtime.
+    if busy := safety.being_written(source, committed=committed):
+        raise PromoteError(f"{rel}: {busy[0]}")
     if (
         PROMOTED_DIR in Path(rel).parts[:-1]
         and (json_object(source / MANIFEST_NAME) or {}).get("kind") == PROMOTED_KIND
@@ -277,6 +283,8 @@ def promote(
     _check_target(target, source, overwrite)
 
     conversion, weight_files = weights_plan(source)
+    if base is not None and conversion != "lora":
+        raise PromoteError(f"{rel}: a base model only applies to a LoRA adapter (this is a {conversion} export)")
     readable = _readable_source(conversion, source, rel)
     if conversion in TORCH_CONVERSIONS:
         if convert is None:
@@ -303,7 +311,7 @@ def promote(
         if conversion == "mindspore":
             hashes[EXPORT_WEIGHTS] = _write_mindspore(readable, source, tmp / EXPORT_WEIGHTS)
         elif convert is not None and conversion != "copy":
-            _convert(convert, conversion, source, tmp, config, root_p, readable)
+            _convert(convert, conversion, source, tmp, config, root_p, readable, base)
         if config is not None and not (tmp / CONFIG_FILE).exists():
             hashes[CONFIG_FILE] = copy_hashed(config, tmp / CONFIG_FILE)
         if tokenizer_home is not None:
@@ -392,7 +400,14 @@ def _tokenizer_home(source: Path, root: Path, config: Path | None) -> Path | Non
 
 
 def _convert(
-    convert: Converter, conversion: str, source: Path, tmp: Path, config: Path | None, root: Path, report: Any
+    convert: Converter,
+    conversion: str,
+    source: Path,
+    tmp: Path,
+    config: Path | None,
+    root: Path,
+    report: Any,
+    base: Path | str | None = None,
 ) -> None:
     try:
         if conversion == "dcp":
@@ -401,7 +416,8 @@ def _convert(
             checkpoint_dir, tag = zero_checkpoint(source)  # type: ignore[misc]
             convert.consolidate_zero(checkpoint_dir, tag, config, tmp)
         elif conversion == "lora":
-            convert.merge_lora(source, tmp, root=root, config=config)
+            extra = {"base": Path(base)} if base is not None else {}
+            convert.merge_lora(source, tmp, root=root, config=config, **extra)
         else:
             convert.bin_to_safetensors(source / "pytorch_model.bin", config, tmp)  # type: ignore[arg-type]
     except convert.ConvertError as e:

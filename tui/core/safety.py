@@ -208,7 +208,10 @@ class Safety:
 
     # --- being written -------------------------------------------------------------------------------
 
-    def being_written(self, located: Path) -> list[str]:
+    def being_written(self, located: Path, *, committed: bool = False) -> list[str]:
+        """Why ``located`` may be being written now. ``committed``: the caller verified its committed
+        manifest (written last, listing every file's size), so a recent change is that commit, not a
+        writer: the quiet-minute rule is skipped; locks and commit temp folders still count."""
         out = []
         now = self.clock()
         chain = [located, *[a for a in located.parents if is_within(a, self.root)]]
@@ -237,7 +240,7 @@ class Safety:
                         f"is inside a commit temp folder ({self.rel(folder)}) written {max(age, 0):.0f} s ago: "
                         "a save may be in progress"
                     )
-        if now - newest < QUIET_SECONDS:
+        if now - newest < QUIET_SECONDS and not committed:
             out.append(
                 f"was modified {max(now - newest, 0):.0f} s ago (being written?); try again in a minute"
             )
