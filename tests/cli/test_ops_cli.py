@@ -205,6 +205,12 @@ def test_promote_copy_without_torch_path(root, capsys):
     assert main(["promote", "out/checkpoint-20", "--overwrite"]) == 0
 
 
+def test_promote_base_is_only_for_a_lora_adapter(root, capsys):
+    assert main(["promote", "out/checkpoint-20", "--base", "out"]) == 1
+    assert "a base model only applies to a LoRA adapter" in capsys.readouterr().err
+    assert not (root / "out" / "promoted" / "checkpoint-20").exists()
+
+
 def test_rm_inside_a_run_sees_the_run_lock_and_best(tmp_path, capsys, monkeypatch):
     import socket
 
