@@ -183,19 +183,30 @@ def test_corrupt_cache_files_are_ignored_and_rewritten(tmp_path, trusted_now, he
     assert header_reads == []  # rewritten intact
 
 
+def _resign(path: Path, form: str, old: str, new: str) -> None:
+    """Put ``new`` where the file names ``old`` and write a valid CRC: intact, but about something else."""
+    body = path.read_bytes().split(b"\n", 1)[1].replace(json.dumps(old).encode(), json.dumps(new).encode(), 1)
+    path.write_bytes(f"{form} {zlib.crc32(body):08x}\n".encode() + body)
+
+
 def test_forged_entry_with_valid_crc_for_another_folder_is_not_used(tmp_path, trusted_now, private_cache):
     root = _tree(tmp_path / "t")
     _fresh_process_scan(root)
     cache.shared().flush()
-    folder = str(root / "run" / "model_fold_0")
-    other = cache.SummaryCache(str(private_cache / "ckpt-tui" / "v1"))
-    path = other._path(folder)
-    raw = Path(path).read_bytes()
-    body = raw.split(b"\n", 1)[1].replace(json.dumps(folder).encode(), json.dumps(folder + "x").encode(), 1)
+    directory = str(private_cache / "ckpt-tui" / "v1")
+    pack = Path(cache.SummaryCache(directory)._path(str(root), cache._PACK))
+    _resign(pack, cache.PACK_FORMAT, str(root), str(root) + "x")  # the scan's one file, another root's
+    assert cache._decode_pack(pack.read_bytes(), str(root) + "x", str(root) + "x") is not None
+    assert cache.SummaryCache(directory)._load_pack(str(root), str(root)) is None
 
-    Path(path).write_bytes(f"{cache.FORMAT} {zlib.crc32(body):08x}\n".encode() + body)
-    assert cache._decode_bucket(Path(path).read_bytes(), folder + "x")  # intact, but another folder's
-    assert cache.SummaryCache(other.directory)._load(folder).entries == {}
+    folder = str(root / "run" / "model_fold_0")  # a folder's own file (what inspect writes)
+    writer = cache.SummaryCache(directory)
+    writer.put("r/1", folder, [["config.json", None]], "1")
+    writer.flush()
+    path = Path(writer._path(folder))
+    _resign(path, cache.FORMAT, folder, folder + "x")
+    assert cache._decode_bucket(path.read_bytes(), folder + "x")  # intact, but another folder's
+    assert cache.SummaryCache(directory)._load(folder).entries == {}
 
 
 def test_disabled_by_env_and_by_flag(tmp_path, trusted_now, private_cache, monkeypatch, capsys):
@@ -279,3 +290,33 @@ def test_concurrent_writers_in_processes(tmp_path, trusted_now, private_cache):
         head, body = f.read_bytes().split(b"\n", 1)
         assert int(head.split()[-1], 16) == zlib.crc32(body)
     assert _strip_mtime(_fresh_process_scan(root)) == truth
+
+
+def test_a_scan_keeps_one_file_for_its_root_that_a_sub_folder_scan_reads(
+    tmp_path, trusted_now, header_reads, private_cache
+):
+    root = _tree(tmp_path / "t")
+    first = _fresh_process_scan(root)
+    cache.shared().flush()
+    assert len(list(private_cache.rglob("*.cache"))) == 1  # one file written, not one per folder
+    header_reads.clear()
+    cache.configure()
+    sub = [i.to_json() for i in scan.scan(root / "run")]  # the root's file serves a sub-folder
+    assert header_reads == [] and sub[0]["parameters"] == first[[i["path"] for i in first].index("run/model_fold_0")]["parameters"]
+
+
+def test_a_pack_over_half_the_cap_is_written_a_file_per_folder(tmp_path, trusted_now, header_reads, private_cache):
+    root = _tree(tmp_path / "t")
+    _fresh_process_scan(root)
+    cache.shared().flush()
+    (pack,) = private_cache.rglob("*.cache")
+    size = pack.stat().st_size
+    pack.unlink()
+    cache.configure()
+    cache.shared().max_bytes = size * 3 // 2  # half the cap is less than the pack; the cap holds it all
+    scan.scan(root)
+    cache.shared().flush()
+    files = list(private_cache.rglob("*.cache"))
+    assert len(files) == 3 and all(f.read_bytes().startswith(cache.FORMAT.encode()) for f in files)
+    header_reads.clear()
+    assert _fresh_process_scan(root) and header_reads == []

@@ -31,7 +31,18 @@ def test_in_order_keeps_hand_in_order_while_work_overlaps():
     assert peak[0] > 1  # really overlapped
 
 
-def test_a_caller_that_stops_early_cancels_what_is_left():
+def test_work_that_never_waits_stays_on_the_callers_thread():
+    threads = set()
+
+    def work(i):
+        return pool.Deferred(lambda: threads.add(threading.get_ident()) or [i])
+
+    assert list(pool.in_order((work(i) for i in range(100)), threads=8)) == list(range(100))
+    assert threads == {threading.get_ident()}  # a warm local disk: threads would only cost CPU
+
+
+def test_a_caller_that_stops_early_cancels_what_is_left(monkeypatch):
+    monkeypatch.setattr(pool, "WAITS_PER_ITEM", -1)  # threads from the first window on
     started = []
 
     def work(i):
@@ -48,4 +59,5 @@ def test_the_scan_reads_the_same_with_and_without_threads(tmp_path, monkeypatch)
     monkeypatch.setenv(pool.READ_THREADS_ENV, "1")
     serial = [i.to_json() for i in scan.scan(tmp_path)]
     monkeypatch.setenv(pool.READ_THREADS_ENV, "8")
+    monkeypatch.setattr(pool, "WAITS_PER_ITEM", -1)  # threads from the first window on
     assert [i.to_json() for i in scan.scan(tmp_path)] == serial

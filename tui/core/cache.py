@@ -8,6 +8,7 @@ API::
     stat_of(path) -> os.stat_result | None
     shared() -> SummaryCache        # the process's cache, configured from the environment
     configure(enabled=None, directory=None) -> SummaryCache   # --no-cache, tests
+    SummaryCache.use_pack(root)     # a scan's folders in one file (iter_checkpoints calls it)
     SummaryCache.flush()            # write what changed (memo flushes on exit by itself)
 
 What makes a hit: a reader name (with a version: bump it when its output changes) and, for every file it
@@ -19,13 +20,15 @@ otherwise look unchanged (git's "racily clean" problem).
 A reader cached here must be a pure function of the files it names: anything it learns from elsewhere
 (a sibling folder, the clock, a process table) stays outside, computed on every call.
 
-Storage: ``$XDG_CACHE_HOME/ckpt-tui/v1/`` (``~/.cache/ckpt-tui/v1/``), one file per folder whose files
-were read (a checkpoint's readers all land in one file, so a repeat scan reads one cache file per
-checkpoint). Chosen over sqlite because home folders on clusters are often NFS or Lustre, where sqlite's
+Storage: ``$XDG_CACHE_HOME/ckpt-tui/v1/`` (``~/.cache/ckpt-tui/v1/``). A scan keeps every folder under
+its root in one "pack" file (``use_pack``: read once, written once; creating a file per checkpoint
+was most of a first scan's time); an ``ls`` of a sub-folder reads the nearest ancestor's pack. Folders
+read outside a scan (``inspect``) get a file each, and a pack over half the size cap is written as a
+file per folder. Chosen over sqlite because home folders on clusters are often NFS or Lustre, where sqlite's
 locks are unreliable and WAL mode does not work at all; a file per folder needs no locks:
 
 * each file is written to a temp name and renamed over the old one (atomic, also on NFS); two processes
-  writing the same folder's file lose one side's new entries (a later miss), never mix them;
+  writing the same file lose one side's new entries (a later miss), never mix them;
 * a header line holds a CRC32 of the body: a torn, truncated or edited file is ignored and rewritten;
 * total size is capped (``CKPT_TUI_CACHE_MAX_MB``, default 64): at most once an hour a sweep deletes
   the least recently used files (a hit refreshes a file's mtime once a day) down to 3/4 of the cap.
@@ -54,6 +57,7 @@ from tui.core.files import loads_json
 ENV_DISABLE = "CKPT_TUI_NO_CACHE"
 ENV_MAX_MB = "CKPT_TUI_CACHE_MAX_MB"
 FORMAT = "ckpt-tui-cache 1"  # the first line of every cache file, before its CRC32
+PACK_FORMAT = "ckpt-tui-pack 1"  # the same for the one file of a scanned root (use_pack)
 RACY_SECONDS = 2.0
 SWEEP_EVERY_SECONDS = 3600
 TOUCH_AFTER_SECONDS = 86400
@@ -80,13 +84,12 @@ def _key_of(name: str, st: Stat | None) -> FileKey:
 
 
 class _Bucket:
-    __slots__ = ("entries", "dirty", "mtime")
+    __slots__ = ("entries", "dirty")
 
-    def __init__(self, entries: dict[str, tuple[str, str, float]], mtime: float | None) -> None:
+    def __init__(self, entries: dict[str, tuple[str, str, float]]) -> None:
         # reader -> (keys as JSON text, value as JSON text, until when a racy entry may be used; 0: not racy)
         self.entries = entries
         self.dirty = False
-        self.mtime = mtime  # of the file it was loaded from (None: not on disk)
 
 
 class SummaryCache:
@@ -96,6 +99,7 @@ class SummaryCache:
         self.directory = directory
         self.max_bytes = max_bytes
         self._buckets: dict[str, _Bucket] = {}
+        self._packs: set[str] = set()  # roots whose folders are kept in one file (use_pack)
         self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
@@ -133,40 +137,48 @@ class SummaryCache:
                 bucket = self._buckets.setdefault(folder, bucket)
         return bucket
 
+    def use_pack(self, root: str) -> None:
+        """Keep the entries of every folder under ``root`` in one file: a scan of ``root`` then reads one
+        cache file and writes one, where a file per folder costs a create and a rename per checkpoint
+        (most of a first scan's time). Loads that file, else the nearest ancestor's (an ``ls`` of a
+        sub-folder of a root listed before)."""
+        root = os.path.abspath(root)
+        with self._lock:
+            if root in self._packs:
+                return
+            self._packs.add(root)
+        if self.directory is None:
+            return
+        loaded = None
+        for candidate in _self_and_ancestors(root):
+            loaded = self._load_pack(candidate, root)
+            if loaded is not None:
+                break
+        with self._lock:
+            for folder, entries in (loaded or {}).items():
+                if folder not in self._buckets and len(self._buckets) < MAX_MEMORY_BUCKETS:
+                    self._buckets[folder] = _Bucket(entries)
+
     # --- disk -----------------------------------------------------------------------------------------
 
-    def _path(self, folder: str) -> str:
+    def _path(self, folder: str, kind: bytes = b"") -> str:
         assert self.directory is not None
-        digest = hashlib.sha1(os.fsencode(folder)).hexdigest()
+        digest = hashlib.sha1(kind + os.fsencode(folder)).hexdigest()
         return os.path.join(self.directory, digest[:2], digest[2:] + ".cache")
 
     def _load(self, folder: str) -> _Bucket:
         if self.directory is None:
-            return _Bucket({}, None)
-        path = self._path(folder)
-        try:
-            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-        except OSError:
-            return _Bucket({}, None)
-        try:
-            st = os.fstat(fd)
-            if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_BUCKET_BYTES:
-                return _Bucket({}, None)
-            raw = os.read(fd, st.st_size + 1)
-            mtime = st.st_mtime
-        except OSError:
-            return _Bucket({}, None)
-        finally:
-            os.close(fd)
-        entries = _decode_bucket(raw, folder)
-        if entries is None:  # corrupt or foreign: start afresh; the next flush replaces it
-            return _Bucket({}, None)
-        if time.time() - mtime > TOUCH_AFTER_SECONDS:
-            try:
-                os.utime(path)  # recently used: the sweep keeps it
-            except OSError:
-                pass
-        return _Bucket(entries, mtime)
+            return _Bucket({})
+        raw = _read_cache_file(self._path(folder), MAX_BUCKET_BYTES)
+        entries = _decode_bucket(raw, folder) if raw is not None else None
+        if entries is None:  # missing, corrupt or foreign: start afresh; the next flush replaces it
+            return _Bucket({})
+        return _Bucket(entries)
+
+    def _load_pack(self, root: str, under: str) -> dict[str, dict[str, tuple[str, str, float]]] | None:
+        """The folders under ``under`` in the pack file of ``root``; None when there is none intact."""
+        raw = _read_cache_file(self._path(root, _PACK), self.max_bytes)
+        return _decode_pack(raw, root, under) if raw is not None else None
 
     def flush(self) -> None:
         """Write every folder whose entries changed (atomic per file)."""
@@ -176,41 +188,57 @@ class SummaryCache:
     def _flush_locked(self) -> None:
         if self.directory is None:
             return
-        wrote = False
+        packs = sorted(self._packs, key=len, reverse=True)  # a folder belongs to its deepest pack
+        members: dict[str, list[str]] = {root: [] for root in packs}
+        loose: list[str] = []
         for folder, bucket in self._buckets.items():
-            if not bucket.dirty:
-                continue
-            bucket.dirty = False
-            try:
-                self._write(folder, bucket)
+            root = next((r for r in packs if _is_under(folder, r)), None)
+            if root is not None:
+                members[root].append(folder)
+            elif bucket.dirty:
+                loose.append(folder)
+        try:
+            wrote = False
+            for root, folders in members.items():
+                dirty = [f for f in folders if self._buckets[f].dirty]
+                if not dirty:
+                    continue
+                if not self._write_pack(root, folders):
+                    loose += dirty  # too big for one file: a file per folder
+                for f in dirty:
+                    self._buckets[f].dirty = False
                 wrote = True
-            except (OSError, ValueError, TypeError, RecursionError):
-                self.directory = None  # read-only, full, or not ours: stop trying for this process
-                return
+            for folder in loose:
+                self._buckets[folder].dirty = False
+                wrote = self._write(folder, self._buckets[folder]) or wrote
+        except (OSError, ValueError, TypeError, RecursionError):
+            self.directory = None  # read-only, full, or not ours: stop trying for this process
+            return
         if wrote:
             self._maybe_sweep()
 
-    def _write(self, folder: str, bucket: _Bucket) -> None:
-        lines = [json.dumps(folder)]
-        lines += [
-            f"{reader}\t{keys}\t{value}" for reader, (keys, value, racy) in bucket.entries.items() if not racy
-        ]
+    def _write(self, folder: str, bucket: _Bucket) -> bool:
+        lines = [json.dumps(folder), *_entry_lines(bucket)]
         body = "\n".join(lines).encode("utf-8", "surrogatepass")
         if len(body) > MAX_BUCKET_BYTES:
-            return
-        path = self._path(folder)
-        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-        tmp = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp"
-        try:
-            with open(tmp, "wb") as f:
-                f.write(f"{FORMAT} {zlib.crc32(body):08x}\n".encode() + body)
-            os.replace(tmp, path)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
+            return False
+        _write_cache_file(self._path(folder), FORMAT, body)
+        return True
+
+    def _write_pack(self, root: str, folders: list[str]) -> bool:
+        """One file for every folder under ``root``: its root, then per folder a line with the folder
+        (a JSON string: the only lines starting with a quote) followed by that folder's entry lines."""
+        lines = [json.dumps(root)]
+        for folder in sorted(folders):
+            entries = _entry_lines(self._buckets[folder])
+            if entries:
+                lines.append(json.dumps(folder))
+                lines += entries
+        body = "\n".join(lines).encode("utf-8", "surrogatepass")
+        if len(body) > self.max_bytes // 2:
+            return False
+        _write_cache_file(self._path(root, _PACK), PACK_FORMAT, body)
+        return True
 
     def _maybe_sweep(self) -> None:
         assert self.directory is not None
@@ -270,21 +298,122 @@ def _unlink(path: str) -> bool:
         return False
 
 
+_PACK = b"pack\0"  # what a pack file's name is derived from, before its root: never a folder's name
+
+
+def _is_under(folder: str, root: str) -> bool:
+    return folder == root or folder.startswith(root if root.endswith(os.sep) else root + os.sep)
+
+
+def _self_and_ancestors(path: str) -> list[str]:
+    out = [path]
+    while (parent := os.path.dirname(out[-1])) != out[-1]:
+        out.append(parent)
+    return out
+
+
+def _entry_lines(bucket: _Bucket) -> list[str]:
+    return [f"{reader}\t{keys}\t{value}" for reader, (keys, value, racy) in bucket.entries.items() if not racy]
+
+
+def _read_cache_file(path: str, limit: int) -> bytes | None:
+    """A cache file's bytes (touched when it has not been for a day, so the sweep keeps what is used);
+    None when it is missing, not a regular file, or over ``limit``."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except OSError:
+        return None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_size > limit:
+            return None
+        raw = _read_all(fd, st.st_size)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    if time.time() - st.st_mtime > TOUCH_AFTER_SECONDS:
+        try:
+            os.utime(path)
+        except OSError:
+            pass
+    return raw
+
+
+def _read_all(fd: int, size: int) -> bytes:
+    chunks, left = [], size + 1
+    while left > 0:
+        chunk = os.read(fd, left)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
+
+
+def _write_cache_file(path: str, form: str, body: bytes) -> None:
+    """``form`` and the CRC32 of ``body`` on the first line, then ``body``: written whole to a temp name and
+    renamed over ``path`` (atomic, also on NFS)."""
+    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+    tmp = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp"
+    try:
+        with open(tmp, "wb") as f:
+            f.write(f"{form} {zlib.crc32(body):08x}\n".encode() + body)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def _checked_body(raw: bytes, form: str) -> list[str] | None:
+    """The lines after the first, when the first names ``form`` and the CRC32 of the rest."""
+    head, sep, body = raw.partition(b"\n")
+    parts = head.decode("ascii", "replace").rsplit(" ", 1)
+    if not sep or len(parts) != 2 or parts[0] != form:
+        return None
+    try:
+        if int(parts[1], 16) != zlib.crc32(body):
+            return None
+        return body.decode("utf-8", "surrogatepass").split("\n")
+    except (ValueError, RecursionError):
+        return None
+
+
+def _decode_pack(raw: bytes, root: str, under: str) -> dict[str, dict[str, tuple[str, str, float]]] | None:
+    """folder -> entries of an intact pack file of ``root``, for the folders under ``under``."""
+    lines = _checked_body(raw, PACK_FORMAT)
+    try:
+        if lines is None or json.loads(lines[0]) != root:
+            return None
+        out: dict[str, dict[str, tuple[str, str, float]]] = {}
+        entries: dict[str, tuple[str, str, float]] | None = None
+        for line in lines[1:]:
+            if line.startswith('"'):
+                folder = json.loads(line)
+                entries = out.setdefault(folder, {}) if _is_under(folder, under) else None
+                continue
+            fields = line.split("\t")
+            if len(fields) != 3:
+                return None
+            if entries is not None:
+                entries[fields[0]] = (fields[1], fields[2], 0)
+    except (ValueError, RecursionError):
+        return None
+    return out
+
+
 def _decode_bucket(raw: bytes, folder: str) -> dict[str, tuple[str, str, float]] | None:
     """Entries of a cache file, or None when it is not an intact file of ours for ``folder``.
 
     Layout: ``ckpt-tui-cache N <crc32 of the rest>``, the folder as a JSON string, then one line per
     entry: ``reader TAB keys TAB value``, keys and value as JSON text (which never holds a raw tab or
     newline). Keys are compared as text and a value is parsed only when used."""
-    head, sep, body = raw.partition(b"\n")
-    parts = head.decode("ascii", "replace").rsplit(" ", 1)
-    if not sep or len(parts) != 2 or parts[0] != FORMAT:
-        return None
+    lines = _checked_body(raw, FORMAT)
     try:
-        if int(parts[1], 16) != zlib.crc32(body):
-            return None
-        lines = body.decode("utf-8", "surrogatepass").split("\n")
-        if json.loads(lines[0]) != folder:
+        if lines is None or json.loads(lines[0]) != folder:
             return None
     except (ValueError, RecursionError):
         return None

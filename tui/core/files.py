@@ -67,12 +67,29 @@ def read_head(path: str | os.PathLike, n: int = 16) -> bytes:
         os.close(fd)
 
 
+def read_bounded(fd: int, size: int, limit: int) -> bytes:
+    """Up to ``limit`` + 1 bytes of ``fd`` (one more than allowed says "too big"), in reads sized by the
+    ``size`` fstat gave: ``f.read(limit + 1)`` would allocate the whole limit (64 MiB) for a 20 KB file."""
+    chunks: list[bytes] = []
+    total = 0
+    while total <= limit:
+        chunk = os.read(fd, min(limit + 1 - total, max(size + 1 - total, 1 << 16)))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        total += len(chunk)
+    return b"".join(chunks)
+
+
 def load_json(path: Path | str, *, limit: int = JSON_LIMIT) -> tuple[Any, str | None]:
     """(data, None) or (None, "<name>: <problem>"); (None, None) when the file does not exist."""
     path = Path(path)
     try:
-        with open(path, "rb") as f:
-            raw = f.read(limit + 1)
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+        try:
+            raw = read_bounded(fd, os.fstat(fd).st_size, limit)
+        finally:
+            os.close(fd)
     except FileNotFoundError:
         return None, None
     except OSError as e:

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tui.core import commit, integrity, summaries
+from tui.core import cache, commit, integrity, summaries
 from tui.core.classify import (
     classify_by_name,
     classify_folder,
@@ -147,6 +147,7 @@ def iter_checkpoints(
         yield from _resolved(_loose_file(state, root, os.path.basename(root), None), threads=1)
         return
     state.seen.add((st.st_dev, st.st_ino))
+    cache.shared().use_pack(root)  # one cache file for the whole root: read once, written once
     yield from _resolved(_visit(state, root, None, st.st_mtime), threads=read_threads())
 
 

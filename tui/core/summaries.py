@@ -258,18 +258,17 @@ def _state_facts(path: Path, *, lean: bool) -> tuple[dict[str, Any] | None, list
     if data is None:
         return None, problems
     history = data.get("log_history")
-    entries = [e for e in history if isinstance(e, dict)] if isinstance(history, list) else []
+    entries = [e for e in history if type(e) is dict] if isinstance(history, list) else []
     metric_name = _named_metric_key(data, entries) or infer_metric_name(data)
     if lean:
-        cleaned = (
-            [
-                {"step": _num(e.get("step")), metric_name: e[metric_name]}
-                for e in entries
-                if _num(e.get(metric_name)) is not None
-            ]
-            if metric_name
-            else []
-        )
+        cleaned = []
+        if metric_name:  # JSON gives exact types: int/float (never bool) is a number
+            for e in entries:
+                value = e.get(metric_name)
+                if type(value) is int or type(value) is float:
+                    step = e.get("step")
+                    step = step if type(step) is int or type(step) is float else None
+                    cleaned.append({"step": step, metric_name: value})
     else:
         cleaned = [_clean_log_entry(e) for e in entries]
     return {

@@ -46,7 +46,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar, Literal
 
-from tui.core.files import open_regular_file
+from tui.core.files import loads_json, open_regular_file, read_bounded
 from tui.core.names import SAFETENSORS_INDEX, SAFETENSORS_SHARD
 from tui.core.safetensors_header import Entry, HeaderError, SafetensorsHeader, read_header
 from tui.core.text import first_line, quoted, safe_message, safe_text
@@ -282,8 +282,7 @@ def _load_index(path: str) -> tuple[Any, str | None]:
     try:
         if size > MAX_INDEX_BYTES:
             return None, f"{name}: index is {size} bytes, over the {MAX_INDEX_BYTES >> 20} MiB limit"
-        with os.fdopen(fd, "rb", closefd=False) as f:
-            raw = f.read(MAX_INDEX_BYTES + 1)
+        raw = read_bounded(fd, size, MAX_INDEX_BYTES)
     except OSError as e:
         return None, f"{name}: cannot read index ({e.strerror or e})"
     finally:
@@ -291,7 +290,8 @@ def _load_index(path: str) -> tuple[Any, str | None]:
     if not raw:
         return None, f"{name}: zero-byte index file"
     try:
-        return json.loads(raw.decode("utf-8")), None
+        text = raw.decode("utf-8")  # an index is UTF-8 (json.loads of bytes would also take UTF-16)
+        return (json.loads(text) if text.startswith("\ufeff") else loads_json(raw)), None
     except (ValueError, RecursionError) as e:
         return (
             None,
