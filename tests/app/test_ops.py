@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from textual.widgets import DataTable, Input, Select
 
 from tests.fixtures import synthetic as syn
@@ -289,6 +290,49 @@ async def test_promote_lora_asks_for_a_base_and_passes_it_relative_to_root(tree)
         assert notices[-1][0] == "information", notices[-1]
     assert fake.calls[-2] == ("lora", {"base": tree / "bases" / "tiny"})
     assert (tree / "lorarun" / "promoted" / "adapter" / "model.safetensors").is_file()
+
+
+@pytest.mark.slow
+async def test_promote_merges_a_real_lora_adapter_into_the_chosen_base(tree):
+    """The converter the console script injects (tui.convert, torch and peft), end to end: the adapter
+    names a hub id that is not on disk; the base is given in the promote screen."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForSequenceClassification, BertForSequenceClassification
+
+    from tests.fixtures.real import tiny_bert_config
+    from tui.cli.app_cmd import load_converter
+
+    torch.manual_seed(0)
+    base = BertForSequenceClassification(tiny_bert_config())
+    base.save_pretrained(str(tree / "bases" / "tiny"))
+    peft_model = get_peft_model(base, LoraConfig(task_type="SEQ_CLS", r=4, target_modules=["query", "value"]))
+    with torch.no_grad():
+        for name, param in peft_model.named_parameters():
+            if "lora_B" in name:
+                param.normal_()  # a trained adapter: merging changes the weights
+    peft_model.save_pretrained(str(tree / "lorarun" / "adapter"))
+    cfg_file = tree / "lorarun" / "adapter" / "adapter_config.json"
+    cfg_file.write_text(json.dumps(dict(json.loads(cfg_file.read_text()), base_model_name_or_path="hub/x")))
+    age_tree(tree)
+    app = make_app(tree, poll_interval=0, convert_loader=load_converter)
+    notices = record_notices(app)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(app, pilot)
+        await select(app, pilot, "lorarun/adapter")
+        await pilot.press("P")
+        await settle(app, pilot)
+        app.screen.query_one("#promote-base", Input).focus()
+        await pilot.press(*"bases/tiny", "enter")
+        await settle(app, pilot)
+        assert notices[-1][0] == "information" and "lora conversion" in notices[-1][1], notices[-1]
+        assert "checked by reloading it" in notices[-1][1]
+    merged = AutoModelForSequenceClassification.from_pretrained(
+        str(tree / "lorarun" / "promoted" / "adapter"), local_files_only=True
+    ).eval()
+    ids = torch.randint(0, 100, (2, 7))
+    with torch.no_grad():
+        torch.testing.assert_close(merged(input_ids=ids).logits, peft_model.eval()(input_ids=ids).logits)
 
 
 async def test_without_a_converter_a_zero_promote_names_the_cli_command(tree):

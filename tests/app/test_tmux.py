@@ -104,3 +104,38 @@ def test_hostile_names_never_reach_the_real_terminal(tmp_path):
     finally:
         subprocess.run([TMUX, "kill-session", "-t", session], capture_output=True)
 
+
+
+def row_of(screen: str, name: str) -> str:
+    return next(line for line in screen.splitlines() if name in line)
+
+
+def test_resizing_the_real_terminal_reflows_the_columns(tmp_path):
+    """A real SIGWINCH: shrink to 60 columns and the broken row still shows its kind and status (the
+    name is squeezed first); widen to 200 and the Params column appears."""
+    root = build_tree(tmp_path / "tree")
+    session = f"ckpt-tui-test-{uuid.uuid4().hex[:8]}"
+    tmux(
+        "new-session", "-d", "-s", session, "-x", "120", "-y", "30",
+        f"env -u COLUMNS -u LINES {SCRIPT} {root} --poll 0; sleep 30",
+    )  # fmt: skip
+    try:
+        screen = wait_for(session, "11 checkpoints")
+        assert "Params" in screen and "✖ broken" in row_of(screen, "bad_model")
+        for width in (60, 200, 80):
+            tmux("resize-window", "-t", session, "-x", str(width), "-y", "30")
+
+            def reflowed(screen: str, width: int = width) -> bool:
+                bad = next((line for line in screen.splitlines() if "bad_model" in line), "")
+                return "✖ broken" in bad and "hf-model" in bad and ("Params" in screen) == (width >= 120)
+
+            deadline = time.monotonic() + 10
+            screen = tmux("capture-pane", "-p", "-t", session)
+            while not reflowed(screen) and time.monotonic() < deadline:
+                time.sleep(0.2)
+                screen = tmux("capture-pane", "-p", "-t", session)
+            assert reflowed(screen), (width, screen)
+            assert max(len(line) for line in screen.splitlines()) <= width
+        tmux("send-keys", "-t", session, "q")
+    finally:
+        subprocess.run([TMUX, "kill-session", "-t", session], capture_output=True)
