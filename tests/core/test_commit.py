@@ -154,3 +154,10 @@ def test_temp_names_round_trip():
     assert not c.is_temp_name("step_5") and not c.is_temp_name(".hidden")
     assert c.target_name_of_temp(".m_fold_0.old") == "m_fold_0"
     assert c.target_name_of_temp("m_fold_0") is None
+
+
+def test_unique_temp_folders_are_created_fresh_and_name_their_target(tmp_path):
+    target = tmp_path / "d" / "export"
+    made = {c.unique_temp_for(target) for _ in range(20)} | {c.unique_temp_for(target, c.OLD_MARK)}
+    assert len(made) == 21 and all(p.is_dir() and not any(p.iterdir()) for p in made)
+    assert {c.target_name_of_temp(p.name) for p in made} == {"export"}

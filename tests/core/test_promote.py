@@ -4,7 +4,7 @@ import os
 import pytest
 
 from tests.fixtures import synthetic
-from tests.fixtures.ops import age_tree, info, write_file
+from tests.fixtures.ops import age_tree, info, tree_hashes, write_file
 from tests.fixtures.real import tiny_bert_config
 from tui import convert
 from tui.core import commit
@@ -110,6 +110,67 @@ def test_overwrite_never_replaces_a_folder_that_is_not_an_export(run, tmp_path):
     with pytest.raises(PromoteError, match="not a promoted export"):
         promote(root, "exp1/bert_fold_0", to=precious.parent, overwrite=True)
     assert precious.read_bytes() == b"mine"
+
+
+def _others_temp_folders(dest):
+    """What another writer (or an attacker) left beside DIR/export: folders with content, and links."""
+    write_file(dest / ".export.tmp" / "theirs.bin", b"theirs")
+    write_file(dest / ".export.old" / "theirs.bin", b"theirs")
+    write_file(dest.parent / "elsewhere" / "keep.bin", b"keep")
+    os.symlink(dest.parent / "elsewhere", dest / ".export.old.link")
+    return tree_hashes(dest.parent / "elsewhere"), {n: tree_hashes(dest / n) for n in (".export.tmp", ".export.old")}
+
+
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_promote_never_removes_temp_folders_it_did_not_create(run, tmp_path, overwrite):
+    root, _ = run
+    dest = tmp_path / "dest"
+    elsewhere, theirs = _others_temp_folders(dest)
+    if overwrite:
+        promote(root, "exp1/bert_fold_0", to=dest / "export")
+    promote(root, "exp1/bert_fold_0", to=dest / "export", overwrite=overwrite)
+    assert commit.verify(dest / "export") == []
+    assert {n: tree_hashes(dest / n) for n in theirs} == theirs and tree_hashes(tmp_path / "elsewhere") == elsewhere
+    assert sorted(os.listdir(dest)) == [".export.old", ".export.old.link", ".export.tmp", "export"]  # none of ours left
+
+
+def test_promote_beside_symlinked_temp_names_does_not_crash_or_follow_them(run, tmp_path):
+    root, _ = run
+    dest, outside = tmp_path / "dest", write_file(tmp_path / "outside" / "keep.bin", b"keep").parent
+    dest.mkdir()
+    os.symlink(outside, dest / ".export.tmp")
+    os.symlink(outside, dest / ".export.old")
+    for overwrite in (False, True):
+        promote(root, "exp1/bert_fold_0", to=dest / "export", overwrite=overwrite)
+    assert commit.verify(dest / "export") == [] and os.listdir(outside) == ["keep.bin"]
+    assert (dest / ".export.tmp").is_symlink() and (dest / ".export.old").is_symlink()
+
+
+def test_a_failed_overwrite_keeps_the_previous_export(run, tmp_path, monkeypatch):
+    root, _ = run
+    dest = tmp_path / "dest"
+    promote(root, "exp1/bert_fold_0", to=dest / "export")
+    before = tree_hashes(dest / "export")
+
+    def park_then_fail(tmp, target, *, old, **_):
+        os.replace(target, old)  # the previous export is parked aside, then the disk fills up
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(promote_mod.commit, "commit", park_then_fail)
+    with pytest.raises(OSError):
+        promote(root, "exp1/bert_fold_0", to=dest / "export", overwrite=True)
+    assert tree_hashes(dest / "export") == before and os.listdir(dest) == ["export"]
+
+
+def test_a_target_reaching_into_the_source_through_a_symlink_is_refused(run, tmp_path):
+    root, run_dir = run
+    source = run_dir / "bert_fold_0"
+    before = tree_hashes(source)
+    os.symlink(source, tmp_path / "alias")
+    for to in (tmp_path / "alias" / "export", tmp_path / "alias" / "sub" / "export"):
+        with pytest.raises(PromoteError, match="inside its source"):
+            promote(root, "exp1/bert_fold_0", to=to)
+    assert tree_hashes(source) == before
 
 
 def test_source_outside_root_or_missing_is_refused(run, tmp_path):

@@ -11,6 +11,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
+import secrets
 import shutil
 import time
 from collections.abc import Iterator
@@ -24,6 +26,7 @@ MANIFEST_FORMAT = "ckpt-tui/manifest/1"
 TMP_MARK = ".tmp"
 OLD_MARK = ".old"
 _HASH_CHUNK = 8 << 20
+_UNIQUE_TOKEN = re.compile(r"\.[0-9a-f]{12}$")
 
 
 def utc_now() -> str:
@@ -46,6 +49,21 @@ def old_path_for(target: Path) -> Path:
     return target.parent / f".{target.name}{OLD_MARK}"
 
 
+def unique_temp_for(target: Path, mark: str = TMP_MARK) -> Path:
+    """A fresh empty folder ``.<name>.<random><mark>`` beside ``target``, created by this call (mkdir is
+    exclusive): for writers that are not alone (promote), which must never touch another's temp folder."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    for _ in range(100):
+        path = target.parent / f".{target.name}.{secrets.token_hex(6)}{mark}"
+        try:
+            path.mkdir()
+        except FileExistsError:
+            continue
+        return path
+    raise FileExistsError(f"{target.parent}: no free temp name for {target.name}")
+
+
 def is_temp_name(name: str) -> bool:
     """True for names this protocol leaves behind when a writer dies mid-way."""
     return name.startswith(".") and (name.endswith(TMP_MARK) or name.endswith(OLD_MARK))
@@ -57,7 +75,7 @@ def target_name_of_temp(name: str) -> str | None:
     stem = name[1:]
     for mark in (TMP_MARK, OLD_MARK):
         if stem.endswith(mark):
-            return stem[: -len(mark)]
+            return _UNIQUE_TOKEN.sub("", stem[: -len(mark)])  # .<name>.<token>.tmp of unique_temp_for
     return None
 
 
@@ -121,12 +139,15 @@ def commit(
     kind: str,
     hashes: dict[str, str] | None = None,
     fields: dict[str, Any] | None = None,
+    old: Path | None = None,
 ) -> dict[str, Any]:
     """Move a fully written ``tmp`` folder to ``target`` and mark it complete.
 
     ``hashes`` maps posix paths relative to ``tmp`` to sha256 digests already known to the caller; any
     other file is hashed here. An existing ``target`` is replaced: it is first renamed aside, so a kill
     at any moment leaves either the old committed folder, or the new one, plus a temp folder.
+    ``old``: an empty folder from ``unique_temp_for(target, OLD_MARK)`` to park it in (promote); without
+    one, the deterministic ``.<name>.old`` is used and a stale one removed (the trainer's single writer).
     """
     tmp, target = Path(tmp), Path(target)
     known = dict(hashes or {})
@@ -141,11 +162,12 @@ def commit(
     for folder in sorted({p.parent for p in _files_under(tmp)} | {tmp}, key=lambda p: -len(p.parts)):
         fsync_path(folder)
 
-    old = old_path_for(target)
-    if old.exists():
+    own_old = old is not None
+    old = Path(old) if old is not None else old_path_for(target)
+    if not own_old and old.exists():
         shutil.rmtree(old)
     if target.exists():
-        os.replace(target, old)
+        os.replace(target, old)  # onto our own empty folder when given: a rename replaces an empty one
     os.replace(tmp, target)
     fsync_path(target.parent)
 
@@ -157,7 +179,7 @@ def commit(
         "files": files,
     }
     write_json_atomic(target / MANIFEST_NAME, manifest)
-    if old.exists():
+    if old.is_dir() and not old.is_symlink():
         shutil.rmtree(old)
     return manifest
 

@@ -279,7 +279,7 @@ def promote(
     ):
         raise PromoteError(f"{rel}: already a promoted export")
     info = next((i for i in infos or [] if i.path == rel), None)
-    target = Path(os.path.abspath(to)) if to is not None else default_target(source, root_p, info)
+    target = _real_target(to) if to is not None else default_target(source, root_p, info)
     _check_target(target, source, overwrite)
 
     conversion, weight_files = weights_plan(source)
@@ -303,8 +303,10 @@ def promote(
             raise PromoteError(f"{rel}: no config.json in it or in its run / parent folders")
         tokenizer_home = _tokenizer_home(source, root_p, config)
 
-    tmp = commit.begin(target)
+    # Names unique to this call: a .<name>.tmp / .old already there is someone else's (never ours to remove).
+    tmp, old = commit.unique_temp_for(target), None
     try:
+        old = commit.unique_temp_for(target, commit.OLD_MARK)
         hashes: dict[str, str] = {}
         for name in weight_files:
             hashes[name] = copy_hashed(source / name, tmp / name)
@@ -322,9 +324,10 @@ def promote(
             if (source / name).is_file():
                 hashes[name] = copy_hashed(source / name, tmp / name)
         fields = {"source": rel, **source_fields(source, info)}
-        manifest = commit.commit(tmp, target, kind=PROMOTED_KIND, hashes=hashes, fields=fields)
+        manifest = commit.commit(tmp, target, kind=PROMOTED_KIND, hashes=hashes, fields=fields, old=old)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        _unpark(old, target)
         raise
     result = PromoteResult(
         rel, str(target), sorted(manifest["files"]), None if conversion == "copy" else conversion, manifest
@@ -374,6 +377,24 @@ _CONVERSION_TEXT = {
     "lora": "merging a LoRA adapter into its base model",
     "bin": "converting pytorch_model.bin to safetensors",
 }
+
+
+def _unpark(old: Path | None, target: Path) -> None:
+    """After a failed promote: put a previous export parked in ``old`` back, or remove our empty ``old``."""
+    if old is None or not old.is_dir() or old.is_symlink():
+        return
+    if any(old.iterdir()):
+        if not os.path.lexists(target):
+            os.replace(old, target)
+    else:
+        old.rmdir()
+
+
+def _real_target(to: Path | str) -> Path:
+    """``to`` with every existing folder on the way resolved, so that a symlink into the source is seen
+    as the source; the last component stays (a link there is refused as not our export)."""
+    lexical = Path(os.path.abspath(to))
+    return Path(os.path.realpath(lexical.parent)) / lexical.name
 
 
 def _check_target(target: Path, source: Path, overwrite: bool) -> None:
