@@ -301,3 +301,14 @@ def test_killed_deletes_leave_no_visible_debris_and_empty_cleans_it(tmp_path):
     assert trash.clean_debris() == 0  # a delete in progress may own them for an instant
     assert trash.clean_debris(now=time.time() + 3600) == 3
     assert list(trash.folder.iterdir()) == []
+
+
+def test_trash_empty_removes_a_killed_deletes_empty_entry(tmp_path):
+    from tui.core.actions import execute, plan_trash_empty
+
+    trash = Trash(tmp_path)
+    write_file(trash.folder / _entry_id(1) / "entry.json", json.dumps({"id": _entry_id(1), "original_path": "a"}))
+    os.utime(trash.folder / _entry_id(1), (time.time() - 3600,) * 2)
+    plan = plan_trash_empty(tmp_path)
+    assert [i.path for i in plan.items] == [_entry_id(1)] and execute(plan).ok
+    assert list(trash.folder.iterdir()) == []

@@ -422,6 +422,8 @@ def plan_trash_empty(root: Path | str, ids: Iterable[str] | None = None) -> Plan
     for entry in [e for e in entries if not e.foreign]:
         what = f"{entry.what} (deleted {entry.deleted_at or '?'})"
         plan.items.append(PlanItem(entry.id, tree_size(root_p / TRASH_DIR / entry.id), what))
+    if ids is None:  # the empty entries of deletes killed half-way: nothing of the user's in them
+        plan.items += [PlanItem(i, 0, "empty entry of an interrupted delete") for i in Trash(root_p).debris()]
     plan.total_bytes = sum(i.bytes for i in plan.items)
     n = len(plan.items)
     plan.summary = (
@@ -455,7 +457,6 @@ def execute(plan: Plan, *, infos: Iterable[CheckpointInfo] | None = None, origin
                 result.done.append(item)
             except (TrashError, OSError) as e:
                 result.errors.append(f"{TRASH_DIR}/{item.path}: {e}")
-        trash.clean_debris()  # the empty entries of deletes killed half-way: nothing of the user's
     else:
         raise ValueError(f"unknown plan action {plan.action!r}")
     result.summary = _result_summary(result)

@@ -380,18 +380,28 @@ class Trash:
         self.clean_debris()
         return freed
 
-    def clean_debris(self, now: float | None = None) -> int:
-        """Remove the empty entries killed deletes left (older than a minute: a delete in progress has
-        one for an instant); returns how many."""
+    def debris(self, now: float | None = None) -> list[str]:
+        """Ids of the empty entries killed deletes left, older than a minute (a delete in progress has one
+        for an instant); ``remove`` takes them."""
         now = time.time() if now is None else now
-        removed = 0
         try:
-            for folder in self._entry_folders():
-                if now - os.lstat(folder).st_mtime > DEBRIS_QUIET_SECONDS and self._is_debris(folder):
-                    remove_tree(folder)
-                    removed += 1
+            return [
+                f.name
+                for f in self._entry_folders()
+                if now - os.lstat(f).st_mtime > DEBRIS_QUIET_SECONDS and self._is_debris(f)
+            ]
         except (TrashError, OSError):
-            pass  # another deleter got there first, or the trash is refused: nothing of the user's is at stake
+            return []  # the trash is refused, or another deleter got there first
+
+    def clean_debris(self, now: float | None = None) -> int:
+        """Remove the debris (``debris``); returns how many."""
+        removed = 0
+        for entry_id in self.debris(now):
+            try:
+                self.remove(entry_id)
+                removed += 1
+            except (TrashError, OSError):
+                pass
         return removed
 
 
