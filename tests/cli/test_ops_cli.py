@@ -30,6 +30,11 @@ def root(tmp_path, monkeypatch):
     return r
 
 
+def without_root_line(err: str) -> str:
+    """stderr less the line saying which ROOT was derived (tested in test_root_cli.py)."""
+    return "".join(line for line in err.splitlines(keepends=True) if not line.startswith("ckpt-tui: ROOT "))
+
+
 def run_json(capsys, argv):
     code = main(argv)
     out, err = capsys.readouterr()
@@ -39,6 +44,7 @@ def run_json(capsys, argv):
 def test_rm_without_yes_and_without_tty_refuses(root, capsys):
     code = main(["rm", "out/checkpoint-10"])
     out, err = capsys.readouterr()
+    err = without_root_line(err)
     assert code == 1
     assert err.strip().count("\n") == 0 and "not a terminal" in err and "--yes" in err
     assert (root / "out" / "checkpoint-10").exists()
@@ -62,7 +68,8 @@ def test_rm_refuses_in_a_real_process_without_tty(root):
         timeout=60,
     )
     assert proc.returncode == 1, proc.stderr
-    assert "not a terminal" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    err = without_root_line(proc.stderr)
+    assert "not a terminal" in err and len(err.strip().splitlines()) == 1
     assert (root / "out" / "checkpoint-10").exists()
 
 
@@ -106,7 +113,8 @@ def test_rm_dry_run_changes_nothing(root, capsys):
 def test_rm_outside_root_symlink_and_dotdot_are_refused(root, tmp_path, capsys):
     os.symlink(tmp_path / "outside", root / "escape")
     code, data, _ = run_json(
-        capsys, ["rm", "escape", "../outside/precious.bin", str(tmp_path / "outside"), "--yes", "--json"]
+        capsys,
+        ["rm", "--root", ".", "escape", "../outside/precious.bin", str(tmp_path / "outside"), "--yes", "--json"],
     )
     assert code == 1 and data["plan"]["items"] == []
     reasons = " | ".join(r["reason"] for r in data["plan"]["refusals"])
@@ -185,7 +193,7 @@ def test_trash_empty_needs_yes_without_tty(root, capsys):
 )
 def test_usage_errors_exit_2(root, capsys, argv):
     assert main(argv) == 2
-    err = capsys.readouterr().err
+    err = without_root_line(capsys.readouterr().err)
     assert len(err.strip().splitlines()) == 1
 
 

@@ -192,7 +192,7 @@ def test_conversion_without_torch_says_what_to_install(tmp_path, monkeypatch):
         promote(root, "ds", convert=convert)
     assert "\n" not in str(e.value)
     # Without a converter (the app) the core refuses and names the command that converts.
-    with pytest.raises(PromoteError, match="run `ckpt-tui promote ds`"):
+    with pytest.raises(PromoteError, match=r"run `ckpt-tui promote --root \S+ \S+/ds`"):
         promote(root, "ds")
 
 

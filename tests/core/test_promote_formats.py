@@ -146,7 +146,7 @@ def test_dcp_needs_the_cli_in_the_app_and_refuses_broken_or_hostile_folders(dcp_
     shutil.copytree(dcp_saved[2], folder)
     age_tree(tmp_path)
     with pytest.raises(
-        PromoteError, match="needs a dcp conversion with torch; run `ckpt-tui promote step-100`"
+        PromoteError, match=r"needs a dcp conversion with torch; run `ckpt-tui promote --root \S+ \S+/step-100`"
     ):
         promote(tmp_path, folder)
     (folder / "__1_0.distcp").unlink()

@@ -11,9 +11,10 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
+from tui.cli.listing import TSV_COLUMNS
 from tui.cli.output import cell, console, jsonable, print_json, warn
-from tui.core.model import CheckpointInfo, progress_text
-from tui.core.text import format_bytes, format_count, safe_text
+from tui.core.model import CheckpointInfo
+from tui.core.text import safe_text
 
 FLOAT_KEYS = ("accuracy", "f1_macro", "log_loss")
 # inspect's first table: every CheckpointInfo field but those shown elsewhere (title, problem lines).
@@ -21,9 +22,27 @@ HEAD_KEYS = tuple(f.name for f in fields(CheckpointInfo) if f.name not in ("path
 
 
 def register(sub) -> None:
-    p = sub.add_parser("ls", help="list every checkpoint under ROOT")
+    p = sub.add_parser(
+        "ls",
+        help="list every checkpoint under ROOT",
+        description="List every checkpoint under ROOT. On a terminal: a table fitting its width (COLUMNS); "
+        "piped: tab-separated rows under a header line (" + " ".join(TSV_COLUMNS) + "). NO_COLOR turns "
+        "colours off.",
+    )
     p.add_argument("root", metavar="ROOT")
-    p.add_argument("--json", action="store_true", help="print a JSON array (docs/FORMAT.md, JSON CLI)")
+    out = p.add_mutually_exclusive_group()
+    out.add_argument("--json", action="store_true", help="print a JSON array (docs/FORMAT.md, JSON CLI)")
+    out.add_argument(
+        "-q", "--quiet", action="store_true", help="paths only, one per line (for `ckpt-tui rm $(...)`)"
+    )
+    p.add_argument(
+        "--filter",
+        action="append",
+        metavar="EXPR",
+        help="keep checkpoints matching EXPR; repeat to require all: kind=deepspeed, fold=0, step>=1000, "
+        "run=NAME, size>1G (larger=1G), age>7d (older=7d), broken, complete, best, promoted, in-progress, "
+        "!best",
+    )
     p.set_defaults(handler=cmd_ls)
 
     p = sub.add_parser("inspect", help="everything about one checkpoint")
@@ -56,17 +75,27 @@ def _need_folder(path: str, command: str) -> None:
 
 
 def cmd_ls(args) -> int:
+    from tui.cli import filters, listing
     from tui.core.scan import iter_checkpoints
 
     _need_folder(args.root, "ls")
+    try:
+        keep = filters.combine(args.filter)
+    except filters.FilterError as e:
+        raise _usage(safe_text(e)) from None
     errors: list[str] = []
-    infos = list(iter_checkpoints(args.root, errors=errors))
+    found = list(iter_checkpoints(args.root, errors=errors))
+    infos = [i for i in found if keep(i)]
     for line in errors:
         warn(line)
     if args.json:
         print_json([i.to_json() for i in infos])
-        return 0
-    _ls_table(infos)
+    elif args.quiet:
+        sys.stdout.write(listing.quiet_paths(infos, args.root))
+    elif sys.stdout.isatty():
+        listing.print_table(infos, len(found))
+    else:
+        sys.stdout.write(listing.tsv(infos))
     return 0
 
 
@@ -160,40 +189,6 @@ def _metrics_folder(root: str) -> str:
 
 def _opt(v: Any) -> str:
     return "-" if v is None else str(v)
-
-
-def _ls_table(infos) -> None:
-    from rich.table import Table
-    from rich.text import Text
-
-    table = Table(title=f"{len(infos)} checkpoints", show_lines=False)
-    for col in ("path", "kind", "ok", "size", "params", "dtypes", "step", "epoch", "fold", "best", "metric"):
-        table.add_column(
-            col, justify="right" if col in ("size", "params", "step", "epoch", "fold") else "left"
-        )
-    for i in infos:
-        ok = Text("yes", style="green") if i.complete else Text(f"{len(i.problems)} problem(s)", style="red")
-        if i.in_progress:
-            ok.append(" in progress", style="yellow")
-        metric = f"{i.metric.name}={i.metric.value:.4g}" if i.metric else "-"
-        table.add_row(
-            cell(i.path),
-            i.kind,
-            ok,
-            format_bytes(i.size_bytes),
-            format_count(i.parameters),
-            cell(", ".join(i.dtypes) if i.dtypes else "-"),
-            progress_text(i) or "-",
-            _opt(i.epoch),
-            _opt(i.fold),
-            "*" if i.best else "",
-            cell(metric),
-        )
-    out = console()
-    out.print(table)
-    for i in infos:
-        for p in i.problems:
-            out.print(Text.assemble(("! ", "red"), cell(i.path), ": ", cell(p)))
 
 
 def _inspect_tables(result) -> None:

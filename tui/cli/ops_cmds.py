@@ -5,14 +5,15 @@ without a TTY it refuses (exit 1) unless ``--yes`` is given. ``--dry-run`` print
 nothing. ``--json`` prints one JSON object on stdout. Exit 0 done, 1 refused (by a rule, by the user, by
 a missing TTY), 2 usage.
 
-Which ROOT (where the trash lives, and the boundary nothing is touched outside of):
-``--root`` when given; else the nearest ancestor of the first PATH (or of the current directory for
-``trash``) that already has a ``.ckpt-trash`` folder, so that repeated deletes share one trash and
-``trash list`` finds them; else, for a PATH inside a trainer run (run.json), the folder holding the run
-(so the run's best / promoted checkpoints and its lock are in view); else the current directory.
-A PATH outside that ROOT is refused, never
-followed: ``cd`` to the folder you mean, or pass ``--root``. The trash is a rename on ROOT's filesystem,
-so a PATH on another disk is refused rather than copied.
+Which ROOT (where the trash lives, and the boundary nothing is touched outside of): ``--root`` when
+given; else derived from the PATHs, never from the current directory (``derive_root``): the nearest
+ancestor holding a ``.ckpt-trash`` folder (repeated deletes share one trash, and the app opened there
+sees them); else the folder holding the enclosing run (run.json, or the output folder of a
+``checkpoint-N`` / ``step_N``), so the run's best / promoted checkpoints and its lock are in view; else
+the folder holding the PATH. ``trash`` has no PATH: the nearest ancestor of the current directory
+holding a trash, else the current directory. The ROOT used is said on stderr. A PATH outside ROOT is
+refused, never followed. The trash is a rename on ROOT's filesystem, so a PATH on another disk is
+refused rather than copied.
 """
 
 from __future__ import annotations
@@ -23,10 +24,14 @@ from pathlib import Path
 from typing import Any
 
 from tui.cli.output import print_json
-from tui.core.names import RUN_FILE, TRASH_DIR
+from tui.core.names import CHECKPOINT_N, RUN_FILE, STEP_DIR, TRASH_DIR
 from tui.core.text import format_bytes, safe_text
 
 EXIT_OK, EXIT_REFUSED = 0, 1
+ROOT_HELP = (
+    "ROOT holding the trash (default, said on stderr: the nearest folder above PATH holding .ckpt-trash, "
+    "else the folder holding PATH's run, else PATH's folder)"
+)
 
 
 def register(sub) -> None:
@@ -37,7 +42,7 @@ def register(sub) -> None:
         p = sub.add_parser(name, help=text)
         p.add_argument("paths", nargs="+", metavar="PATH")
         p.add_argument(
-            "--root", default=None, help="ROOT (default: nearest ancestor with .ckpt-trash, else .)"
+            "--root", default=None, help=ROOT_HELP
         )
         _confirm_flags(p)
         p.set_defaults(handler=cmd_rm if name == "rm" else cmd_slim)
@@ -68,7 +73,7 @@ def register(sub) -> None:
         metavar="DIR",
         help="LoRA adapter: the base model folder to merge into (default: its base_model_name_or_path)",
     )
-    p.add_argument("--root", default=None, help="ROOT (default: nearest ancestor with .ckpt-trash, else .)")
+    p.add_argument("--root", default=None, help=ROOT_HELP)
     p.add_argument(
         "--verify",
         action="store_true",
@@ -81,7 +86,7 @@ def register(sub) -> None:
     p = sub.add_parser("trash", help="list, restore or empty the trash under ROOT")
     p.add_argument("trash_command", choices=("list", "restore", "empty"))
     p.add_argument("id", nargs="?", metavar="ID")
-    p.add_argument("--root", default=None, help="ROOT (default: nearest ancestor with .ckpt-trash, else .)")
+    p.add_argument("--root", default=None, help="ROOT (default: the nearest folder above the current one holding .ckpt-trash, else .)")
     p.add_argument("--yes", action="store_true", help="empty without asking")
     p.add_argument("--dry-run", action="store_true", help="empty: show what would go")
     p.add_argument("--json", action="store_true")
@@ -103,26 +108,58 @@ def _usage(message: str) -> Exception:
     return UsageError(message)
 
 
-def default_root(start: Path) -> Path:
-    """The nearest ancestor of ``start`` (itself included) holding ``.ckpt-trash``; else, when ``start``
-    lies in a trainer run (an ancestor with run.json), the folder holding that run, so that the run's
-    best / promoted checkpoints and pointers are in view; else the cwd."""
-    start = Path(os.path.abspath(start))
-    for folder in [start, *start.parents]:
+def derive_root(paths: list[Path]) -> tuple[Path, str]:
+    """ROOT when ``--root`` is not given, from the PATHs (never the current directory), and why: the
+    nearest ancestor holding ``.ckpt-trash`` (repeated deletes share one trash, and the app opened there
+    sees them); else the folder holding the enclosing run (run.json; or the output folder of a
+    ``checkpoint-N`` / ``step_N``), so its best / promoted checkpoints and lock are in view; else the
+    folder holding the PATH. Several PATHs: the folder holding them all, unless a trash lies above it."""
+    starts = [Path(os.path.abspath(p)) for p in paths]
+    common = Path(os.path.commonpath([str(p) for p in starts]))
+    if common in starts:  # one PATH, or one PATH inside another: start above it
+        common = common.parent
+    for folder in [common, *common.parents]:
         if (folder / TRASH_DIR).is_dir():
-            return folder
-    for folder in [start, *start.parents]:
+            return folder, f"it holds {TRASH_DIR}"
+    roots = [_root_of_one(p) for p in starts]
+    if len({r for r, _ in roots}) == 1:
+        return roots[0]
+    top = Path(os.path.commonpath([str(r) for r, _ in roots]))
+    if top == top.parent or top == Path.home():
+        raise _usage(f"the PATHs share no folder below {safe_text(top)}: pass --root ROOT")
+    return top, "the folder holding every PATH's run or folder"
+
+
+def _root_of_one(path: Path) -> tuple[Path, str]:
+    for folder in [path, *path.parents]:
         if (folder / RUN_FILE).is_file() and folder.parent != folder:
-            return folder.parent
-    return Path.cwd()
+            return folder.parent, f"the folder holding the run {folder.name}"
+    if (CHECKPOINT_N.match(path.name) or STEP_DIR.match(path.name)) and path.parent.parent != path.parent:
+        return path.parent.parent, f"the folder holding {path.parent.name}, the output folder of {path.name}"
+    return path.parent, f"the folder holding {path.name}"
 
 
-def _root_for(args, first: Path | None) -> Path:
+def _root_for(args, paths: list[Path] | None) -> Path:
+    """``--root``, else the derived ROOT, said on stderr (where the trash goes is never a surprise)."""
     if args.root is not None:
         if not os.path.isdir(args.root):
             raise _usage(f"--root {safe_text(args.root)}: no such folder")
         return Path(args.root)
-    return default_root(first if first is not None else Path.cwd())
+    if paths:
+        root, why = derive_root(paths)
+    else:
+        root, why = _trash_root_from_cwd()
+    print(f"ckpt-tui: ROOT {safe_text(root)} ({safe_text(why)}; --root to choose)", file=sys.stderr)
+    return root
+
+
+def _trash_root_from_cwd() -> tuple[Path, str]:
+    """``trash`` has no PATH: the nearest ancestor of the current directory holding a trash, else it."""
+    cwd = Path.cwd()
+    for folder in [cwd, *cwd.parents]:
+        if (folder / TRASH_DIR).is_dir():
+            return folder, f"the nearest folder holding {TRASH_DIR}"
+    return cwd, "the current directory"
 
 
 def _abs(path: str) -> Path:
@@ -153,6 +190,37 @@ def _plan_text(plan) -> str:
     return "\n".join([*lines, safe_text(plan.summary)])
 
 
+def _plural(n: int, one: str, many: str | None = None) -> str:
+    return f"{n} {one if n == 1 else many or one + 's'}"
+
+
+def dry_run_text(plan) -> str:
+    """A dry run's plan in the conditional, so that it never reads as done: the item, refused and kept
+    lines, then "Would move 1 item (12.5 MiB) to the trash in root/.ckpt-trash/: ..." and a last line
+    saying nothing changed."""
+    lines = _plan_text(plan).splitlines()[:-1]  # the summary is written for a confirmation: left out
+    n, size = len(plan.items), format_bytes(plan.total_bytes)
+    names = [safe_text(i.path) for i in plan.items[:3]]
+    listed = ", ".join(names) + (f" and {n - 3} more" if n > 3 else "")
+    trash = f"{safe_text(Path(plan.root).name)}/{TRASH_DIR}/"
+    if not n:
+        lines.append("Nothing would change.")
+    elif plan.action == "trash-empty":
+        lines.append(f"Would permanently delete {_plural(n, 'trash entry', 'trash entries')} ({size}): {listed}.")
+    elif plan.action == "slim":
+        folders = len({i.group for i in plan.items})
+        lines.append(
+            f"Would move {_plural(n, 'training-state file')} ({size}) from {_plural(folders, 'checkpoint')} "
+            f"to the trash in {trash}: {listed}."
+        )
+    else:
+        lines.append(f"Would move {_plural(n, 'item')} ({size}) to the trash in {trash}: {listed}.")
+    if plan.refusals:
+        lines.append(f"Would refuse {_plural(len(plan.refusals), 'path')} (see above).")
+    lines.append("Dry run: nothing was changed.")
+    return "\n".join(lines)
+
+
 def _confirm(args, plan) -> str | None:
     """None to go ahead, else the one-line reason for not going ahead."""
     if args.yes:
@@ -171,7 +239,10 @@ def _run_plan(args, plan) -> int:
     from tui.core.actions import execute
 
     refused = EXIT_REFUSED if plan.refusals else EXIT_OK
-    if args.dry_run or not plan.items:
+    if args.dry_run:
+        _emit(args, {"plan": plan.to_json(), "executed": False, "dry_run": True}, dry_run_text(plan))
+        return refused
+    if not plan.items:
         _emit(args, {"plan": plan.to_json(), "executed": False}, _plan_text(plan))
         return refused
     if (stop := _confirm(args, plan)) is not None:
@@ -191,7 +262,7 @@ def cmd_rm(args) -> int:
     from tui.core.actions import plan_delete
 
     paths = [_abs(p) for p in args.paths]
-    root = _root_for(args, paths[0])
+    root = _root_for(args, paths)
     return _run_plan(args, plan_delete(root, paths, _scan(root)))
 
 
@@ -199,7 +270,7 @@ def cmd_slim(args) -> int:
     from tui.core.actions import plan_slim
 
     paths = [_abs(p) for p in args.paths]
-    root = _root_for(args, paths[0])
+    root = _root_for(args, paths)
     return _run_plan(args, plan_slim(root, paths, _scan(root)))
 
 
@@ -221,14 +292,7 @@ def cmd_promote(args) -> int:
     if not os.path.exists(args.path):
         raise _usage(f"{safe_text(args.path)}: no such file or folder")
     source = _abs(args.path)
-    if args.root is not None:
-        root = _root_for(args, source)
-    else:
-        # Promote only reads the source, so a looser default is safe: as for rm, and when that ROOT
-        # does not contain the source, the source's parent.
-        root = default_root(source)
-        if root not in source.parents:
-            root = source.parent
+    root = _root_for(args, [source])
     try:
         result = promote(
             root,
@@ -266,10 +330,12 @@ def cmd_trash(args) -> int:
     from tui.core import actions
     from tui.core.trash import Trash, TrashError
 
+    if args.trash_command == "restore" and not args.id:
+        raise _usage("trash restore needs an ID (see `ckpt-tui trash list`)")
+    if args.trash_command != "restore" and args.id:
+        raise _usage(f"trash {args.trash_command} takes no ID")
     root = _root_for(args, None)
     if args.trash_command == "list":
-        if args.id:
-            raise _usage("trash list takes no ID")
         try:
             entries = Trash(root).list()
         except TrashError as e:
@@ -288,13 +354,9 @@ def cmd_trash(args) -> int:
         )
         return EXIT_OK
     if args.trash_command == "restore":
-        if not args.id:
-            raise _usage("trash restore needs an ID (see `ckpt-tui trash list`)")
         result = actions.restore(root, args.id)
         if not result.ok:
             print(f"ckpt-tui: {safe_text(result.errors[0])}", file=sys.stderr)
         _emit(args, result.to_json(), safe_text(result.summary))
         return EXIT_OK if result.ok else EXIT_REFUSED
-    if args.id:
-        raise _usage("trash empty takes no ID")
     return _run_plan(args, actions.plan_trash_empty(root))

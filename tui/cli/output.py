@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 from typing import Any
 
@@ -56,11 +57,18 @@ def warn(text: Any) -> None:
     print(f"ckpt-tui: warning: {safe_text(text)}", file=sys.stderr)
 
 
-def console():
+def no_color() -> bool:
+    """https://no-color.org: set and not empty."""
+    return bool(os.environ.get("NO_COLOR"))
+
+
+def console(width: int | None = None):
     from rich.console import Console
 
     # Piped output has no width; 80 columns would wrap every path into slivers.
-    return Console(width=None if sys.stdout.isatty() else 200)
+    if width is None and not sys.stdout.isatty():
+        width = 200
+    return Console(width=width, color_system=None if no_color() else "auto", highlight=False)
 
 
 def cell(value: Any, style: str = ""):

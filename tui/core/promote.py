@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
+import shlex
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -238,6 +239,12 @@ def source_fields(source: Path, info: CheckpointInfo | None) -> dict[str, Any]:
 # --- promote ---------------------------------------------------------------------------------------------
 
 
+def cli_command(root: Path, source: Path) -> str:
+    """The ``ckpt-tui promote`` command for ``source``, absolute (it works from any directory) and with
+    the app's ROOT (the CLI would otherwise derive its own), quoted for a POSIX shell."""
+    return f"ckpt-tui promote --root {shlex.quote(str(root))} {shlex.quote(str(source))}"
+
+
 def promote(
     root: Path | str,
     path: Path | str,
@@ -289,7 +296,7 @@ def promote(
     if conversion in TORCH_CONVERSIONS:
         if convert is None:
             raise PromoteError(
-                f"{rel}: needs a {conversion} conversion with torch; run `ckpt-tui promote {rel}`"
+                f"{rel}: needs a {conversion} conversion with torch; run `{cli_command(root_p, source)}`"
             )
         if not torch_available():
             raise PromoteError(f"{rel}: {_CONVERSION_TEXT[conversion]} needs torch: {INSTALL_HINT}")
