@@ -457,3 +457,12 @@ def test_a_just_committed_checkpoint_promotes_but_an_uncommitted_recent_one_wait
     (root / "run" / "checkpoint-5" / "config.json").write_text("{}")
     with pytest.raises(PromoteError, match="not a complete checkpoint"):
         promote(root, "run/checkpoint-5", overwrite=True)
+
+
+def test_a_planted_promoted_link_does_not_take_the_default_export_out_of_root(run, tmp_path):
+    root, run_dir = run
+    (tmp_path / "elsewhere").mkdir()
+    os.symlink(tmp_path / "elsewhere", run_dir / "promoted")
+    with pytest.raises(PromoteError, match="outside ROOT"):
+        promote(root, "exp1/bert_fold_0")
+    assert os.listdir(tmp_path / "elsewhere") == []

@@ -312,3 +312,24 @@ def test_trash_empty_removes_a_killed_deletes_empty_entry(tmp_path):
     plan = plan_trash_empty(tmp_path)
     assert [i.path for i in plan.items] == [_entry_id(1)] and execute(plan).ok
     assert list(trash.folder.iterdir()) == []
+
+
+def test_slim_and_restore_never_reach_through_a_symlinked_subfolder(tmp_path):
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    write_file(outside / "optimizer.pt", b"theirs")
+    ckpt = make_checkpoint(root / "c")
+    os.symlink(outside, ckpt / "sub")  # swapped in after the plan: its files are not the checkpoint's
+    trash = Trash(root)
+    with pytest.raises(TrashError, match="outside"):
+        trash.move_files(ckpt, ["optimizer.pt", "sub/optimizer.pt"])
+    assert (outside / "optimizer.pt").read_bytes() == b"theirs" and (ckpt / "optimizer.pt").exists()
+    entry = trash.move_files(ckpt, ["optimizer.pt"])
+    item = trash.folder / entry.id / "item"
+    data = json.loads((trash.folder / entry.id / "entry.json").read_text())
+    data["files"] = ["optimizer.pt", "sub/optimizer.pt"]  # a forged bundle whose item links out of ROOT
+    (trash.folder / entry.id / "entry.json").write_text(json.dumps(data))
+    os.symlink(outside, item / "sub")
+    os.unlink(ckpt / "sub")
+    with pytest.raises(TrashError, match="symlink"):
+        trash.restore(entry.id)
+    assert (outside / "optimizer.pt").read_bytes() == b"theirs" and not (ckpt / "sub").exists()

@@ -26,7 +26,7 @@ from typing import Any, Protocol
 
 from tui.core import commit
 from tui.core.dcp import is_dcp_folder, read_dcp
-from tui.core.files import json_object, read_head, read_small_text
+from tui.core.files import is_within, json_object, read_head, read_small_text
 from tui.core.mindspore_ckpt import export as mindspore_export
 from tui.core.mindspore_ckpt import read_mindspore, sniff
 from tui.core.model import CheckpointInfo
@@ -286,7 +286,9 @@ def promote(
     ):
         raise PromoteError(f"{rel}: already a promoted export")
     info = next((i for i in infos or [] if i.path == rel), None)
-    target = _real_target(to) if to is not None else default_target(source, root_p, info)
+    target = _real_target(to if to is not None else default_target(source, root_p, info))
+    if to is None and not is_within(target.parent, root_p):  # a planted `promoted` link: not the user's choice
+        raise PromoteError(f"{rel}: the default export folder leads outside ROOT to {target.parent}; choose one with --to")
     _check_target(target, source, overwrite)
 
     conversion, weight_files = weights_plan(source)

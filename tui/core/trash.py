@@ -217,6 +217,9 @@ class Trash:
             p = Path(f)
             if p.is_absolute() or ".." in p.parts or not os.path.lexists(base / p):
                 raise TrashError(f"{rel}/{f}: does not exist inside {rel}")
+            real_parent = Path(os.path.realpath((base / p).parent))
+            if not is_within(real_parent, self.root) or is_within(real_parent, self.folder):
+                raise TrashError(f"{rel}/{f}: a folder on the way leads outside {self.root} (a symlink?)")
             self._check_same_device(base / p, f"{rel}/{f}")
         entry_id, folder = self._new_entry_folder()
         size = sum(tree_size(base / f) for f in files)
@@ -353,10 +356,13 @@ class Trash:
 
     def _restore_files(self, folder: Path, entry: TrashEntry, rel: str) -> None:
         files = entry.files or []
+        item = Path(os.path.realpath(folder / TRASH_ITEM))
         for f in files:
             p = self._restore_target(f"{rel}/{f}", entry.id)
             if not os.path.lexists(folder / TRASH_ITEM / f):
                 raise TrashError(f"{entry.id}: {f} is missing from the entry; nothing restored")
+            if not is_within(Path(os.path.realpath((folder / TRASH_ITEM / f).parent)), item):
+                raise TrashError(f"{entry.id}: {f} lies behind a symlink in the entry; nothing restored")
             # Slim rewrites the manifest without the dropped files; its own rewrite may be replaced.
             if os.path.lexists(p) and not (f == MANIFEST_NAME and _is_slimmed_manifest(p)):
                 raise TrashError(f"{rel}/{f}: exists again; move it away first, then restore {entry.id}")
