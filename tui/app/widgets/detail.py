@@ -97,7 +97,12 @@ def weights_renderable(
         return Text("No weights found in this checkpoint.", style="dim")
     parameters = f"{weights.parameters:,}" if weights.parameters is not None else None
     if weights.source == "pickle":
-        head = [("tensors", weights.tensors), ("parameters", parameters), ("format", weights.format)]
+        head = [
+            ("tensors", weights.tensors),
+            ("parameters", parameters),
+            ("format", weights.format),
+            ("pickle scan", getattr(weights, "verdict", None)),
+        ]
     elif weights.source in ("mindspore", "dcp"):
         # Network weights; the optimizer state these formats keep beside them is counted apart.
         head = [
@@ -358,6 +363,9 @@ def config_renderable(summary: dict | None, whole: dict | None) -> Any:
         parts += [Text(""), Text(title, style="bold underline"), _kv_table(list(keys.items()))]
         if not complete:
             parts.append(
-                Text(f"… cut at {MAX_CONFIG_KEYS:,} keys: `ckpt-tui inspect PATH --json` prints them all", style="dim")
+                Text(
+                    f"… cut at {MAX_CONFIG_KEYS:,} keys: `ckpt-tui inspect PATH --json` prints them all",
+                    style="dim",
+                )
             )
     return Group(*parts)

@@ -6,16 +6,17 @@ API (docs/ARCHITECTURE.md, "Core API")::
                             lightning, top_keys, problems, ...)
     scan_pickle(path) -> PickleReport        # never unpickles, never imports what it reads, never raises
 
-Formats:
+Formats (``formats``, read the way ``torch.load`` reads them; docs/SECURITY.md "Pickle scanner"):
 
-* ``"zip"``: what ``torch.save`` writes since torch 1.6 (a zip holding ``<name>/data.pkl`` plus one
-  ``<name>/data/<key>`` record per storage). A zip whose central directory is gone (a truncated copy)
-  gives the problem "zip central directory missing: truncated file? (...)".
-* ``"legacy"``: a plain pickle, or the pre-1.6 torch layout (magic-number pickle, protocol pickle,
-  sys-info pickle, the object pickle, the storage-key pickle, then raw storage bytes). Only the first
-  64 MiB are read: the pickles come before the storage bytes.
-* ``"not-pickle"``: anything else (random bytes, a MindSpore protobuf .ckpt, safetensors named .pt),
-  with a problem saying so.
+* ``"zip"``: what ``torch.save`` writes since torch 1.6; every ``*.pkl`` member is replayed (CRC reported,
+  not enforced, as torch does), never a storage record.
+* ``"tar"``: torch < 0.4: the pickles of the ``storages``, ``tensors`` and ``pickle`` members.
+* ``"legacy"``: a pickle stream: a plain pickle (any protocol), or pre-1.6 ``torch.save`` (magic number,
+  protocol, sys-info, object and storage-key pickles, all five replayed). Only the first 64 MiB are read.
+* ``"not-pickle"``: anything else, with a problem saying so.
+
+``verdict``: ``"unsafe"`` (a global off the exact allowlist, ``policy``/``allowlist``), ``"clean"`` (every
+pickle torch would unpickle replayed to its STOP within the limits) or ``"not verified"``.
 
 How: a small *symbolic* stack machine replays the opcodes (arguments decoded with ``struct`` for the
 common binary opcodes and with ``pickletools``' own argument readers for the rest). It pushes inert
@@ -44,7 +45,7 @@ What the replay yields:
 * ``top_keys``: the root dict's keys (first 1000); ``lightning``: the root holds
   ``pytorch-lightning_version``, or ``state_dict`` with ``callbacks``/``optimizer_states``/``loops``.
 
-Modules: ``policy`` (which globals are allowed: ``classify_global``), ``machine`` (the symbolic pickle
+Modules: ``allowlist`` (exact names), ``policy`` (``classify_global``, ``may_call``), ``machine`` (the symbolic pickle
 machine), ``report`` (``PickleReport`` and what is read off the replay), ``formats`` (zip and legacy
 files, the limits on bytes read; ``scan_pickle``).
 """

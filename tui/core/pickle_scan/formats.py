@@ -1,20 +1,72 @@
-"""Torch file formats around the pickles: the zip of ``torch.save`` (torch >= 1.6) and legacy / plain
-pickles, with the limits on how many bytes are read. ``scan_pickle`` is the entry point."""
+"""Torch file formats around the pickles, read the way ``torch.load`` reads them, so that every pickle torch
+would unpickle is replayed; ``scan_pickle`` is the entry point.
+
+What ``torch.load(weights_only=False)`` does with a file, and what is scanned for each:
+
+* starts with ``PK\\x03\\x04``: a zip (torch >= 1.6). Torch unpickles ``<archive>/data.pkl`` (names
+  compared case-insensitively) and ignores CRCs. Every ``*.pkl`` member is replayed (a second
+  ``data.pkl`` under another folder, a TorchScript ``constants.pkl``), each read from its local header with
+  the CRC not enforced (a wrong CRC is a problem, the pickle is still judged). Never a ``data/<key>``
+  storage record. A TorchScript archive (``constants.pkl``) goes to ``torch.jit.load``: not verified.
+* a tar (the format of torch < 0.4): the ``storages`` member (a count pickle, then per storage an
+  argument pickle and raw bytes, then the views pickle), ``tensors`` (a count, then per tensor an argument
+  pickle and its raw shape) and ``pickle``: every pickle among them.
+* anything else: a pickle stream. Torch unpickles the first pickle before checking it is its magic
+  number, so a plain pickle runs; after the magic number come the protocol, sys-info, object and
+  storage-key pickles (pre-1.6 ``torch.save``): all five are replayed.
+
+The verdict: ``unsafe`` when any global is off the allowlist; ``clean`` only when every one of those
+pickles was replayed to its STOP within the limits; else ``not verified`` (corrupt, truncated, not a
+pickle, a limit hit, TorchScript), with a problem saying why.
+"""
 
 from __future__ import annotations
 
 import os
+import struct
+import tarfile
 import zipfile
-from typing import Any
+import zlib
+from typing import Any, BinaryIO
 
 from tui.core.files import open_regular_file
-from tui.core.pickle_scan.machine import Machine, ScanStop
+from tui.core.pickle_scan.machine import GlobalRef, Machine, ScanStop, is_count
 from tui.core.pickle_scan.report import PickleReport, fill_report
+from tui.core.pickle_scan.torch_names import STORAGE_TYPES
 from tui.core.text import safe_message
 
-MAX_PICKLE_BYTES = 64 << 20
+MAX_PICKLE_BYTES = 64 << 20  # per file, all its pickles together
 LEGACY_FIRST_READ = 4 << 20
+MAX_PKL_MEMBERS = 64
+MAX_TAR_RECORDS = 100_000
+MAX_TAR_MEMBERS = 10_000
 _LEGACY_MAGIC = 0x1950A86A20F9469CFC6C  # the first pickle of a pre-1.6 torch.save
+_ZIP_MAGIC = b"PK\x03\x04"  # torch's _is_zipfile: exactly these first bytes
+
+
+class _Scan:
+    """One file's scan: the shared machine (budget, globals), the report, whether all was replayed."""
+
+    def __init__(self, report: PickleReport, label: str) -> None:
+        self.machine = Machine()
+        self.report = report
+        self.label = label
+        self.verified = True
+        self.bytes_left = MAX_PICKLE_BYTES
+        self.root: Any = None  # the object torch.load returns, when it was replayed
+
+    def unverified(self, problem: str) -> None:
+        self.verified = False
+        self.report.problems.append(problem)
+
+    def replay(self, data: bytes, pos: int, what: str) -> tuple[Any, int, ScanStop | None]:
+        """(root, offset after STOP, None), or (None, pos, why it stopped) with a problem added."""
+        try:
+            root, end = self.machine.run(data, pos)
+            return root, end, None
+        except ScanStop as e:
+            stop = ScanStop(f"pickle at byte {pos}: {e}", truncated=e.truncated, limit=e.limit)
+            return None, pos, stop
 
 
 def scan_pickle(path: str | os.PathLike) -> PickleReport:
@@ -31,7 +83,7 @@ def scan_pickle(path: str | os.PathLike) -> PickleReport:
     return report
 
 
-def _scan(path: str | os.PathLike, label: str) -> PickleReport:
+def _scan(path: str, label: str) -> PickleReport:
     try:
         fd, size = open_regular_file(path)
     except ValueError as e:
@@ -41,133 +93,255 @@ def _scan(path: str | os.PathLike, label: str) -> PickleReport:
     with os.fdopen(fd, "rb") as f:
         if size == 0:
             return PickleReport(format="not-pickle", problems=[f"{label}: zero-byte file"])
-        head = f.read(2)
+        head = f.read(4)
         f.seek(0)
-        if head == b"PK":
-            return _scan_zip(f, label)
-        return _scan_legacy(f, size, label)
+        if head == _ZIP_MAGIC:
+            scan = _Scan(PickleReport(format="zip"), label)
+            _scan_zip(scan, f)
+        elif _is_tar(f):
+            scan = _Scan(PickleReport(format="tar"), label)
+            _scan_tar(scan, f)
+        else:
+            scan = _Scan(PickleReport(format="legacy"), label)
+            _scan_stream(scan, f, size)
+    report = scan.report
+    fill_report(scan.machine, scan.root, report, label)
+    report.verdict = "unsafe" if report.unsafe_globals else "clean" if scan.verified else "not verified"
+    return report
 
 
-def _scan_zip(f: Any, label: str) -> PickleReport:
-    report = PickleReport(format="zip")
+# --- zip ----------------------------------------------------------------------------------------------------
+
+
+def _scan_zip(scan: _Scan, f: BinaryIO) -> None:
+    label, report = scan.label, scan.report
     try:
         zf = zipfile.ZipFile(f)
+        infos = zf.infolist()
     except zipfile.BadZipFile as e:
-        report.problems.append(f"{label}: zip central directory missing: truncated file? ({e})")
-        return report
+        scan.unverified(f"{label}: zip central directory missing: truncated file? ({e})")
+        return
     except Exception as e:  # LargeZipFile, OSError, struct/Unicode errors from hostile directories
-        report.problems.append(
-            f"{label}: zip central directory unreadable: corrupt file? ({type(e).__name__}: {e})"
+        scan.unverified(f"{label}: zip central directory unreadable: corrupt file? ({type(e).__name__}: {e})")
+        return
+    pkls = [i for i in infos if i.filename.lower().endswith(".pkl")]
+    archive = infos[0].filename.split("/", 1)[0] if infos else ""
+    main = next((i for i in pkls if i.filename.lower() == f"{archive}/data.pkl".lower()), None)
+    if main is None:  # not torch's layout; the shallowest data.pkl is the likeliest meant
+        main = min(
+            (i for i in pkls if i.filename.lower().rsplit("/", 1)[-1] == "data.pkl"),
+            key=lambda i: (i.filename.count("/"), i.filename),
+            default=None,
         )
-        return report
-    with zf:
-        try:
-            infos = zf.infolist()
-            pkls = sorted(
-                (i for i in infos if i.filename == "data.pkl" or i.filename.endswith("/data.pkl")),
-                key=lambda i: (i.filename.count("/"), i.filename),
-            )
-            if not pkls:
-                report.problems.append(f"{label}: zip archive has no data.pkl: not a torch.save file")
-                return report
-            info = pkls[0]
-            report.pickle_name = info.filename
-            if info.file_size > MAX_PICKLE_BYTES:
-                report.problems.append(
-                    f"{label}: {info.filename} is {info.file_size} bytes; only the first "
-                    f"{MAX_PICKLE_BYTES >> 20} MiB were scanned, counts are partial"
-                )
-            with zf.open(info) as member:
-                data = member.read(MAX_PICKLE_BYTES)
-            sizes = {i.filename: i.file_size for i in infos}
-        except Exception as e:  # bad local header, CRC mismatch, unsupported compression, zlib errors
-            report.problems.append(
-                f"{label}: cannot read {report.pickle_name or 'the archive'}: corrupt file? "
-                f"({type(e).__name__}: {e})"
-            )
-            return report
-    machine = Machine()
-    root, _end, stop = _run_one(machine, data, 0)
-    if stop is not None:
-        report.problems.append(stop.describe(label, info.filename))
-    fill_report(machine, root, report, label)
-    # Each storage named in data.pkl is a data/<key> record holding exactly its bytes.
-    prefix = info.filename[: -len("data.pkl")]
+    if main is None:
+        scan.unverified(f"{label}: zip archive has no data.pkl: not a torch.save file")
+    if any(i.filename.lower() == f"{archive}/constants.pkl".lower() for i in pkls):
+        scan.unverified(
+            f"{label}: a TorchScript archive (torch.load runs it with torch.jit.load): not verified"
+        )
+    if len(pkls) > MAX_PKL_MEMBERS:
+        scan.unverified(f"{label}: {len(pkls)} pickle members; only {MAX_PKL_MEMBERS} were scanned")
+    root = None
+    ordered = ([main] if main is not None else []) + [i for i in pkls if i is not main][: MAX_PKL_MEMBERS - 1]
+    for info in ordered:
+        data = _zip_member(scan, f, info)
+        if data is None:
+            continue
+        obj, _end, stop = scan.replay(data, 0, info.filename)
+        if stop is not None:
+            scan.unverified(stop.describe(label, info.filename))
+        if info is main:
+            report.pickle_name, root = info.filename, obj
+    scan.root = root
+    if main is not None:
+        _storage_problems(scan, main.filename[: -len("data.pkl")], {i.filename: i.file_size for i in infos})
+
+
+def _zip_member(scan: _Scan, f: BinaryIO, info: zipfile.ZipInfo) -> bytes | None:
+    """A member's bytes read from its local header, as torch's reader does: the CRC is checked and a
+    mismatch reported, but not enforced. None (with a problem) when it cannot be read."""
+    label, name = scan.label, info.filename
+    try:
+        f.seek(info.header_offset)
+        local = f.read(30)
+        if len(local) < 30 or local[:4] != _ZIP_MAGIC:
+            raise ValueError("bad local file header")
+        name_len, extra_len = struct.unpack("<HH", local[26:30])
+        f.seek(info.header_offset + 30 + name_len + extra_len)
+        want = min(info.file_size, scan.bytes_left)
+        if info.compress_type == zipfile.ZIP_STORED:
+            data = f.read(want)
+        elif info.compress_type == zipfile.ZIP_DEFLATED:
+            data = zlib.decompressobj(-15).decompress(f.read(min(info.compress_size, MAX_PICKLE_BYTES)), want)
+        else:
+            raise ValueError(f"compression method {info.compress_type} is not supported")
+    except Exception as e:  # OSError, zlib.error, ValueError
+        scan.unverified(f"{label}: cannot read {name}: corrupt file? ({type(e).__name__}: {e})")
+        return None
+    scan.bytes_left -= len(data)
+    if len(data) < info.file_size:
+        scan.unverified(
+            f"{label}: {name}: only {len(data)} of {info.file_size} bytes were scanned (a limit or a short "
+            "file); counts are partial"
+        )
+    elif zlib.crc32(data) != info.CRC:
+        scan.report.problems.append(f"{label}: {name}: CRC mismatch (corrupt; torch loads it anyway)")
+    return data
+
+
+def _storage_problems(scan: _Scan, prefix: str, sizes: dict[str, int]) -> None:
+    """Each storage named in data.pkl is a data/<key> record holding exactly its bytes."""
     missing, short = [], []
-    for key, (_dtype, nbytes) in machine.storages.items():
+    for key, (_dtype, nbytes) in scan.machine.storages.items():
         have = sizes.get(f"{prefix}data/{key}")
         if have is None:
             missing.append(key)
         elif have < nbytes:
             short.append(f"{key} ({have} of {nbytes} bytes)")
+    problems = scan.report.problems
     if missing:
-        report.problems.append(
-            f"{label}: {len(missing)} storage record(s) named in {info.filename} missing from the archive: "
+        problems.append(
+            f"{scan.label}: {len(missing)} storage record(s) named in {prefix}data.pkl missing from the archive: "
             + ", ".join(missing[:10])
         )
     if short:
-        report.problems.append(
-            f"{label}: {len(short)} storage record(s) shorter than their tensors: " + ", ".join(short[:10])
+        problems.append(
+            f"{scan.label}: {len(short)} storage record(s) shorter than their tensors: "
+            + ", ".join(short[:10])
         )
-    return report
 
 
-def _scan_legacy(f: Any, size: int, label: str) -> PickleReport:
-    """A plain pickle or pre-1.6 torch file. Its pickles come before any storage bytes, so read a small
-    prefix first and a bigger one (up to MAX_PICKLE_BYTES) only if the pickles run past it."""
+# --- tar (torch < 0.4) ----------------------------------------------------------------------------------------
+
+
+def _is_tar(f: BinaryIO) -> bool:
+    """torch.load tries ``tarfile.open`` first on every non-zip file: the same test."""
+    try:
+        with tarfile.open(fileobj=f, mode="r:"):
+            return True
+    except Exception:
+        return False
+    finally:
+        f.seek(0)
+
+
+def _scan_tar(scan: _Scan, f: BinaryIO) -> None:
+    label = scan.label
+    try:
+        tar = tarfile.open(fileobj=f, mode="r:")
+        members: dict[str, tarfile.TarInfo] = {}
+        for i, m in enumerate(tar):
+            if i >= MAX_TAR_MEMBERS:
+                scan.unverified(
+                    f"{label}: tar holds over {MAX_TAR_MEMBERS} members; the rest were not scanned"
+                )
+                break
+            members.setdefault(m.name, m)
+    except Exception as e:
+        scan.unverified(f"{label}: tar archive unreadable ({type(e).__name__}: {e})")
+        return
+    root = None
+    for name, records in (("storages", "storage"), ("tensors", "tensor"), ("pickle", None)):
+        member = members.get(name)
+        if member is None or not member.isfile():
+            scan.unverified(f"{label}: tar archive has no {name} member: not a torch file")
+            continue
+        try:
+            data = tar.extractfile(member).read(min(member.size, scan.bytes_left))  # type: ignore[union-attr]
+        except Exception as e:
+            scan.unverified(f"{label}: cannot read tar member {name} ({type(e).__name__}: {e})")
+            continue
+        scan.bytes_left -= len(data)
+        if records is None:
+            root, _, stop = scan.replay(data, 0, name)
+            if stop is not None:
+                scan.unverified(stop.describe(label, f"tar member {name}"))
+        else:
+            _tar_records(scan, data, name, records, cut=len(data) < member.size)
+    scan.root = root
+
+
+def _tar_records(scan: _Scan, data: bytes, name: str, kind: str, *, cut: bool) -> None:
+    """``storages``: count pickle, per storage (args pickle, int64 count, raw bytes), then a views pickle.
+    ``tensors``: count pickle, per tensor (args pickle, int32 ndim, 4 bytes, sizes, strides, offset)."""
+    what = f"tar member {name}"
+    count, pos, stop = scan.replay(data, 0, what)
+    if stop is None and not (is_count(count) and count <= MAX_TAR_RECORDS):
+        stop = ScanStop(f"record count {str(count)[:40]} is not a plausible count")
+    for _ in range(count if stop is None else 0):
+        args, pos, stop = scan.replay(data, pos, what)
+        if stop is not None:
+            break
+        try:
+            if kind == "storage":
+                stype = args[2] if isinstance(args, tuple) and len(args) >= 3 else None
+                size = STORAGE_TYPES.get(stype.name, ("?", 1))[1] if isinstance(stype, GlobalRef) else 1
+                (numel,) = struct.unpack_from("<q", data, pos)
+                pos += 8 + numel * size
+            else:
+                (ndim,) = struct.unpack_from("<i", data, pos)
+                pos += 8 + 16 * ndim + 8
+        except struct.error:
+            stop = ScanStop("record cut off", truncated=True)
+            break
+        if pos > len(data) or pos < 0:
+            stop = ScanStop("record runs past the end", truncated=True)
+            break
+    if stop is None and kind == "storage":
+        _views, pos, stop = scan.replay(data, pos, what)
+    if stop is not None:
+        scan.unverified(stop.describe(scan.label, what))
+        if cut:
+            scan.unverified(
+                f"{scan.label}: only the first {MAX_PICKLE_BYTES >> 20} MiB of {name} were scanned"
+            )
+
+
+# --- a pickle stream: a plain pickle, or pre-1.6 torch.save ---------------------------------------------------
+
+
+def _scan_stream(scan: _Scan, f: BinaryIO, size: int) -> None:
+    """Its pickles come before any storage bytes, so read a small prefix first and a bigger one (up to
+    MAX_PICKLE_BYTES) only if the pickles run past it."""
     data = f.read(min(size, LEGACY_FIRST_READ))
-    report = _replay_legacy(data, label, final=len(data) >= size)
-    if report is None:
+    if not _replay_stream(scan, data, final=len(data) >= size):
         data += f.read(min(size, MAX_PICKLE_BYTES) - len(data))
-        report = _replay_legacy(data, label, final=True, cut=len(data) < size)
-    assert report is not None
-    return report
+        scan.machine = Machine()
+        scan.report.problems.clear()
+        scan.verified = True
+        _replay_stream(scan, data, final=True, cut=len(data) < size)
 
 
-def _replay_legacy(data: bytes, label: str, *, final: bool, cut: bool = False) -> PickleReport | None:
-    """The report; None when a pickle ran past the end of ``data`` and a longer prefix may help."""
-    machine = Machine()
-    first, end, stop = _run_one(machine, data, 0)
+def _replay_stream(scan: _Scan, data: bytes, *, final: bool, cut: bool = False) -> bool:
+    """Replay the stream into ``scan``; False when a pickle ran past the end of ``data`` and a longer
+    prefix may help (``scan`` is then to be redone)."""
+    label, report = scan.label, scan.report
+    first, end, stop = scan.replay(data, 0, "pickle")
     if stop is not None:
         if stop.truncated and not final:
-            return None
-        if len(data) >= 2 and data[0] == 0x80 and 2 <= data[1] <= 5:
-            # It claims to be a pickle (PROTO 2..5) but does not replay: "legacy", and say why.
-            report = PickleReport(format="legacy", problems=[stop.describe(label, "pickle")])
+            return False
+        if not scan.machine.globals and not (len(data) >= 2 and data[0] == 0x80 and 2 <= data[1] <= 5):
+            report.format = "not-pickle"
+            scan.unverified(f"{label}: not a torch zip archive or a pickle ({stop})")
+        else:
+            scan.unverified(stop.describe(label, "pickle"))
             if cut and stop.truncated:
-                report.problems.append(f"{label}: only the first {MAX_PICKLE_BYTES >> 20} MiB were scanned")
-            fill_report(machine, None, report, label)
-            return report
-        return PickleReport(
-            format="not-pickle", problems=[f"{label}: not a torch zip archive or a pickle ({stop})"]
-        )
-    report = PickleReport(format="legacy")
+                scan.unverified(f"{label}: only the first {MAX_PICKLE_BYTES >> 20} MiB were scanned")
+        return True
     root = first
     if isinstance(first, int) and not isinstance(first, bool) and first == _LEGACY_MAGIC:
         # torch.save before 1.6: protocol version, sys info, the object, then the storage keys.
         root = None
-        for i in range(3):
-            obj, end, stop = _run_one(machine, data, end)
+        for i in range(4):
+            obj, end, stop = scan.replay(data, end, "legacy torch pickle")
             if stop is not None:
                 if stop.truncated and not final:
-                    return None
-                report.problems.append(stop.describe(label, "legacy torch pickle"))
+                    return False
+                scan.unverified(stop.describe(label, "legacy torch pickle"))
                 if cut and stop.truncated:
-                    report.problems.append(
-                        f"{label}: only the first {MAX_PICKLE_BYTES >> 20} MiB were scanned"
-                    )
+                    scan.unverified(f"{label}: only the first {MAX_PICKLE_BYTES >> 20} MiB were scanned")
                 break
             if i == 2:
                 root = obj
-    fill_report(machine, root, report, label)
-    return report
-
-
-def _run_one(machine: Machine, data: bytes, pos: int) -> tuple[Any, int, ScanStop | None]:
-    """(root, offset after STOP, None) or (None, pos, the reason it stopped)."""
-    try:
-        root, end = machine.run(data, pos)
-        return root, end, None
-    except ScanStop as e:
-        stop = ScanStop(f"pickle at byte {pos}: {e}", truncated=e.truncated, limit=e.limit)
-        return None, pos, stop
+    scan.root = root
+    return True

@@ -13,11 +13,13 @@ arguments go through ``_apply_rare`` / ``_read_slow``, which cost a call each.
 
 from __future__ import annotations
 
+import _compat_pickle
 import io
 import pickletools
 from typing import Any
 
-from tui.core.pickle_scan.policy import classify_global
+from tui.core.pickle_scan.allowlist import REBUILT
+from tui.core.pickle_scan.policy import classify_global, may_call
 from tui.core.pickle_scan.torch_names import STORAGE_TYPES, TORCH_DTYPE_NAMES
 
 MAX_OPCODES = 2_000_000  # about 1 s
@@ -26,6 +28,9 @@ MAX_DIMS = 64
 TENSOR_REBUILDERS = frozenset(
     {"_rebuild_tensor", "_rebuild_tensor_v2", "_rebuild_tensor_v3", "_rebuild_qtensor"}
 )
+# torch.load's own renames (serialization.py ``load_module_mapping``)
+_TORCH_MODULE_MAPPING = {"torch.tensor": "torch._tensor"}
+_OBJECT_BASES = frozenset({"builtins.object", "builtins.dict", "builtins.list", "builtins.set"})
 # Top-level keys that tell a Lightning checkpoint, remembered even when the root cannot be rebuilt.
 MARKERS = frozenset(
     {"pytorch-lightning_version", "state_dict", "callbacks", "optimizer_states", "loops", "lr_schedulers"}
@@ -199,6 +204,7 @@ class Machine:
         self.tensors: list[Call] = []
         self.storages: dict[str, tuple[str, int]] = {}  # key -> (dtype, bytes)
         self.markers: set[str] = set()
+        self.proto = 0  # of the pickle being replayed: Python maps py2 names when it is < 3
 
     # --- what a placeholder records -----------------------------------------------------------------------
 
@@ -207,13 +213,32 @@ class Machine:
             module, name = "<non-string>", f"<{type(module).__name__}, {type(name).__name__}>"
             verdict = "unsafe"
         else:
+            module, name = _as_imported(module, name, self.proto)
             verdict = classify_global(module, name)
             module, name = module[:200], name[:200]  # for display; judged on the full text above
-        key = f"{module}.{name}"
+        self._record(f"{module}.{name}", verdict)
+        return GlobalRef(module, name)
+
+    def _record(self, key: str, verdict: str) -> None:
         # Bounded, but a flood of harmless names must not hide a harmful one behind the bound.
         if key not in self.globals and len(self.globals) < (10_000 if verdict == "ok" else 100_000):
             self.globals[key] = verdict
-        return GlobalRef(module, name)
+
+    def _check_call(self, func: Any, args: Any) -> None:
+        """A call (REDUCE, INST, OBJ) of something that may only be rebuilt, or of a computed object (the
+        result of another call, a persistent id: reached through ``getattr`` or ``__call__``), is flagged.
+        ``copyreg._reconstructor(cls, base, state)`` runs ``base.__init__``: its base must be ``object``."""
+        if not isinstance(func, GlobalRef):
+            self._record(f"<call of a computed {_kind_of(func)}>", "unsafe")
+            return
+        full = f"{func.module}.{func.name}"
+        if not may_call(full) and full in REBUILT:
+            self._record(f"{full}()", "called")
+        if full == "copyreg._reconstructor" and isinstance(args, tuple) and len(args) >= 2:
+            base = args[1]
+            name = f"{base.module}.{base.name}" if isinstance(base, GlobalRef) else None
+            if name not in _OBJECT_BASES:
+                self._record(f"{name or '<computed base>'}() via copyreg._reconstructor", "called")
 
     def _persistent(self, pid: Any) -> Persistent:
         if isinstance(pid, tuple) and len(pid) >= 5 and pid[0] == "storage":
@@ -224,7 +249,10 @@ class Machine:
                     self.storages[key] = (dtype, count * size)
         return Persistent(pid)
 
-    def _call(self, func: Any, args: Any) -> Call:
+    def _call(self, func: Any, args: Any, *, new: bool = False) -> Call:
+        """``func(*args)``; ``new``: NEWOBJ (``cls.__new__(cls, *args)``, no constructor runs)."""
+        if not new:
+            self._check_call(func, args)
         call = Call(func, args)
         if not (isinstance(func, GlobalRef) and isinstance(args, tuple)):
             return call
@@ -262,6 +290,7 @@ class Machine:
         Raises ScanStop, also for anything the replay trips over (bad UTF-8, an int text over the digit
         limit, MemoryError), so a hostile file is a problem line, never a crash.
         """
+        self.proto = 0
         try:
             return self._run(data, pos)
         except ScanStop:
@@ -342,7 +371,7 @@ class Machine:
                 stack.append((_pop(stack), b, c))
             elif name == "REDUCE" or name == "NEWOBJ":
                 args = _pop(stack)
-                stack.append(self._call(_pop(stack), args))
+                stack.append(self._call(_pop(stack), args, new=name == "NEWOBJ"))
             elif name == "BINPERSID":
                 stack.append(self._persistent(_pop(stack)))
             elif name == "MEMOIZE":
@@ -396,6 +425,9 @@ class Machine:
                 raise ScanStop("BUILD on an empty stack")
             if isinstance(stack[-1], Call):
                 stack[-1].state = state
+            elif not isinstance(stack[-1], (DictNode, list, SetNode)):
+                # BUILD on a class or a constant sets attributes on it (setattr on a class object)
+                self._record(f"<attributes set on a {_kind_of(stack[-1])}>", "unsafe")
         elif name == "EMPTY_SET":
             stack.append(SetNode())
         elif name == "LIST":
@@ -430,18 +462,41 @@ class Machine:
         elif name == "NEWOBJ_EX":
             _pop(stack)  # kwargs
             args = _pop(stack)
-            stack.append(self._call(_pop(stack), args))
+            stack.append(self._call(_pop(stack), args, new=True))
         elif name == "PERSID":
             stack.append(self._persistent(arg))
         elif name == "EXT1" or name == "EXT2" or name == "EXT4":
             stack.append(self._global("copyreg-extension", str(arg)))
         elif name == "NEXT_BUFFER":
             stack.append(Buffer())
-        elif name == "PROTO" or name == "FRAME" or name == "READONLY_BUFFER":
+        elif name == "PROTO":
+            self.proto = arg
+        elif name == "FRAME" or name == "READONLY_BUFFER":
             pass
         else:
             raise ScanStop(f"unhandled opcode {name}")
         return stack
+
+
+def _as_imported(module: str, name: str, proto: int) -> tuple[str, str]:
+    """The module and name Python (and torch.load) actually import for a GLOBAL: protocols below 3 map
+    Python 2 names (``__builtin__.eval`` is ``builtins.eval``, ``commands`` is ``subprocess``)."""
+    if proto < 3:
+        if (module, name) in _compat_pickle.NAME_MAPPING:
+            module, name = _compat_pickle.NAME_MAPPING[(module, name)]
+        elif module in _compat_pickle.IMPORT_MAPPING:
+            module = _compat_pickle.IMPORT_MAPPING[module]
+    return _TORCH_MODULE_MAPPING.get(module, module), name
+
+
+def _kind_of(value: Any) -> str:
+    if isinstance(value, Call):
+        return "call result"
+    if isinstance(value, Persistent):
+        return "persistent object"
+    if isinstance(value, GlobalRef):
+        return "class or function"
+    return type(value).__name__
 
 
 def _read_slow(reader: io.BytesIO, op: Any, i: int, n: int) -> tuple[Any, int]:

@@ -18,7 +18,7 @@ MAX_GLOBAL_PROBLEMS = 20
 @dataclass
 class PickleReport:
     source: ClassVar[Literal["pickle"]] = "pickle"  # vs WeightsSummary.source
-    format: Literal["zip", "legacy", "not-pickle"]
+    format: Literal["zip", "legacy", "tar", "not-pickle"]
     entries: list[str] = field(default_factory=list)  # tensor names (dotted key paths), pickle order
     tensors: int | None = None
     parameters: int | None = None
@@ -34,6 +34,9 @@ class PickleReport:
     parameters_by_key: dict[str, int] = field(default_factory=dict)
     tensor_table: dict[str, list] = field(default_factory=dict)  # name -> [dtype, [shape...]]
     pickle_name: str | None = None  # the archive member scanned ("archive/data.pkl")
+    # "clean": every pickle torch would unpickle replayed in full, only allowlisted globals; "unsafe": a
+    # global off the allowlist; "not verified": a pickle could not be replayed in full (problems say why).
+    verdict: Literal["clean", "unsafe", "not verified"] = "not verified"
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready copy (``dataclasses.asdict`` deep-copies value by value: slow on big tables)."""
@@ -59,6 +62,7 @@ class PickleReport:
             "unsafe_globals": self.unsafe_globals,
             "lightning": self.lightning,
             "top_keys": self.top_keys,
+            "verdict": self.verdict,
         }
 
 
@@ -107,6 +111,10 @@ def global_problems(verdicts: dict[str, str], label: str) -> tuple[list[str], li
         unsafe.append(g)
         if verdict == "unsafe":
             flagged.append(f"{label}: unsafe pickle global {g} (would run code on load)")
+        elif verdict == "called":
+            flagged.append(
+                f"{label}: pickle calls {g} (only rebuilding it is allowed; calling runs its constructor)"
+            )
         else:
             flagged.append(
                 f"{label}: pickle global {g} is not on the allowlist (loading imports it and may run its code)"
