@@ -215,6 +215,7 @@ def test_hf_style_training_args_and_rng_state_are_clean(tmp_path):
     for name in ("training_args.bin", "rng_state.pth"):
         r = scan_pickle(tmp_path / name)
         assert r.problems == [] and r.unsafe_globals == [], (name, r.problems)
+        assert r.verdict == "clean"
     assert (
         "transformers.training_args.TrainingArguments" in scan_pickle(tmp_path / "training_args.bin").globals
     )
@@ -288,7 +289,7 @@ def test_real_lightning_checkpoint(tmp_path):
     trainer.fit(model, torch.utils.data.DataLoader(data, batch_size=4))
     (path,) = (tmp_path / "ckpts").glob("*.ckpt")
     r = scan_pickle(path)
-    assert r.lightning is True
+    assert r.lightning is True and r.verdict == "clean"
     assert r.problems == [] and r.unsafe_globals == [], r.problems
     loaded = torch.load(path, weights_only=False)
     assert (r.tensors, r.parameters, r.dtypes) == truth(loaded)
@@ -485,4 +486,29 @@ def test_deepspeed_zero_objects_are_allowed(tmp_path):
     torch.save(state, path)
     r = scan_pickle(path)
     assert r.problems == [] and r.unsafe_globals == [], r.problems
-    assert (r.tensors, r.parameters) == (2, 20)
+    assert (r.tensors, r.parameters) == (2, 20) and r.verdict == "clean"
+
+
+@needs_torch
+@pytest.mark.parametrize("cut", [10, 60, -3])
+def test_a_pickle_not_replayed_in_full_is_not_verified_never_clean(tmp_path, cut):
+    path = tmp_path / "state.pt"
+    torch.save({"w": torch.zeros(3)}, path, _use_new_zipfile_serialization=False)
+    data = path.read_bytes()
+    path.write_bytes(data[:cut] if cut > 0 else data.replace(b"FloatStorage", b"FloatStorag\xff", 1))
+    r = scan_pickle(path)
+    assert r.verdict == "not verified" and r.problems and r.unsafe_globals == []
+
+
+@needs_torch
+def test_whole_module_rebuilt_is_clean_but_calling_a_rebuilt_only_class_is_flagged(tmp_path):
+    path = tmp_path / "seq.pt"
+    torch.save(torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.ReLU()), path)
+    assert scan_pickle(path).verdict == "clean"
+    # REDUCE of TrainingArguments runs its constructor with the file's arguments
+    a = Asm(2).glob("transformers.training_args", "TrainingArguments").mark().str("/tmp/x").tuple().reduce()
+    path.write_bytes(a.stop())
+    r = scan_pickle(path)
+    assert r.verdict == "unsafe"
+    assert r.unsafe_globals == ["transformers.training_args.TrainingArguments()"]
+    assert "calling runs its constructor" in r.problems[0]
