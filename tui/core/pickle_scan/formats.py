@@ -105,7 +105,8 @@ def _scan(path: str, label: str) -> PickleReport:
             scan = _Scan(PickleReport(format="legacy"), label)
             _scan_stream(scan, f, size)
     report = scan.report
-    fill_report(scan.machine, scan.root, report, label)
+    if report.format != "not-pickle":
+        fill_report(scan.machine, scan.root, report, label)
     report.verdict = "unsafe" if report.unsafe_globals else "clean" if scan.verified else "not verified"
     return report
 
@@ -181,8 +182,9 @@ def _zip_member(scan: _Scan, f: BinaryIO, info: zipfile.ZipInfo) -> bytes | None
     scan.bytes_left -= len(data)
     if len(data) < info.file_size:
         scan.unverified(
-            f"{label}: {name}: only {len(data)} of {info.file_size} bytes were scanned (a limit or a short "
-            "file); counts are partial"
+            f"{label}: {name} is {info.file_size} bytes; only the first {len(data)} bytes were scanned"
+            + (f" (only the first {MAX_PICKLE_BYTES >> 20} MiB were scanned)" if not scan.bytes_left else "")
+            + "; counts are partial"
         )
     elif zlib.crc32(data) != info.CRC:
         scan.report.problems.append(f"{label}: {name}: CRC mismatch (corrupt; torch loads it anyway)")
