@@ -1,20 +1,27 @@
 """`ckpt-tui` entry point: `ckpt-tui ROOT` opens the app; `ckpt-tui <command> ...` is the JSON CLI.
 
-Each command group lives in its own module exposing ``register(subparsers)``; a command's handler
-returns the exit code. Heavy imports (textual, pandas) happen inside handlers, never here.
+Dispatch: a first argument that is a command name runs the command, even when a folder of that name
+exists (``ckpt-tui ./ls`` opens such a folder); ``-h``/``--help`` and ``--version`` are the program's;
+anything else is the app's ``ROOT [options]``. Each command group lives in its own module exposing
+``register(subparsers)``; a command's handler returns the exit code. Heavy imports (textual, pandas)
+happen inside handlers, never here.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import textwrap
 
-from tui.cli import inspect_cmds, ops_cmds
+from tui import __version__
+from tui.cli import diff_cmd, inspect_cmds, ops_cmds
 from tui.core import cache
 from tui.core.text import safe_message
 
-COMMAND_MODULES = (inspect_cmds, ops_cmds)
+COMMAND_MODULES = (inspect_cmds, diff_cmd, ops_cmds)
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE = 0, 1, 2
+PROGRAM_FLAGS = ("-h", "--help", "--version")
+HELP_WIDTH = 78
 
 
 class UsageError(Exception):
@@ -26,9 +33,52 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
+USAGE = "ckpt-tui ROOT [--poll SECONDS] [--keep K] [--metric NAME] [--no-cache]\n       ckpt-tui COMMAND ..."
+DISPATCH = (
+    "A first argument that names a command runs it, even when a folder of that name exists; to open a "
+    "folder named like a command, write it as a path:"
+)
+
+
+def _app_help() -> str:
+    """The app's arguments, as `ckpt-tui ROOT --help` lists them, for the top-level help."""
+    from tui.cli.app_cmd import build_parser as app_parser
+
+    lines = ["ckpt-tui ROOT [options] opens the app (a keyboard-driven browser) on ROOT:"]
+    for action in app_parser()._actions:
+        if isinstance(action, argparse._HelpAction):
+            continue
+        name = action.metavar if not action.option_strings else " ".join(action.option_strings)
+        if action.option_strings and action.metavar:
+            name += f" {action.metavar}"
+        lines.append(f"  {name:<20}{action.help}")
+    return "\n".join(lines)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="ckpt-tui", description="Find, inspect, prune and promote checkpoints.")
-    sub = parser.add_subparsers(dest="command", parser_class=_Parser)
+    parser = _Parser(
+        prog="ckpt-tui",
+        usage=USAGE,
+        description=textwrap.fill(
+            "Find, inspect, compare, prune and promote checkpoints: the app, and a CLI whose commands "
+            "print tables for people and JSON with --json.",
+            HELP_WIDTH,
+        ),
+        epilog="\n\n".join(
+            [
+                _app_help(),
+                textwrap.fill(DISPATCH, HELP_WIDTH) + "\n  ckpt-tui ./ls       opens the folder ls",
+                textwrap.fill(
+                    "Exit codes: 0 done, 1 an action refused, 2 usage error. `ckpt-tui COMMAND --help` "
+                    "for a command's options.",
+                    HELP_WIDTH,
+                ),
+            ]
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"ckpt-tui {__version__}")
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser, metavar="COMMAND", title="commands")
     for module in COMMAND_MODULES:
         module.register(sub)
     for command in sub.choices.values():
@@ -55,10 +105,13 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     try:
-        if not argv or (argv[0] not in _command_names(parser) and argv[0] not in ("-h", "--help")):
+        commands = _command_names(parser)
+        if not argv:
+            raise UsageError("give a ROOT folder to open the app, or a command (ckpt-tui --help lists them)")
+        if not argv or (argv[0] not in commands and argv[0] not in PROGRAM_FLAGS):
             from tui.cli.app_cmd import run_app
 
-            return run_app(argv)
+            return run_app(argv, commands)
         args = parser.parse_args(argv)
         if args.no_cache:
             cache.configure(enabled=False)

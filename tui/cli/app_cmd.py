@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 from pathlib import Path
 
 
@@ -30,13 +31,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def run_app(argv: list[str]) -> int:
+def run_app(argv: list[str], commands: set[str] = frozenset()) -> int:
     from tui.cli import UsageError
 
     args = build_parser().parse_args(argv)
     root = Path(args.root)
     if not root.exists():
-        raise UsageError(f"{args.root}: no such folder (ROOT must be a folder of runs or checkpoints)")
+        close = difflib.get_close_matches(args.root, sorted(commands), n=1)
+        hint = f"; did you mean the command `{close[0]}`?" if close else ""
+        raise UsageError(
+            f"{args.root}: no such folder (ROOT must be a folder of runs or checkpoints){hint}"
+        )
     if not root.is_dir():
         raise UsageError(
             f"{args.root}: not a folder (to inspect one file use `ckpt-tui inspect {args.root}`)"

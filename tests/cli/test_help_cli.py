@@ -1,0 +1,62 @@
+"""`ckpt-tui --help` documents the app's `ckpt-tui ROOT` and the dispatch rule; `--version`; a command
+name wins over a folder of that name."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tui import __version__
+from tui.cli import main
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_help_documents_the_app_its_options_and_the_dispatch_rule():
+    proc = subprocess.run(
+        [sys.executable, "-c", "import sys; from tui.cli import main; sys.exit(main())", "--help"],
+        capture_output=True, text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(REPO)},
+    )  # fmt: skip
+    out = proc.stdout
+    assert proc.returncode == 0 and out.startswith("usage: ckpt-tui ROOT")
+    for text in ("ckpt-tui ROOT [options] opens the app", "--poll SECONDS", "--keep K", "--metric NAME",
+                 "--no-cache", "--version", "ckpt-tui ./ls", "diff", "Exit codes"):  # fmt: skip
+        assert text in out, text
+    assert max(len(line) for line in out.splitlines()) <= 120
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0 and capsys.readouterr().out.strip() == f"ckpt-tui {__version__}"
+
+
+def test_a_command_name_wins_and_a_path_opens_the_folder(tmp_path, capsys, monkeypatch):
+    (tmp_path / "ls").mkdir()
+    monkeypatch.chdir(tmp_path)
+    assert main(["ls"]) == 2  # the command, missing its ROOT
+    assert "ROOT" in capsys.readouterr().err
+    opened = []
+
+    class FakeApp:
+        def run(self):
+            opened.append(True)
+
+    import tui.app.app as app_module
+
+    monkeypatch.setattr(app_module, "make_app", lambda root, **kw: opened.append(Path(root)) or FakeApp())
+    assert main(["./ls"]) == 0
+    assert opened == [Path("./ls"), True]
+
+
+def test_no_argument_and_a_typo_say_what_to_do(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main([]) == 2
+    assert "--help" in capsys.readouterr().err
+    assert main(["lss"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "did you mean the command `ls`" in err
