@@ -5,6 +5,7 @@ disk afterwards."""
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 
 import pytest
@@ -266,6 +267,33 @@ async def test_promote_zero_in_the_app_runs_the_injected_converter_with_progress
     assert fake.calls[0] == ("zero", {"dir": "ds", "tag": "global_step10"})
 
 
+async def test_the_status_line_shows_the_step_a_running_promote_is_in(tree):
+    syn.write_config(tree / "dsrun")
+    syn.write_deepspeed(tree / "dsrun" / "ds", 10)
+    age_tree(tree)
+    release = threading.Event()
+
+    class SlowConvert(FakeConvert):
+        def consolidate_zero(self, *args) -> None:
+            assert release.wait(20)
+            super().consolidate_zero(*args)
+
+    app = make_app(tree, poll_interval=0, convert_loader=SlowConvert)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await settle(app, pilot)
+        await select(app, pilot, "dsrun/ds/global_step10")
+        await pilot.press("P", "enter")
+        want = "promoting dsrun/ds/global_step10: consolidating the ZeRO shards"
+        for _ in range(100):
+            await pilot.pause(0.05)
+            if want in screen_text(app):
+                break
+        assert want in screen_text(app)
+        release.set()
+        await settle(app, pilot)
+        assert "promoting" not in screen_text(app)
+
+
 async def test_promote_lora_asks_for_a_base_and_passes_it_relative_to_root(tree):
     syn.write_peft_adapter(tree / "lorarun" / "adapter", base_model="hub/x")
     syn.write_config(tree / "lorarun" / "adapter")
@@ -355,11 +383,15 @@ async def test_without_a_converter_a_zero_promote_names_the_cli_command(tree):
 async def test_keymap_toml_remaps_a_binding_by_id(tree, tmp_path, monkeypatch):
     config = tmp_path / "xdg"
     (config / "ckpt-tui").mkdir(parents=True)
-    (config / "ckpt-tui" / "keymap.toml").write_text('"app.delete" = "x"\n[app]\ntrash = "T"\n')
+    (config / "ckpt-tui" / "keymap.toml").write_text(
+        '"app.delete" = "x"\n"trash.empty_one" = "delete"\n"app.delet" = "y"\n[app]\ntrash = "T"\n'
+    )
     monkeypatch.setenv("XDG_CONFIG_HOME", str(config))
     app = make_app(tree, poll_interval=0)
+    notices = record_notices(app)
     async with app.run_test(size=(100, 30)) as pilot:
         await settle(app, pilot)
+        assert notices[0][0] == "warning" and "no binding has the id 'app.delet'" in notices[0][1]
         await select(app, pilot, "hf_out/checkpoint-2")
         await pilot.press("d")
         await settle(app, pilot)
@@ -367,13 +399,20 @@ async def test_keymap_toml_remaps_a_binding_by_id(tree, tmp_path, monkeypatch):
         await pilot.press("x")
         await settle(app, pilot)
         assert type(app.screen).__name__ == "ConfirmModal"
-        await pilot.press("n", "T")
+        await pilot.press("y", "T")
         await settle(app, pilot)
         assert type(app.screen).__name__ == "TrashScreen"
-        await pilot.press("escape", "question_mark")
+        await pilot.press("x")  # the trash screen's x is remapped to delete: nothing happens
         await settle(app, pilot)
-        assert "x  " in screen_text(app) or " x " in screen_text(app)
-    assert (tree / "hf_out" / "checkpoint-2").is_dir()
+        assert type(app.screen).__name__ == "TrashScreen"
+        await pilot.press("delete")
+        await settle(app, pilot)
+        assert type(app.screen).__name__ == "ConfirmModal" and "cannot be undone" in app.screen.summary
+        await pilot.press("n", "escape", "question_mark")
+        await settle(app, pilot)
+        help_rows = [line for line in screen_text(app).splitlines() if "app.delete" in line]
+        assert help_rows and help_rows[0].split()[1] == "x", help_rows
+    assert not (tree / "hf_out" / "checkpoint-2").exists() and len(trash_ids(tree)) == 1
 
 
 async def test_a_bad_keymap_is_named_and_ignored(tree, tmp_path, monkeypatch):

@@ -81,3 +81,13 @@ def test_prune_screen_80x24(snap_root, snap_compare):
 def test_prune_screen_120x40(snap_root, snap_compare):
     app = make_app(snap_root, poll_interval=0)
     assert snap_compare(app, terminal_size=(120, 40), run_before=at("hf_out/checkpoint-2", "p"))
+
+
+def test_trash_screen_120x40(snap_root, snap_compare, monkeypatch):
+    from tui.core import actions, trash
+
+    monkeypatch.setattr(trash, "utc_now", lambda: "2026-01-02T03:04:05Z")  # the "when" column
+    for path, origin in (("hf_out/checkpoint-2", "cli"), ("run1/checkpoints/fold_0/step_4", "app")):
+        assert actions.execute(actions.plan_delete(snap_root, [path]), origin=origin).ok
+    app = make_app(snap_root, poll_interval=0)
+    assert snap_compare(app, terminal_size=(120, 40), run_before=at("hf_out/checkpoint-4", "t"))

@@ -135,12 +135,7 @@ class CkptApp(ActionsMixin, App[None]):
         return self.query_one(DetailPane)
 
     def on_mount(self) -> None:
-        keymap, problem = load_keymap()
-        if keymap:
-            self.keymap = keymap
-            self.set_keymap(keymap)
-        if problem:
-            self.notify(problem, severity="warning", timeout=10)
+        self._apply_keymap()
         self.browser.focus()
         self.browser.pin_top = True  # until the first scan is done: the user starts at the top
         self._update_status()
@@ -148,6 +143,20 @@ class CkptApp(ActionsMixin, App[None]):
         if self.poll_interval > 0:
             self.set_interval(self.poll_interval, self._poll)
         self.set_interval(1.0, lambda: self.promoting and self._update_status())  # promote's seconds
+
+    def _apply_keymap(self) -> None:
+        keymap, problem = load_keymap()
+        if keymap:
+            from tui.app.screens.help import every_binding
+
+            known = {b.id for b in every_binding(self.BINDINGS)}
+            unknown = sorted(set(keymap) - known)
+            if unknown and problem is None:
+                problem = f"keymap.toml: no binding has the id {unknown[0]!r} (? lists the ids); the rest applies"
+            self.keymap = keymap
+            self.set_keymap(keymap)
+        if problem:
+            self.notify(problem, severity="warning", timeout=10)
 
     def _update_status(self) -> None:
         browser = self.browser
@@ -445,9 +454,9 @@ class CkptApp(ActionsMixin, App[None]):
         self.start_scan()
 
     def action_help(self) -> None:
-        from tui.app.screens.help import HelpScreen
+        from tui.app.screens.help import HelpScreen, every_binding
 
-        self.push_screen(HelpScreen([*self.BINDINGS, *CheckpointBrowser.BINDINGS], self.keymap))
+        self.push_screen(HelpScreen(every_binding(self.BINDINGS), self.keymap))
 
 
 def make_app(root: str | Path, *, poll_interval: float = 2.0, **options: Any) -> CkptApp:

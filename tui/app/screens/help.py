@@ -27,6 +27,20 @@ def keys_table(bindings: list[Binding], keymap: dict[str, str] | None = None) ->
     return table
 
 
+def every_binding(app_bindings: list[Binding]) -> list[Binding]:
+    """The app's bindings, the browser's, then each screen's: every id keymap.toml can remap."""
+    from tui.app.screens.confirm import ConfirmModal
+    from tui.app.screens.diff import DiffScreen
+    from tui.app.screens.fold_metrics import FoldMetricsScreen
+    from tui.app.screens.promote import PromoteScreen
+    from tui.app.screens.prune import PruneScreen
+    from tui.app.screens.trash import TrashScreen
+    from tui.app.widgets.browser import CheckpointBrowser
+
+    screens = (TrashScreen, PruneScreen, PromoteScreen, ConfirmModal, DiffScreen, FoldMetricsScreen, HelpScreen)
+    return [*app_bindings, *CheckpointBrowser.BINDINGS, *(b for screen in screens for b in screen.BINDINGS)]
+
+
 class HelpScreen(ModalScreen[None]):
     BINDINGS = [
         Binding("escape,q,question_mark", "close", "Close", id="help.close"),
