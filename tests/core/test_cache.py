@@ -320,3 +320,16 @@ def test_a_pack_over_half_the_cap_is_written_a_file_per_folder(tmp_path, trusted
     assert len(files) == 3 and all(f.read_bytes().startswith(cache.FORMAT.encode()) for f in files)
     header_reads.clear()
     assert _fresh_process_scan(root) and header_reads == []
+
+
+def test_the_scan_keys_the_cache_with_the_stats_of_its_walk(tmp_path, trusted_now, monkeypatch):
+    root = _tree(tmp_path / "t")
+    asked: list[str] = []
+    real = cache.stat_of
+    monkeypatch.setattr(cache, "stat_of", lambda p: asked.append(os.path.basename(p)) or real(p))
+    first = _fresh_process_scan(root)
+    assert "model.safetensors" not in asked and "config.json" not in asked  # the walk stat'ed them
+    (root / "run" / "model_fold_0" / "config.json").write_text("{")  # changed: read again, never stale
+    after = _fresh_process_scan(root)
+    fold = next(i for i in after if i["path"] == "run/model_fold_0")
+    assert fold["problems"] and not fold["complete"] and first != after

@@ -33,19 +33,19 @@ def tree_signature(root: Path, *, watched: tuple[str, ...] = (), limit: int = MA
     A file rewritten or truncated in place changes no folder: the files directly in each ``watched``
     checkpoint (paths relative to ``root``: the ones on screen) add (size, mtime, ctime, inode)."""
     parts: list[tuple[str, int]] = [*_watched_files(root, watched)]
-    stack = [Path(root)]
+    stack = [os.fspath(root)]  # plain strings: this walks every folder at every poll
     while stack and len(parts) < limit:
         folder = stack.pop()
         try:
-            parts.append((str(folder), os.stat(folder).st_mtime_ns))
+            parts.append((folder, os.stat(folder).st_mtime_ns))
             with os.scandir(folder) as entries:
                 for entry in entries:
                     if entry.name in SKIP_DIRS:  # what the scan never enters cannot change its result
                         continue
                     if entry.is_dir(follow_symlinks=False):
-                        stack.append(Path(entry.path))
+                        stack.append(entry.path)
         except OSError:
-            parts.append((str(folder), -1))
+            parts.append((folder, -1))
     return hash(tuple(sorted(parts)))
 
 

@@ -6,6 +6,7 @@ API::
     memo(reader, files, compute, *, encode=None, decode=None) -> value
         # compute() when any of ``files`` changed since it was cached, else the cached value
     stat_of(path) -> os.stat_result | None
+    known_stats(path -> stat) context   # memo takes stats from the scan's walk, not the filesystem
     shared() -> SummaryCache        # the process's cache, configured from the environment
     configure(enabled=None, directory=None) -> SummaryCache   # --no-cache, tests
     SummaryCache.use_pack(root)     # a scan's folders in one file (iter_checkpoints calls it)
@@ -48,7 +49,8 @@ import stat
 import threading
 import time
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from json.encoder import encode_basestring_ascii as _json_string
 from typing import Any
 
@@ -75,6 +77,23 @@ def stat_of(path: str | os.PathLike) -> Stat | None:
         return os.stat(path)
     except (OSError, ValueError):
         return None
+
+
+_walk = threading.local()
+
+
+@contextmanager
+def known_stats(stats: dict[str, Stat]) -> Iterator[None]:
+    """While inside, ``memo`` on this thread takes a file's stat from ``stats`` (path -> what the scan's
+    walk saw moments ago) instead of asking the filesystem again: a round trip per file on NFS, and in the
+    app a GIL hand-off to the UI thread per system call. A file changed since the walk is keyed by its
+    older stat, which the next run finds changed: it is read again, never answered from the cache."""
+    previous = getattr(_walk, "stats", None)
+    _walk.stats = stats
+    try:
+        yield
+    finally:
+        _walk.stats = previous
 
 
 def _key_of(name: str, st: Stat | None) -> FileKey:
@@ -501,7 +520,11 @@ def memo(
     cache = shared()
     first = os.fspath(files[0][0])
     folder = os.path.dirname(first)
-    keys = [_key_of(_name_in(folder, os.fspath(p)), st if st is not None else stat_of(p)) for p, st in files]
+    known = getattr(_walk, "stats", None) or {}
+    keys = []
+    for p, st in files:
+        path = os.fspath(p)
+        keys.append(_key_of(_name_in(folder, path), st if st is not None else known.get(path) or stat_of(path)))
     text = cache.get(reader, folder, _keys_text(keys))
     if text is not None:
         try:

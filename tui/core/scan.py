@@ -311,6 +311,7 @@ class _Tree:
 
     files: dict[str, int] = field(default_factory=dict)
     allocated: dict[str, int | None] = field(default_factory=dict)  # rel path -> bytes on disk
+    stats: dict[str, os.stat_result] = field(default_factory=dict)  # abs path -> the walk's stat
     nested: list[tuple[_Listing, Kind]] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
 
@@ -318,7 +319,7 @@ class _Tree:
 def _collect(state: _Scan, listing: _Listing, tree: _Tree, prefix: str, parent_kind: Kind) -> None:
     for fname, entry in listing.files.items():
         try:
-            st = entry.stat()
+            st = tree.stats[entry.path] = entry.stat()
             tree.files[prefix + fname] = st.st_size
             tree.allocated[prefix + fname] = allocated_bytes(st)
         except OSError:
@@ -356,6 +357,20 @@ def _checkpoint_folder(
 
 
 def _check_checkpoint(
+    state: _Scan,
+    listing: _Listing,
+    kind: Kind,
+    run: _RunContext | None,
+    info: CheckpointInfo,
+    tree: _Tree,
+    nested: list[tuple[_Listing, Kind, CheckpointInfo, dict[str, int]]],
+    leftover: bool,
+) -> list[CheckpointInfo]:
+    with cache.known_stats(tree.stats):  # the cache keys come from the walk's stats: no second stat
+        return _check_checkpoint_files(state, listing, kind, run, info, tree, nested, leftover)
+
+
+def _check_checkpoint_files(
     state: _Scan,
     listing: _Listing,
     kind: Kind,
