@@ -122,3 +122,21 @@ def test_dry_runs_read_as_a_plan_and_change_nothing(tmp_path, capsys):
         k.split("/", 2)[2]: v for k, v in before.items() if k.startswith("out/checkpoint-10/")
     }
     assert len(list((root / ".ckpt-trash").iterdir())) == 1  # the dry empty left the entry
+
+
+def test_a_prune_dry_run_reads_as_a_plan(tmp_path, capsys):
+    from tests.fixtures import synthetic
+
+    root = tmp_path / "hf"
+    evals = {10: 0.5, 20: 0.9, 30: 0.6, 40: 0.7}
+    for step in evals:
+        so_far = {s: v for s, v in evals.items() if s <= step}
+        best = max(so_far, key=so_far.get)
+        synthetic.write_hf_checkpoint(root / "out" / f"checkpoint-{step}", step, evals=so_far,
+                                      best_metric=so_far[best], best_model_checkpoint=f"out/checkpoint-{best}")  # fmt: skip
+    age_tree(root)
+    code, out, _ = run(capsys, "prune", str(root), "--keep", "1", "--metric", "f1_macro", "--dry-run")
+    lines = out.strip().splitlines()
+    assert code == 0 and lines[-3].startswith("Would move ") and "out/checkpoint-30" in lines[-3]
+    assert lines[-2].startswith("Would keep ") and lines[-1] == "Dry run: nothing was changed."
+    assert (root / "out" / "checkpoint-30").is_dir()

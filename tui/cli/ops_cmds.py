@@ -215,6 +215,8 @@ def dry_run_text(plan) -> str:
         )
     else:
         lines.append(f"Would move {_plural(n, 'item')} ({size}) to the trash in {trash}: {listed}.")
+    if plan.action == "prune" and plan.kept:
+        lines.append(f"Would keep {_plural(len(plan.kept), 'checkpoint')} (see above).")
     if plan.refusals:
         lines.append(f"Would refuse {_plural(len(plan.refusals), 'path')} (see above).")
     lines.append("Dry run: nothing was changed.")
