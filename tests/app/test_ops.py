@@ -429,3 +429,39 @@ async def test_a_bad_keymap_is_named_and_ignored(tree, tmp_path, monkeypatch):
         await pilot.press("d")
         await settle(app, pilot)
         assert type(app.screen).__name__ == "ConfirmModal"  # the defaults stay
+
+
+# --- diff ------------------------------------------------------------------------------------------
+
+
+async def test_diff_screen_shows_every_differing_config_key_nested_and_skips_noise(tree):
+    base = {"intermediate_size": 32, "problem_type": "single_label_classification", "use_cache": True}
+    syn.write_hf_model(tree / "cmp" / "a", config={**base, "rope_scaling": {"type": "linear", "factor": 2.0}})
+    syn.write_hf_model(
+        tree / "cmp" / "b",
+        config={
+            "intermediate_size": 64,
+            "problem_type": "multi_label_classification",
+            "use_cache": False,
+            "rope_scaling": {"type": "linear", "factor": 4.0},
+            "transformers_version": "9.9.9",  # noise: never a difference
+        },
+    )
+    age_tree(tree)
+    app = make_app(tree, poll_interval=0)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(app, pilot)
+        for path in ("cmp/a", "cmp/b"):
+            await select(app, pilot, path)
+            await pilot.press("m")
+        await pilot.press("D")
+        await settle(app, pilot)
+        screen = app.screen
+        assert type(screen).__name__ == "DiffScreen"
+        keys = {row[0] for row in screen.config_diff}
+        assert {"intermediate_size", "problem_type", "use_cache", "rope_scaling.factor"} <= keys
+        assert "transformers_version" not in keys and "rope_scaling.type" not in keys
+        table = screen.query_one("#diff-config-table", DataTable)
+        shown = {str(table.get_row_at(i)[0]) for i in range(table.row_count)}
+        assert shown == keys
+        assert "Config (4)" in screen_text(app)
