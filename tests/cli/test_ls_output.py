@@ -141,3 +141,10 @@ def test_filter_expressions():
         test = filters.parse(expr, now=now)
         assert (test(info), test(broken)) == expected, expr
     assert filters.parse_size("1.5k") == 1536 and filters.parse_age("2h") == 7200
+
+
+@needs_script
+def test_inspect_and_metrics_tables_honour_no_color(tree):
+    for argv in (["inspect", str(tree / "run1" / "tiny-bert_fold_0")], ["metrics", str(tree / "run1")]):
+        assert "\x1b[" in on_a_tty(*argv, COLUMNS="120"), argv
+        assert "\x1b[" not in on_a_tty(*argv, COLUMNS="120", NO_COLOR="1"), argv
