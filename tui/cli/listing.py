@@ -153,7 +153,7 @@ def print_table(infos: list[CheckpointInfo], total: int) -> None:
     out = console(width)
     out.print(table)
     dropped = [c.name for c in every if all(c is not s for s in shown)]
-    note = f"  ({', '.join(dropped)} left out at {width} columns; --json has all)" if dropped else ""
+    note = f"  ({', '.join(dropped)} left out at {width} columns; --json has all)" if dropped and infos else ""
     out.print(Text(title + note, style="dim"))
     for i in infos:
         for p in i.problems:
