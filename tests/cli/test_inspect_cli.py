@@ -15,6 +15,7 @@ from tui.cli import main
 
 INFO_KEYS = {
     "path",
+    "pickle_scan",
     "kind",
     "complete",
     "problems",

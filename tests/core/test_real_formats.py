@@ -48,6 +48,7 @@ def test_trainer_checkpoints_best_and_steps(real, infos):
         info = infos[f"hf_out/{name}"]
         state = json.loads((real.hf_output / name / "trainer_state.json").read_text())
         assert info.kind == "hf-checkpoint" and info.complete, info.problems
+        assert info.pickle_scan == "clean"  # optimizer.pt, scheduler.pt, rng_state.pth, training_args.bin
         assert info.step == state["global_step"] == int(name.split("-")[1])
         assert info.epoch == pytest.approx(state["epoch"])
         assert info.dtypes == st_truth(real.hf_output / name)
@@ -100,6 +101,7 @@ def test_lightning_checkpoints(real, infos):
 def test_accelerate_save_state(real, infos):
     info = infos["acc/step_1"]
     assert info.kind == "accelerate-state" and info.step == 1 and info.complete, info.problems
+    assert info.pickle_scan == "clean"  # optimizer.bin, random_states_0.pkl
     assert info.dtypes == st_truth([real.accelerate_state / "model.safetensors"])
 
 

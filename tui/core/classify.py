@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from tui.core import commit
 from tui.core.dcp import is_dcp_folder
-from tui.core.files import read_head
 from tui.core.model import Kind
 from tui.core.names import (
     ADAPTER_CONFIG,
@@ -24,6 +23,7 @@ from tui.core.names import (
     TRAINER_STATE,
     ZERO_RANK_SHARD,
 )
+from tui.core.pickle_scan import sniff
 
 
 def classify_folder(name: str, files: set[str], dirs: set[str]) -> Kind | None:
@@ -66,9 +66,8 @@ def classify_by_name(name: str) -> Kind | None:
 
 
 def looks_like_pickle(path: str) -> bool:
-    """A zip (torch >= 1.6) or a raw pickle (protocol 2+ starts with 0x80)."""
-    head = read_head(path, 2)
-    return head[:2] == b"PK" or head[:1] == b"\x80"
+    """A torch zip or a pickle of any protocol (tui.core.pickle_scan.sniff)."""
+    return sniff.looks_like_pickle(path)
 
 
 def fold_from_path(rel: str) -> int | None:

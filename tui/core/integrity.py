@@ -36,6 +36,7 @@ from tui.core.names import (
     TRAINER_STATE,
 )
 from tui.core.pickle_scan import PickleReport, scan_pickle
+from tui.core.pickle_scan.sniff import is_pickle_name, looks_like_pickle
 from tui.core.text import bare_metric_name
 
 LATEST_LIMIT = 4096
@@ -73,6 +74,7 @@ def check_folder(
         problems += latest_problems(folder.parent, only_if_names=folder.name)
     if DEEPSPEED_LATEST in top:  # accelerate save_state under DeepSpeed keeps `latest` inside the folder
         problems += latest_problems(folder)
+    pickles_into(info, folder, files, problems)
     _state_into(info, folder, top, kind, problems, trainer_state)
     manifest = _manifest_into(info, folder, problems) if MANIFEST_NAME in top else None
     for p in dict.fromkeys(problems):  # same text from two rules once
@@ -87,6 +89,7 @@ def check_file(info: CheckpointInfo, path: Path) -> None:
         weights_into(info, path.parent, {path.name}, problems, only=[path])
     else:
         report = scan_pickle_into(path, problems)
+        info.pickle_scan = worst_verdict(info.pickle_scan, report)
         if report is not None:
             if report.lightning:
                 info.kind = "lightning"
@@ -231,6 +234,33 @@ def scan_pickle_into(path: Path, problems: list[str]) -> PickleReport | None:
     # pickle_scan's problems name the file already, unsafe globals included.
     problems += [p if p.startswith(path.name) else f"{path.name}: {p}" for p in report.problems]
     return report
+
+
+_VERDICT_RANK = {None: 0, "clean": 1, "not verified": 2, "unsafe": 3}
+
+
+def worst_verdict(current: str | None, report: PickleReport | None) -> str | None:
+    """The worse of ``current`` and ``report``'s verdict; a scan that failed outright is not verified."""
+    verdict = report.verdict if report is not None else "not verified"
+    return verdict if _VERDICT_RANK.get(verdict, 2) > _VERDICT_RANK.get(current, 2) else current
+
+
+def pickles_into(info: CheckpointInfo, folder: Path, files: set[str], problems: list[str]) -> None:
+    """Scan the pickle stream of every pickle file in the checkpoint (``files``: paths relative to
+    ``folder``, nested ones included): optimizer.pt, scheduler.pt, rng_state*.pth, training_args.bin,
+    weight shards, ZeRO states... Only their pickles are read (a zip's data.pkl, never tensor storages),
+    each scan is cached per file. ``info.pickle_scan`` becomes the worst verdict; problems name the file."""
+    for rel in sorted(files):
+        name = rel.rsplit("/", 1)[-1]
+        if not is_pickle_name(name):
+            continue
+        path = folder / rel
+        if name.endswith(".bin") and not looks_like_pickle(str(path)):
+            continue  # a .bin of raw bytes (a dataset shard, a tokenizer model) is not a pickle
+        found: list[str] = []
+        report = scan_pickle_into(path, found)
+        problems += [p if "/" not in rel else f"{rel.rsplit('/', 1)[0]}/{p}" for p in found]
+        info.pickle_scan = worst_verdict(info.pickle_scan, report)
 
 
 def _pickle_json(report: PickleReport) -> dict[str, Any]:

@@ -89,6 +89,9 @@ class CheckpointInfo:
     # Bytes the files occupy on disk, what deleting them frees: below ``size_bytes`` for sparse or
     # compressed files. None where the platform does not say.
     allocated_bytes: int | None = None
+    # The static pickle scan of every pickle it holds (docs/SECURITY.md): "clean", "unsafe" or "not verified",
+    # the worst of them; None when it holds no pickle.
+    pickle_scan: str | None = None
 
     def add_problem(self, text: str) -> None:
         self.problems.append(text)

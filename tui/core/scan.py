@@ -18,8 +18,9 @@ Rules worth knowing (docs/FORMAT.md has the on-disk contract):
   Trainer ``output_dir`` that ``save_model`` made an hf-model. The ``pytorch_model/`` ZeRO folder inside an
   accelerate ``save_state`` folder is part of that state and is not reported separately.
 - Loose files outside checkpoint folders: ``.safetensors`` -> safetensors-file; ``.pt/.pth/.ckpt`` ->
-  lightning or torch-pickle; ``.bin`` only when it starts like a zip or a pickle (``data.bin`` files
-  of datasets are not checkpoints).
+  lightning or torch-pickle; a file of any other name (``.bin``, ``.pkl``, no suffix...) only when its
+  first bytes are a torch zip or a pickle of any protocol (``pickle_scan.sniff``; ``data.bin`` files of
+  datasets are not checkpoints); known non-pickle formats (``.json``, ``.csv``, images...) are not sniffed.
 - Names with bytes that are not UTF-8 are kept with ``surrogateescape`` so that ``root / info.path``
   still opens the file; ``tui.core.text`` turns them into printable text (``safe_text`` for screens,
   ``json_safe`` for JSON).
@@ -62,6 +63,7 @@ from tui.core.names import (
     TRAINER_STATE,
     step_dir_name,
 )
+from tui.core.pickle_scan.sniff import may_be_pickle
 from tui.core.pool import Deferred as _Deferred
 from tui.core.pool import in_order as _resolved
 from tui.core.pool import read_threads
@@ -210,7 +212,7 @@ def _visit(state: _Scan, path: str, run: _RunContext | None, mtime: float) -> It
     if kind is not None:
         yield from _checkpoint_folder(state, listing, kind, run, mtime, leftover=leftover)
         return
-    loose = sorted(f for f in listing.files if f.endswith(".safetensors") or f.endswith(PICKLE_SUFFIXES))
+    loose = sorted(f for f in listing.files if _loose_candidate(f))
     mindspore = FolderReports(path, loose)
     for fname in loose:
         yield from _loose_file(state, listing.files[fname].path, fname, run, mindspore)
@@ -457,6 +459,14 @@ def _base_info(
 
 # --- loose files ----------------------------------------------------------------------------------------
 
+# Listed by name alone; any other candidate is listed when its first bytes are a pickle (torch.load reads a
+# pickle under any name, so an unlisted one would be neither shown nor scanned).
+_LISTED_BY_NAME = (".safetensors", ".pt", ".pth", ".ckpt")
+
+
+def _loose_candidate(name: str) -> bool:
+    return name.endswith(".safetensors") or name.endswith(PICKLE_SUFFIXES) or may_be_pickle(name)
+
 
 def _loose_file(
     state: _Scan,
@@ -466,8 +476,8 @@ def _loose_file(
     mindspore: FolderReports | None = None,
 ) -> Iterator[_Deferred]:
     """One loose file; ``mindspore``: the MindSpore files of its folder, read together when first needed."""
-    if name.endswith(".bin") and not looks_like_pickle(path):
-        return
+    if not name.endswith(_LISTED_BY_NAME) and not looks_like_pickle(path):
+        return  # a .bin of raw bytes, or a file of another name that is not a pickle
     try:
         st = os.stat(path)
     except OSError as e:
@@ -524,7 +534,7 @@ def describe(root: str | os.PathLike, path: str | os.PathLike) -> CheckpointInfo
             break
     name = os.path.basename(path)
     if os.path.isfile(path):
-        if not (name.endswith(".safetensors") or name.endswith(PICKLE_SUFFIXES)):
+        if not _loose_candidate(name):
             return None
         folder = os.path.dirname(path)
         try:  # a MindSpore file is judged beside its siblings

@@ -1,0 +1,56 @@
+"""Which files are pickles torch would load: by name (``is_pickle_name``) and by their first bytes
+(``looks_like_pickle``: a torch zip, a PROTO opcode, or protocol 0/1 opcodes that replay), without
+unpickling anything."""
+
+from __future__ import annotations
+
+import os
+
+from tui.core.files import read_head
+from tui.core.pickle_scan.machine import Machine, ScanStop
+
+PICKLE_FILE_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".pkl", ".pickle")
+SNIFF_BYTES = 4096
+# Formats that are never pickles: loose files with these suffixes are not sniffed (the walk stays cheap
+# beside datasets, logs and configs). Anything else may be a pickle under any name.
+NOT_PICKLE_SUFFIXES = frozenset(
+    ".safetensors .json .jsonl .csv .tsv .txt .md .rst .yaml .yml .toml .ini .cfg .py .sh .log .html .xml "
+    ".jpg .jpeg .png .gif .bmp .webp .svg .pdf .mp3 .wav .flac .mp4 .npy .npz .parquet .arrow .h5 .hdf5 "
+    ".onnx .tflite .gguf .msgpack .model .vocab .spm .tfevents .lock .distcp .metadata .zip .gz .bz2 .xz "
+    ".zst .tar .tgz .ipynb .lance .feather .db .sqlite".split()
+)
+
+
+def is_pickle_name(name: str) -> bool:
+    return name.endswith(PICKLE_FILE_SUFFIXES)
+
+
+def may_be_pickle(name: str) -> bool:
+    """A loose file worth sniffing: not a known non-pickle format (``.ipynb``, ``.csv``, ``.jpg``...)."""
+    dot = name.rfind(".")
+    return not name.startswith(".") and (dot <= 0 or name[dot:].lower() not in NOT_PICKLE_SUFFIXES)
+
+
+def looks_like_pickle(path: str | os.PathLike) -> bool:
+    """A torch zip, a pickle with a PROTO opcode, or a protocol 0/1 pickle: its first bytes replay to a STOP,
+    or run out while naming a global or after many opcodes (a long pickle)."""
+    return head_is_pickle(read_head(path, SNIFF_BYTES))
+
+
+def head_is_pickle(head: bytes) -> bool:
+    if head[:4] == b"PK\x03\x04" or (len(head) >= 2 and head[0] == 0x80 and head[1] <= 5):
+        return True
+    if not head:
+        return False
+    machine = Machine()
+    try:
+        machine.run(head, 0)
+        return True
+    except ScanStop as e:
+        named = bool(machine.globals) and all(_dotted(g) for g in machine.globals)
+        return named or (e.truncated and machine.opcodes >= 8)
+
+
+def _dotted(name: str) -> bool:
+    """``module.name`` made of identifiers (a text file whose first line starts with "c" is not)."""
+    return all(part.isidentifier() for part in name.split("."))
