@@ -77,7 +77,7 @@ def test_inspect_json_keys(tree, capsys):
 def test_metrics_json(tree, capsys):
     code, out, _ = run_cli(capsys, "metrics", str(tree / "run1"), "--json")
     data = json.loads(out)
-    assert code == 0 and set(data) == {"folds", "oof", "mean", "std", "columns"}
+    assert code == 0 and set(data) == {"folds", "oof", "mean", "std", "columns", "problems"}
     assert set(data["folds"]["0"]) == {"n", "accuracy", "f1_macro", "log_loss"}
 
 

@@ -62,7 +62,7 @@ def test_metrics_match_sklearn_per_fold_oof_mean_and_population_std(tmp_path):
         "prediction": "prediction",
         "probabilities": {c: f"prob_{c}" for c in classes},
     }
-    assert set(got) == {"folds", "oof", "mean", "std", "columns"}
+    assert set(got) == {"folds", "oof", "mean", "std", "columns", "problems"} and got["problems"] == []
 
 
 @pytest.mark.parametrize(

@@ -231,6 +231,7 @@ def _inspect_tables(result) -> None:
 
 def _metrics_table(result: dict[str, Any]) -> None:
     from rich.table import Table
+    from rich.text import Text
 
     table = Table(title="fold metrics")
     for col in ("fold", "n", *FLOAT_KEYS):
@@ -248,3 +249,5 @@ def _metrics_table(result: dict[str, Any]) -> None:
     out = console()
     out.print(table)
     out.print(cell(f"columns used: {json.dumps(result['columns'])}"))
+    for p in result.get("problems", []):
+        out.print(Text.assemble(("! ", "yellow"), cell(p)))

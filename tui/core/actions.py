@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 from tui.core import zero
 from tui.core.commit import ManifestError, read_manifest, utc_now, write_json_atomic
+from tui.core.files import FULL_WALK_DEPTH, walk
 from tui.core.integrity import scan_pickle_into
 from tui.core.model import CheckpointInfo, Kind, progress_key, run_of
 from tui.core.names import MANIFEST_NAME, TRASH_DIR
@@ -144,7 +145,7 @@ def _describe(rel: str, full: Path, infos: dict[str, CheckpointInfo]) -> str:
     if full.is_symlink():
         return "symlink"
     if full.is_dir():
-        return f"folder ({sum(len(f) for _, _, f in os.walk(full))} files)"
+        return f"folder ({sum(len(f) for _, _, f in walk(full, max_depth=FULL_WALK_DEPTH))} files)"
     return "file"
 
 
@@ -329,7 +330,7 @@ def _slim_candidates(folder: Path) -> tuple[list[tuple[Path, str]], bool]:
     """(files to drop with their label, whether the folder holds weights outside ZeRO shard folders)."""
     found: list[tuple[Path, str]] = []
     has_weights = False
-    for dirpath, dirnames, filenames in os.walk(folder):
+    for dirpath, dirnames, filenames in walk(folder, max_depth=FULL_WALK_DEPTH):
         dirnames[:] = [d for d in dirnames if d != TRASH_DIR and not os.path.islink(os.path.join(dirpath, d))]
         here = Path(dirpath)
         labels = {name: slim_label(name) for name in filenames}

@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from tui.core.files import FULL_WALK_DEPTH, open_regular_file, read_file, walk
 from tui.core.names import MANIFEST_NAME
 
 MANIFEST_FORMAT = "ckpt-tui/manifest/1"
@@ -104,7 +105,8 @@ def begin(target: Path) -> Path:
 
 def sha256_file(path: Path) -> str:
     h = hashlib.sha256()
-    with open(path, "rb", buffering=0) as f:
+    fd, _ = open_regular_file(path)  # a FIFO or a link to /dev/zero: ValueError, never a hang
+    with os.fdopen(fd, "rb", buffering=0) as f:
         while chunk := f.read(_HASH_CHUNK):
             h.update(chunk)
     return h.hexdigest()
@@ -129,7 +131,10 @@ def fsync_path(path: Path) -> None:
 
 
 def _files_under(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.is_file() and not p.is_symlink())
+    out = []
+    for dirpath, _dirnames, filenames in walk(folder, max_depth=FULL_WALK_DEPTH):
+        out += [p for name in filenames if (p := Path(dirpath, name)).is_file() and not p.is_symlink()]
+    return sorted(out)
 
 
 def commit(
@@ -213,16 +218,18 @@ def read_manifest(folder: Path) -> dict[str, Any] | None:
     """The folder's manifest, None when it has none; ManifestError when it is present but invalid."""
     path = Path(folder) / MANIFEST_NAME
     try:
-        raw = path.read_bytes()
+        raw = read_file(path, 64 << 20)
     except FileNotFoundError:
         return None
     except OSError as e:
         raise ManifestError(f"{MANIFEST_NAME}: unreadable ({e.strerror})") from None
+    except ValueError as e:
+        raise ManifestError(f"{MANIFEST_NAME}: {e}") from None
     if len(raw) > 64 << 20:
         raise ManifestError(f"{MANIFEST_NAME}: larger than 64 MiB")
     try:
         data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as e:
+    except (ValueError, UnicodeDecodeError, RecursionError) as e:
         raise ManifestError(f"{MANIFEST_NAME}: not valid JSON ({e})") from None
     if not isinstance(data, dict) or data.get("format") != MANIFEST_FORMAT:
         raise ManifestError(f"{MANIFEST_NAME}: not a {MANIFEST_FORMAT} manifest")
@@ -261,6 +268,12 @@ def verify(
             continue
         if size != meta["size"]:
             problems.append(f"{rel}: {size} bytes on disk, {meta['size']} in {MANIFEST_NAME}")
-        elif check_hashes and sha256_file(path) != meta["sha256"]:
-            problems.append(f"{rel}: sha256 differs from {MANIFEST_NAME}")
+        elif check_hashes:
+            try:
+                digest = sha256_file(path)
+            except (OSError, ValueError) as e:  # a link to /dev/zero has the size 0 a manifest may list
+                problems.append(f"{rel}: cannot be hashed ({getattr(e, 'strerror', None) or e})")
+                continue
+            if digest != meta["sha256"]:
+                problems.append(f"{rel}: sha256 differs from {MANIFEST_NAME}")
     return problems

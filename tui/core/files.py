@@ -9,8 +9,10 @@ error class with the same line (``read_json_dict``). Standard library only, with
 from __future__ import annotations
 
 import json
+import math
 import os
 import stat
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,30 @@ except ImportError:  # no wheel for this platform: the standard library parses e
 
 JSON_LIMIT = 16 << 20  # a config.json; callers pass more for tokenizers, trainer states, manifests
 SMALL_TEXT_LIMIT = 4096  # pointer files: DeepSpeed's `latest`, a `.lock`
+# Folders deeper than this below where a walk starts are not entered: a 990-level tree must not crash a
+# recursive walk, nor cost a minute of system calls. Checkpoints nest a few levels (ZeRO: 3).
+MAX_WALK_DEPTH = 64
+# Walks that must see everything (sizes freed, recent writes, files to commit) go this deep: iterative,
+# so only the time of one scandir per folder is at stake.
+FULL_WALK_DEPTH = 4096
+
+
+INT_LIMIT = 2**63  # a step, size or count beyond int64 is nobody's: a 401-digit "epoch" must not reach float()
+
+
+def json_int(value: Any) -> int | None:
+    """An integer read from JSON, or None: not an int (a bool is not one), or beyond +-2**63."""
+    if isinstance(value, int) and not isinstance(value, bool) and -INT_LIMIT <= value < INT_LIMIT:
+        return value
+    return None
+
+
+def json_number(value: Any) -> int | float | None:
+    """A number read from JSON, or None: an int as ``json_int``, a float only when finite (1e999 parses as
+    inf, and NaN or inf would sort anywhere)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    return json_int(value)
 
 
 def is_within(path: Path, folder: Path) -> bool:
@@ -50,6 +76,48 @@ def open_regular_file(path: str | os.PathLike) -> tuple[int, int]:
     except BaseException:
         os.close(fd)
         raise
+
+
+def read_file(path: str | os.PathLike, limit: int) -> bytes:
+    """At most ``limit + 1`` bytes of a regular file (``read_bounded``: counted as read, never trusted
+    from ``stat``, which says 0 for a device). Raises OSError, or ValueError for a FIFO, device or folder."""
+    fd, size = open_regular_file(path)
+    try:
+        return read_bounded(fd, size, limit)
+    finally:
+        os.close(fd)
+
+
+def walk(
+    top: str | os.PathLike, *, max_depth: int = MAX_WALK_DEPTH, skipped: list[str] | None = None
+) -> Iterator[tuple[str, list[str], list[str]]]:
+    """``os.walk(top)`` top-down without following links, iterative and at most ``max_depth`` folders
+    below ``top`` (Python 3.11's os.walk recurses: a deep tree raised RecursionError). Links to folders
+    are listed in ``dirnames`` (as os.walk does) but never entered; callers may prune ``dirnames``.
+    Folders left out for depth are appended to ``skipped``; unreadable folders are passed over."""
+    stack = [(os.fspath(top), 0)]
+    while stack:
+        path, depth = stack.pop()
+        dirs, files, real_dirs = [], [], set()
+        try:
+            with os.scandir(path) as it:
+                for entry in it:
+                    try:
+                        is_dir = entry.is_dir()
+                        if is_dir and not entry.is_symlink():
+                            real_dirs.add(entry.name)
+                    except OSError:
+                        is_dir = False
+                    (dirs if is_dir else files).append(entry.name)
+        except OSError:
+            continue
+        yield path, dirs, files
+        below = [d for d in dirs if d in real_dirs]
+        if below and depth >= max_depth:
+            if skipped is not None:
+                skipped.append(path)
+            continue
+        stack.extend((os.path.join(path, d), depth + 1) for d in reversed(below))
 
 
 def read_head(path: str | os.PathLike, n: int = 16) -> bytes:
@@ -85,15 +153,13 @@ def load_json(path: Path | str, *, limit: int = JSON_LIMIT) -> tuple[Any, str | 
     """(data, None) or (None, "<name>: <problem>"); (None, None) when the file does not exist."""
     path = Path(path)
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
-        try:
-            raw = read_bounded(fd, os.fstat(fd).st_size, limit)
-        finally:
-            os.close(fd)
+        raw = read_file(path, limit)
     except FileNotFoundError:
         return None, None
     except OSError as e:
         return None, f"{path.name}: unreadable ({e.strerror or e})"
+    except ValueError as e:  # a FIFO or a device named like our file: never read
+        return None, f"{path.name}: {e}"
     if len(raw) > limit:
         return None, f"{path.name}: larger than {limit >> 20} MiB, not read"
     if not raw.strip():
@@ -155,10 +221,8 @@ def read_json_dict(
 def read_small_text(path: Path | str, limit: int = SMALL_TEXT_LIMIT) -> str | None:
     """The text of a small pointer file (undecodable bytes replaced); None when it is missing, unreadable,
     not a file or larger than ``limit``."""
-    path = Path(path)
     try:
-        if not path.is_file() or path.stat().st_size > limit:
-            return None
-        return path.read_text(encoding="utf-8", errors="replace")
-    except OSError:
+        raw = read_file(path, limit)
+    except (OSError, ValueError):
         return None
+    return None if len(raw) > limit else raw.decode("utf-8", errors="replace")

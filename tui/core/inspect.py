@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from tui.core import commit, scan, summaries, weights
+from tui.core.files import MAX_WALK_DEPTH, read_small_text, walk
 from tui.core.integrity import LATEST_LIMIT, read_dcp_cached, scan_pickle_into, weights_into
 from tui.core.mindspore_ckpt import read_mindspore
 from tui.core.model import CheckpointInfo, Inspection
@@ -57,7 +58,10 @@ def inspect_path(
         out.files = [{"path": target.name, "size_bytes": info.size_bytes}]
         _detail_file(out, target, verify_hashes)
         return out
-    out.files = _files(target)
+    skipped: list[str] = []
+    out.files = _files(target, skipped)
+    if skipped:
+        info.add_problem(f"{len(skipped)} folder(s) nested deeper than {MAX_WALK_DEPTH} levels not listed")
     top = {f["path"] for f in out.files if "/" not in f["path"]}
     _detail_folder(out, target, top, Path(root_abs))
     if verify_hashes and (target / MANIFEST_NAME).exists():
@@ -67,9 +71,9 @@ def inspect_path(
     return out
 
 
-def _files(folder: Path) -> list[dict[str, Any]]:
+def _files(folder: Path, skipped: list[str]) -> list[dict[str, Any]]:
     out = []
-    for dirpath, dirnames, filenames in os.walk(folder):
+    for dirpath, dirnames, filenames in walk(folder, skipped=skipped):
         dirnames.sort()
         for name in sorted(filenames):
             full = os.path.join(dirpath, name)
@@ -149,10 +153,8 @@ def deepspeed_layout(folder: Path) -> dict[str, Any]:
     else:
         stage, candidates = 0, [0]
     latest = None
-    try:
-        latest = (folder.parent / DEEPSPEED_LATEST).read_text(errors="replace")[:LATEST_LIMIT].strip() or None
-    except OSError:
-        pass
+    text = read_small_text(folder.parent / DEEPSPEED_LATEST)
+    latest = (text or "")[:LATEST_LIMIT].strip() or None
     return {
         "tag": folder.name,
         "zero_stage": stage,

@@ -19,6 +19,7 @@ from typing import Any
 
 from tui.core import cache, commit, summaries, weights, zero
 from tui.core.dcp import DcpReport, read_dcp
+from tui.core.files import json_int, read_file
 from tui.core.mindspore_ckpt import MindSporeReport
 from tui.core.model import CheckpointInfo, Kind, Metric
 from tui.core.names import (
@@ -138,12 +139,13 @@ def latest_problems(folder: Path, *, only_if_names: str | None = None) -> list[s
     """DeepSpeed's ``latest`` file in ``folder`` must name a tag folder that exists beside it."""
     path = folder / DEEPSPEED_LATEST
     try:
-        with open(path, "rb") as f:
-            raw = f.read(LATEST_LIMIT)
+        raw = read_file(path, LATEST_LIMIT)[:LATEST_LIMIT]
     except FileNotFoundError:
         return []
     except OSError as e:
         return [f"latest: unreadable ({e.strerror})"]
+    except ValueError as e:
+        return [f"latest: {e}"]
     tag = raw.decode("utf-8", "replace").strip()
     if not tag or "/" in tag or tag in (".", ".."):
         return [f"latest: does not name a tag folder ({tag[:60]!r})"]
@@ -356,9 +358,9 @@ def _manifest_into(info: CheckpointInfo, folder: Path, problems: list[str]) -> d
     problems += commit.verify(folder, manifest=manifest)
     if manifest.get("kind") == PROMOTED_KIND:
         info.promoted = True
-    if isinstance(manifest.get("step"), int):
+    if json_int(manifest.get("step")) is not None:
         info.step = manifest["step"]
-    if isinstance(manifest.get("fold"), int):
+    if json_int(manifest.get("fold")) is not None:
         info.fold = manifest["fold"]
     metric = manifest.get("metric")
     # A step-checkpoint manifest without "best_metric" predates it: its "metric" was the best so far,

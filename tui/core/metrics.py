@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from tui.core.files import open_regular_file
 from tui.core.names import SKIP_DIRS, VALID_DF
 from tui.core.text import first_line
 
@@ -22,6 +23,13 @@ ID_COLUMNS = ("id", "row_id", "idx")
 PROB_PREFIXES = ("prob_", "proba_", "p_")
 METRIC_NAMES = ("accuracy", "f1_macro", "log_loss")
 MAX_CSV_BYTES = 2 << 30
+# Memory is bounded by values held, not by file size: label, prediction and one float per probability
+# column per row, over every fold together (the OOF frame holds them all again). 20 M values is ~160 MiB
+# of floats; a run with more is refused with one line, never read into gigabytes.
+MAX_VALUES = 20_000_000
+MAX_COLUMNS = 20_000  # 100k probability columns: pandas alone takes minutes
+HEADER_LIMIT = 4 << 20  # bytes of the header line
+_CHUNK_ROWS = 200_000
 
 
 class MetricsError(ValueError):
@@ -88,10 +96,13 @@ def compute_metrics(folder: Path) -> dict[str, Any]:
     folds: dict[str, dict[str, Any]] = {}
     frames = []
     columns_by_fold: dict[str, dict[str, Any]] = {}
+    problems: list[str] = []
+    budget = MAX_VALUES
     for k, path in files.items():
         try:
-            frame, columns = _read_fold(path)
-            folds[str(k)] = _score(frame, f"{path.name}")
+            frame, columns = _read_fold(path, budget)
+            budget -= frame.shape[0] * frame.shape[1]
+            folds[str(k)] = _score(frame, f"fold {k}", problems)
         except _FoldError as e:
             folds[str(k)] = {"n": None, "accuracy": None, "f1_macro": None, "log_loss": None, "error": str(e)}
             continue
@@ -105,7 +116,7 @@ def compute_metrics(folder: Path) -> dict[str, Any]:
     same_classes = len({tuple(f.attrs["classes"] or ()) for f in frames}) == 1
     oof_frame = pd.concat(frames, ignore_index=True)
     oof_frame.attrs["classes"] = frames[0].attrs["classes"] if same_classes else None
-    oof = _score(oof_frame, "oof")
+    oof = _score(oof_frame, "oof", problems)
     mean, std = {}, {}
     for name in METRIC_NAMES:
         values = [f[name] for f in good]
@@ -117,7 +128,7 @@ def compute_metrics(folder: Path) -> dict[str, Any]:
             mean[name] = std[name] = None
     distinct = {repr(c) for c in columns_by_fold.values()}
     columns = next(iter(columns_by_fold.values())) if len(distinct) == 1 else {"by_fold": columns_by_fold}
-    return {"folds": folds, "oof": oof, "mean": mean, "std": std, "columns": columns}
+    return {"folds": folds, "oof": oof, "mean": mean, "std": std, "columns": columns, "problems": problems}
 
 
 def _pick(names: list[str], candidates: tuple[str, ...]) -> str | None:
@@ -128,35 +139,67 @@ def _pick(names: list[str], candidates: tuple[str, ...]) -> str | None:
     return None
 
 
-def _read_fold(path: Path):
-    """The fold's rows as (label, prediction, probabilities...) strings/floats, plus the columns used."""
+def _header(path: Path) -> list[str]:
+    """The CSV's column names, read from its first line only (bounded), so that a file of 100k columns
+    or a header without an end is refused before pandas sees it."""
+    import csv
+
+    try:
+        fd, _ = open_regular_file(path)
+    except (OSError, ValueError) as e:
+        raise _FoldError(f"{path.name}: not a readable CSV ({first_line(e)})") from None
+    with os.fdopen(fd, "rb") as f:
+        line = f.readline(HEADER_LIMIT + 1)
+    if len(line) > HEADER_LIMIT:
+        raise _FoldError(f"{path.name}: header line longer than {HEADER_LIMIT >> 20} MiB, not read")
+    names = next(csv.reader([line.decode("utf-8", "replace")]), [])
+    if not names:
+        raise _FoldError(f"{path.name}: not a readable CSV (no header line)")
+    if len(names) > MAX_COLUMNS:
+        raise _FoldError(f"{path.name}: {len(names)} columns, more than {MAX_COLUMNS}; not read")
+    return names
+
+
+def _read_fold(path: Path, budget: int = MAX_VALUES):
+    """The fold's rows as (label, prediction, probabilities...) strings/floats, plus the columns used.
+    Only the columns used are read, in chunks, and the read stops past ``budget`` values."""
     import pandas as pd
 
     try:
         if path.stat().st_size > MAX_CSV_BYTES:
             raise _FoldError(f"{path.name}: larger than {MAX_CSV_BYTES >> 30} GiB, not read")
-        # Everything as text first: labels stay in the user's label space ("1" and "pos" alike).
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except _FoldError:
-        raise
-    except (OSError, ValueError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as e:
+    except OSError as e:
         raise _FoldError(f"{path.name}: not a readable CSV ({first_line(e)})") from None
-    names = [str(c) for c in frame.columns]
+    names = _header(path)
     label = _pick(names, LABEL_COLUMNS)
     pred = _pick(names, PREDICTION_COLUMNS)
     if label is None or pred is None:
         missing = "label" if label is None else "prediction"
         wanted = LABEL_COLUMNS if label is None else PREDICTION_COLUMNS
         raise _FoldError(f"{path.name}: no {missing} column (looked for {', '.join(wanted)})")
-    if frame.empty:
-        raise _FoldError(f"{path.name}: no rows")
     probs = _prob_columns(names)
-    out = pd.DataFrame({"label": frame[label].astype(str), "prediction": frame[pred].astype(str)})
-    for cls, col in probs.items():
-        values = pd.to_numeric(frame[col], errors="coerce")
-        if values.isna().any() or (values < 0).any():
-            raise _FoldError(f"{path.name}: column {col} holds a value that is not a probability")
-        out[f"prob::{cls}"] = values.astype(float)
+    width = 2 + len(probs)
+    chunks = []
+    rows = 0
+    try:
+        # Everything as text first: labels stay in the user's label space ("1" and "pos" alike).
+        reader = pd.read_csv(path, dtype=str, keep_default_na=False, usecols=[label, pred, *probs.values()],
+                             chunksize=_CHUNK_ROWS)  # fmt: skip
+        with reader:
+            for chunk in reader:
+                rows += len(chunk)
+                if rows * width > budget:
+                    raise _FoldError(
+                        f"{path.name}: more than {budget:,} values (rows x columns used), not read"
+                    )
+                chunks.append(_fold_values(chunk, path, label, pred, probs))
+    except _FoldError:
+        raise
+    except (OSError, ValueError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as e:
+        raise _FoldError(f"{path.name}: not a readable CSV ({first_line(e)})") from None
+    if not rows:
+        raise _FoldError(f"{path.name}: no rows")
+    out = pd.concat(chunks, ignore_index=True) if len(chunks) > 1 else chunks[0]
     out.attrs["classes"] = list(probs) or None
     columns = {
         "id": _pick(names, ID_COLUMNS),
@@ -165,6 +208,21 @@ def _read_fold(path: Path):
         "probabilities": probs or None,
     }
     return out, columns
+
+
+def _fold_values(chunk, path: Path, label: str, pred: str, probs: dict[str, str]):
+    """One chunk as label and prediction text plus one float column per class; a value that is not a
+    finite, non-negative number in a probability column is the fold's error."""
+    import numpy as np
+    import pandas as pd
+
+    data = {"label": chunk[label].astype(str), "prediction": chunk[pred].astype(str)}
+    for cls, col in probs.items():
+        values = pd.to_numeric(chunk[col], errors="coerce").to_numpy(dtype=float)
+        if not np.isfinite(values).all() or (values < 0).any():
+            raise _FoldError(f"{path.name}: column {col} holds a value that is not a probability")
+        data[f"prob::{cls}"] = values
+    return pd.DataFrame(data)  # built at once: inserting 20k columns one by one is quadratic
 
 
 def _prob_columns(names: list[str]) -> dict[str, str]:
@@ -176,8 +234,8 @@ def _prob_columns(names: list[str]) -> dict[str, str]:
     return {}
 
 
-def _score(frame, what: str) -> dict[str, Any]:
-    from sklearn.metrics import accuracy_score, f1_score, log_loss
+def _score(frame, what: str, problems: list[str]) -> dict[str, Any]:
+    from sklearn.metrics import accuracy_score, f1_score
 
     y, p = frame["label"].to_numpy(), frame["prediction"].to_numpy()
     result: dict[str, Any] = {
@@ -187,10 +245,37 @@ def _score(frame, what: str) -> dict[str, Any]:
         "log_loss": None,
     }
     classes = frame.attrs.get("classes")
-    if classes and set(y) <= set(classes):
-        probs = frame[[f"prob::{c}" for c in classes]].to_numpy(dtype=float)
-        sums = probs.sum(axis=1, keepdims=True)
-        if (sums > 0).all():
-            result["log_loss"] = float(log_loss(y, probs / sums, labels=classes))
+    if classes:
+        loss, why = _log_loss(frame, y, classes)
+        result["log_loss"] = loss
+        if why is not None:
+            problems.append(f"{what}: log_loss not computed: {why}")
     return result
 
+
+def _log_loss(frame, y, classes: list[str]) -> tuple[float | None, str | None]:
+    """(log loss over the renormalised rows, None) or (None, why not)."""
+    import warnings
+
+    import numpy as np
+    from sklearn.metrics import log_loss
+
+    missing = sorted(set(y) - set(classes))
+    if missing:
+        shown = ", ".join(repr(m) for m in missing[:3]) + (
+            f" and {len(missing) - 3} more" if len(missing) > 3 else ""
+        )
+        return None, f"label {shown} has no probability column"
+    probs = frame[[f"prob::{c}" for c in classes]].to_numpy(dtype=float)
+    # Divide by the row's largest value first: rows of 1e308 would overflow their sum to inf.
+    top = probs.max(axis=1, keepdims=True)
+    zero = int((top[:, 0] <= 0).sum())
+    if zero:
+        return None, f"{zero} row(s) with every probability 0"
+    scaled = probs / top
+    if len(classes) < 2:
+        return None, "one probability column: a log loss needs two classes or more"
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        value = float(log_loss(y, scaled / scaled.sum(axis=1, keepdims=True), labels=classes))
+    return (value, None) if math.isfinite(value) else (None, "not finite")

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
+from tui.core.files import json_int, json_number
 from tui.core.names import MINDSPORE_PERIODIC
 from tui.core.text import bare_metric_name
 
@@ -45,10 +46,11 @@ class Metric:
     @classmethod
     def of(cls, name: object, value: object, step: object = None) -> Metric | None:
         """A Metric from values read off disk; None unless ``value`` is a number (a bool is not)."""
-        if isinstance(value, bool) or not isinstance(value, int | float):
+        value = json_number(value)
+        if value is None:
             return None
-        step = step if isinstance(step, int) and not isinstance(step, bool) and step >= 0 else None
-        return cls(name if isinstance(name, str) else None, value, step)
+        step = json_int(step)
+        return cls(name if isinstance(name, str) else None, value, step if step is not None and step >= 0 else None)
 
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "value": self.value, "step": self.step}

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tui.core.files import read_file
+
 
 def pid_alive(pid: int) -> bool:
     """True while ``pid`` runs on this host. A zombie counts as dead: a trainer SIGKILLed together with
@@ -107,16 +109,18 @@ def read_lock(
     cannot be read, or names no pid, counts as held: something wrote it and nothing says it is gone."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8", errors="replace")[:LOCK_READ_LIMIT]
+        text = read_file(path, LOCK_READ_LIMIT)[:LOCK_READ_LIMIT].decode("utf-8", errors="replace")
         mtime: float | None = path.stat().st_mtime
     except FileNotFoundError:
         return None
     except OSError as e:
         why = f"locked by an unreadable .lock ({e.strerror}); remove it if no trainer runs"
         return LockHolder(None, None, True, why)
+    except ValueError:  # a FIFO or device named .lock: never read, and still a sign of a writer
+        return LockHolder(None, None, True, "locked by a .lock that is not a regular file")
     try:
         data = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         data = text.strip()
     if isinstance(data, int) or (isinstance(data, str) and data.isdigit()):
         data = {"pid": int(data)}

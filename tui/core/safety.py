@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Literal
 
 from tui.core.commit import is_temp_name
-from tui.core.files import is_within, json_object, read_small_text
+from tui.core.files import FULL_WALK_DEPTH, is_within, json_object, read_small_text, walk
 from tui.core.model import CheckpointInfo
 from tui.core.names import (
     CHECKPOINT_N,
@@ -290,7 +290,7 @@ class Safety:
 
     def _find_pointers(self, scope: Path, depth: int = _POINTER_WALK_DEPTH):
         base_depth = len(scope.parts)
-        for dirpath, dirnames, filenames in os.walk(scope):
+        for dirpath, dirnames, filenames in walk(scope, max_depth=FULL_WALK_DEPTH):
             here = Path(dirpath)
             dirnames[:] = (
                 [d for d in dirnames if d != TRASH_DIR] if len(here.parts) - base_depth < depth else []
@@ -323,7 +323,7 @@ def _walk_mtimes(top: Path):
     if not top.is_dir() or top.is_symlink():
         yield str(top.parent), [], [], _lmtime(top)
         return
-    for dirpath, dirnames, filenames in os.walk(top):
+    for dirpath, dirnames, filenames in walk(top, max_depth=FULL_WALK_DEPTH):
         newest = _lmtime(Path(dirpath))
         for name in filenames + dirnames:
             newest = max(newest, _lmtime(Path(dirpath) / name))

@@ -42,7 +42,7 @@ from tui.core.classify import (
     looks_like_pickle,
     step_from_name,
 )
-from tui.core.files import allocated_bytes, load_json
+from tui.core.files import MAX_WALK_DEPTH, allocated_bytes, load_json
 from tui.core.mindspore_ckpt.runs import FolderReports, name_role
 from tui.core.model import CheckpointInfo, Kind
 from tui.core.names import (
@@ -198,8 +198,13 @@ def _enter(state: _Scan, entry: os.DirEntry) -> os.stat_result | None:
     return st
 
 
-def _visit(state: _Scan, path: str, run: _RunContext | None, mtime: float) -> Iterator[_Deferred]:
+def _visit(
+    state: _Scan, path: str, run: _RunContext | None, mtime: float, depth: int = 0
+) -> Iterator[_Deferred]:
     if state.cancelled():
+        return
+    if depth > MAX_WALK_DEPTH:  # generators nest per level: a 990-level tree would exhaust the stack
+        state.errors.append(f"{state.rel(path)}: nested deeper than {MAX_WALK_DEPTH} levels, not walked")
         return
     listing = _list(state, path)
     if listing is None:
@@ -219,7 +224,7 @@ def _visit(state: _Scan, path: str, run: _RunContext | None, mtime: float) -> It
     for dname in sorted(listing.dirs):
         st = _enter(state, listing.dirs[dname])
         if st is not None:
-            yield from _visit(state, listing.dirs[dname].path, run, st.st_mtime)
+            yield from _visit(state, listing.dirs[dname].path, run, st.st_mtime, depth + 1)
             if state.cancelled():
                 return
 
@@ -319,6 +324,9 @@ class _Tree:
 
 
 def _collect(state: _Scan, listing: _Listing, tree: _Tree, prefix: str, parent_kind: Kind) -> None:
+    if prefix.count("/") >= MAX_WALK_DEPTH:
+        tree.problems.append(f"{prefix}: nested deeper than {MAX_WALK_DEPTH} levels, not walked")
+        return
     for fname, entry in listing.files.items():
         try:
             st = tree.stats[entry.path] = entry.stat()

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from tui.core import cache
-from tui.core.files import load_json, load_json_object
+from tui.core.files import json_int, json_number, load_json, load_json_object, open_regular_file
 from tui.core.names import ADAPTER_CONFIG, CHECKPOINT_N, CONFIG_FILE, TOKENIZER_FILES, TRAINER_STATE
 
 CONFIG_LIMIT = 16 << 20
@@ -19,12 +19,8 @@ STATE_LIMIT = 64 << 20
 _NO_MAX_LENGTH = 10**18
 
 
-def _int(v: Any) -> int | None:
-    return v if isinstance(v, int) and not isinstance(v, bool) else None
-
-
-def _num(v: Any) -> float | int | None:
-    return v if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+_int = json_int
+_num = json_number
 
 
 def _str(v: Any) -> str | None:
@@ -161,15 +157,33 @@ def _vocab_size(folder: Path, present: list[str]) -> tuple[int | None, list[str]
                     special.append(tok["content"])
         return (len(ids) or None), special, None
     if "vocab.txt" in present:
-        try:
-            with open(folder / "vocab.txt", "rb") as f:
-                return sum(1 for line in f if line.strip()), [], None
-        except OSError as e:
-            return None, [], f"vocab.txt: unreadable ({e.strerror})"
+        return _count_vocab_lines(folder / "vocab.txt")
     if "vocab.json" in present:
         data, err = load_json(folder / "vocab.json", limit=TOKENIZER_LIMIT)
         return (len(data) if isinstance(data, dict) else None), [], err
     return None, [], None
+
+
+def _count_vocab_lines(path: Path) -> tuple[int | None, list[str], str | None]:
+    """Non-blank lines of a WordPiece vocab.txt, read in chunks up to TOKENIZER_LIMIT bytes (a 2 GB file
+    without a newline is one line: iterating lines would hold all of it)."""
+    try:
+        fd, _ = open_regular_file(path)
+    except OSError as e:
+        return None, [], f"vocab.txt: unreadable ({e.strerror})"
+    except ValueError as e:
+        return None, [], f"vocab.txt: {e}"
+    count, read, last = 0, 0, b"\n"
+    with os.fdopen(fd, "rb") as f:
+        while read <= TOKENIZER_LIMIT and (chunk := f.read(1 << 20)):
+            read += len(chunk)
+            lines = chunk.split(b"\n")
+            lines[0] = last + lines[0]
+            last = lines.pop()
+            count += sum(1 for line in lines if line.strip())
+    if read > TOKENIZER_LIMIT:
+        return None, [], f"vocab.txt: larger than {TOKENIZER_LIMIT >> 20} MiB, not read"
+    return count + (1 if last.strip() else 0), [], None
 
 
 # --- trainer_state.json -------------------------------------------------------------------------------

@@ -86,10 +86,15 @@ _BYTE_UNITS = ("B", "K", "M", "G", "T", "P")
 def format_bytes(n: int | float | None, *, compact: bool = False) -> str:
     """A size for people, in powers of 1024: ``"1.5 MiB"``, or with ``compact`` (table cells)
     ``"1.5M"``; bytes below 1 KiB are whole (``"512 B"`` / ``"512B"``); None is ``"?"``."""
-    if n is None or isinstance(n, bool) or not isinstance(n, int | float) or not math.isfinite(n):
+    if n is None or isinstance(n, bool) or not isinstance(n, int | float):
+        return "?"
+    try:
+        size = float(n)
+    except OverflowError:  # an int of 400 digits read off disk
+        return "?"
+    if not math.isfinite(size):
         return "?"
     exp = 0
-    size = float(n)
     while abs(size) >= 1024 and exp < len(_BYTE_UNITS) - 1:
         size /= 1024
         exp += 1
@@ -103,6 +108,8 @@ def format_count(n: int | None) -> str:
     """A parameter or tensor count in a narrow column: ``"1.2B"``, ``"110.0M"``, ``"3.4k"``, ``"17"``."""
     if n is None:
         return "-"
+    if n >= 10**15:  # no model has a quadrillion parameters; a number read off disk might
+        return f"{n:.2g}" if isinstance(n, float) and math.isfinite(n) else "?"
     for unit, div in (("B", 10**9), ("M", 10**6), ("k", 10**3)):
         if n >= div:
             return f"{n / div:.1f}{unit}"

@@ -24,16 +24,14 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import stat
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from tui.core.commit import utc_now
-from tui.core.files import is_within, json_object, load_json_object
+from tui.core.files import FULL_WALK_DEPTH, is_within, json_object, load_json_object, walk
 from tui.core.names import MANIFEST_NAME, TRASH_DIR, TRASH_ENTRY_FILE, TRASH_ITEM
 
 ENTRY_ID = re.compile(r"^\d{8}T\d{6}Z-\d{5}$")  # what _new_entry_folder names them
@@ -81,7 +79,7 @@ def tree_size(path: Path) -> int:
     if not stat.S_ISDIR(st.st_mode):
         return st.st_size
     total = 0
-    for dirpath, dirnames, filenames in os.walk(path):
+    for dirpath, dirnames, filenames in walk(path, max_depth=FULL_WALK_DEPTH):
         for name in filenames + [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]:
             try:
                 total += os.lstat(os.path.join(dirpath, name)).st_size
@@ -92,20 +90,59 @@ def tree_size(path: Path) -> int:
 
 def remove_tree(path: Path) -> None:
     """Delete a file, a link (never its target) or a folder, including read-only ones."""
-
-    def make_writable_and_retry(func, p, _exc):
-        os.chmod(os.path.dirname(p), stat.S_IRWXU)
-        if os.path.isdir(p) and not os.path.islink(p):
-            os.chmod(p, stat.S_IRWXU)
-        func(p)
-
     if os.path.islink(path) or not os.path.isdir(path):
         os.unlink(path)
     else:
-        if sys.version_info >= (3, 12):
-            shutil.rmtree(path, onexc=make_writable_and_retry)
-        else:
-            shutil.rmtree(path, onerror=make_writable_and_retry)
+        _remove_folder(os.fspath(path))
+
+
+_DIR_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_NOFOLLOW", 0)
+
+
+def _remove_folder(top: str) -> None:
+    """shutil.rmtree without recursion (Python 3.11's recurses: a 990-level tree raised RecursionError),
+    and like its safe version never through a link: every folder is opened relative to its parent's
+    descriptor with O_NOFOLLOW, so a folder swapped for a link meanwhile fails instead of being followed.
+    Read-only folders are made writable first."""
+    stack = [(os.open(top, _DIR_FLAGS), "")]  # (fd of a folder, its name in the folder below it)
+    try:
+        while stack:
+            fd = stack[-1][0]
+            sub = None
+            with os.scandir(fd) as it:
+                for entry in it:
+                    if entry.is_dir(follow_symlinks=False):
+                        sub = entry.name
+                        break
+                    _writable_retry(os.unlink, entry.name, fd)
+            if sub is not None:
+                try:
+                    child = os.open(sub, _DIR_FLAGS, dir_fd=fd)
+                except (
+                    PermissionError
+                ):  # a folder without r/x for us: ours to make readable, as rmtree's caller did
+                    os.chmod(sub, stat.S_IRWXU, dir_fd=fd)
+                    child = os.open(sub, _DIR_FLAGS, dir_fd=fd)
+                stack.append((child, sub))
+                continue
+            os.close(fd)
+            _, name = stack.pop()
+            if stack:
+                _writable_retry(os.rmdir, name, stack[-1][0])
+    finally:
+        for fd, _ in stack:
+            os.close(fd)
+    os.rmdir(top)
+
+
+def _writable_retry(remove, name: str, folder_fd: int) -> None:
+    """``remove(name)`` inside the folder ``folder_fd``; on PermissionError make that folder writable and
+    try once more."""
+    try:
+        remove(name, dir_fd=folder_fd)
+    except PermissionError:
+        os.fchmod(folder_fd, stat.S_IRWXU)
+        remove(name, dir_fd=folder_fd)
 
 
 class Trash:
@@ -192,7 +229,9 @@ class Trash:
             raise TrashError(f"{rel}: does not exist")
         self._check_same_device(full, rel)
         entry_id, folder = self._new_entry_folder()
-        entry = TrashEntry(entry_id, rel, utc_now(), tree_size(full), batch or entry_id, action, origin=origin)
+        entry = TrashEntry(
+            entry_id, rel, utc_now(), tree_size(full), batch or entry_id, action, origin=origin
+        )
         self._write_entry(folder, entry)
         try:
             os.rename(full, folder / TRASH_ITEM)

@@ -173,9 +173,23 @@ def resolve_weight_files(folder_or_files: Any, index_file: Any = None) -> Weight
     )
 
 
+def _file_names(folder: str) -> list[str]:
+    """Sorted names of the regular files (or links to them) in ``folder``; an entry that cannot be
+    stat'ed (a looping or dangling link) is passed over, not allowed to fail the listing."""
+    names = []
+    with os.scandir(folder) as it:
+        for entry in it:
+            try:
+                if entry.is_file():
+                    names.append(entry.name)
+            except OSError:
+                continue
+    return sorted(names)
+
+
 def _plan_from_folder(folder: str) -> WeightFilesPlan:
     try:
-        names = sorted(e.name for e in os.scandir(folder) if e.is_file())
+        names = _file_names(folder)
     except OSError as e:
         return WeightFilesPlan(
             base=folder, names=[], problems=[f"{os.path.basename(folder)}: cannot list ({e.strerror})"]

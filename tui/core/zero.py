@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tui.core import weights
+from tui.core.files import walk
 from tui.core.names import MP_MODEL_STATES, PICKLE_WEIGHT_SHARD, PICKLE_WEIGHTS
 from tui.core.pickle_scan import PickleReport
 from tui.core.text import format_count
@@ -123,7 +124,7 @@ def weight_copies(folder: Path, files: Iterable[str], scan: Scan) -> list[Weight
 def files_under(folder: Path) -> list[str]:
     """Posix paths of the files under ``folder`` (links not followed), for ``weight_copies``."""
     out = []
-    for dirpath, dirnames, filenames in os.walk(folder):
+    for dirpath, dirnames, filenames in walk(folder):
         dirnames[:] = [d for d in dirnames if not os.path.islink(os.path.join(dirpath, d))]
         rel = os.path.relpath(dirpath, folder)
         out += [n if rel == "." else f"{Path(rel).as_posix()}/{n}" for n in filenames]
