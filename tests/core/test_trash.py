@@ -333,3 +333,29 @@ def test_slim_and_restore_never_reach_through_a_symlinked_subfolder(tmp_path):
     with pytest.raises(TrashError, match="symlink"):
         trash.restore(entry.id)
     assert (outside / "optimizer.pt").read_bytes() == b"theirs" and not (ckpt / "sub").exists()
+
+
+def test_a_slim_killed_half_way_is_undone_whole(tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    ckpt = make_checkpoint(tmp_path / "c")
+    before = tree_hashes(ckpt)
+    code = (
+        "import os, signal, sys; from tui.core import trash as t\n"
+        "real, calls = os.rename, []\n"
+        "def rename(a, b):\n"
+        "    calls.append(a)\n"
+        "    if len(calls) == 2: os.kill(os.getpid(), signal.SIGKILL)\n"
+        "    real(a, b)\n"
+        "t.os.rename = rename\n"
+        "t.Trash(sys.argv[1]).move_files(sys.argv[2], ['optimizer.pt', 'rng_state.pth', 'scheduler.pt'])\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(os.getcwd())}
+    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path), str(ckpt)], env=env, capture_output=True)
+    assert proc.returncode == -signal.SIGKILL
+    [entry] = Trash(tmp_path).list()
+    assert not (ckpt / "optimizer.pt").exists() and (ckpt / "scheduler.pt").exists()  # one moved of three
+    Trash(tmp_path).restore(entry.id)
+    assert tree_hashes(ckpt) == before and Trash(tmp_path).list() == []

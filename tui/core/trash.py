@@ -394,12 +394,15 @@ class Trash:
         return parent / lexical.name
 
     def _restore_files(self, folder: Path, entry: TrashEntry, rel: str) -> None:
-        files = entry.files or []
         item = Path(os.path.realpath(folder / TRASH_ITEM))
-        for f in files:
+        files = []
+        for f in entry.files or []:
             p = self._restore_target(f"{rel}/{f}", entry.id)
             if not os.path.lexists(folder / TRASH_ITEM / f):
+                if os.path.lexists(p):
+                    continue  # a slim killed half-way never moved it: it is still in place
                 raise TrashError(f"{entry.id}: {f} is missing from the entry; nothing restored")
+            files.append(f)
             if not is_within(Path(os.path.realpath((folder / TRASH_ITEM / f).parent)), item):
                 raise TrashError(f"{entry.id}: {f} lies behind a symlink in the entry; nothing restored")
             # Slim rewrites the manifest without the dropped files; its own rewrite may be replaced.
