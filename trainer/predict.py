@@ -17,7 +17,7 @@ from trainer.cpu_threads import configure_cpu_threads
 from trainer.sampling import longest_first
 from tui.core import commit as protocol
 from tui.core.files import read_json_dict
-from tui.core.names import CONFIG_FILE, CV_FILE, FOLD_MODEL_DIR, MANIFEST_NAME, RUN_FILE
+from tui.core.names import CONFIG_FILE, CV_FILE, FOLD_MODEL_DIR, MANIFEST_NAME, RUN_FILE, TOKENIZER_FILES
 from tui.core.text import lower_is_better
 
 
@@ -39,6 +39,7 @@ class Source:
     models: list[FoldModel]
     metric: str | None
     data_config: dict[str, Any]
+    weights: list[float] | None = None  # an ensemble spec's; else fold_weights decides
 
 
 def _checked_model(path: Path, fold: int | None, score: float | None) -> FoldModel:
@@ -55,7 +56,11 @@ def find_models(source: Path) -> Source:
     source = Path(source)
     if not source.is_dir():
         raise PredictError(f"{source}: no such run folder")
-    run = read_json_dict(source / RUN_FILE, PredictError) or read_json_dict(source.parent / RUN_FILE, PredictError) or {}
+    run = (
+        read_json_dict(source / RUN_FILE, PredictError)
+        or read_json_dict(source.parent / RUN_FILE, PredictError)
+        or {}
+    )
     data_config = (run.get("config") or {}).get("data") or {}
     cv = read_json_dict(source / CV_FILE, PredictError) or {}
     metric = cv.get("metric") or run.get("metric")
@@ -85,6 +90,25 @@ def find_models(source: Path) -> Source:
             raise PredictError(f"{source}: neither a run folder (run.json) nor a folder of model folders")
     models.sort(key=lambda m: (m.fold is None, m.fold if m.fold is not None else 0, m.path.name))
     return Source(models, metric, data_config)
+
+
+def ensemble_models(spec: Path) -> Source:
+    """The members of an ensemble spec (tui.core.ensemble; fold folders of several runs, with weights).
+    The text columns and max_length are the first member's run's."""
+    from tui.core.ensemble import EnsembleError, read_spec
+
+    try:
+        members = read_spec(Path(spec))
+    except EnsembleError as e:
+        raise PredictError(str(e)) from None
+    models = []
+    for folder, fold, _ in members:
+        if not folder.is_dir():
+            raise PredictError(f"{spec}: member folder {folder} does not exist")
+        models.append(_checked_model(folder, fold, None))
+    run = read_json_dict(members[0][0].parent / RUN_FILE, PredictError) or {}
+    weights = [w / sum(w for *_, w in members) for *_, w in members]
+    return Source(models, None, (run.get("config") or {}).get("data") or {}, weights)
 
 
 def fold_weights(models: list[FoldModel], metric: str | None, weighted: bool) -> list[float]:
@@ -146,6 +170,7 @@ def predict(
     max_length: int | None = None,
     weighted: bool = False,
     accelerator=None,
+    ensemble: Path | None = None,
 ):
     """Ensemble predictions of ``source``'s fold models on ``input_path``; returns the frame (every rank)."""
     import numpy as np
@@ -159,10 +184,10 @@ def predict(
         DataCollatorWithPadding,
     )
 
-    found = find_models(Path(source))
+    found = ensemble_models(ensemble) if ensemble is not None else find_models(Path(source))
     paths = [m.path for m in found.models]
     labels = _label_names([AutoConfig.from_pretrained(p) for p in paths], paths)
-    weights = fold_weights(found.models, found.metric, weighted)
+    weights = found.weights or fold_weights(found.models, found.metric, weighted)
     data_cfg = found.data_config
     text_column = text_column or data_cfg.get("text_column") or "text"
     text_pair_column = text_pair_column or data_cfg.get("text_pair_column")
@@ -192,26 +217,33 @@ def predict(
             f"process{'es' if accelerator.num_processes != 1 else ''}" + (f"; {threads}" if threads else ""),
             file=sys.stderr,
         )
-    tokenizer = AutoTokenizer.from_pretrained(found.models[0].path)
-    encoded = tokenizer(texts, pairs, truncation=True, max_length=max_length)  # once for every fold model
-    pad = DataCollatorWithPadding(tokenizer, return_tensors="pt")
 
-    def collate(rows: list[int]) -> dict[str, Any]:
-        batch = pad([{key: values[i] for key, values in encoded.items()} for i in rows])
-        batch["rows"] = torch.tensor(rows)
-        return dict(batch)
+    def make_loader(path: Path):
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        encoded = tokenizer(texts, pairs, truncation=True, max_length=max_length)
+        pad = DataCollatorWithPadding(tokenizer, return_tensors="pt")
 
-    # Longest rows first: batches of similar length pad little; the rows carry their index back.
-    order = longest_first([len(ids) for ids in encoded["input_ids"]]).tolist()
-    loader = accelerator.prepare_data_loader(
-        DataLoader(order, batch_size=batch_size, shuffle=False, collate_fn=collate)
-    )
+        def collate(rows: list[int]) -> dict[str, Any]:
+            batch = pad([{key: values[i] for key, values in encoded.items()} for i in rows])
+            batch["rows"] = torch.tensor(rows)
+            return dict(batch)
+
+        # Longest rows first: batches of similar length pad little; the rows carry their index back.
+        order = longest_first([len(ids) for ids in encoded["input_ids"]]).tolist()
+        return accelerator.prepare_data_loader(
+            DataLoader(order, batch_size=batch_size, shuffle=False, collate_fn=collate)
+        )
+
+    loaders: dict[str, Any] = {}  # tokenized once per distinct tokenizer (an ensemble may mix models)
     dtype = torch.float32 if accelerator.device.type == "cpu" else "auto"
     mean = np.zeros((len(table), len(labels)))
     for weight, path in zip(weights, paths, strict=True):
+        key = _tokenizer_key(path)
+        if key not in loaders:
+            loaders[key] = make_loader(path)
         model = AutoModelForSequenceClassification.from_pretrained(path, dtype=dtype)
         model.to(accelerator.device).eval()
-        mean += weight * _predict_probs(accelerator, model, loader, len(table))
+        mean += weight * _predict_probs(accelerator, model, loaders[key], len(table))
         del model  # one fold model in memory at a time
 
     frame = pd.DataFrame({"id": ids.to_numpy(), "prediction": [labels[i] for i in mean.argmax(axis=1)]})
@@ -224,6 +256,17 @@ def predict(
         write_csv_atomic(Path(output_path), frame)
     accelerator.wait_for_everyone()
     return frame
+
+
+def _tokenizer_key(folder: Path) -> str:
+    """Digest of the folder's tokenizer files: fold models of one run share it, other models do not."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name in TOKENIZER_FILES:
+        if (folder / name).is_file():
+            digest.update(name.encode() + b"\0" + (folder / name).read_bytes())
+    return digest.hexdigest()
 
 
 def _predict_probs(accelerator, model, loader, n_rows: int):

@@ -21,6 +21,24 @@ def register(sub) -> None:
     p.add_argument("--metric", metavar="NAME", help="rank by this metric (default: the one most runs use)")
     p.set_defaults(handler=cmd_runs)
 
+    p = sub.add_parser(
+        "ensemble",
+        help="OOF metric of fold models chosen across runs; -o writes the spec bin/predict.py --ensemble uses",
+        description="The out-of-fold metric of an ensemble of fold models chosen across runs (probabilities "
+        "averaged over the rows present in every chosen run), and with -o its spec (docs/FORMAT.md, "
+        '"Ensemble spec") for `bin/predict.py --ensemble FILE`.',
+    )
+    p.add_argument("root", metavar="ROOT")
+    p.add_argument(
+        "members", nargs="+", metavar="RUN[:FOLDS][=WEIGHT]",
+        help="a run folder relative to ROOT; FOLDS e.g. 0,2 (default: every fold with OOF predictions); "
+        "WEIGHT each of its fold models' weight (default 1; weights are normalised)",
+    )  # fmt: skip
+    p.add_argument("-o", "--output", metavar="FILE", help="write the ensemble spec here")
+    p.add_argument("--metric", metavar="NAME", help="metric named in the spec (default: the runs')")
+    p.add_argument("--json", action="store_true", help="print the spec (or the OOF metrics) as JSON")
+    p.set_defaults(handler=cmd_ensemble)
+
 
 def need_folder(path: str) -> None:
     from tui.cli import UsageError
@@ -54,4 +72,63 @@ def cmd_runs(args) -> int:
     for cells in rows:
         out.add_row(*(cell(c) for c in cells))
     console().print(out)
+    return 0
+
+
+def parse_member(root: str, text: str):
+    """``RUN[:FOLDS][=WEIGHT]`` -> Members; a usage error (one line) when it does not parse."""
+    from pathlib import Path
+
+    from tui.cli import UsageError
+    from tui.core.ensemble import Member
+    from tui.core.metrics import MetricsError, fold_files
+
+    spec, _, weight_text = text.partition("=")
+    run_text, _, folds_text = spec.partition(":")
+    run = Path(root) / run_text
+    try:
+        weight = float(weight_text) if weight_text else 1.0
+        folds = [int(f) for f in folds_text.split(",")] if folds_text else None
+    except ValueError:
+        raise UsageError(f"{safe_text(text)}: not RUN[:FOLDS][=WEIGHT] (e.g. lr3e-5:0,1=2)") from None
+    if not run.is_dir():
+        raise UsageError(f"{safe_text(run)}: no such run folder")
+    if folds is None:
+        try:
+            folds = list(fold_files(run))
+        except MetricsError as e:
+            raise UsageError(safe_text(e)) from None
+        if not folds:
+            raise UsageError(f"{safe_text(run)}: no valid_df_fold_<k>.csv files")
+    return [Member(run, k, weight) for k in folds]
+
+
+def cmd_ensemble(args) -> int:
+    from tui.cli import UsageError
+    from tui.core.ensemble import EnsembleError, oof_metrics, write_spec
+    from tui.core.runs import default_metric
+
+    need_folder(args.root)
+    members = [m for text in args.members for m in parse_member(args.root, text)]
+    metric = args.metric or default_metric(sorted({m.run for m in members}))
+    try:
+        result = (
+            write_spec(members, args.output, metric=metric) if args.output else {"oof": oof_metrics(members)}
+        )
+    except EnsembleError as e:
+        raise UsageError(safe_text(e)) from None
+    if args.json:
+        print_json(result)
+        return 0
+    oof = result["oof"]
+    scores = ", ".join(
+        f"{k} {oof[k]:.4f}" for k in ("accuracy", "f1_macro", "log_loss") if oof.get(k) is not None
+    )
+    print(
+        f"ensemble of {len(members)} fold models from {oof['runs']} runs: OOF over {oof['n']} rows: {scores}"
+    )
+    if args.output:
+        print(
+            f"wrote {safe_text(args.output)}; predict with: python bin/predict.py --ensemble {safe_text(args.output)} INPUT.csv"
+        )
     return 0

@@ -131,6 +131,21 @@ def compute_metrics(folder: Path) -> dict[str, Any]:
     return {"folds": folds, "oof": oof, "mean": mean, "std": std, "columns": columns, "problems": problems}
 
 
+def read_fold(path: Path):
+    """One fold CSV as a frame of ``label``, ``prediction``, ``id`` (when the CSV has one) and
+    ``prob::<class>`` columns (``attrs["classes"]``), plus the columns used; ``MetricsError`` (one line)
+    when it cannot be used."""
+    try:
+        return _read_fold(Path(path))
+    except _FoldError as e:
+        raise MetricsError(str(e)) from None
+
+
+def score(frame, what: str = "oof") -> dict[str, Any]:
+    """``{"n", "accuracy", "f1_macro", "log_loss"}`` of a frame shaped like ``read_fold``'s."""
+    return _score(frame, what, [])
+
+
 def _pick(names: list[str], candidates: tuple[str, ...]) -> str | None:
     lowered = {n.strip().lower(): n for n in names}
     for c in candidates:
@@ -178,12 +193,14 @@ def _read_fold(path: Path, budget: int = MAX_VALUES):
         wanted = LABEL_COLUMNS if label is None else PREDICTION_COLUMNS
         raise _FoldError(f"{path.name}: no {missing} column (looked for {', '.join(wanted)})")
     probs = _prob_columns(names)
-    width = 2 + len(probs)
+    id_column = _pick(names, ID_COLUMNS)  # kept: joins one run's rows with another's (ensembles)
+    used = [label, pred, *probs.values()] + ([id_column] if id_column is not None else [])
+    width = len(used)
     chunks = []
     rows = 0
     try:
         # Everything as text first: labels stay in the user's label space ("1" and "pos" alike).
-        reader = pd.read_csv(path, dtype=str, keep_default_na=False, usecols=[label, pred, *probs.values()],
+        reader = pd.read_csv(path, dtype=str, keep_default_na=False, usecols=used,
                              chunksize=_CHUNK_ROWS)  # fmt: skip
         with reader:
             for chunk in reader:
@@ -192,7 +209,7 @@ def _read_fold(path: Path, budget: int = MAX_VALUES):
                     raise _FoldError(
                         f"{path.name}: more than {budget:,} values (rows x columns used), not read"
                     )
-                chunks.append(_fold_values(chunk, path, label, pred, probs))
+                chunks.append(_fold_values(chunk, path, label, pred, probs, id_column))
     except _FoldError:
         raise
     except (OSError, ValueError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as e:
@@ -202,7 +219,7 @@ def _read_fold(path: Path, budget: int = MAX_VALUES):
     out = pd.concat(chunks, ignore_index=True) if len(chunks) > 1 else chunks[0]
     out.attrs["classes"] = list(probs) or None
     columns = {
-        "id": _pick(names, ID_COLUMNS),
+        "id": id_column,
         "label": label,
         "prediction": pred,
         "probabilities": probs or None,
@@ -210,13 +227,17 @@ def _read_fold(path: Path, budget: int = MAX_VALUES):
     return out, columns
 
 
-def _fold_values(chunk, path: Path, label: str, pred: str, probs: dict[str, str]):
+def _fold_values(
+    chunk, path: Path, label: str, pred: str, probs: dict[str, str], id_column: str | None = None
+):
     """One chunk as label and prediction text plus one float column per class; a value that is not a
     finite, non-negative number in a probability column is the fold's error."""
     import numpy as np
     import pandas as pd
 
     data = {"label": chunk[label].astype(str), "prediction": chunk[pred].astype(str)}
+    if id_column is not None:
+        data["id"] = chunk[id_column].astype(str)
     for cls, col in probs.items():
         values = pd.to_numeric(chunk[col], errors="coerce").to_numpy(dtype=float)
         if not np.isfinite(values).all() or (values < 0).any():

@@ -236,7 +236,7 @@ def _differing(rows: list[RunRow]) -> list[str]:
     return sorted(differing, key=lambda k: (order.index(k) if k in order else len(order), k))
 
 
-def _default_metric(root: Path, folders: list[Path]) -> str:
+def default_metric(folders: list[Path]) -> str:
     """The metric most runs select by (cv.json, else run.json), else f1_macro."""
     counts: dict[str, int] = {}
     for folder in folders:
@@ -254,7 +254,7 @@ def leaderboard(root: Path, metric: str | None = None) -> Leaderboard:
     runs without a score last, then by path."""
     root = Path(root)
     folders = find_runs(root)
-    metric = metric or _default_metric(root, folders)
+    metric = metric or default_metric(folders)
     rows = [read_run(root, f, metric) for f in folders]
     lower = lower_is_better(metric)
 
