@@ -117,7 +117,10 @@ def main() -> int:
     print("| --- | ---: | ---: | ---: |")
     b = med(r["paint"] for r in runs["bare"])
     print(f"| bare Textual app | {b:.3f} ({med(r['paint_cpu'] for r in runs['bare']):.3f}) | - | - |")
-    for key, label in (("first", "ckpt-tui ROOT, first run (empty cache)"), ("repeat", "ckpt-tui ROOT, repeat")):
+    for key, label in (
+        ("first", "ckpt-tui ROOT, first run (empty cache)"),
+        ("repeat", "ckpt-tui ROOT, repeat"),
+    ):
         rs = runs[key]
         print(
             f"| {label} | {med(r['paint'] for r in rs):.3f} ({med(r['paint_cpu'] for r in rs):.3f}) | "

@@ -10,8 +10,9 @@
   The pickles are plain-pickle zips laid out as ``torch.save`` lays them out, with one storage record
   per optimizer tensor (data.pkl of a real AdamW state for 203 parameters), so a static scan reads
   what it would read in a real checkpoint.
-* ``make_tree(root, n)``: ``n`` checkpoints as K-fold runs of 5 folds: per fold 1 fold model and
-  1 ``checkpoint-N`` (half of each), 10 checkpoints per run folder.
+* ``make_tree(root, n, unique_headers=False)``: ``n`` checkpoints as K-fold runs of 5 folds: per fold 1
+  fold model and 1 ``checkpoint-N`` (half of each), 10 checkpoints per run folder. Fine-tunes of one model
+  share their safetensors header byte for byte (as real ones do); ``unique_headers`` gives each its own.
 * ``write_sharded(folder, shards, per_shard)``: a ``model.safetensors.index.json`` with ``shards`` sparse
   shards (100 shards x 100 tensors of Llama-layer shapes: ~97 GB apparent).
 
@@ -190,6 +191,7 @@ class Templates:
 
     def __init__(self) -> None:
         tensors = deberta_v3_xsmall_tensors()
+        self.spec = tensors
         self.tensors = len(tensors)
         self.parameters = sum(math.prod(s) for _, s in tensors.values())
         self.head, self.data_len = safetensors_head(tensors)
@@ -216,10 +218,14 @@ class Templates:
         self.special = json.dumps({"pad_token": "[PAD]", "cls_token": "[CLS]", "sep_token": "[SEP]"}).encode()
 
 
-def write_checkpoint(folder: Path, kind: str, step: int, t: Templates) -> None:
-    """``kind`` is "checkpoint" (HF Trainer checkpoint-N) or "fold" (a fold model)."""
+def write_checkpoint(folder: Path, kind: str, step: int, t: Templates, *, unique: str | None = None) -> None:
+    """``kind`` is "checkpoint" (HF Trainer checkpoint-N) or "fold" (a fold model). ``unique``: a header
+    of its own (its ``__metadata__`` holds it), where fine-tunes of one model share theirs byte for byte."""
     folder.mkdir(parents=True, exist_ok=True)
-    write_sparse_safetensors(folder / "model.safetensors", t.head, t.data_len)
+    head = t.head
+    if unique is not None:
+        head, _ = safetensors_bytes(dict(sorted(t.spec.items())), metadata={"format": "pt", "id": unique})
+    write_sparse_safetensors(folder / "model.safetensors", head, t.data_len)
     (folder / "config.json").write_bytes(t.config)
     if kind == "checkpoint":
         best = str(folder.parent / f"checkpoint-{step}")
@@ -233,17 +239,23 @@ def write_checkpoint(folder: Path, kind: str, step: int, t: Templates) -> None:
         (folder / "special_tokens_map.json").write_bytes(t.special)
 
 
-def make_tree(root: Path, n: int) -> int:
-    """``n`` checkpoints (rounded up to 10) in K-fold runs; returns how many were written."""
+def make_tree(root: Path, n: int, *, unique_headers: bool = False) -> int:
+    """``n`` checkpoints (rounded up to 10) in K-fold runs; returns how many were written.
+    ``unique_headers``: no two safetensors headers alike (the worst case for parsing)."""
     t = Templates()
     written = 0
     run = 0
     while written < n:
         base = root / f"exp_{run:04d}"
         for k in range(5):
-            write_checkpoint(base / f"deberta_fold_{k}", "fold", 1500, t)
-            write_checkpoint(base / f"hf_out_fold_{k}" / "checkpoint-1500", "checkpoint", 1500, t)
-            written += 2
+            for folder, kind in (
+                (f"deberta_fold_{k}", "fold"),
+                (f"hf_out_fold_{k}/checkpoint-1500", "checkpoint"),
+            ):
+                write_checkpoint(
+                    base / folder, kind, 1500, t, unique=str(written) if unique_headers else None
+                )
+                written += 1
         run += 1
     return written
 
