@@ -379,7 +379,10 @@ class Trash:
             os.rename(folder / TRASH_ITEM, self._restore_target(rel, entry_id))  # re-checked after mkdir
         else:
             self._restore_files(folder, entry, rel)
-        remove_tree(folder)
+        try:
+            remove_tree(folder)
+        except FileNotFoundError:
+            pass  # a `trash empty` running at the same time removed the emptied entry: it is restored
         return entry
 
     def _restore_target(self, rel: str, entry_id: str) -> Path:
