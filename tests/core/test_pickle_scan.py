@@ -512,3 +512,60 @@ def test_whole_module_rebuilt_is_clean_but_calling_a_rebuilt_only_class_is_flagg
     assert r.verdict == "unsafe"
     assert r.unsafe_globals == ["transformers.training_args.TrainingArguments()"]
     assert "calling runs its constructor" in r.problems[0]
+
+
+@needs_torch
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16] if torch else [])
+def test_lightning_model_checkpoint_state_is_read_statically(tmp_path, dtype):
+    sd = mixed_state_dict()
+    d = lightning_like_dict(sd)
+    d["optimizer_states"] = [{"state": {0: {"exp_avg": torch.zeros(12, 8)}}, "param_groups": []}]
+    d["callbacks"] = {
+        "ModelCheckpoint{'monitor': 'val_loss', 'mode': 'min'}": {
+            "monitor": "val_loss",
+            "best_model_score": torch.tensor(0.25, dtype=dtype),
+            "best_model_path": "/elsewhere/run/epoch=0-step=5.ckpt",
+            "current_score": torch.tensor([0.5], dtype=dtype)[0],  # a view: storage offset 0 of a 1-element storage
+            "best_k_models": {"/elsewhere/run/epoch=0-step=5.ckpt": torch.tensor(0.25, dtype=dtype)},
+        }
+    }
+    path = tmp_path / "last.ckpt"
+    torch.save(d, path)
+    r = scan_pickle(path)
+    assert r.verdict == "clean" and r.lightning
+    assert r.lightning_state == {
+        "epoch": 1,
+        "global_step": 10,
+        "monitor": "val_loss",
+        "best_model_path": "/elsewhere/run/epoch=0-step=5.ckpt",
+        "best_model_score": 0.25,
+        "current_score": 0.5,
+        "best_k_models": {"/elsewhere/run/epoch=0-step=5.ckpt": 0.25},
+    }
+    n, params, dtypes = truth(sd)
+    assert r.tensors_by_key["state_dict"] == n and r.parameters_by_key["state_dict"] == params
+    assert r.dtypes_by_key["state_dict"] == dtypes
+    assert r.parameters_by_key["optimizer_states"] == 96
+
+
+def test_lightning_scan_numbers_come_from_the_state_dict_and_the_best_is_marked(tmp_path):
+    pytest.importorskip("torch")
+    from tui.core.scan import scan
+
+    folder = tmp_path / "ckpts"
+    folder.mkdir()
+    for step, score in ((5, 0.3), (10, 0.2), (15, 0.4)):
+        d = lightning_like_dict({"w": torch.zeros(3, 2)})
+        d["global_step"], d["epoch"] = step, step // 5
+        d["optimizer_states"] = [{"state": {0: {"exp_avg": torch.zeros(3, 2), "exp_avg_sq": torch.zeros(3, 2)}}}]
+        d["callbacks"] = {"ModelCheckpoint{}": {
+            "monitor": "val_loss", "current_score": torch.tensor(score),
+            "best_model_path": "/old/place/../../etc/epoch=2-step=10.ckpt" if step == 15 else "x",
+        }}  # fmt: skip
+        torch.save(d, folder / f"epoch={step // 5}-step={step}.ckpt")
+    torch.save(d, folder / "last.ckpt")  # a copy of the newest: step 15
+    infos = {i.path: i for i in scan(tmp_path)}
+    assert [p for p, i in infos.items() if i.best] == ["ckpts/epoch=2-step=10.ckpt"]
+    last = infos["ckpts/last.ckpt"]
+    assert (last.step, last.epoch, last.parameters, last.tensors, last.dtypes) == (15, 3.0, 6, 1, {"F32": 6})
+    assert infos["ckpts/epoch=2-step=10.ckpt"].metric.to_json() == {"name": "val_loss", "value": pytest.approx(0.2), "step": 10}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -89,13 +90,46 @@ def test_lightning_checkpoints(real, infos):
     from tests.fixtures.real import count_tensors
 
     assert len(real.lightning_files) == 3
+    loaded = {}
     for name in real.lightning_files:
         info = infos[f"lightning/{name}"]
-        truth = count_tensors(torch.load(real.lightning_dir / name, weights_only=False))
-        assert info.kind == "lightning" and info.complete, info.problems
-        assert info.dtypes == truth
+        loaded[name] = torch.load(real.lightning_dir / name, weights_only=False)
+        truth = count_tensors(loaded[name]["state_dict"])  # the model, not the optimizer state
+        assert info.kind == "lightning" and info.complete and info.pickle_scan == "clean", info.problems
+        assert info.dtypes == truth and info.parameters == sum(truth.values())
+        assert info.tensors == len(loaded[name]["state_dict"])
+        (state,) = (v for k, v in loaded[name]["callbacks"].items() if k.startswith("ModelCheckpoint"))
+        assert info.metric.name == "val_loss"
+        assert info.metric.value == pytest.approx(float(state["current_score"]))
+        assert info.step == loaded[name]["global_step"] and info.epoch == loaded[name]["epoch"]
     info = infos["lightning/epoch=1-step=8.ckpt"]
     assert (info.step, info.epoch) == (8, 1.0)
+    assert (infos["lightning/last.ckpt"].step, infos["lightning/last.ckpt"].epoch) == (8, 1.0)
+    best = Path(loaded["last.ckpt"]["callbacks"][next(iter(loaded["last.ckpt"]["callbacks"]))]["best_model_path"]).name
+    assert {n for n in real.lightning_files if infos[f"lightning/{n}"].best} == {best}
+
+
+def test_lightning_best_is_protected_and_prune_ranks_by_the_monitor(real, infos, tmp_path):
+    import shutil
+
+    from tui.core.actions import plan_delete, plan_prune
+    from tui.core.scan import scan
+
+    # a copy elsewhere: best_model_path is the old absolute path; the last component decides, in this folder
+    copy = tmp_path / "copied" / "lightning"
+    shutil.copytree(real.lightning_dir, copy)
+    found = {i.path: i for i in scan(tmp_path / "copied")}
+    best = [p for p, i in found.items() if i.best]
+    assert best == ["lightning/epoch=1-step=8.ckpt"]
+    clock = lambda: 4e9  # noqa: E731  (files are "quiet")
+    plan = plan_delete(tmp_path / "copied", ["lightning/epoch=1-step=8.ckpt"], found.values(), clock=clock)
+    assert plan.items == [] and "is the best checkpoint" in plan.refusals[0].reason
+    plan = plan_prune(tmp_path / "copied", found.values(), keep=1, metric="val_loss", clock=clock)
+    kept = {k.path: k.reason for k in plan.kept}
+    assert kept["lightning/epoch=1-step=8.ckpt"].startswith("top 1 by val_loss")
+    assert not any("no val_loss value" in r for r in kept.values()), kept
+    # epoch=0 is ranked (#2) and neither best nor latest: prune would trash it
+    assert [i.path for i in plan.items] == ["lightning/epoch=0-step=4.ckpt"]
 
 
 def test_accelerate_save_state(real, infos):

@@ -13,6 +13,7 @@ manifest. Nothing here raises on bad input: readers return problems.
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -92,9 +93,10 @@ def check_file(info: CheckpointInfo, path: Path) -> None:
         report = scan_pickle_into(path, problems)
         info.pickle_scan = worst_verdict(info.pickle_scan, report)
         if report is not None:
+            _pickle_numbers_into(info, report)
             if report.lightning:
                 info.kind = "lightning"
-            _pickle_numbers_into(info, report)
+                _lightning_into(info, report)
     for p in dict.fromkeys(problems):
         info.add_problem(p)
 
@@ -228,7 +230,7 @@ def _model_states_into(info: CheckpointInfo, folder: Path, files: set[str], prob
 def scan_pickle_into(path: Path, problems: list[str]) -> PickleReport | None:
     """The static pickle scan of ``path``; its problems (each naming the file) go to ``problems``."""
     try:
-        report = cache.memo(f"pickle/2/{path.name}", [(path, None)], lambda: scan_pickle(path), encode=_pickle_json,
+        report = cache.memo(f"pickle/3/{path.name}", [(path, None)], lambda: scan_pickle(path), encode=_pickle_json,
                             decode=_pickle_from_json)  # fmt: skip
     except Exception as e:
         problems.append(f"{path.name}: pickle scan failed ({type(e).__name__}: {e})")
@@ -274,6 +276,61 @@ def _pickle_json(report: PickleReport) -> dict[str, Any]:
 
 def _pickle_from_json(data: dict[str, Any]) -> PickleReport:
     return PickleReport(**data)
+
+
+def _lightning_into(info: CheckpointInfo, report: PickleReport) -> None:
+    """A Lightning checkpoint: numbers of its model (``state_dict``; the optimizer state is not the model),
+    step / epoch from ``global_step`` / ``epoch`` where the name says none (last.ckpt), and its own score of the
+    ModelCheckpoint's monitored metric."""
+    if "state_dict" in report.parameters_by_key:
+        info.tensors = report.tensors_by_key.get("state_dict", 0)
+        info.parameters = report.parameters_by_key["state_dict"]
+        dtypes = report.dtypes_by_key.get("state_dict", {})
+        info.dtypes = dict(sorted(dtypes.items(), key=lambda kv: (-kv[1], kv[0])))
+    state = report.lightning_state or {}
+    if isinstance(state.get("global_step"), int) and info.step is None:
+        info.step = state["global_step"]
+    if isinstance(state.get("epoch"), int) and info.epoch is None:
+        info.epoch = float(state["epoch"])
+    if state.get("monitor") is not None and state.get("current_score") is not None:
+        info.metric = Metric.of(state["monitor"], state["current_score"], info.step)
+
+
+class LightningBest:
+    """The best ``.ckpt`` among ``names`` in ``folder`` (``lightning_best``), decided once, when a Lightning
+    file first asks (from any thread: the scan reads files on a pool)."""
+
+    def __init__(self, folder: str, names: list[str]) -> None:
+        self.folder, self.names = folder, [n for n in names if n.endswith(".ckpt")]
+        self._lock = threading.Lock()
+        self._done = False
+        self._best: str | None = None
+
+    def get(self) -> str | None:
+        with self._lock:
+            if not self._done:
+                self._best, self._done = lightning_best(Path(self.folder), self.names), True
+        return self._best
+
+
+def lightning_best(folder: Path, names: list[str]) -> str | None:
+    """The ``.ckpt`` among ``names`` (files of ``folder``) that Lightning's ModelCheckpoint calls best: the
+    ``best_model_path`` of the newest checkpoint (highest global_step), matched by its last component in this
+    folder only (a copied run keeps old absolute paths; a path elsewhere never decides)."""
+    newest: tuple[int, str] | None = None
+    for name in names:
+        if not name.endswith(".ckpt"):
+            continue
+        report = scan_pickle_into(folder / name, [])
+        state = report.lightning_state if report is not None else None
+        if not state or not isinstance(state.get("global_step"), int) or not state.get("best_model_path"):
+            continue
+        if newest is None or state["global_step"] > newest[0]:
+            newest = (state["global_step"], state["best_model_path"])
+    if newest is None:
+        return None
+    best = newest[1].replace("\\", "/").rsplit("/", 1)[-1]
+    return best if best in names else None
 
 
 def _pickle_numbers_into(info: CheckpointInfo, report: PickleReport) -> None:

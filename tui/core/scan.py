@@ -53,7 +53,6 @@ from tui.core.names import (
     LOCK_FILE,
     MANIFEST_NAME,
     MINDSPORE_SUFFIX,
-    PICKLE_SUFFIXES,
     PROMOTED_DIR,
     PROMOTED_KIND,
     RUN_FILE,
@@ -63,7 +62,7 @@ from tui.core.names import (
     TRAINER_STATE,
     step_dir_name,
 )
-from tui.core.pickle_scan.sniff import may_be_pickle
+from tui.core.pickle_scan import sniff
 from tui.core.pool import Deferred as _Deferred
 from tui.core.pool import in_order as _resolved
 from tui.core.pool import read_threads
@@ -157,8 +156,6 @@ def scan(root: str | os.PathLike) -> list[CheckpointInfo]:
     return list(iter_checkpoints(root))
 
 
-
-
 def _list(state: _Scan, path: str) -> _Listing | None:
     listing = _Listing(path, state.rel(path))
     try:
@@ -217,10 +214,11 @@ def _visit(
     if kind is not None:
         yield from _checkpoint_folder(state, listing, kind, run, mtime, leftover=leftover)
         return
-    loose = sorted(f for f in listing.files if _loose_candidate(f))
+    loose = sorted(f for f in listing.files if sniff.loose_candidate(f))
     mindspore = FolderReports(path, loose)
+    lightning = integrity.LightningBest(path, loose)
     for fname in loose:
-        yield from _loose_file(state, listing.files[fname].path, fname, run, mindspore)
+        yield from _loose_file(state, listing.files[fname].path, fname, run, mindspore, lightning)
     for dname in sorted(listing.dirs):
         st = _enter(state, listing.dirs[dname])
         if st is not None:
@@ -467,14 +465,6 @@ def _base_info(
 
 # --- loose files ----------------------------------------------------------------------------------------
 
-# Listed by name alone; any other candidate is listed when its first bytes are a pickle (torch.load reads a
-# pickle under any name, so an unlisted one would be neither shown nor scanned).
-_LISTED_BY_NAME = (".safetensors", ".pt", ".pth", ".ckpt")
-
-
-def _loose_candidate(name: str) -> bool:
-    return name.endswith(".safetensors") or name.endswith(PICKLE_SUFFIXES) or may_be_pickle(name)
-
 
 def _loose_file(
     state: _Scan,
@@ -482,9 +472,11 @@ def _loose_file(
     name: str,
     run: _RunContext | None,
     mindspore: FolderReports | None = None,
+    lightning: integrity.LightningBest | None = None,
 ) -> Iterator[_Deferred]:
-    """One loose file; ``mindspore``: the MindSpore files of its folder, read together when first needed."""
-    if not name.endswith(_LISTED_BY_NAME) and not looks_like_pickle(path):
+    """One loose file; ``mindspore``: the MindSpore files of its folder, read together when first needed;
+    ``lightning``: which .ckpt of its folder Lightning's ModelCheckpoint calls best."""
+    if not name.endswith(sniff.LISTED_BY_NAME) and not looks_like_pickle(path):
         return  # a .bin of raw bytes, or a file of another name that is not a pickle
     try:
         st = os.stat(path)
@@ -511,6 +503,8 @@ def _loose_file(
         found = mindspore.get(name) if mindspore is not None else None
         if found is None:
             integrity.check_file(info, Path(path))
+            if info.kind == "lightning" and lightning is not None and lightning.get() == name:
+                info.best = True
             return [info]
         report, sibling_problem = found
         info.kind = "mindspore"
@@ -542,14 +536,16 @@ def describe(root: str | os.PathLike, path: str | os.PathLike) -> CheckpointInfo
             break
     name = os.path.basename(path)
     if os.path.isfile(path):
-        if not _loose_candidate(name):
+        if not sniff.loose_candidate(name):
             return None
         folder = os.path.dirname(path)
         try:  # a MindSpore file is judged beside its siblings
             siblings = sorted(n for n in os.listdir(folder) if n.endswith(MINDSPORE_SUFFIX))
         except OSError:
             siblings = [name]
-        found = _loose_file(state, path, name, run, FolderReports(folder, siblings))
+        found = _loose_file(
+            state, path, name, run, FolderReports(folder, siblings), integrity.LightningBest(folder, siblings)
+        )
         return next(_resolved(found, threads=1), None)
     if not os.path.isdir(path):
         return None

@@ -30,6 +30,7 @@ import zlib
 from typing import Any, BinaryIO
 
 from tui.core.files import open_regular_file
+from tui.core.pickle_scan.lightning import lightning_state
 from tui.core.pickle_scan.machine import GlobalRef, Machine, ScanStop, is_count
 from tui.core.pickle_scan.report import PickleReport, fill_report
 from tui.core.pickle_scan.torch_names import STORAGE_TYPES
@@ -54,6 +55,27 @@ class _Scan:
         self.verified = True
         self.bytes_left = MAX_PICKLE_BYTES
         self.root: Any = None  # the object torch.load returns, when it was replayed
+        self.records: dict[str, zipfile.ZipInfo] = {}  # a zip's storage records, by key
+        self.file: BinaryIO | None = None
+
+    def read_scalar(self, key: str, offset: int, size: int) -> bytes | None:
+        """``size`` bytes at ``offset`` of a zip's storage record ``key`` (stored records only)."""
+        info = self.records.get(key)
+        if self.file is None or info is None or info.compress_type != zipfile.ZIP_STORED:
+            return None
+        if size > 16 or offset + size > info.file_size:
+            return None
+        try:
+            self.file.seek(info.header_offset)
+            local = self.file.read(30)
+            if local[:4] != _ZIP_MAGIC:
+                return None
+            name_len, extra_len = struct.unpack("<HH", local[26:30])
+            self.file.seek(info.header_offset + 30 + name_len + extra_len + offset)
+            raw = self.file.read(size)
+        except (OSError, struct.error):
+            return None
+        return raw if len(raw) == size else None
 
     def unverified(self, problem: str) -> None:
         self.verified = False
@@ -95,6 +117,7 @@ def _scan(path: str, label: str) -> PickleReport:
             return PickleReport(format="not-pickle", problems=[f"{label}: zero-byte file"])
         head = f.read(4)
         f.seek(0)
+        scan: _Scan
         if head == _ZIP_MAGIC:
             scan = _Scan(PickleReport(format="zip"), label)
             _scan_zip(scan, f)
@@ -104,9 +127,12 @@ def _scan(path: str, label: str) -> PickleReport:
         else:
             scan = _Scan(PickleReport(format="legacy"), label)
             _scan_stream(scan, f, size)
-    report = scan.report
-    if report.format != "not-pickle":
-        fill_report(scan.machine, scan.root, report, label)
+        report = scan.report
+        if report.format != "not-pickle":
+            fill_report(scan.machine, scan.root, report, label)
+        if report.lightning and scan.root is not None:
+            scan.file = f
+            report.lightning_state = lightning_state(scan.root, scan.read_scalar)
     report.verdict = "unsafe" if report.unsafe_globals else "clean" if scan.verified else "not verified"
     return report
 
@@ -155,6 +181,8 @@ def _scan_zip(scan: _Scan, f: BinaryIO) -> None:
             report.pickle_name, root = info.filename, obj
     scan.root = root
     if main is not None:
+        prefix = main.filename[: -len("data.pkl")] + "data/"
+        scan.records = {i.filename[len(prefix) :]: i for i in infos if i.filename.startswith(prefix)}
         _storage_problems(scan, main.filename[: -len("data.pkl")], {i.filename: i.file_size for i in infos})
 
 

@@ -32,6 +32,10 @@ class PickleReport:
     storages: int | None = None
     storage_bytes: int | None = None
     parameters_by_key: dict[str, int] = field(default_factory=dict)
+    tensors_by_key: dict[str, int] = field(default_factory=dict)
+    dtypes_by_key: dict[str, dict[str, int]] = field(default_factory=dict)  # top key -> dtype -> parameters
+    # Lightning: epoch, global_step and the ModelCheckpoint state (pickle_scan.lightning); None elsewhere
+    lightning_state: dict[str, Any] | None = None
     tensor_table: dict[str, list] = field(default_factory=dict)  # name -> [dtype, [shape...]]
     pickle_name: str | None = None  # the archive member scanned ("archive/data.pkl")
     # "clean": every pickle torch would unpickle replayed in full, only allowlisted globals; "unsafe": a
@@ -43,8 +47,9 @@ class PickleReport:
         out = dict(vars(self))
         for key in ("entries", "globals", "unsafe_globals", "top_keys", "problems"):
             out[key] = list(out[key])
-        for key in ("dtypes", "parameters_by_key"):
+        for key in ("dtypes", "parameters_by_key", "tensors_by_key"):
             out[key] = dict(out[key]) if out[key] is not None else None
+        out["dtypes_by_key"] = {k: dict(v) for k, v in self.dtypes_by_key.items()}
         out["tensor_table"] = {
             k: [d, list(s) if s is not None else None] for k, (d, s) in self.tensor_table.items()
         }
@@ -204,7 +209,11 @@ def _walk(root: Any, report: PickleReport, *, want_names: bool) -> None:
                 report.entries.append(name)
                 report.tensor_table[name] = [dtype, list(shape) if shape is not None else None]
             if top is not None and shape is not None:
-                report.parameters_by_key[top] = report.parameters_by_key.get(top, 0) + numel(shape)
+                n = numel(shape)
+                report.parameters_by_key[top] = report.parameters_by_key.get(top, 0) + n
+                report.tensors_by_key[top] = report.tensors_by_key.get(top, 0) + 1
+                per = report.dtypes_by_key.setdefault(top, {})
+                per[dtype] = per.get(dtype, 0) + n
             continue
         kids = _children(node, path)
         kids.reverse()

@@ -25,6 +25,16 @@ def is_pickle_name(name: str) -> bool:
     return name.endswith(PICKLE_FILE_SUFFIXES)
 
 
+# Loose files listed by name alone; any other candidate is listed when its first bytes are a pickle (torch.load
+# reads a pickle under any name, so an unlisted one would be neither shown nor scanned).
+LISTED_BY_NAME = (".safetensors", ".pt", ".pth", ".ckpt")
+
+
+def loose_candidate(name: str) -> bool:
+    """A loose file the scan looks at: listed by name, or to be sniffed (``.bin``, ``.pkl``, no suffix...)."""
+    return name.endswith(LISTED_BY_NAME) or name.endswith(PICKLE_FILE_SUFFIXES) or may_be_pickle(name)
+
+
 def may_be_pickle(name: str) -> bool:
     """A loose file worth sniffing: not a known non-pickle format (``.ipynb``, ``.csv``, ``.jpg``...)."""
     dot = name.rfind(".")
