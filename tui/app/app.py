@@ -63,6 +63,7 @@ class CkptApp(ActionsMixin, App[None]):
         Binding("t", "trash", "Trash", id="app.trash", show=False),
         Binding("D", "diff", "Diff", id="app.diff", show=False),
         Binding("f", "fold_metrics", "Folds", id="app.folds", show=False),
+        Binding("L", "runs", "Runs", id="app.runs", show=False),
         Binding("u", "undo", "Undo", id="app.undo", show=False),
         Binding("r", "refresh", "Refresh", id="app.refresh", show=False),
         Binding("right_square_bracket", "next_tab", "Next tab", key_display="]", id="app.next_tab"),
@@ -447,6 +448,11 @@ class CkptApp(ActionsMixin, App[None]):
         from tui.app.screens.fold_metrics import FoldMetricsScreen
 
         self.push_screen(FoldMetricsScreen(message.run, message.metrics))
+
+    def action_runs(self) -> None:
+        from tui.app.screens.runs import RunsScreen
+
+        self.push_screen(RunsScreen(self.root))
 
     def action_refresh(self) -> None:
         self.store.inspections.clear()

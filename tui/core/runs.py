@@ -269,7 +269,7 @@ def leaderboard(root: Path, metric: str | None = None) -> Leaderboard:
 # --- the table (the CLI and the app's Runs screen show the same cells) -------------------------------------
 
 
-def _fmt(value: Any) -> str:
+def format_value(value: Any) -> str:
     if value is None:
         return "-"
     if isinstance(value, float):
@@ -291,7 +291,7 @@ def table(board: Leaderboard) -> tuple[list[str], list[list[str]]]:
         spread = "-" if r.mean is None else f"{r.mean:.4f} ± {r.std or 0:.4f}"
         cells = [str(i), r.path, r.model or "-", r.status, f"{r.folds_done}/{total}",
                  "-" if r.oof is None else f"{r.oof:.4f}", spread]  # fmt: skip
-        cells += [_fmt(r.config.get(k)) for k in board.differing if k != "model.model_name_or_path"]
+        cells += [format_value(r.config.get(k)) for k in board.differing if k != "model.model_name_or_path"]
         cells.append(format_bytes(r.size_bytes, compact=True))
         rows.append(cells)
     return headers, rows
