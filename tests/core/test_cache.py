@@ -171,16 +171,20 @@ def test_corrupt_cache_files_are_ignored_and_rewritten(tmp_path, trusted_now, he
         lambda raw: b"\x00\xff" * 100,
         lambda raw: raw.split(b"\n", 1)[0] + b"\n" + b"not json at all",
     ]
-    for i, f in enumerate(files):
-        f.write_bytes(damage[i % len(damage)](f.read_bytes()))
-    files[0].unlink()
-    os.mkfifo(files[0])  # a FIFO where a cache file should be: never blocks, replaced on write
-    header_reads.clear()
-    assert _fresh_process_scan(root) == good
-    assert len(header_reads) == 3
-    header_reads.clear()
-    assert _fresh_process_scan(root) == good
-    assert header_reads == []  # rewritten intact
+    intact = {f: f.read_bytes() for f in files}  # the scan's one file (the pack of the root)
+    for harm in [*damage, None]:
+        for f, raw in intact.items():
+            if harm is None:  # a FIFO where a cache file should be: never blocks, replaced on write
+                f.unlink()
+                os.mkfifo(f)
+            else:
+                f.write_bytes(harm(raw))
+        header_reads.clear()
+        assert _fresh_process_scan(root) == good
+        assert len(header_reads) == 3
+        header_reads.clear()
+        assert _fresh_process_scan(root) == good
+        assert header_reads == []  # rewritten intact
 
 
 def _resign(path: Path, form: str, old: str, new: str) -> None:
