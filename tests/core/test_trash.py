@@ -287,7 +287,7 @@ def test_killed_deletes_leave_no_visible_debris_and_empty_cleans_it(tmp_path):
     write_file(root / "a.bin")
     code = (
         "import os, signal, sys; from tui.core import trash as t\n"
-        "t.os.rename = lambda *a: os.kill(os.getpid(), signal.SIGKILL)\n"
+        "t.os.rename = lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL)\n"
         "t.Trash(sys.argv[1]).move('a.bin')\n"
     )
     env = {**os.environ, "PYTHONPATH": str(os.getcwd())}
@@ -344,12 +344,12 @@ def test_a_slim_killed_half_way_is_undone_whole(tmp_path):
     before = tree_hashes(ckpt)
     code = (
         "import os, signal, sys; from tui.core import trash as t\n"
-        "real, calls = os.rename, []\n"
-        "def rename(a, b):\n"
-        "    calls.append(a)\n"
-        "    if len(calls) == 2: os.kill(os.getpid(), signal.SIGKILL)\n"
-        "    real(a, b)\n"
-        "t.os.rename = rename\n"
+        "real, calls = os.replace, []\n"
+        "def replace(a, b, **k):\n"
+        "    calls.append(a)  # entry.json, then the files one by one\n"
+        "    if len(calls) == 3: os.kill(os.getpid(), signal.SIGKILL)\n"
+        "    real(a, b, **k)\n"
+        "t.os.replace = replace\n"
         "t.Trash(sys.argv[1]).move_files(sys.argv[2], ['optimizer.pt', 'rng_state.pth', 'scheduler.pt'])\n"
     )
     env = {**os.environ, "PYTHONPATH": str(os.getcwd())}
@@ -359,3 +359,54 @@ def test_a_slim_killed_half_way_is_undone_whole(tmp_path):
     assert not (ckpt / "optimizer.pt").exists() and (ckpt / "scheduler.pt").exists()  # one moved of three
     Trash(tmp_path).restore(entry.id)
     assert tree_hashes(ckpt) == before and Trash(tmp_path).list() == []
+
+
+def test_a_folder_swapped_for_a_symlink_after_the_checks_fails_the_rename(tmp_path, monkeypatch):
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    make_checkpoint(root / "run" / "checkpoint-1")
+    theirs = make_checkpoint(outside / "checkpoint-1")
+    before = tree_hashes(outside)
+    real_size = trash_mod.tree_size
+
+    def swap_then_size(path):  # runs between the checks and the rename
+        if (root / "run").is_dir() and not (root / "run").is_symlink():
+            os.rename(root / "run", root / "run.away")
+            os.symlink(outside, root / "run")
+        return real_size(path)
+
+    monkeypatch.setattr(trash_mod, "tree_size", swap_then_size)
+    trash = Trash(root)
+    for move in (lambda: trash.move(root / "run" / "checkpoint-1"),
+                 lambda: trash.move_files(root / "run" / "checkpoint-1", ["optimizer.pt"])):
+        with pytest.raises(TrashError, match="symlink"):
+            move()
+        os.unlink(root / "run")
+        os.rename(root / "run.away", root / "run")
+    assert tree_hashes(outside) == before and theirs.is_dir() and trash.list() == []
+
+
+def test_a_parent_swapped_for_a_symlink_during_restore_fails_the_rename(tmp_path, monkeypatch):
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    outside.mkdir()
+    trash = Trash(root)
+    whole = trash.move(make_checkpoint(root / "run" / "checkpoint-1"))
+    bundle = trash.move_files(make_checkpoint(root / "run" / "checkpoint-2"), ["optimizer.pt"])
+    real_target, calls, swap_at = Trash._restore_target, [], [0]
+
+    def checked_then_swapped(self, rel, entry_id):
+        found = real_target(self, rel, entry_id)
+        calls.append(rel)
+        if len(calls) == swap_at[0]:  # the last check before the rename
+            os.rename(root / "run", root / "run.away")
+            os.symlink(outside, root / "run")
+        return found
+
+    monkeypatch.setattr(Trash, "_restore_target", checked_then_swapped)
+    for entry, checks in ((whole, 1), (bundle, 2)):
+        calls.clear()
+        swap_at[0] = checks
+        with pytest.raises(TrashError, match="symlink"):
+            trash.restore(entry.id)
+        os.unlink(root / "run")
+        os.rename(root / "run.away", root / "run")
+    assert os.listdir(outside) == [] and len(trash.list()) == 2

@@ -21,11 +21,14 @@ An entry left empty by a delete killed half-way holds no data: it is hidden, and
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
 import stat
 import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -184,6 +187,27 @@ class Trash:
             raise TrashError(f"{self.folder}: is not a folder; refusing to use it as the trash")
         return True
 
+    @contextmanager
+    def _at(self, parts: Sequence[str], *, create: bool = False) -> Iterator[int]:
+        """A descriptor of the folder ROOT/parts reached one component at a time without following a link
+        (O_NOFOLLOW; ``create``: missing folders are made), so a folder swapped for a symlink after the
+        checks fails the rename instead of redirecting it. Every rename of user data goes through this."""
+        fd = os.open(self.root, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+        try:
+            for part in parts:
+                try:
+                    sub = os.open(part, _DIR_FLAGS, dir_fd=fd)
+                except FileNotFoundError:
+                    if not create:
+                        raise
+                    os.mkdir(part, dir_fd=fd)
+                    sub = os.open(part, _DIR_FLAGS, dir_fd=fd)
+                os.close(fd)
+                fd = sub
+            yield fd
+        finally:
+            os.close(fd)
+
     def _check_same_device(self, full: Path, shown: str) -> None:
         self._check_folder(create=True)
         try:
@@ -233,11 +257,13 @@ class Trash:
             entry_id, rel, utc_now(), tree_size(full), batch or entry_id, action, origin=origin
         )
         self._write_entry(folder, entry)
+        *parents, name = rel.split("/")
         try:
-            os.rename(full, folder / TRASH_ITEM)
+            with self._at(parents) as src, self._at([TRASH_DIR, entry_id]) as dest:
+                os.rename(name, TRASH_ITEM, src_dir_fd=src, dst_dir_fd=dest)
         except OSError as e:
             remove_tree(folder)
-            raise TrashError(f"{rel}: cannot move to the trash ({e.strerror})") from None
+            raise TrashError(f"{rel}: cannot move to the trash ({_why(e)})") from None
         return entry
 
     def move_files(
@@ -265,18 +291,23 @@ class Trash:
         entry = TrashEntry(entry_id, rel, utc_now(), size, batch or entry_id, action, sorted(files), origin)
         self._write_entry(folder, entry)
         moved: list[str] = []
+        here, there = rel.split("/"), [TRASH_DIR, entry_id, TRASH_ITEM]
         try:
             for f in entry.files or []:
-                dest = folder / TRASH_ITEM / f
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                os.rename(base / f, dest)
+                self._rename_at(here, there, f, create=True)
                 moved.append(f)
         except OSError as e:
             for f in moved:  # put back what already moved: a half-done slim is worse than none
-                os.rename(folder / TRASH_ITEM / f, base / f)
+                self._rename_at(there, here, f)
             remove_tree(folder)
-            raise TrashError(f"{rel}: cannot move files to the trash ({e.strerror})") from None
+            raise TrashError(f"{rel}: cannot move files to the trash ({_why(e)})") from None
         return entry
+
+    def _rename_at(self, src: list[str], dest: list[str], f: str, *, create: bool = False) -> None:
+        """Rename ROOT/src/f to ROOT/dest/f, every folder on both ways reached without following links."""
+        *sub, name = f.split("/")
+        with self._at(src + sub) as src_fd, self._at(dest + sub, create=create) as dest_fd:
+            os.replace(name, name, src_dir_fd=src_fd, dst_dir_fd=dest_fd)
 
     # --- reading -------------------------------------------------------------------------------------
 
@@ -375,8 +406,12 @@ class Trash:
             target = self._restore_target(rel, entry_id)
             if os.path.lexists(target):
                 raise TrashError(f"{rel}: exists again; move it away first, then restore {entry_id}")
-            target.parent.mkdir(parents=True, exist_ok=True)
-            os.rename(folder / TRASH_ITEM, self._restore_target(rel, entry_id))  # re-checked after mkdir
+            *parents, name = target.relative_to(self.root).parts
+            try:
+                with self._at([TRASH_DIR, entry_id]) as src, self._at(parents, create=True) as dest:
+                    os.rename(TRASH_ITEM, name, src_dir_fd=src, dst_dir_fd=dest)
+            except OSError as e:
+                raise TrashError(f"{rel}: cannot restore {entry_id} ({_why(e)})") from None
         else:
             self._restore_files(folder, entry, rel)
         try:
@@ -412,8 +447,13 @@ class Trash:
             if os.path.lexists(p) and not (f == MANIFEST_NAME and _is_slimmed_manifest(p)):
                 raise TrashError(f"{rel}/{f}: exists again; move it away first, then restore {entry.id}")
         for f in files:
-            self._restore_target(f"{rel}/{f}", entry.id).parent.mkdir(parents=True, exist_ok=True)
-            os.replace(folder / TRASH_ITEM / f, self._restore_target(f"{rel}/{f}", entry.id))
+            *parents, name = self._restore_target(f"{rel}/{f}", entry.id).relative_to(self.root).parts
+            *sub, item_name = f.split("/")
+            try:
+                with self._at([TRASH_DIR, entry.id, TRASH_ITEM, *sub]) as src, self._at(parents, create=True) as dest:
+                    os.replace(item_name, name, src_dir_fd=src, dst_dir_fd=dest)
+            except OSError as e:
+                raise TrashError(f"{rel}/{f}: cannot restore {entry.id} ({_why(e)})") from None
 
     def remove(self, entry_id: str) -> int:
         """Delete one entry for good; returns the bytes it held. Only an entry we wrote (a valid
@@ -454,6 +494,12 @@ class Trash:
             except (TrashError, OSError):
                 pass
         return removed
+
+
+def _why(e: OSError) -> str:
+    if e.errno in (errno.ELOOP, errno.ENOTDIR):
+        return "a folder on the way is a symlink or not a folder"
+    return e.strerror or str(e)
 
 
 def _first(e: Exception) -> str:
