@@ -355,6 +355,7 @@ def test_zero3_shards_are_the_only_weights_slim_keeps_them_and_parameters_stay_u
     root, _ = zero3_run
     (tag,) = [i for i in scan(root) if i.kind == "deepspeed"]
     assert tag.parameters is None  # the model states hold ZeRO-3 placeholders
+    assert tag.pickle_scan == "clean", tag.problems  # real model and optimizer states: only allowlisted globals
     plan = plan_slim(root, ["run/ds_ckpt"], clock=lambda: 4e9)  # the folder holding `latest` and the tag
     assert plan.items == [] and "ZeRO-3 placeholders" in plan.kept[0].reason
 
