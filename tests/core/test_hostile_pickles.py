@@ -77,3 +77,21 @@ def test_wherever_torch_runs_the_payload_the_scan_was_not_clean(corpus, verdicts
 )
 def test_problem_names_what_was_found(verdicts, name, fragment):
     assert any(fragment in p for p in verdicts[name].problems), verdicts[name].problems
+
+
+def test_an_inconsistent_zip_is_not_verified_and_still_judged(tmp_path):
+    from tests.fixtures.hostile_pickles import torch_zip
+
+    evil = b"\x80\x02cos\nsystem\n(S'true'\ntR."
+    data = bytearray(torch_zip(evil))
+    at = data.index(b"archive/data.pkl")  # the first copy of the name: the local header's
+    data[at : at + 7] = b"archivX"
+    path = tmp_path / "x.pt"
+    path.write_bytes(bytes(data))
+    r = scan_pickle(path)
+    assert r.verdict == "unsafe" and any("local header names it" in p for p in r.problems)
+    # prepended bytes: zipfile shifts the offsets, torch (which needs PK\x03\x04 first) would not
+    clean = torch_zip(b"\x80\x02}q\x00.")
+    path.write_bytes(clean[:30] + b"\x00" * 64 + clean)
+    r = scan_pickle(path)
+    assert r.verdict == "not verified"

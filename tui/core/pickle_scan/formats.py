@@ -151,6 +151,12 @@ def _scan_zip(scan: _Scan, f: BinaryIO) -> None:
     except Exception as e:  # LargeZipFile, OSError, struct/Unicode errors from hostile directories
         scan.unverified(f"{label}: zip central directory unreadable: corrupt file? ({type(e).__name__}: {e})")
         return
+    if infos and min(i.header_offset for i in infos) != 0:
+        # torch's reader takes offsets as written; zipfile shifts them when the directory says data was
+        # prepended: the two may read different records
+        scan.unverified(
+            f"{label}: zip directory offsets do not start at the first record: inconsistent archive"
+        )
     pkls = [i for i in infos if i.filename.lower().endswith(".pkl")]
     archive = infos[0].filename.split("/", 1)[0] if infos else ""
     main = next((i for i in pkls if i.filename.lower() == f"{archive}/data.pkl".lower()), None)
@@ -196,6 +202,12 @@ def _zip_member(scan: _Scan, f: BinaryIO, info: zipfile.ZipInfo) -> bytes | None
         if len(local) < 30 or local[:4] != _ZIP_MAGIC:
             raise ValueError("bad local file header")
         name_len, extra_len = struct.unpack("<HH", local[26:30])
+        local_name = f.read(name_len).decode("utf-8" if info.flag_bits & 0x800 else "cp437", "replace")
+        if local_name != info.orig_filename:
+            scan.unverified(
+                f"{label}: {name}: the local header names it {local_name[:200]!r}: the archive is inconsistent "
+                "(another reader may take another record)"
+            )
         f.seek(info.header_offset + 30 + name_len + extra_len)
         want = min(info.file_size, scan.bytes_left)
         if info.compress_type == zipfile.ZIP_STORED:
