@@ -10,7 +10,7 @@ import pytest
 from sklearn.metrics import accuracy_score, f1_score, log_loss
 
 from tests.fixtures.runs import write_kfold_run
-from tui.core.ensemble import EnsembleError, Member, build_spec, oof_metrics, read_spec
+from tui.core.ensemble import EnsembleError, Member, build_spec, oof_metrics, read_spec, write_spec
 
 
 def _oof(run, folds):
@@ -90,3 +90,15 @@ def test_spec_needs_fold_folders_and_reads_back(two_runs, tmp_path):
     (tmp_path / "bad.json").write_text(json.dumps({"format": "other"}))
     with pytest.raises(EnsembleError, match="bad.json: not a ckpt-tui/ensemble/1 file"):
         read_spec(tmp_path / "bad.json")
+
+
+def test_write_spec_never_overwrites_another_file(two_runs, tmp_path):
+    a, _ = two_runs
+    (a / "tiny_fold_0").mkdir()
+    cv = (a / "cv.json").read_bytes()
+    with pytest.raises(EnsembleError, match="cv.json: exists and is not an ensemble spec; not overwritten"):
+        write_spec([Member(a, 0)], a / "cv.json")
+    assert (a / "cv.json").read_bytes() == cv
+    first = write_spec([Member(a, 0)], tmp_path / "e.json")
+    again = write_spec([Member(a, 0)], tmp_path / "e.json")  # a spec is replaced
+    assert again["oof"] == first["oof"]

@@ -149,6 +149,13 @@ def build_spec(members: list[Member], spec_path: Path, *, metric: str | None = N
 
 
 def write_spec(members: list[Member], spec_path: Path, *, metric: str | None = None) -> dict[str, Any]:
+    """Write the spec; an existing file is replaced only when it is an ensemble spec itself (a mistyped
+    path never overwrites a run's cv.json or anything else)."""
+    spec_path = Path(spec_path)
+    if spec_path.exists() or spec_path.is_symlink():
+        data, _ = load_json(spec_path) if spec_path.is_file() and not spec_path.is_symlink() else (None, None)
+        if not (isinstance(data, dict) and data.get("format") == SPEC_FORMAT):
+            raise EnsembleError(f"{spec_path}: exists and is not an ensemble spec; not overwritten")
     spec = build_spec(members, spec_path, metric=metric)
     Path(spec_path).absolute().parent.mkdir(parents=True, exist_ok=True)
     write_json_atomic(Path(spec_path), spec)
