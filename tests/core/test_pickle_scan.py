@@ -569,3 +569,13 @@ def test_lightning_scan_numbers_come_from_the_state_dict_and_the_best_is_marked(
     last = infos["ckpts/last.ckpt"]
     assert (last.step, last.epoch, last.parameters, last.tensors, last.dtypes) == (15, 3.0, 6, 1, {"F32": 6})
     assert infos["ckpts/epoch=2-step=10.ckpt"].metric.to_json() == {"name": "val_loss", "value": pytest.approx(0.2), "step": 10}
+
+
+def test_a_rebuilt_only_class_called_through_rebuild_from_type_is_flagged(tmp_path):
+    """torch._tensor._rebuild_from_type_v2(func, type, args, state) calls func(*args): func is judged as a call."""
+    a = Asm(2).glob("torch._tensor", "_rebuild_from_type_v2").mark()
+    a.glob("accelerate.state", "PartialState").glob("torch", "Tensor").mark().tuple().raw(b"}").tuple().reduce()
+    path = tmp_path / "x.pt"
+    path.write_bytes(a.stop())
+    r = scan_pickle(path)
+    assert r.verdict == "unsafe" and r.unsafe_globals == ["accelerate.state.PartialState()"]

@@ -259,6 +259,7 @@ class Machine:
         inner, inner_args = func, args
         if func.name == "_rebuild_from_type_v2" and len(args) >= 3 and isinstance(args[0], GlobalRef):
             inner, inner_args = args[0], args[2]  # tensor subclass: (rebuild_fn, type, rebuild_args, state)
+            self._check_call(inner, inner_args)  # torch calls rebuild_fn(*rebuild_args)
         if inner.module != "torch._utils" or not isinstance(inner_args, tuple):
             return call
         if inner.name in TENSOR_REBUILDERS and len(inner_args) >= 3:
