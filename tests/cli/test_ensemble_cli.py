@@ -92,3 +92,45 @@ def test_predict_refuses_a_run_dir_with_ensemble(tmp_path, capsys):
         env=cpu_only(), capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert done.returncode == 2 and "--ensemble takes only INPUT" in done.stderr
+
+
+def _permuted_tokenizer():
+    """The tiny tokenizer with its words in reverse order: the same text encodes to other ids."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    from tests.fixtures.ckpt import WORDS
+
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]"]
+    tok = Tokenizer(
+        models.WordLevel(vocab={t: i for i, t in enumerate(specials + WORDS[::-1])}, unk_token="[UNK]")
+    )
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]", special_tokens=[("[CLS]", 2), ("[SEP]", 3)]
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, pad_token="[PAD]", unk_token="[UNK]", cls_token="[CLS]", sep_token="[SEP]"
+    )
+
+
+def test_members_with_other_tokenizers_get_their_own_encoding(root, tmp_path):
+    run = tmp_path / "other" / "c"
+    run.parent.mkdir()
+    write_kfold_run(run.parent, "c", skill=0.7, seed=5)
+    add_fold_models(run, folds=1, seed=5)
+    _permuted_tokenizer().save_pretrained(run / "tiny_fold_0")
+    (run / "tiny_fold_0" / "ckpt_manifest.json").unlink()  # the tokenizer changed after the commit
+    spec_path = tmp_path / "mixed.json"
+    members = [(root / "a", 0, 0.5), (run, 0, 0.5)]
+    spec_path.write_text(json.dumps({"format": "ckpt-tui/ensemble/1", "members": [
+        {"folder": str(r / f"tiny_fold_{k}"), "fold": k, "weight": w} for r, k, w in members]}))  # fmt: skip
+    data, out = tmp_path / "test.csv", tmp_path / "pred.csv"
+    pd.DataFrame({"text": TEXTS}).to_csv(data, index=False)
+    done = subprocess.run(
+        [sys.executable, str(REPO / "bin" / "predict.py"), "--ensemble", str(spec_path), str(data), "-o", str(out)],
+        env=cpu_only(), capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    want = 0.5 * _own_probs(root / "a" / "tiny_fold_0") + 0.5 * _own_probs(run / "tiny_fold_0")
+    np.testing.assert_allclose(pd.read_csv(out)[["prob_neg", "prob_pos"]].to_numpy(), want, atol=1e-5)
