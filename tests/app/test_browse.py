@@ -83,6 +83,7 @@ async def test_hostile_entries_do_not_crash_the_app(tree):
             await select(app, pilot, path)
             assert "Select a checkpoint" not in body_text(app, "overview")
         assert app.browser.get_cell("hostile/huge", "status").plain.endswith("broken")
+        assert app.browser.get_cell("hostile/evil/model.pt", "status").plain.endswith("unsafe")
     assert not (tree / "PWNED").exists()
 
 

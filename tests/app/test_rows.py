@@ -18,6 +18,8 @@ def info(path: str, **kw) -> CheckpointInfo:
 def test_status_is_most_urgent_first():
     assert rows.status_of(info("a", in_progress=True, complete=False, best=True)) == "in progress"
     assert rows.status_of(info("a", problems=["truncated"], complete=False, best=True)) == "broken"
+    assert rows.status_of(info("a", problems=["x: unsafe"], complete=False, pickle_scan="unsafe")) == "unsafe"
+    assert rows.status_of(info("a", problems=["x: cut"], complete=False, pickle_scan="not verified")) == "broken"
     assert rows.status_of(info("a", promoted=True, best=True)) == "promoted"
     assert rows.status_of(info("a", best=True)) == "best"
     assert rows.status_of(info("a")) == "complete"

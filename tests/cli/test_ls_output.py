@@ -148,3 +148,13 @@ def test_inspect_and_metrics_tables_honour_no_color(tree):
     for argv in (["inspect", str(tree / "run1" / "tiny-bert_fold_0")], ["metrics", str(tree / "run1")]):
         assert "\x1b[" in on_a_tty(*argv, COLUMNS="120"), argv
         assert "\x1b[" not in on_a_tty(*argv, COLUMNS="120", NO_COLOR="1"), argv
+
+
+def test_ls_filter_unsafe_lists_only_checkpoints_with_unsafe_pickles(tmp_path, capsys):
+    from tests.fixtures import synthetic as s
+
+    s.write_hf_checkpoint(tmp_path / "run" / "checkpoint-10", 10)
+    s.write_hf_checkpoint(tmp_path / "run" / "checkpoint-20", 20)
+    s.write_evil_pickle(tmp_path / "run" / "checkpoint-20" / "rng_state.pth", tmp_path / "pwned")
+    assert main(["ls", str(tmp_path), "-q", "--filter", "unsafe"]) == 0
+    assert capsys.readouterr().out.split() == [str(tmp_path / "run" / "checkpoint-20")]

@@ -92,3 +92,4 @@ def test_loose_pickles_of_any_name_are_listed_and_judged(tmp_path):
     (tmp_path / "README").write_text("Checkpoints of the run.\n")
     found = _infos(tmp_path)
     assert not {"notes.txt", "latest", "data.bin", "README"} & set(found)
+

@@ -43,6 +43,8 @@ def status_of(info: CheckpointInfo) -> str:
     """One badge word, most urgent first: what the user must know before acting on the row."""
     if info.in_progress:
         return "in progress"
+    if info.pickle_scan == "unsafe":
+        return "unsafe"  # a pickle in it would run code on torch.load
     if not info.complete or info.problems:
         return "broken"
     if info.unsupported:
@@ -56,6 +58,7 @@ def status_of(info: CheckpointInfo) -> str:
 
 # status -> (badge text, component class that styles it). The looks live in app.tcss, on theme colours.
 BADGE = {
+    "unsafe": ("⚠ unsafe", "status--broken"),
     "broken": ("✖ broken", "status--broken"),
     "in progress": ("… writing", "status--writing"),
     "unsupported": ("? unread", "status--unsupported"),

@@ -6,7 +6,8 @@ Modelled on ``hf cache ls --filter``: ``KEY OP VALUE`` with OP one of ``= != > >
     size>1G         (apparent size; K M G T are powers of 1024, a trailing B or iB is allowed)
     age>7d          (modified more than 7 days ago; s m h d w y)
     larger=1G       (same as size>1G)     older=7d  (same as age>7d)
-    broken  complete  best  promoted  in-progress   (a leading ! negates: !best)
+    broken  complete  best  promoted  in-progress  unsafe   (a leading ! negates: !best;
+    unsafe: a pickle in it would run code on torch.load, docs/SECURITY.md)
 
 Unknown keys, operators or values are a usage error naming the accepted ones. Checkpoints whose value is
 unknown (no step, no fold, no mtime) never match a comparison on it.
@@ -38,6 +39,7 @@ FLAGS: dict[str, Predicate] = {
     "best": lambda i: i.best,
     "promoted": lambda i: i.promoted,
     "in-progress": lambda i: i.in_progress,
+    "unsafe": lambda i: i.pickle_scan == "unsafe",
 }
 KEYS = ("kind", "fold", "step", "run", "size", "age", "larger", "older")
 SYNTAX = (

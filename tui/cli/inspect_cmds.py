@@ -40,7 +40,7 @@ def register(sub) -> None:
         action="append",
         metavar="EXPR",
         help="keep checkpoints matching EXPR; repeat to require all: kind=deepspeed, fold=0, step>=1000, "
-        "run=NAME, size>1G (larger=1G), age>7d (older=7d), broken, complete, best, promoted, in-progress, "
+        "run=NAME, size>1G (larger=1G), age>7d (older=7d), broken, complete, best, promoted, in-progress, unsafe, "
         "!best",
     )
     p.set_defaults(handler=cmd_ls)
