@@ -93,3 +93,15 @@ def test_runs_are_not_searched_through_links_or_the_trash(root, tmp_path_factory
     (root / "link").symlink_to(outside)
     write_kfold_run(root / ".ckpt-trash" / "x", "gone", skill=0.5, seed=6)
     assert all("far" not in str(p) and "gone" not in str(p) for p in find_runs(root))
+
+
+def test_recomputed_metrics_follow_the_csvs(tmp_path):
+    import pandas as pd
+
+    run = write_kfold_run(tmp_path, "k", skill=0.7, seed=9, cv=False, run_json=False)
+    first = leaderboard(tmp_path).runs[0].oof
+    assert leaderboard(tmp_path).runs[0].oof == first  # a cache hit gives the same answer
+    frame = pd.read_csv(run / "valid_df_fold_0.csv")
+    frame["prediction"] = frame["label"]
+    frame.to_csv(run / "valid_df_fold_0.csv", index=False)
+    assert leaderboard(tmp_path).runs[0].oof != first

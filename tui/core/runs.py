@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tui.core import cache
 from tui.core.diff import flatten
 from tui.core.files import allocated_bytes, load_json
 from tui.core.metrics import MetricsError, compute_metrics, fold_files
@@ -23,6 +24,7 @@ from tui.core.process import read_lock
 from tui.core.text import lower_is_better
 
 DEFAULT_METRIC = "f1_macro"
+METRICS_READER = "runs-metrics/1"  # the summary cache's reader name (bump when compute_metrics changes)
 MAX_DEPTH = 4  # runs are found at most this deep below ROOT
 MAX_FOLDERS = 20_000  # folders looked at while finding runs (a 2 TB tree is not walked)
 # Config keys a person compares runs by, shown first (and by these short names) when they differ.
@@ -173,8 +175,11 @@ def _scores(folder: Path, metric: str, cv: dict | None, problems: list[str]) -> 
     if cv and isinstance(cv.get("oof"), dict) and metric in cv["oof"]:
         return cv, CV_FILE
     try:
-        if fold_files(folder):
-            return compute_metrics(folder), "valid_df"
+        files = fold_files(folder)
+        if files:
+            # cached while every CSV is unchanged: sklearn's scoring is most of a leaderboard's time
+            paths = [(path, None) for path in files.values()]
+            return cache.memo(METRICS_READER, paths, lambda: compute_metrics(folder)), "valid_df"
     except MetricsError as e:
         problems.append(str(e))
     return {}, None
