@@ -15,11 +15,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a ch
 
 from trainer.config import ConfigError, parse_args  # noqa: E402
 from trainer.data import DataError  # noqa: E402
+from trainer.disk_guard import DiskFullError  # noqa: E402
 from trainer.folds import FoldsError  # noqa: E402
+from trainer.layout import ResumeLayoutError  # noqa: E402
 from trainer.modeling import ModelError  # noqa: E402
 from trainer.outputs import RunFolderError  # noqa: E402
 
-USER_ERRORS = (ConfigError, DataError, FoldsError, ModelError, RunFolderError)
+USER_ERRORS = (ConfigError, DataError, FoldsError, ModelError, RunFolderError, ResumeLayoutError, DiskFullError)
 
 
 def _is_first_process() -> bool:

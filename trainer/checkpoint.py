@@ -17,7 +17,18 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from trainer.disk_guard import (
+    DiskGuard,
+    committed_bytes,
+    need_bytes,
+    previous_step_bytes,
+    previous_step_bytes_in_run,
+    prunable_now,
+    write_failure,
+    write_point,
+)
 from trainer.distributed import main_decides
+from trainer.layout import check_resumable_here, current_layout
 from tui.core import commit as protocol
 from tui.core.commit import fsync_path as _fsync_file
 from tui.core.names import RANDOM_STATES, ZERO_RANK_SHARD, step_dir_name
@@ -127,7 +138,12 @@ class StepCheckpointer:
     every rank's RNG state, so a rank that skips it deadlocks the others at the barrier.
     """
 
-    def __init__(self, accelerator, run_dir: Path, fold: int, keep_last: int):
+    def __init__(
+        self, accelerator, run_dir: Path, fold: int, keep_last: int, *,
+        guard: DiskGuard | None = None, estimate_bytes: int = 0,
+    ):  # fmt: skip
+        """``guard``: rank 0 checks free space before each save (``estimate_bytes``: the size of a first
+        checkpoint, before there is a previous one to go by)."""
         if keep_last < 1:
             raise ValueError(f"keep_last must be >= 1 to be able to resume (got {keep_last})")
         if getattr(accelerator.project_configuration, "automatic_checkpoint_naming", False):
@@ -136,6 +152,7 @@ class StepCheckpointer:
         self.fold = fold
         self.keep_last = keep_last
         self.folder = Path(run_dir) / "checkpoints" / f"fold_{fold}"
+        self.guard, self.estimate_bytes = guard, estimate_bytes
         self.messages: list[str] = []  # the one-line notes latest() printed, for callers and tests
         if accelerator.is_main_process:
             self.folder.mkdir(parents=True, exist_ok=True)
@@ -163,25 +180,75 @@ class StepCheckpointer:
             print(text, file=sys.stderr, flush=True)
 
     def save(self, step: int, train_state: dict, best_step: int | None) -> Path:
+        """Room first (rank 0 decides), then every rank writes; a write that fails on any rank (ENOSPC)
+        fails the save on every rank, leaving no temp folder and every committed checkpoint in place."""
         acc = self.accelerator
         target = self.folder / step_dir_name(step)
         tmp = protocol.tmp_path_for(target)
-        if acc.is_main_process:
-            protocol.begin(target)
-        acc.wait_for_everyone()
-        acc.save_state(str(tmp))
-        acc.wait_for_everyone()
+        for note in main_decides(acc, lambda: self._begin(target, step, best_step)):
+            self._say(note)
+        failure = None
+        try:
+            write_point("save_state")
+            acc.save_state(str(tmp))
+        except OSError as e:
+            failure = (target.name, e.errno, str(e))
+        self._all_ranks_agree(failure, tmp)
         hashes = self._hash_own_files(tmp)
+        main_decides(acc, lambda: self._commit(tmp, target, step, train_state, best_step, hashes))
+        return target
+
+    def _begin(self, target: Path, step: int, best_step: int | None) -> list[str]:
+        """Rank 0: make room for the save (DiskFullError when there is none), then the temp folder."""
+        notes = []
+        if self.guard is not None:
+            committed = _committed_steps(self.folder)
+            previous = previous_step_bytes(committed) or previous_step_bytes_in_run(self.folder.parent)
+            doomed = prunable_now(committed, step, best_step, self.keep_last)
+            removed = self.guard.ensure(
+                self.folder, need_bytes(previous, self.estimate_bytes), doomed, remove=_remove_atomically
+            )
+            notes = [
+                f"low disk space: removed {p.name} now (keep_last would after {target.name})" for p in removed
+            ]
+        protocol.begin(target)
+        return notes
+
+    def _all_ranks_agree(self, failure: tuple | None, tmp: Path) -> None:
+        """Every rank learns whether any rank's write failed; then all raise, and the temp folder goes."""
+        from accelerate.utils import gather_object
+
+        acc = self.accelerator
+        failures = [failure] if acc.num_processes == 1 else gather_object([failure])
+        failures = [f for f in failures if f]
+        if not failures:
+            return
+        acc.wait_for_everyone()
         if acc.is_main_process:
-            state = {"fold": self.fold, "global_step": step, "best_step": best_step, **train_state}
+            shutil.rmtree(tmp, ignore_errors=True)
+        raise write_failure(*failures[0], self.folder)
+
+    def _commit(
+        self, tmp: Path, target: Path, step: int, train_state: dict, best_step: int | None, hashes: dict
+    ) -> None:
+        """Rank 0: train_state.json, the commit, then pruning; a failure removes the temp folder."""
+        acc = self.accelerator
+        state = {
+            "fold": self.fold, "global_step": step, "best_step": best_step, **train_state,
+            **current_layout(acc).to_state(),
+        }  # fmt: skip
+        try:
+            write_point("train_state")
             (tmp / TRAIN_STATE_NAME).write_text(json.dumps(state, indent=2) + "\n", encoding="utf-8")
+            write_point("commit")
             protocol.commit(
                 tmp, target, kind="step-checkpoint", hashes=hashes,
                 fields=step_manifest_fields(step, self.fold, state),
             )  # fmt: skip
-            self._prune(best_step)
-        acc.wait_for_everyone()
-        return target
+        except OSError as e:
+            shutil.rmtree(tmp, ignore_errors=True)  # a failed commit has put everything back first
+            raise write_failure(target.name, e.errno, str(e), self.folder) from None
+        self._prune(best_step)
 
     def _hash_own_files(self, tmp: Path) -> dict[str, str]:
         """Every rank hashes and flushes the files it wrote; rank 0 gets the union (others get {})."""
@@ -234,7 +301,15 @@ class StepCheckpointer:
     def load(self, path: Path) -> dict:
         """Restore model, optimizer, scheduler, scaler and RNG of every rank; returns train_state (as rank 0
         read it)."""
-        state, problem = main_decides(self.accelerator, lambda: _read_train_state(Path(path)))
+        here = current_layout(self.accelerator)
+
+        def read_and_check() -> tuple[dict | None, str | None]:
+            state, problem = _read_train_state(Path(path))
+            if not problem:
+                check_resumable_here(Path(path), state, here)  # rank 0 decides; every rank raises
+            return state, problem
+
+        state, problem = main_decides(self.accelerator, read_and_check)
         if problem:
             raise ValueError(f"{Path(path) / TRAIN_STATE_NAME}: {problem}")
         self.accelerator.load_state(str(path))
@@ -294,21 +369,31 @@ def save_fold_model(
     fold: int,
     lora: bool = False,
     max_shard_size: int | str = DEFAULT_MAX_SHARD_SIZE,
+    guard: DiskGuard | None = None,
+    estimate_bytes: int = 0,
 ) -> None:
     """Write the fold's clean HF folder through the commit protocol. ALL ranks call this.
 
     ``get_state_dict`` runs on every rank because under ZeRO-3 it is a collective gather; only the main
-    process writes. ``metric`` is ``{"name": ..., "value": ...}``.
+    process writes, and its failure (a full disk) is raised on every rank. ``metric`` is
+    ``{"name": ..., "value": ...}``. ``guard``: free space is checked first against the previous fold
+    model x 1.1 (both exist while the new one replaces it), else ``estimate_bytes``.
     """
     target = Path(target)
     state_dict = accelerator.get_state_dict(model)
-    if accelerator.is_main_process:
+
+    def write() -> None:
+        if guard is not None:
+            guard.ensure(target.parent, need_bytes(committed_bytes(target), estimate_bytes))
         unwrapped = accelerator.unwrap_model(model)
         tmp = protocol.begin(target)
         try:
+            write_point("weights")
             weight_hashes = _write_model_folder(tmp, unwrapped, state_dict, tokenizer, lora, max_shard_size)
             state = hf_trainer_state(trainer_state, metric=metric, step=step)
+            write_point("trainer_state")
             (tmp / TRAINER_STATE_NAME).write_text(json.dumps(state, indent=2) + "\n", encoding="utf-8")
+            write_point("commit")
             protocol.commit(
                 tmp,
                 target,
@@ -316,10 +401,14 @@ def save_fold_model(
                 hashes=weight_hashes,
                 fields={"step": step, "fold": fold, "metric": metric},
             )
+        except OSError as e:
+            shutil.rmtree(tmp, ignore_errors=True)  # a failed commit has put the previous folder back
+            raise write_failure(target.name, e.errno, str(e), target.parent) from None
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-    accelerator.wait_for_everyone()
+
+    main_decides(accelerator, write)
 
 
 def _write_model_folder(

@@ -111,6 +111,10 @@ class TrainConfig:
     )
     save_every: int = _f(50, "write a resumable checkpoint every N optimizer steps; 0 = never")
     keep_last: int = _f(2, "resumable checkpoints kept per fold (the best one is always kept too)")
+    min_free_gb: float = _f(
+        1.0, "free space (GB) to leave on the output filesystem after each save; a save that would "
+        "leave less first removes step checkpoints keep_last drops anyway, else stops the run resumable"
+    )
     group_by_length: bool = _f(
         True, "batch rows of similar length together (less padding); the order stays seeded per epoch"
     )
@@ -131,6 +135,7 @@ class TrainConfig:
         for key in ("warmup_steps", "eval_every", "patience", "save_every", "log_every", "cpu_threads"):
             _require(getattr(self, key) >= 0, f"train.{key}", f"must be >= 0, got {getattr(self, key)}")
         _require(self.max_grad_norm >= 0, "train.max_grad_norm", "must be >= 0")
+        _require(self.min_free_gb >= 0, "train.min_free_gb", f"must be >= 0, got {self.min_free_gb}")
         _require(self.scheduler in SCHEDULERS, "train.scheduler", f"must be one of {', '.join(SCHEDULERS)}")
         _require(self.metric in METRICS, "train.metric", f"must be one of {', '.join(METRICS)}")
         _require(self.metric_mode in ("auto", "max", "min"), "train.metric_mode", "must be max, min or auto")
@@ -233,7 +238,7 @@ class Config:
 _NOT_HASHED = (
     ("train", "save_every"), ("train", "keep_last"), ("folds", "folds"), ("data", "num_workers"),
     ("train", "tf32"), ("train", "gradient_checkpointing"), ("train", "compile"),
-    ("train", "log_every"), ("train", "cpu_threads"),
+    ("train", "log_every"), ("train", "cpu_threads"), ("train", "min_free_gb"),
 )  # fmt: skip
 _SECTION_TYPES = {
     "data": DataConfig,

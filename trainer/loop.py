@@ -27,6 +27,13 @@ from trainer.config import Config
 from trainer.console import StepLog, auto_log_every, make_console, quiet_libraries
 from trainer.cpu_threads import configure_cpu_threads
 from trainer.data import EncodedDataset, encode, make_loaders
+from trainer.disk_guard import (
+    DiskGuard,
+    estimate_model_bytes,
+    estimate_step_bytes,
+    parameter_count,
+    run_json_error,
+)
 from trainer.distributed import main_decides
 from trainer.folds import FOLDS_FILE, load_or_create, read_folds
 from trainer.modeling import (
@@ -190,8 +197,7 @@ def train(cfg: Config, plan: Plan) -> dict[str, Any] | None:
                 )
     except Exception as e:
         if main:
-            first = str(e).splitlines()[0] if str(e) else type(e).__name__
-            outputs.update_run(run_dir, record, status="failed", error=f"{type(e).__name__}: {first}")
+            outputs.update_run(run_dir, record, status="failed", error=run_json_error(e))
         raise
     finally:
         if main:
@@ -322,7 +328,12 @@ def train_fold(
 
     run_dir = cfg.run.run_dir()
     fr = prepare_fold(accelerator, cfg, plan, tokenizer, fold_of_row, fold, encoded)
-    checkpointer = StepCheckpointer(accelerator, run_dir, fold, cfg.train.keep_last)
+    guard = DiskGuard(min_free_bytes=int(cfg.train.min_free_gb * 1e9))
+    params, trainable, itemsize = parameter_count(accelerator.unwrap_model(fr.model))
+    checkpointer = StepCheckpointer(
+        accelerator, run_dir, fold, cfg.train.keep_last, guard=guard,
+        estimate_bytes=estimate_step_bytes(params, trainable, itemsize),
+    )  # fmt: skip
     state = FoldState(fold=fold, patience_left=cfg.train.patience, metric_name=cfg.train.metric)
     latest = checkpointer.latest()
     if latest is not None:
@@ -335,6 +346,7 @@ def train_fold(
     log_every = cfg.train.log_every or auto_log_every(fr.steps_per_epoch)
     log = StepLog(console, fold, total_steps, log_every, done_steps=state.global_step)
     evaluator = _Evaluator(accelerator, cfg, plan, tokenizer, fr, fold, checkpointer.folder, log.print)
+    evaluator.guard, evaluator.estimate_bytes = guard, estimate_model_bytes(params, itemsize)
     samples_per_step = (
         cfg.train.batch_size * accelerator.gradient_accumulation_steps * accelerator.num_processes
     )
@@ -437,6 +449,8 @@ class _Evaluator:
             say,
         )
         self.best_valid = Path(ckpt_dir) / BEST_VALID_FILE
+        self.guard: DiskGuard | None = None  # set by train_fold, with the fold model's size estimate
+        self.estimate_bytes = 0
         self.fold_dir = outputs.fold_model_dir(cfg.run.run_dir(), cfg, fold)
 
     def run(self, state: FoldState, epoch: float) -> None:
@@ -484,6 +498,8 @@ class _Evaluator:
             step=state.global_step,
             fold=self.fold,
             lora=self.cfg.lora.enabled,
+            guard=self.guard,
+            estimate_bytes=self.estimate_bytes,
         )
         if self.acc.is_main_process:
             frame = evaluate.valid_frame(self.plan.table, self.cfg, rows, probs)

@@ -171,7 +171,8 @@ def commit(
     old = Path(old) if old is not None else old_path_for(target)
     if not own_old and old.exists():
         shutil.rmtree(old)
-    if target.exists():
+    parked = target.exists()
+    if parked:
         os.replace(target, old)  # onto our own empty folder when given: a rename replaces an empty one
     os.replace(tmp, target)
     fsync_path(target.parent)
@@ -183,7 +184,16 @@ def commit(
         **(fields or {}),
         "files": files,
     }
-    write_json_atomic(target / MANIFEST_NAME, manifest)
+    try:
+        write_json_atomic(target / MANIFEST_NAME, manifest)
+    except BaseException:
+        # A full disk (ENOSPC) or a signal while writing the manifest: the new folder never became
+        # committed, so put it back where it came from and the previous committed one back in place.
+        os.replace(target, tmp)
+        if parked:
+            os.replace(old, target)
+        fsync_path(target.parent)
+        raise
     if old.is_dir() and not old.is_symlink():
         shutil.rmtree(old)
     return manifest
@@ -195,10 +205,10 @@ def atomic_dir(target: Path, *, kind: str, fields: dict[str, Any] | None = None)
     tmp = begin(target)
     try:
         yield tmp
+        commit(tmp, target, kind=kind, fields=fields)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(tmp, ignore_errors=True)  # a failed commit has put the previous folder back
         raise
-    commit(tmp, target, kind=kind, fields=fields)
 
 
 def write_json_atomic(path: Path, obj: Any) -> None:

@@ -1,0 +1,99 @@
+"""A step checkpoint names the process layout it needs, and a launch with another layout is refused in
+one line before accelerate/DeepSpeed fail inside load_state."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from trainer.checkpoint import StepCheckpointer
+from trainer.layout import Layout, ResumeLayoutError, check_resumable_here, current_layout, layout_of
+from tui.core import commit as protocol
+
+
+def _files(folder: Path, names: list[str]) -> Path:
+    for name in names:
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(b"x")
+    return folder
+
+
+ZERO2_2PROC = [
+    "random_states_0.pkl", "random_states_1.pkl", "pytorch_model/mp_rank_00_model_states.pt",
+    "pytorch_model/zero_pp_rank_0_mp_rank_00_optim_states.pt",
+    "pytorch_model/zero_pp_rank_1_mp_rank_00_optim_states.pt", "pytorch_model/latest",
+]  # fmt: skip
+ZERO3_2PROC = [
+    "random_states_0.pkl", "random_states_1.pkl",
+    *(f"pytorch_model/zero_pp_rank_{r}_mp_rank_00_{k}_states.pt" for r in (0, 1) for k in ("model", "optim")),
+]  # fmt: skip
+PLAIN_1PROC = ["model.safetensors", "optimizer.bin", "scheduler.bin", "random_states_0.pkl"]
+
+
+@pytest.mark.parametrize(
+    ("names", "expected"),
+    [(ZERO2_2PROC, Layout(2, 2)), (ZERO3_2PROC, Layout(2, 3)), (PLAIN_1PROC, Layout(1, None))],
+)
+def test_layout_from_the_files_save_state_writes(tmp_path, names, expected):
+    assert layout_of(_files(tmp_path, names), {}) == expected
+
+
+def test_train_state_wins_over_file_names_and_nothing_known_is_none(tmp_path):
+    folder = _files(tmp_path, ZERO2_2PROC)
+    assert layout_of(folder, {"world_size": 4, "zero_stage": 3}) == Layout(4, 3)
+    assert layout_of(folder, {"world_size": 1, "zero_stage": None}) == Layout(1, None)
+    assert layout_of(folder, {"world_size": "2"}) == Layout(2, 2)  # not trusted: back to the files
+    assert layout_of(tmp_path / "empty", {}) is None
+
+
+def test_other_layout_is_one_line_naming_what_it_needs(tmp_path):
+    folder = _files(tmp_path / "step_8", ZERO2_2PROC)
+    with pytest.raises(ResumeLayoutError) as info:
+        check_resumable_here(folder, {}, Layout(1, None))
+    message = str(info.value)
+    assert "\n" not in message
+    assert "written by 2 processes under DeepSpeed ZeRO-2" in message
+    assert "this launch has 1 process without DeepSpeed" in message
+    assert "relaunch with 2 processes and DeepSpeed ZeRO-2" in message
+    with pytest.raises(ResumeLayoutError, match="ZeRO-3"):
+        check_resumable_here(folder, {"world_size": 2, "zero_stage": 3}, Layout(2, 2))
+    check_resumable_here(folder, {}, Layout(2, 2))  # the same layout loads
+    check_resumable_here(folder, {}, Layout(2, 1))  # ZeRO-1 and ZeRO-2 share the file layout
+
+
+def test_current_layout_reads_the_deepspeed_plugin():
+    plain = SimpleNamespace(num_processes=1, state=SimpleNamespace(deepspeed_plugin=None))
+    ds = SimpleNamespace(
+        num_processes=2, state=SimpleNamespace(deepspeed_plugin=SimpleNamespace(zero_stage=3))
+    )
+    assert current_layout(plain) == Layout(1, None)
+    assert current_layout(ds) == Layout(2, 3)
+
+
+class _Plain1:
+    is_main_process = True
+    num_processes = 1
+    project_configuration = None
+    state = SimpleNamespace(deepspeed_plugin=None)
+
+    def wait_for_everyone(self):
+        pass
+
+    def load_state(self, path):  # reached only when the layout matches
+        self.loaded = path
+
+
+def test_load_refuses_another_layout_before_load_state(tmp_path):
+    acc = _Plain1()
+    ckpt = StepCheckpointer(acc, tmp_path, fold=0, keep_last=2)
+    target = tmp_path / "checkpoints" / "fold_0" / "step_8"
+    with protocol.atomic_dir(target, kind="step-checkpoint", fields={"step": 8}) as tmp:
+        _files(tmp, ZERO2_2PROC)
+        (tmp / "train_state.json").write_text(json.dumps({"fold": 0, "global_step": 8}))
+    path, _state = ckpt.latest()
+    with pytest.raises(ResumeLayoutError, match="written by 2 processes under DeepSpeed ZeRO-2"):
+        ckpt.load(path)
+    assert not hasattr(acc, "loaded")
