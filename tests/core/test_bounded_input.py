@@ -286,3 +286,38 @@ def test_values_past_the_budget_are_refused(tmp_path, monkeypatch):
         "fold 1: log_loss not computed: one probability column: a log loss needs two classes or more",
         "oof: log_loss not computed: one probability column: a log loss needs two classes or more",
     ]
+
+
+# --- counts, not floods ---------------------------------------------------------------------------------
+
+
+def test_five_thousand_missing_shards_are_one_line(tmp_path):
+    n = 5000
+    s.write_safetensors(tmp_path / f"model-00001-of-{n:05d}.safetensors", {"w0": ("F32", (2,))})
+    weight_map = {f"w{i}": f"model-{i + 1:05d}-of-{n:05d}.safetensors" for i in range(n)}
+    (tmp_path / "model.safetensors.index.json").write_text(
+        json.dumps({"metadata": {}, "weight_map": weight_map})
+    )
+    summary = within(10, summarize_weights, tmp_path)
+    assert len(summary.problems) <= 21
+    assert any(
+        p.startswith("4999 missing shards named in index: model-00002-of-05000.safetensors")
+        for p in summary.problems
+    )
+
+
+def test_a_manifest_of_thousands_of_missing_files_is_counted(tmp_path):
+    from tui.core import commit
+
+    (tmp_path / "a.bin").write_bytes(b"x")
+    files = {f"f{i}.bin": {"size": 1, "sha256": "0" * 64} for i in range(3000)}
+    files.update(
+        {f"g{i}.bin": {"size": HUGE, "sha256": "0" * 64} for i in range(100)}
+        | {"a.bin": {"size": 2, "sha256": ""}}
+    )
+    for i in range(100):
+        (tmp_path / f"g{i}.bin").write_bytes(b"")
+    manifest = {"format": "ckpt-tui/manifest/1", "kind": "promoted", "files": files}
+    problems = commit.verify(tmp_path, manifest=manifest)
+    assert problems[0].startswith("3000 files listed in ckpt_manifest.json but missing: f0.bin, f1.bin")
+    assert len(problems) == 21 and problems[-1] == "... and 82 more problems of this kind"

@@ -22,6 +22,7 @@ from typing import Any
 
 from tui.core.files import FULL_WALK_DEPTH, open_regular_file, read_file, walk
 from tui.core.names import MANIFEST_NAME
+from tui.core.text import capped
 
 MANIFEST_FORMAT = "ckpt-tui/manifest/1"
 TMP_MARK = ".tmp"
@@ -252,9 +253,7 @@ def read_manifest(folder: Path) -> dict[str, Any] | None:
     return data
 
 
-def verify(
-    folder: Path, *, check_hashes: bool = False, manifest: dict[str, Any] | None = None
-) -> list[str]:
+def verify(folder: Path, *, check_hashes: bool = False, manifest: dict[str, Any] | None = None) -> list[str]:
     """Problems that make ``folder`` not a complete committed checkpoint; [] when it is one.
     ``manifest``: the folder's manifest when the caller has read it already."""
     folder = Path(folder)
@@ -265,7 +264,8 @@ def verify(
             return [str(e)]
     if manifest is None:
         return [f"no {MANIFEST_NAME}: never committed (in progress or killed while writing)"]
-    problems = []
+    problems: list[str] = []
+    missing: list[str] = []
     for rel, meta in manifest["files"].items():
         path = folder / rel
         if ".." in Path(rel).parts or Path(rel).is_absolute():
@@ -274,7 +274,7 @@ def verify(
         try:
             size = path.stat().st_size
         except OSError:
-            problems.append(f"{rel}: listed in {MANIFEST_NAME} but missing")
+            missing.append(rel)
             continue
         if size != meta["size"]:
             problems.append(f"{rel}: {size} bytes on disk, {meta['size']} in {MANIFEST_NAME}")
@@ -286,4 +286,12 @@ def verify(
                 continue
             if digest != meta["sha256"]:
                 problems.append(f"{rel}: sha256 differs from {MANIFEST_NAME}")
-    return problems
+    if len(missing) > 5:
+        shown = ", ".join(missing[:5])
+        problems.insert(
+            0,
+            f"{len(missing)} files listed in {MANIFEST_NAME} but missing: {shown} and {len(missing) - 5} more",
+        )
+    else:
+        problems[:0] = [f"{rel}: listed in {MANIFEST_NAME} but missing" for rel in missing]
+    return capped(problems)

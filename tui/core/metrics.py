@@ -91,7 +91,6 @@ def compute_metrics(folder: Path) -> dict[str, Any]:
     files = fold_files(folder)
     if not files:
         raise MetricsError(f"{folder}: no valid_df_fold_<k>.csv files")
-    import pandas as pd
 
     folds: dict[str, dict[str, Any]] = {}
     frames = []
@@ -114,7 +113,7 @@ def compute_metrics(folder: Path) -> dict[str, Any]:
     good = [f for f in folds.values() if "error" not in f]
     # Only folds whose probability columns name the same classes can share an OOF log loss.
     same_classes = len({tuple(f.attrs["classes"] or ()) for f in frames}) == 1
-    oof_frame = pd.concat(frames, ignore_index=True)
+    oof_frame = concat_folds(frames)
     oof_frame.attrs["classes"] = frames[0].attrs["classes"] if same_classes else None
     oof = _score(oof_frame, "oof", problems)
     mean, std = {}, {}
@@ -136,14 +135,31 @@ def read_fold(path: Path):
     ``prob::<class>`` columns (``attrs["classes"]``), plus the columns used; ``MetricsError`` (one line)
     when it cannot be used."""
     try:
-        return _read_fold(Path(path))
+        frame, columns = _read_fold(Path(path))
     except _FoldError as e:
         raise MetricsError(str(e)) from None
+    for col in ("label", "prediction"):  # text: callers compare them across runs
+        frame[col] = frame[col].astype(str)
+    return frame, columns
 
 
 def score(frame, what: str = "oof") -> dict[str, Any]:
     """``{"n", "accuracy", "f1_macro", "log_loss"}`` of a frame shaped like ``read_fold``'s."""
     return _score(frame, what, [])
+
+
+def concat_folds(frames: list):
+    """Frames of rows one under the other, labels and predictions kept as categories (``pd.concat`` would
+    turn categories that differ into a string per row)."""
+    import pandas as pd
+    from pandas.api.types import union_categoricals
+
+    if len(frames) == 1:
+        return frames[0]
+    out = pd.concat([f.drop(columns=["label", "prediction"]) for f in frames], ignore_index=True)
+    for col in ("prediction", "label"):
+        out.insert(0, col, union_categoricals([pd.Categorical(f[col]) for f in frames]))
+    return out
 
 
 def _pick(names: list[str], candidates: tuple[str, ...]) -> str | None:
@@ -194,29 +210,20 @@ def _read_fold(path: Path, budget: int = MAX_VALUES):
         raise _FoldError(f"{path.name}: no {missing} column (looked for {', '.join(wanted)})")
     probs = _prob_columns(names)
     id_column = _pick(names, ID_COLUMNS)  # kept: joins one run's rows with another's (ensembles)
-    used = [label, pred, *probs.values()] + ([id_column] if id_column is not None else [])
-    width = len(used)
-    chunks = []
-    rows = 0
     try:
-        # Everything as text first: labels stay in the user's label space ("1" and "pos" alike).
-        reader = pd.read_csv(path, dtype=str, keep_default_na=False, usecols=used,
-                             chunksize=_CHUNK_ROWS)  # fmt: skip
-        with reader:
-            for chunk in reader:
-                rows += len(chunk)
-                if rows * width > budget:
-                    raise _FoldError(
-                        f"{path.name}: more than {budget:,} values (rows x columns used), not read"
-                    )
-                chunks.append(_fold_values(chunk, path, label, pred, probs, id_column))
+        try:  # probabilities parsed as floats by the C reader: millions of rows stay small and fast
+            chunks, rows = _read_chunks(path, label, pred, probs, id_column, budget, floats=True)
+        except _FoldError:
+            raise
+        except ValueError:  # a cell that is not a number: read as text to name the column
+            chunks, rows = _read_chunks(path, label, pred, probs, id_column, budget, floats=False)
     except _FoldError:
         raise
     except (OSError, ValueError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as e:
         raise _FoldError(f"{path.name}: not a readable CSV ({first_line(e)})") from None
     if not rows:
         raise _FoldError(f"{path.name}: no rows")
-    out = pd.concat(chunks, ignore_index=True) if len(chunks) > 1 else chunks[0]
+    out = concat_folds(chunks)
     out.attrs["classes"] = list(probs) or None
     columns = {
         "id": id_column,
@@ -227,6 +234,39 @@ def _read_fold(path: Path, budget: int = MAX_VALUES):
     return out, columns
 
 
+def _read_chunks(
+    path: Path,
+    label: str,
+    pred: str,
+    probs: dict[str, str],
+    id_column: str | None,
+    budget: int,
+    *,
+    floats: bool,
+):
+    """The used columns in chunks of ``_CHUNK_ROWS`` rows, stopping past ``budget`` values. Labels and
+    predictions are categories of text: labels stay in the user's label space ("1" and "pos" alike), and
+    a million rows of the same few strings are codes, not a million strings."""
+    import pandas as pd
+
+    dtypes: dict[str, Any] = {label: "category", pred: "category"}
+    dtypes.update({col: float if floats else str for col in probs.values()})
+    used = [label, pred, *probs.values()]
+    if id_column is not None:
+        dtypes[id_column] = str
+        used.append(id_column)
+    width = len(used)
+    chunks, rows = [], 0
+    with pd.read_csv(path, dtype=dtypes, keep_default_na=False, usecols=used,
+                     chunksize=_CHUNK_ROWS) as reader:  # fmt: skip
+        for chunk in reader:
+            rows += len(chunk)
+            if rows * width > budget:
+                raise _FoldError(f"{path.name}: more than {budget:,} values (rows x columns used), not read")
+            chunks.append(_fold_values(chunk, path, label, pred, probs, id_column))
+    return chunks, rows
+
+
 def _fold_values(
     chunk, path: Path, label: str, pred: str, probs: dict[str, str], id_column: str | None = None
 ):
@@ -235,7 +275,7 @@ def _fold_values(
     import numpy as np
     import pandas as pd
 
-    data = {"label": chunk[label].astype(str), "prediction": chunk[pred].astype(str)}
+    data = {"label": chunk[label], "prediction": chunk[pred]}
     if id_column is not None:
         data["id"] = chunk[id_column].astype(str)
     for cls, col in probs.items():
@@ -256,47 +296,58 @@ def _prob_columns(names: list[str]) -> dict[str, str]:
 
 
 def _score(frame, what: str, problems: list[str]) -> dict[str, Any]:
-    from sklearn.metrics import accuracy_score, f1_score
+    """accuracy, macro F1 and log loss of one fold (or of all of them), computed on integer codes: sklearn
+    sorts its inputs to find the classes, and sorting millions of strings took a minute."""
+    import numpy as np
+    import pandas as pd
+    from sklearn.metrics import f1_score
 
-    y, p = frame["label"].to_numpy(), frame["prediction"].to_numpy()
+    classes = frame.attrs.get("classes") or []
+    y_cat, p_cat = pd.Categorical(frame["label"]), pd.Categorical(frame["prediction"])
+    # The probability columns' classes take codes 0..k-1 in column order, the other labels follow; rows
+    # are mapped through their categories' codes, never compared as strings.
+    known = [np.asarray(c, dtype=object) for c in (classes, y_cat.categories, p_cat.categories)]
+    names = pd.Index(pd.unique(np.concatenate(known)))
+    y = names.get_indexer(y_cat.categories)[y_cat.codes]
+    p = names.get_indexer(p_cat.categories)[p_cat.codes]
     result: dict[str, Any] = {
         "n": int(len(frame)),
-        "accuracy": float(accuracy_score(y, p)),
+        "accuracy": float(np.mean(y == p)),
         "f1_macro": float(f1_score(y, p, average="macro", zero_division=0)),
         "log_loss": None,
     }
-    classes = frame.attrs.get("classes")
     if classes:
-        loss, why = _log_loss(frame, y, classes)
+        loss, why = _log_loss(frame, y, names, classes)
         result["log_loss"] = loss
         if why is not None:
             problems.append(f"{what}: log_loss not computed: {why}")
     return result
 
 
-def _log_loss(frame, y, classes: list[str]) -> tuple[float | None, str | None]:
-    """(log loss over the renormalised rows, None) or (None, why not)."""
-    import warnings
-
+def _log_loss(frame, y, names, classes: list[str]) -> tuple[float | None, str | None]:
+    """(log loss over the renormalised rows, None) or (None, why not). ``y`` holds codes whose first
+    ``len(classes)`` are the probability columns in order."""
     import numpy as np
-    from sklearn.metrics import log_loss
 
-    missing = sorted(set(y) - set(classes))
+    k = len(classes)
+    missing = sorted({str(names[c]) for c in np.unique(y[y >= k])})
     if missing:
-        shown = ", ".join(repr(m) for m in missing[:3]) + (
-            f" and {len(missing) - 3} more" if len(missing) > 3 else ""
-        )
-        return None, f"label {shown} has no probability column"
-    probs = frame[[f"prob::{c}" for c in classes]].to_numpy(dtype=float)
+        more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
+        return None, f"label {', '.join(repr(m) for m in missing[:3])}{more} has no probability column"
+    if k < 2:
+        return None, "one probability column: a log loss needs two classes or more"
+    probs = frame[[f"prob::{c}" for c in classes]].to_numpy(dtype=float, copy=True)  # scaled in place
     # Divide by the row's largest value first: rows of 1e308 would overflow their sum to inf.
     top = probs.max(axis=1, keepdims=True)
     zero = int((top[:, 0] <= 0).sum())
     if zero:
         return None, f"{zero} row(s) with every probability 0"
-    scaled = probs / top
-    if len(classes) < 2:
-        return None, "one probability column: a log loss needs two classes or more"
-    with np.errstate(all="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        value = float(log_loss(y, scaled / scaled.sum(axis=1, keepdims=True), labels=classes))
+    with np.errstate(all="ignore"):
+        probs /= top
+        probs /= probs.sum(axis=1, keepdims=True)
+        # sklearn's log_loss, without its one-hot matrix of every row: clip to [eps, 1 - eps], then the
+        # mean of -log of each row's probability of its label.
+        eps = np.finfo(float).eps
+        truth = np.clip(probs[np.arange(len(y)), y], eps, 1 - eps)
+        value = float(-np.log(truth).mean())
     return (value, None) if math.isfinite(value) else (None, "not finite")

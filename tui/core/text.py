@@ -64,6 +64,17 @@ def json_safe(text: str) -> str:
         return "".join(_escape(c) if "\ud800" <= c <= "\udfff" else c for c in text)
 
 
+MAX_PROBLEMS = 20  # problem lines of one kind of report before the rest are counted
+
+
+def capped(problems: list[str], limit: int = MAX_PROBLEMS) -> list[str]:
+    """The first ``limit`` problems and one line counting the rest: 5,000 missing files are a count, not
+    5,000 lines."""
+    if len(problems) <= limit:
+        return problems
+    return problems[:limit] + [f"... and {len(problems) - limit} more problems of this kind"]
+
+
 def quoted(name: str, limit: int = 80) -> str:
     """A tensor or file name inside a message: repr'd, and cut when long (names are attacker-controlled)."""
     return repr(name if len(name) <= limit else name[: limit - 3] + "...")

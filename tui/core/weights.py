@@ -49,7 +49,7 @@ from typing import Any, ClassVar, Literal
 from tui.core.files import loads_json, open_regular_file, read_bounded
 from tui.core.names import SAFETENSORS_INDEX, SAFETENSORS_SHARD
 from tui.core.safetensors_header import Entry, HeaderError, SafetensorsHeader, read_header
-from tui.core.text import first_line, quoted, safe_message, safe_text
+from tui.core.text import capped, first_line, quoted, safe_message, safe_text
 
 __all__ = [
     "SplitWeights",
@@ -119,7 +119,7 @@ def summarize_weights(folder_or_files: Any, *, index_file: Any = None) -> Weight
         out = _summarize(folder_or_files, index_file)
     except Exception as e:  # the contract is "never raises"; this line is the proof of that, not a plan
         out = WeightsSummary(problems=[f"weights summary failed ({type(e).__name__}: {e})"[:300]])
-    out.problems = [safe_message(p) for p in out.problems]
+    out.problems = capped([safe_message(p) for p in out.problems])
     return out
 
 
@@ -334,6 +334,7 @@ def _summarize(folder_or_files: Any, index_file: Any) -> WeightsSummary:
     # One shard at a time: each header is reduced to these and dropped before the next is read.
     acc = _Totals()
     readable: set[str] = set()
+    missing: list[str] = []
     for i, name in enumerate(plan.names):
         path = os.path.join(plan.base, name) if plan.base else name
         record: dict[str, Any] = {
@@ -352,7 +353,7 @@ def _summarize(folder_or_files: Any, index_file: Any) -> WeightsSummary:
             )
             break
         if plan.weight_map is not None and not os.path.lexists(path):
-            out.problems.append(f"missing shard named in index: {safe_text(name, 300)}")
+            missing.append(safe_text(name, 300))
             continue
         try:
             header = read_header(path)
@@ -378,6 +379,10 @@ def _summarize(folder_or_files: Any, index_file: Any) -> WeightsSummary:
             out.metadata = header.metadata
         acc.add(name, header, sharded)
     out.shards = len(plan.names)
+    if len(missing) <= _MAX_NAMES:  # one line each while few; 5,000 missing shards are one line
+        out.problems += [f"missing shard named in index: {name}" for name in missing]
+    else:
+        out.problems.append(f"{len(missing)} missing shards named in index: {_names(missing)}")
     if not plan.names and not out.problems:
         out.problems.append("no .safetensors weights found")
     if acc.dupes:
