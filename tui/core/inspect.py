@@ -17,7 +17,6 @@ from tui.core.model import CheckpointInfo, Inspection
 from tui.core.names import (
     DEEPSPEED_LATEST,
     MANIFEST_NAME,
-    PICKLE_WEIGHTS,
     RUN_FILE,
     TRAIN_STATE,
     TRAINER_STATE,
@@ -124,10 +123,7 @@ def _detail_folder(out: Inspection, folder: Path, top: set[str], root: Path) -> 
         out.manifest = commit.read_manifest(folder)
     except commit.ManifestError:
         out.manifest = None
-    # ls scans only the weight pickles; inspect looks at every pickle (optimizer.pt, rng_state.pth ...).
-    for name in sorted(top):
-        if name.endswith((".pt", ".pth", ".bin", ".ckpt", ".pkl")) and name not in PICKLE_WEIGHTS:
-            scan_pickle_into(folder / name, problems)
+    # every pickle (optimizer.pt, rng_state.pth ...) was scanned by check_folder, as ls does
     for p in dict.fromkeys(problems):
         if p not in info.problems:
             info.add_problem(p)
