@@ -118,6 +118,11 @@ def test_hostile_metadata_is_never_unpickled(tmp_path):
     assert report.unsafe_globals == ["posix.system"]
     assert report.problems[0] == ".metadata: unsafe pickle global posix.system (would run code on load)"
     assert report.problems[1] == ".metadata: not DCP metadata (a pickle of posix.system)"
+    from tui.core.scan import scan
+
+    (folder / ".metadata").write_bytes(pickle.dumps({"x": Evil()}, protocol=2)[:-5])  # cut short after the call
+    (info,) = [i for i in scan(tmp_path) if i.kind == "torch-dcp"]
+    assert info.pickle_scan == "unsafe" and not info.complete and not marker.exists()
 
 
 def _rewrite_metadata(folder: Path, change) -> None:
@@ -170,6 +175,7 @@ def test_scan_inspect_and_diff_of_dcp_folders(dcp_saved, tmp_path):
     assert set(got) == {"run/step-100", "run/step-200"}
     good, broken = got["run/step-100"], got["run/step-200"]
     assert good.kind == "torch-dcp" and good.complete and good.parameters == 192 and good.tensors == 4
+    assert good.pickle_scan == "clean" and broken.pickle_scan == "clean"  # .metadata is a pickle torch loads
     assert good.dtypes == {"F32": 134, "BF16": 48, "I64": 10}
     assert broken.kind == "torch-dcp" and not broken.complete
     assert broken.problems == ["missing .distcp file(s) named in .metadata: '__0_0.distcp' (8 items)"]

@@ -135,6 +135,13 @@ def dcp_into(info: CheckpointInfo, report: DcpReport, problems: list[str]) -> No
     info.tensors, info.parameters = report.tensors, report.parameters
     info.dtypes = dict(report.dtypes) if report.dtypes is not None else None
     problems += report.problems
+    # .metadata is a pickle DCP's reader unpickles: judged like the others (its replay problems say "DCP metadata")
+    if report.unsafe_globals:
+        info.pickle_scan = "unsafe"
+    elif report.globals and not any("DCP metadata" in p for p in report.problems):
+        info.pickle_scan = "clean"
+    else:
+        info.pickle_scan = "not verified"
 
 
 def latest_problems(folder: Path, *, only_if_names: str | None = None) -> list[str]:
