@@ -166,7 +166,7 @@ def test_corrupt_cache_files_are_ignored_and_rewritten(tmp_path, trusted_now, he
     assert files
     damage = [
         lambda raw: raw[: len(raw) // 2],  # torn
-        lambda raw: raw.replace(b'"tensors":', b'"tensorz":'),  # edited: the CRC no longer matches
+        lambda raw: raw[:-9] + bytes([raw[-9] ^ 1]) + raw[-8:],  # edited: the CRC no longer matches
         lambda raw: b"",
         lambda raw: b"\x00\xff" * 100,
         lambda raw: raw.split(b"\n", 1)[0] + b"\n" + b"not json at all",
@@ -189,7 +189,11 @@ def test_corrupt_cache_files_are_ignored_and_rewritten(tmp_path, trusted_now, he
 
 def _resign(path: Path, form: str, old: str, new: str) -> None:
     """Put ``new`` where the file names ``old`` and write a valid CRC: intact, but about something else."""
-    body = path.read_bytes().split(b"\n", 1)[1].replace(json.dumps(old).encode(), json.dumps(new).encode(), 1)
+    body = path.read_bytes().split(b"\n", 1)[1]
+    packed = form == cache.PACK_FORMAT
+    body = zlib.decompress(body) if packed else body
+    body = body.replace(json.dumps(old).encode(), json.dumps(new).encode(), 1)
+    body = zlib.compress(body) if packed else body
     path.write_bytes(f"{form} {zlib.crc32(body):08x}\n".encode() + body)
 
 
@@ -337,3 +341,14 @@ def test_the_scan_keys_the_cache_with_the_stats_of_its_walk(tmp_path, trusted_no
     after = _fresh_process_scan(root)
     fold = next(i for i in after if i["path"] == "run/model_fold_0")
     assert fold["problems"] and not fold["complete"] and first != after
+
+
+def test_a_pack_is_compressed_and_a_bomb_is_refused(tmp_path, trusted_now, private_cache, monkeypatch):
+    root = _tree(tmp_path / "t")
+    _fresh_process_scan(root)
+    cache.shared().flush()
+    (pack,) = private_cache.rglob("*.cache")
+    head, body = pack.read_bytes().split(b"\n", 1)
+    assert head.startswith(cache.PACK_FORMAT.encode()) and b'"tensors"' in zlib.decompress(body)
+    monkeypatch.setattr(cache, "MAX_PACK_TEXT", 100)  # expands past the limit: not used, never a crash
+    assert cache.SummaryCache(str(private_cache / "ckpt-tui" / "v1"))._load_pack(str(root), str(root)) is None
