@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from tui.convert import MAX_SHARD_SIZE, ConvertError, load_config, model_class_for
+from tui.core.files import read_refusal
 
 
 def base_model_path(adapter_dir: Path, root: Path) -> Path:
@@ -26,11 +28,22 @@ def base_model_path(adapter_dir: Path, root: Path) -> Path:
     )
     for c in candidates:
         if (c / "config.json").is_file():
+            _check_inside(c, Path(os.path.realpath(root)), config_file)
             return c
     raise ConvertError(
         f"{config_file}: base model {base!r} is not a local folder with config.json; put it on disk and "
         "point base_model_name_or_path at it"
     )
+
+
+def _check_inside(base: Path, root: Path, config_file: Path) -> None:
+    """A base named by the adapter's file (someone else's) is read only inside ROOT: the folder and every
+    entry at its top, which from_pretrained picks by name. The user's --base is their own choice."""
+    for path in [base, *sorted(base.iterdir())]:
+        if why := read_refusal(path, root, folder_ok=True):
+            raise ConvertError(
+                f"{config_file}: base model {path} {why}; pass --base with the base model's folder to use it"
+            )
 
 
 def merge(

@@ -14,13 +14,14 @@ import os
 import re
 import secrets
 import shutil
+import stat
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from tui.core.files import FULL_WALK_DEPTH, open_regular_file, read_file, walk
+from tui.core.files import FULL_WALK_DEPTH, open_regular_file, read_file, read_refusal, walk
 from tui.core.names import MANIFEST_NAME
 from tui.core.text import capped
 
@@ -253,10 +254,18 @@ def read_manifest(folder: Path) -> dict[str, Any] | None:
     return data
 
 
-def verify(folder: Path, *, check_hashes: bool = False, manifest: dict[str, Any] | None = None) -> list[str]:
+def verify(
+    folder: Path,
+    *,
+    check_hashes: bool = False,
+    manifest: dict[str, Any] | None = None,
+    root: Path | None = None,
+) -> list[str]:
     """Problems that make ``folder`` not a complete committed checkpoint; [] when it is one.
-    ``manifest``: the folder's manifest when the caller has read it already."""
+    ``manifest``: the folder's manifest when the caller has read it already. ``root``: an entry that leads
+    outside it through a symlink is a problem and is never read (hashing it would read someone's file)."""
     folder = Path(folder)
+    real_root = Path(os.path.realpath(root)) if root is not None else None
     if manifest is None:
         try:
             manifest = read_manifest(folder)
@@ -271,12 +280,18 @@ def verify(folder: Path, *, check_hashes: bool = False, manifest: dict[str, Any]
         if ".." in Path(rel).parts or Path(rel).is_absolute():
             problems.append(f"{MANIFEST_NAME}: unsafe path {rel!r}")
             continue
+        if real_root is not None and os.path.lexists(path) and (why := read_refusal(path, real_root)):
+            problems.append(f"{rel}: {why}")
+            continue
         try:
-            size = path.stat().st_size
+            st = path.stat()
         except OSError:
             missing.append(rel)
             continue
-        if size != meta["size"]:
+        size = st.st_size
+        if not stat.S_ISREG(st.st_mode):  # a FIFO or a link to /dev/zero has the size 0 a manifest may list
+            problems.append(f"{rel}: not a regular file")
+        elif size != meta["size"]:
             problems.append(f"{rel}: {size} bytes on disk, {meta['size']} in {MANIFEST_NAME}")
         elif check_hashes:
             try:

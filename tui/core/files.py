@@ -56,6 +56,30 @@ def is_within(path: Path, folder: Path) -> bool:
     return path == folder or folder in path.parents
 
 
+def read_refusal(path: str | os.PathLike, root: Path, *, folder_ok: bool = False) -> str | None:
+    """Why ``path`` must not be read as data of a checkpoint under ``root`` (realpath'd by the caller):
+    it leads outside ``root`` once symlinks are resolved (on a shared disk, a planted link to someone's
+    private file), or it is not a regular file (a FIFO or device would hang or never end; a folder only
+    when ``folder_ok``). None when it may be read: a link that stays inside ``root`` is followed."""
+    real = Path(os.path.realpath(path))
+    if not is_within(real, root):
+        if is_within(Path(os.path.abspath(path)), root):
+            return f"is a symlink leading outside ROOT (to {real}), not read"
+        return f"is outside ROOT ({root}), not read"
+    try:
+        mode = os.stat(real).st_mode
+    except OSError as e:
+        return f"unreadable ({e.strerror or e})"
+    if stat.S_ISREG(mode) or (folder_ok and stat.S_ISDIR(mode)):
+        return None
+    kind = next((k for test, k in _KINDS if test(mode)), "special file")
+    return f"is a {kind}, not a regular file; not read"
+
+
+_KINDS = ((stat.S_ISDIR, "folder"), (stat.S_ISFIFO, "FIFO"), (stat.S_ISCHR, "device"), (stat.S_ISBLK, "device"),
+          (stat.S_ISSOCK, "socket"))
+
+
 def allocated_bytes(st: os.stat_result) -> int | None:
     """The bytes a file occupies on disk (what deleting it frees): less than ``st_size`` for a sparse
     or compressed file. None where the platform does not say (no ``st_blocks``)."""

@@ -64,7 +64,7 @@ def inspect_path(
     top = {f["path"] for f in out.files if "/" not in f["path"]}
     _detail_folder(out, target, top, Path(root_abs))
     if verify_hashes and (target / MANIFEST_NAME).exists():
-        for p in commit.verify(target, check_hashes=True):
+        for p in commit.verify(target, check_hashes=True, root=Path(root_abs)):
             if p not in info.problems:
                 info.add_problem(p)
     return out

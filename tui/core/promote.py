@@ -20,13 +20,14 @@ import importlib.util
 import os
 import shlex
 import shutil
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 from tui.core import commit
 from tui.core.dcp import is_dcp_folder, read_dcp
-from tui.core.files import is_within, json_object, read_head, read_small_text
+from tui.core.files import is_within, json_object, open_regular_file, read_head, read_refusal, read_small_text
 from tui.core.mindspore_ckpt import export as mindspore_export
 from tui.core.mindspore_ckpt import read_mindspore, sniff
 from tui.core.model import CheckpointInfo
@@ -274,8 +275,10 @@ def promote(
     if not source.is_dir() and not (source.is_file() and sniff(read_head(source)) is not None):
         raise PromoteError(f"{path}: not a checkpoint folder or a MindSpore .ckpt file")
     rel = source.relative_to(root_p).as_posix()
+    if source.is_dir():  # what says step, fold and metric, before anything reads it
+        _refuse_unreadable([source / n for n in (MANIFEST_NAME, TRAINER_STATE, TRAIN_STATE)], root_p)
     committed = (source / MANIFEST_NAME).exists()
-    if committed and (broken := commit.verify(source)):
+    if committed and (broken := commit.verify(source, root=root_p)):
         raise PromoteError(f"{rel}: not a complete checkpoint ({broken[0]})")
     # Promote only reads: a verified committed manifest is trusted over a recent mtime.
     if busy := safety.being_written(source, committed=committed):
@@ -294,6 +297,8 @@ def promote(
     conversion, weight_files = weights_plan(source)
     if base is not None and conversion != "lora":
         raise PromoteError(f"{rel}: a base model only applies to a LoRA adapter (this is a {conversion} export)")
+    _refuse_unreadable([source / n for n in (*weight_files, *EXTRA_FILES)], root_p)
+    _refuse_unreadable(_conversion_reads(conversion, source), root_p, folder_ok=True)
     readable = _readable_source(conversion, source, rel)
     if conversion in TORCH_CONVERSIONS:
         if convert is None:
@@ -308,9 +313,11 @@ def promote(
         config = (
             source / CONFIG_FILE if (source / CONFIG_FILE).is_file() else find_upwards(source, root_p, CONFIG_FILE)
         )
+        tokenizer_home = _tokenizer_home(source, root_p, config)
+        tokenizer = [tokenizer_home / n for n in EXPORT_TOKENIZER_FILES] if tokenizer_home else []
+        _refuse_unreadable([source / CONFIG_FILE, *([config] if config else []), *tokenizer], root_p)
         if config is None and conversion != "lora":
             raise PromoteError(f"{rel}: no config.json in it or in its run / parent folders")
-        tokenizer_home = _tokenizer_home(source, root_p, config)
 
     # Names unique to this call: a .<name>.tmp / .old already there is someone else's (never ours to remove).
     tmp, old = commit.unique_temp_for(target), None
@@ -355,6 +362,40 @@ def promote(
     if problem:
         result.problems.append(problem)
     return result
+
+
+def _refuse_unreadable(paths: Iterable[Path], root: Path, *, folder_ok: bool = False) -> None:
+    """Refuse, before anything is written, when a file the export would read leads outside ROOT or is not a
+    regular file (``files.read_refusal``); names that do not exist are the caller's to judge."""
+    for path in paths:
+        if os.path.lexists(path) and (why := read_refusal(path, root, folder_ok=folder_ok)):
+            shown = path.relative_to(root).as_posix() if is_within(path, root) else str(path)
+            raise PromoteError(f"{shown}: {why}; nothing exported")
+
+
+def _conversion_reads(conversion: str, source: Path) -> Iterator[Path]:
+    """What a conversion opens besides the weight files. torch, DeepSpeed and PEFT pick files by name in
+    the folder they are given, so: that folder and every entry at its top (a subfolder counts only for
+    where it leads). Lazy: a folder is listed only once it has passed the check."""
+    if conversion in ("mindspore", "bin"):
+        yield source if conversion == "mindspore" else source / "pytorch_model.bin"
+        return
+    folder = source
+    if conversion == "zero":
+        checkpoint_dir, tag = zero_checkpoint(source)  # type: ignore[misc]
+        if tag is None:  # zero_to_fp32 reads `latest` for the tag
+            yield checkpoint_dir / DEEPSPEED_LATEST
+            tag = (read_small_text(checkpoint_dir / DEEPSPEED_LATEST) or "").strip()
+        folder = checkpoint_dir / tag
+    elif conversion not in ("lora", "dcp"):
+        return
+    yield folder
+    try:
+        with os.scandir(folder) as entries:
+            names = sorted(Path(e.path) for e in entries)
+    except OSError:
+        return  # the conversion then says what it cannot read
+    yield from names
 
 
 def _readable_source(conversion: str, source: Path, rel: str) -> Any:
@@ -455,10 +496,15 @@ def _convert(
 
 
 def copy_hashed(src: Path, dest: Path) -> str:
-    """Copy ``src`` to ``dest`` and return its sha256, read once (big weights are read from disk once)."""
+    """Copy ``src`` to ``dest`` and return its sha256, read once (big weights are read from disk once).
+    Opened as a regular file only: one swapped for a FIFO since the checks must not hang the copy."""
     h = hashlib.sha256()
     dest.parent.mkdir(parents=True, exist_ok=True)
-    with open(src, "rb") as fin, open(dest, "wb") as fout:
+    try:
+        fd, _ = open_regular_file(src)
+    except (OSError, ValueError) as e:
+        raise PromoteError(f"{src}: {getattr(e, 'strerror', None) or e}; nothing exported") from None
+    with os.fdopen(fd, "rb") as fin, open(dest, "wb") as fout:
         while chunk := fin.read(_COPY_CHUNK):
             h.update(chunk)
             fout.write(chunk)
