@@ -122,6 +122,13 @@ def promote_temp_names_taken(root, outside):
     os.symlink(outside, root / "exports" / ".export.old")
 
 
+def promote_source_links_outside(root, outside):
+    ck = root / "run" / "checkpoint-6"
+    os.symlink(outside / "precious.bin", ck / "generation_config.json")  # someone's private file
+    (ck / "tokenizer.json").unlink()
+    os.mkfifo(ck / "tokenizer.json")  # reading it would hang
+
+
 CASES = [
     symlinked_trash,
     trash_is_a_file,
@@ -135,6 +142,7 @@ CASES = [
     copied_run_with_stale_best,
     best_outside_root,
     promote_temp_names_taken,
+    promote_source_links_outside,
 ]
 
 
@@ -176,7 +184,10 @@ def test_hostile_tree(case, tmp_path, monkeypatch, capsys):
         assert tree_hashes(outside) == before, (argv, out, err)
     assert tree_hashes(outside) == before  # nothing outside ROOT changed
     assert not (outside / "planted").exists() and not (tmp_path / "planted").exists()
-    assert promoted == 2  # the export is written (and replaced) beside names it must not touch
+    if case is promote_source_links_outside:  # refused: nothing of theirs is copied into an export
+        assert promoted == 0 and not (root / "exports").exists()
+    else:
+        assert promoted == 2  # the export is written (and replaced) beside names it must not touch
     if case is promote_temp_names_taken:
         assert (root / "exports" / ".export.tmp" / "theirs.bin").read_bytes() == b"theirs"
     if case is copied_run_with_stale_best:
