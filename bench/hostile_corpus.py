@@ -248,7 +248,7 @@ def case_surrogates(root: Path) -> list[list[str]]:
 
 
 def _trash_entry(root: Path, entry: str) -> None:
-    folder = root / ".ckpt-trash" / "20260101T000000Z-1"
+    folder = root / ".ckpt-trash" / "20260101T000000Z-00001"
     (folder / "item").mkdir(parents=True)
     (folder / "item" / "x").write_text("x")
     (folder / "entry.json").write_text(entry)
@@ -259,14 +259,14 @@ def case_trash_values(entry_text: str) -> Callable[[Path], list[list[str]]]:
         _ckpt(root)
         _trash_entry(root, entry_text)
         return [["trash", "list", "--json"], ["trash", "list"], ["trash", "empty", "--dry-run"],
-                ["trash", "restore", "20260101T000000Z-1", "--json"], ["trash", "empty", "--yes", "--json"]]  # fmt: skip
+                ["trash", "restore", "20260101T000000Z-00001", "--json"], ["trash", "empty", "--yes", "--json"]]  # fmt: skip
 
     return build
 
 
 def case_trash_fifo(root: Path) -> list[list[str]]:
     _ckpt(root)
-    folder = root / ".ckpt-trash" / "20260101T000000Z-1"
+    folder = root / ".ckpt-trash" / "20260101T000000Z-00001"
     (folder / "item").mkdir(parents=True)
     os.mkfifo(folder / "entry.json")
     return [
@@ -294,7 +294,10 @@ def case_csv(kind: str) -> Callable[[Path], list[list[str]]]:
             "huge-int": [[0, "a", "a", "9" * 401, 0.1], [1, "b", "b", 0.1, 0.9]],
             "surrogate": [[0, "\udcff", "a", 0.9, 0.1], [1, "b", "b", 0.1, 0.9]],
             "esc": [[0, "\x1b[31m", "a", 0.9, 0.1], [1, "b", "b", 0.1, 0.9]],
+            "esc-column": [[0, "a", "a", 0.9, 0.1], [1, "\u202eb", "b", 0.1, 0.9]],
         }[kind]
+        if kind == "esc-column":
+            h = ["id", "label", "prediction", "prob_a", "prob_\x1b]0;PWNED\x07"]
         if kind == "surrogate":
             run = root / "run"
             run.mkdir(parents=True)
@@ -361,15 +364,16 @@ def cases(quick: bool) -> dict[str, Callable[[Path], list[list[str]]]]:
     out["nan"] = _huge_json("NaN")
     out["string-not-number"] = _huge_json('"x"')
     out["surrogates"] = case_surrogates
-    base = {"id": "20260101T000000Z-1", "original_path": "run/x", "deleted_at": "2026-01-01T00:00:00Z"}
+    base = {"id": "20260101T000000Z-00001", "original_path": "run/x", "deleted_at": "2026-01-01T00:00:00Z"}
     for label, value in (("1e999", "1e999"), ("int-401", "9" * 401), ("string", '"big"'), ("neg", "-5"),
                          ("surrogate", '"\\ud800"')):  # fmt: skip
         text = json.dumps({**base, "size_bytes": 0}).replace('"size_bytes": 0', f'"size_bytes": {value}')
         out[f"trash-size:{label}"] = case_trash_values(text)
     out["trash-entry:surrogate-path"] = case_trash_values(json.dumps(base).replace("run/x", "\\ud800/x"))
     out["trash-entry:not-object"] = case_trash_values("[1, 2]")
+    out["trash-entry:esc-path"] = case_trash_values(json.dumps(base).replace("run/x", "run/\\u001b]0;PWNED\\u0007\\u202ex"))
     out["trash-entry:fifo"] = case_trash_fifo
-    for kind in ("inf", "1e308", "label-missing", "zero-row", "huge-int", "surrogate", "esc"):
+    for kind in ("inf", "1e308", "label-missing", "zero-row", "huge-int", "surrogate", "esc", "esc-column"):
         out[f"csv:{kind}"] = case_csv(kind)
     out["csv:100k-prob-columns"] = case_wide_csv
     out["usage-errors-echo"] = case_usage_echo

@@ -111,7 +111,7 @@ class Tree:
         (run / "run.json").write_text(dumps({"format": "ckpt-tui/run/1", "run_name": "run", "metric": "f1_macro"}))
         (run / "cv.json").write_text(dumps({"metric": "f1_macro", "folds": {}}))
         (run / "valid_df_fold_0.csv").write_text("id,label,prediction,prob_a,prob_b\n0,a,a,0.9,0.1\n1,b,b,0.2,0.8\n")
-        entry = self.root / ".ckpt-trash" / "20260101T000000Z-1"
+        entry = self.root / ".ckpt-trash" / "20260101T000000Z-00001"
         (entry / "item").mkdir(parents=True)
         (entry / "item" / "x").write_text("x")
         (entry / "entry.json").write_text(dumps({"id": entry.name, "original_path": "run/old",
@@ -151,8 +151,8 @@ READERS = {
     "tokenizer": ("ck/tokenizer.json", [("inspect", "{ck}", "--json"), ("inspect", "{ck}")]),
     "index": ("sharded/model.safetensors.index.json", [("ls", "{root}"), ("inspect", "{sharded}", "--json"),
                                                        ("inspect", "{sharded}")]),
-    "run": ("run/run.json", [("ls", "{root}", "--json"), ("inspect", "{ck}", "--json")]),
-    "cv": ("run/cv.json", [("metrics", "{run}", "--json")]),
+    "run": ("run/run.json", [("ls", "{root}", "--json"), ("runs", "{root}", "--json")]),
+    "cv": ("run/cv.json", [("runs", "{root}", "--json"), ("runs", "{root}")]),
     "trash_entry": ("trash/entry.json", [("trash", "list", "--root", "{root}", "--json"),
                                          ("trash", "list", "--root", "{root}"),
                                          ("trash", "empty", "--root", "{root}", "--dry-run")]),

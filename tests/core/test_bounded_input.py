@@ -321,3 +321,13 @@ def test_a_manifest_of_thousands_of_missing_files_is_counted(tmp_path):
     problems = commit.verify(tmp_path, manifest=manifest)
     assert problems[0].startswith("3000 files listed in ckpt_manifest.json but missing: f0.bin, f1.bin")
     assert len(problems) == 21 and problems[-1] == "... and 82 more problems of this kind"
+
+
+def test_a_trash_entry_naming_a_lone_surrogate_is_refused_not_raised(tmp_path):
+    from tui.core.trash import Trash
+
+    folder = tmp_path / ".ckpt-trash" / "20260101T000000Z-00001"
+    (folder / "item").mkdir(parents=True)
+    (folder / "entry.json").write_text('{"id": "20260101T000000Z-00001", "original_path": "\\ud800/x"}')
+    (entry,) = Trash(tmp_path).list()
+    assert entry.problems and "not a file name" in entry.problems[0]

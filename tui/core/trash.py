@@ -510,6 +510,10 @@ def _relative_path(value: Any, what: str) -> str:
     """A posix path relative to its base that stays under it; ValueError for anything else."""
     if not isinstance(value, str) or not value or "\x00" in value:
         raise ValueError(f"{what}: not a relative path")
+    try:
+        os.fsencode(value)  # a lone surrogate that no file name can hold ("\ud800" in JSON)
+    except UnicodeEncodeError:
+        raise ValueError(f"{what}: not a file name this system can hold") from None
     p = Path(value)
     if p.is_absolute() or any(part in ("..", ".", "") for part in value.split("/")):
         raise ValueError(f"{what}: unsafe path {value[:80]!r}")
