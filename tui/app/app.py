@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.markup import escape
 from textual import on, work
@@ -33,7 +33,10 @@ from tui.app.store import CheckpointStore
 from tui.app.widgets.browser import CheckpointBrowser
 from tui.app.widgets.detail import TABS, DetailPane
 from tui.core.model import run_of
-from tui.core.text import safe_message, safe_text
+from tui.core.text import format_bytes, safe_message, safe_text
+
+if TYPE_CHECKING:
+    from tui.core.du import FreeSpace
 
 ZOOMED = "-zoomed"  # screen class: the detail pane full screen
 
@@ -111,6 +114,7 @@ class CkptApp(ActionsMixin, App[None]):
         self.store = CheckpointStore()
         self.scan_generation = 0
         self.scanning = False
+        self.free_space: FreeSpace | None = None  # ROOT's filesystem, from the last scan or poll
         self._signature: int | None = None  # the tree as the last scan saw it (scan worker only)
         self._inspected: str | None = None  # the row the detail pane shows or is about to
 
@@ -173,6 +177,10 @@ class CkptApp(ActionsMixin, App[None]):
         parts += [escape(safe_text(text)) for text in self.promote_status()]
         if self.scanning:
             parts.append("[yellow]scanning…[/yellow]")
+        if self.free_space is not None:
+            free = self.free_space
+            text = f"free {format_bytes(free.free_bytes)} ({free.free_fraction:.0%})"
+            parts.append(f"[b red]{text}: low disk space[/b red]" if free.low else text)
         parts.append(f"[b]{escape(safe_text(self.root_label))}[/b]")
         self.query_one("#status", Static).update(" · ".join(parts))
 
@@ -224,7 +232,8 @@ class CkptApp(ActionsMixin, App[None]):
             signature = tasks.tree_signature(self.root, watched=watched)
             if only_if_changed and signature == self._signature:
                 live = tasks.live_runs(self.root, runs)
-                return msg.ScanDone(generation, set(), error=None, skipped=True, live=live)
+                free = tasks.free_space(self.root)
+                return msg.ScanDone(generation, set(), error=None, skipped=True, live=live, free=free)
             self._signature = signature
             for batch in tasks.scan_batches(self.root, cancelled=lambda: worker.is_cancelled):
                 seen.update(i.path for i in batch)
@@ -232,7 +241,8 @@ class CkptApp(ActionsMixin, App[None]):
                 self.post_message(msg.ScanBatch(generation, batch))
             if worker.is_cancelled:
                 return None
-            return msg.ScanDone(generation, seen, live=tasks.live_runs(self.root, found_runs))
+            live = tasks.live_runs(self.root, found_runs)
+            return msg.ScanDone(generation, seen, live=live, free=tasks.free_space(self.root))
 
         def failed(error: str) -> msg.ScanDone:
             self._signature = None  # scan again at the next poll
@@ -255,6 +265,8 @@ class CkptApp(ActionsMixin, App[None]):
             return
         self.scanning = False
         self.browser.pin_top = False
+        if message.free is not None:
+            self.free_space = message.free
         if message.live is not None and message.live != self.store.live:
             changed = set(message.live) ^ set(self.store.live)
             self.store.live = message.live

@@ -11,6 +11,7 @@ from tui.core.model import CheckpointInfo, Inspection
 
 if TYPE_CHECKING:
     from tui.core.actions import Plan, PlanAction
+    from tui.core.du import FreeSpace
 
 
 @dataclass
@@ -30,6 +31,7 @@ class ScanDone(Message):
     error: str | None = None
     skipped: bool = False  # a poll found nothing changed: no rows were sent
     live: dict[str, str] | None = None  # run -> who holds its .lock, for runs a live trainer writes
+    free: FreeSpace | None = None  # ROOT's filesystem, asked at each scan and poll
 
 
 @dataclass

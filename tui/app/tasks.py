@@ -19,6 +19,7 @@ from tui.core.names import LOCK_FILE, SKIP_DIRS
 
 if TYPE_CHECKING:
     from tui.core.actions import Plan, PlanAction
+    from tui.core.du import FreeSpace
     from tui.core.trash import TrashEntry
 
 MAX_WATCHED_DIRS = 20_000  # bounds the cost of one poll on a huge tree
@@ -81,6 +82,16 @@ def live_runs(root: Path, runs: Iterable[str]) -> dict[str, str]:
         if holder is not None and holder.live:
             live[run] = holder.why
     return live
+
+
+def free_space(root: Path) -> FreeSpace | None:
+    """Free space of ROOT's filesystem for the status line; None when the filesystem will not say."""
+    from tui.core.du import free_space as ask
+
+    try:
+        return ask(root)
+    except OSError:
+        return None
 
 
 def scan_batches(root: Path, *, cancelled: Callable[[], bool]) -> Iterator[list[CheckpointInfo]]:
