@@ -41,7 +41,16 @@ from tui.core.trash import remove_tree  # noqa: E402
 
 TIMEOUT_S = 10.0
 RSS_BUDGET_MB = 500
-CLI = "import sys; from tui.cli import main; sys.exit(main())"
+# The CLI, writing its own peak RSS (VmHWM, kB) to $HOSTILE_HWM_FILE when it exits.
+CLI = """import atexit, os, sys
+def _hwm():
+    with open("/proc/self/status") as f:
+        kb = next((line.split()[1] for line in f if line.startswith("VmHWM:")), "")
+    with open(os.environ["HOSTILE_HWM_FILE"], "w") as f:
+        f.write(kb)
+atexit.register(_hwm)
+from tui.cli import main
+sys.exit(main())"""
 # A raw byte of these in our output means a name reached the terminal unescaped.
 RAW_CONTROLS = ("\x1b", "\x07", "\u202e", "\u2066")
 
@@ -191,6 +200,52 @@ def case_missing_shards(root: Path, n: int = 5000) -> list[list[str]]:
         json.dumps({"metadata": {}, "weight_map": weight_map})
     )
     return [["ls", "."], ["inspect", "sharded", "--json"], ["inspect", "sharded"]]
+
+
+def _header_file(path: Path, tensors: int, name=lambda i: f"layer.{i}.weight") -> None:
+    """A safetensors file whose header lists ``tensors`` one-element tensors (its data is sparse)."""
+    import struct
+
+    parts = [
+        f'"{name(i)}":{{"dtype":"F32","shape":[1],"data_offsets":[{4 * i},{4 * i + 4}]}}'
+        for i in range(tensors)
+    ]
+    header = ("{" + ",".join(parts) + "}").encode()
+    header += b" " * (-len(header) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(header)) + header)
+        f.truncate(8 + len(header) + 4 * tensors)
+
+
+def case_big_header(root: Path) -> list[list[str]]:
+    folder = root / "big"
+    folder.mkdir()
+    (folder / "config.json").write_text('{"model_type": "bert"}')
+    _header_file(folder / "model.safetensors", 1_260_000)  # just under the 100 MiB header limit
+    return [["ls", "."], ["inspect", "big", "--json"]]
+
+
+def case_long_name(root: Path) -> list[list[str]]:
+    folder = root / "long"
+    folder.mkdir()
+    (folder / "config.json").write_text('{"model_type": "bert"}')
+    _header_file(folder / "model.safetensors", 1, name=lambda i: "a." * 25_000_000 + "w")
+    return [["ls", "."], ["inspect", "long", "--json"]]
+
+
+def case_linked_shards(root: Path, n: int = 12) -> list[list[str]]:
+    folder = root / "shards"
+    folder.mkdir()
+    (folder / "config.json").write_text('{"model_type": "bert"}')
+    first = folder / f"model-00001-of-{n:05d}.safetensors"
+    _header_file(first, 99_000)  # ~7 MiB header
+    weight_map = {f"layer.{i}.weight": first.name for i in range(99_000)}
+    for k in range(2, n + 1):
+        os.link(first, folder / f"model-{k:05d}-of-{n:05d}.safetensors")
+    (folder / "model.safetensors.index.json").write_text(
+        json.dumps({"metadata": {}, "weight_map": weight_map})
+    )
+    return [["ls", "."], ["inspect", "shards", "--json"]]
 
 
 HUGE = int("9" * 401)
@@ -371,14 +426,19 @@ def cases(quick: bool) -> dict[str, Callable[[Path], list[list[str]]]]:
         out[f"trash-size:{label}"] = case_trash_values(text)
     out["trash-entry:surrogate-path"] = case_trash_values(json.dumps(base).replace("run/x", "\\ud800/x"))
     out["trash-entry:not-object"] = case_trash_values("[1, 2]")
-    out["trash-entry:esc-path"] = case_trash_values(json.dumps(base).replace("run/x", "run/\\u001b]0;PWNED\\u0007\\u202ex"))
+    out["trash-entry:esc-path"] = case_trash_values(
+        json.dumps(base).replace("run/x", "run/\\u001b]0;PWNED\\u0007\\u202ex")
+    )
     out["trash-entry:fifo"] = case_trash_fifo
     for kind in ("inf", "1e308", "label-missing", "zero-row", "huge-int", "surrogate", "esc", "esc-column"):
         out[f"csv:{kind}"] = case_csv(kind)
     out["csv:100k-prob-columns"] = case_wide_csv
     out["usage-errors-echo"] = case_usage_echo
     out["evil-names"] = case_evil_names
+    out["shards:12-hard-links-of-a-7MiB-header"] = case_linked_shards
     if not quick:
+        out["header:1.26M-tensors"] = case_big_header
+        out["header:name-of-25M-dotted-parts"] = case_long_name
         out["vocab.txt-2GB-no-newline"] = case_big_lineless_vocab
         out["csv:200MB"] = case_big_csv
     return out
@@ -388,9 +448,18 @@ def cases(quick: bool) -> dict[str, Callable[[Path], list[list[str]]]]:
 
 
 def run_one(argv: list[str], cwd: Path, timeout: float = TIMEOUT_S) -> dict:
-    """One fresh CLI process: rc, seconds, peak RSS (MiB), stdout/stderr (text, surrogates kept)."""
-    env = {**os.environ, "PYTHONPATH": str(REPO), "CKPT_TUI_NO_CACHE": "1", "PYTHONWARNINGS": "default"}
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+    """One fresh CLI process: rc, seconds, peak RSS (MiB), stdout/stderr (text, surrogates kept).
+
+    The peak is the process's own VmHWM, written at exit: the rusage of a forked child also counts the
+    memory of this runner at the fork (a tree builder that just wrote a 100 MiB header), and exec does
+    not reset it. A process killed at the timeout reports its rusage instead."""
+    with (
+        tempfile.TemporaryFile() as out,
+        tempfile.TemporaryFile() as err,
+        tempfile.NamedTemporaryFile() as hwm,
+    ):
+        env = {**os.environ, "PYTHONPATH": str(REPO), "CKPT_TUI_NO_CACHE": "1", "PYTHONWARNINGS": "default",
+               "HOSTILE_HWM_FILE": hwm.name}  # fmt: skip
         start = time.monotonic()
         proc = subprocess.Popen([sys.executable, "-c", CLI, *argv], cwd=cwd, env=env, stdin=subprocess.DEVNULL,
                                 stdout=out, stderr=err, start_new_session=True)  # fmt: skip
@@ -400,13 +469,14 @@ def run_one(argv: list[str], cwd: Path, timeout: float = TIMEOUT_S) -> dict:
             _, status, usage = os.wait4(proc.pid, 0)
         finally:
             timer.cancel()
-        proc.returncode = os.waitstatus_to_exitcode(status)
         seconds = time.monotonic() - start
         out.seek(0)
         err.seek(0)
         stdout = out.read().decode("utf-8", "surrogateescape")
         stderr = err.read().decode("utf-8", "surrogateescape")
-    return {"rc": proc.returncode, "s": seconds, "rss_mb": usage.ru_maxrss / 1024, "stdout": stdout,
+        own = Path(hwm.name).read_text().strip()
+    rss_kb = int(own) if own.isdigit() else usage.ru_maxrss
+    return {"rc": os.waitstatus_to_exitcode(status), "s": seconds, "rss_mb": rss_kb / 1024, "stdout": stdout,
             "stderr": stderr, "hang": seconds >= timeout}  # fmt: skip
 
 
