@@ -467,3 +467,20 @@ def test_a_planted_promoted_link_does_not_take_the_default_export_out_of_root(ru
     with pytest.raises(PromoteError, match="outside ROOT"):
         promote(root, "exp1/bert_fold_0")
     assert os.listdir(tmp_path / "elsewhere") == []
+
+
+@pytest.mark.parametrize("evil", ["pytorch_model.bin", "global_step3/mp_rank_00_model_states.pt"])
+def test_a_torch_conversion_of_a_source_with_an_unsafe_pickle_is_refused_before_loading(tmp_path, evil):
+    """zero_to_fp32 loads states with weights_only=False: a pickle not proven clean must never reach it."""
+    root = tmp_path / "root"
+    source = root / "src"
+    synthetic.write_config(source)
+    if evil == "pytorch_model.bin":
+        synthetic.write_torch_zip(source / "pytorch_model.bin", {"w": 1})
+    else:
+        synthetic.write_deepspeed(source, 3)
+    synthetic.write_evil_pickle(source / evil, tmp_path / "pwned")
+    age_tree(root)
+    with pytest.raises(PromoteError, match=r"unsafe pickle global posix\.system.*\(pickle scan: unsafe\)"):
+        promote(root, "src", to=tmp_path / "export", convert=convert)
+    assert not (tmp_path / "pwned").exists() and not (tmp_path / "export").exists()

@@ -28,6 +28,7 @@ from typing import Any, Protocol
 from tui.core import commit
 from tui.core.dcp import is_dcp_folder, read_dcp
 from tui.core.files import is_within, json_object, open_regular_file, read_head, read_refusal, read_small_text
+from tui.core.integrity import scan_pickle_into
 from tui.core.mindspore_ckpt import export as mindspore_export
 from tui.core.mindspore_ckpt import read_mindspore, sniff
 from tui.core.model import CheckpointInfo
@@ -46,6 +47,7 @@ from tui.core.names import (
     TRAIN_STATE,
     TRAINER_STATE,
 )
+from tui.core.pickle_scan.sniff import is_pickle_name, looks_like_pickle
 from tui.core.safety import Safety
 
 INSTALL_HINT = "pip install 'ckpt-tui[train]'"
@@ -407,11 +409,32 @@ def _readable_source(conversion: str, source: Path, rel: str) -> Any:
     elif conversion == "dcp":
         report = read_dcp(source)
         trouble = report.problems[0] if report.problems else None
+    elif conversion in ("zero", "bin", "lora"):
+        # DeepSpeed's zero_to_fp32 loads model and optimizer states with weights_only=False: a pickle that
+        # is not proven clean would run during the conversion
+        report, trouble = None, _pickle_trouble(source)
     else:
         return None
     if trouble:
         raise PromoteError(f"{rel}: cannot be exported ({trouble})")
     return report
+
+
+def _pickle_trouble(source: Path) -> str | None:
+    """The first problem of a pickle under ``source`` (two levels: a ZeRO tag folder) whose static scan is
+    not clean (docs/SECURITY.md "Pickle scanner"); None when all are."""
+    for dirpath, dirnames, filenames in os.walk(source):
+        dirnames[:] = sorted(dirnames) if Path(dirpath) == source else []
+        for name in sorted(filenames):
+            path = Path(dirpath) / name
+            if not is_pickle_name(name) or (name.endswith(".bin") and not looks_like_pickle(path)):
+                continue
+            found: list[str] = []
+            report = scan_pickle_into(path, found)
+            if report is None or report.verdict != "clean":
+                verdict = report.verdict if report is not None else "not verified"
+                return f"{found[0] if found else name} (pickle scan: {verdict})"
+    return None
 
 
 def _write_mindspore(report: Any, source: Path, dest: Path) -> str:

@@ -68,6 +68,7 @@ class PickleReport:
             "lightning": self.lightning,
             "top_keys": self.top_keys,
             "verdict": self.verdict,
+            "lightning_state": self.lightning_state,
         }
 
 
