@@ -28,7 +28,7 @@ from trainer.disk_guard import (
     write_point,
 )
 from trainer.distributed import main_decides
-from trainer.layout import check_resumable_here, current_layout
+from trainer.layout import check_resumable_here, current_layout, layout_state
 from tui.core import commit as protocol
 from tui.core.commit import fsync_path as _fsync_file
 from tui.core.names import RANDOM_STATES, ZERO_RANK_SHARD, step_dir_name
@@ -235,7 +235,7 @@ class StepCheckpointer:
         acc = self.accelerator
         state = {
             "fold": self.fold, "global_step": step, "best_step": best_step, **train_state,
-            **current_layout(acc).to_state(),
+            **layout_state(current_layout(acc)),
         }  # fmt: skip
         try:
             write_point("train_state")

@@ -36,7 +36,7 @@ INFO_KEYS = {
     "unsupported",
     "allocated_bytes",
 }
-INSPECT_KEYS = INFO_KEYS | {"config", "config_file", "tokenizer", "weights", "trainer_state", "files", "manifest"}
+INSPECT_KEYS = INFO_KEYS | {"config", "config_file", "tokenizer", "weights", "trainer_state", "files", "manifest", "resume"}
 REPO = Path(__file__).resolve().parents[2]
 
 

@@ -97,3 +97,23 @@ def test_load_refuses_another_layout_before_load_state(tmp_path):
     with pytest.raises(ResumeLayoutError, match="written by 2 processes under DeepSpeed ZeRO-2"):
         ckpt.load(path)
     assert not hasattr(acc, "loaded")
+
+
+def test_inspect_json_says_which_layout_a_step_checkpoint_resumes_on(tmp_path):
+    from tui.core.inspect import inspect_path
+
+    folder = tmp_path / "run" / "checkpoints" / "fold_0" / "step_8"
+    with protocol.atomic_dir(folder, kind="step-checkpoint", fields={"step": 8}) as tmp:
+        _files(tmp, ZERO3_2PROC)
+        (tmp / "train_state.json").write_text(json.dumps({"fold": 0, "global_step": 8}))
+    assert inspect_path(tmp_path, folder).to_json()["resume"] == {
+        "world_size": 2, "zero_stage": 3, "universal": False,
+        "resumable_on": ["2 processes under DeepSpeed ZeRO-3"],
+    }  # fmt: skip
+    (folder / "pytorch_model" / "zero").mkdir()  # DeepSpeed's universal form beside the shards
+    (folder / "train_state.json").write_text(json.dumps({"world_size": 2, "zero_stage": 3}))
+    resume = inspect_path(tmp_path, folder).to_json()["resume"]
+    assert resume["universal"] is True and resume["resumable_on"] == ["any"]
+    fold_model = tmp_path / "run" / "m_fold_0"
+    _files(fold_model, ["model.safetensors", "config.json"])
+    assert inspect_path(tmp_path, fold_model).to_json()["resume"] is None

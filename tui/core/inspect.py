@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from tui.core import commit, scan, summaries, weights
-from tui.core.files import MAX_WALK_DEPTH, read_small_text, walk
+from tui.core.files import MAX_WALK_DEPTH, json_object, read_small_text, walk
 from tui.core.integrity import LATEST_LIMIT, read_dcp_cached, scan_pickle_into, weights_into
 from tui.core.mindspore_ckpt import read_mindspore
 from tui.core.model import CheckpointInfo, Inspection
@@ -22,10 +22,13 @@ from tui.core.names import (
     TRAINER_STATE,
     ZERO_RANK_SHARD,
 )
+from tui.core.resume_layout import layout_of
 
 
 class NotACheckpoint(ValueError):
     """``inspect_path`` was given something that is not a checkpoint; one line naming it."""
+
+TRAIN_STATE_LIMIT = 64 << 20  # train_state.json holds the log history: large, never unbounded
 
 
 # --- one path in detail ---------------------------------------------------------------------------------
@@ -114,6 +117,9 @@ def _detail_folder(out: Inspection, folder: Path, top: set[str], root: Path) -> 
         if name in top:
             out.trainer_state, _ = summaries.trainer_state_summary(folder, name=name, root=root)
             break
+    if TRAIN_STATE in top:  # our resumable step checkpoint: which layout it resumes on
+        layout = layout_of(folder, json_object(folder / TRAIN_STATE, limit=TRAIN_STATE_LIMIT))
+        out.resume = layout.to_json() if layout is not None else None
     if info.kind == "torch-dcp":
         out.weights = read_dcp_cached(folder, top)
     elif info.kind != "deepspeed":

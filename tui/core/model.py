@@ -169,6 +169,8 @@ class Inspection:
     trainer_state: dict[str, Any] | None = None
     files: list[dict[str, Any]] = field(default_factory=list)  # [{"path", "size_bytes"}]
     manifest: dict[str, Any] | None = None
+    # A resumable step checkpoint's process layout (tui.core.resume_layout.Layout.to_json), else None.
+    resume: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         out = self.info.to_json()
@@ -180,5 +182,6 @@ class Inspection:
             trainer_state=self.trainer_state,
             files=self.files,
             manifest=self.manifest,
+            resume=self.resume,
         )
         return out
