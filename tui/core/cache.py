@@ -67,7 +67,10 @@ SWEEP_EVERY_SECONDS = 3600
 TOUCH_AFTER_SECONDS = 86400
 MAX_BUCKET_BYTES = 4 << 20  # one folder's entries; a bigger one is not written
 MAX_ENTRIES_PER_BUCKET = 256
-MAX_MEMORY_BUCKETS = 20_000  # folders kept in memory by a long-lived process (the app)
+# Folders kept in memory by a long-lived process (the app). A scan of a root with more checkpoint folders
+# than this writes its pack when the limit is hit and again at the end: the second holds only the folders
+# read after the first, so a repeat re-reads the others once (slower, never wrong).
+MAX_MEMORY_BUCKETS = 20_000
 
 # (name, dev, ino, size, mtime_ns, ctime_ns); the stat part is None for a file that does not exist.
 FileKey = list
