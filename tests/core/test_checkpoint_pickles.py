@@ -93,3 +93,21 @@ def test_loose_pickles_of_any_name_are_listed_and_judged(tmp_path):
     found = _infos(tmp_path)
     assert not {"notes.txt", "latest", "data.bin", "README"} & set(found)
 
+
+
+@pytest.mark.parametrize("size", [5000, 300_000])
+def test_a_payload_behind_a_long_first_string_is_still_found(tmp_path, size):
+    """Protocol 1, no PROTO: a long BINSTRING first, then the call. The first 4 KiB alone do not tell."""
+    folder = tmp_path / "run" / "checkpoint-10"
+    s.write_hf_checkpoint(folder, 10)
+    payload = b"T" + size.to_bytes(4, "little") + b"x" * size + b"0" + b"cos\nsystem\n(S'true'\ntR."
+    (folder / "training_args.bin").write_bytes(payload)
+    (tmp_path / "loose.bin").write_bytes(payload)
+    infos = _infos(tmp_path)
+    assert infos["run/checkpoint-10"].pickle_scan == "unsafe"
+    assert infos["loose.bin"].pickle_scan == "unsafe"
+
+
+def test_random_bytes_that_start_like_a_long_string_are_not_a_pickle(tmp_path):
+    (tmp_path / "data.bin").write_bytes(b"B" + (10**9).to_bytes(4, "little") + bytes(range(256)) * 40)
+    assert _infos(tmp_path) == {}

@@ -11,6 +11,7 @@ from tui.core.pickle_scan.machine import Machine, ScanStop
 
 PICKLE_FILE_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".pkl", ".pickle")
 SNIFF_BYTES = 4096
+MAX_SNIFF_BYTES = 64 << 20  # the scan's own limit on pickle bytes
 # Formats that are never pickles: loose files with these suffixes are not sniffed (the walk stays cheap
 # beside datasets, logs and configs). Anything else may be a pickle under any name.
 NOT_PICKLE_SUFFIXES = frozenset(
@@ -43,11 +44,23 @@ def may_be_pickle(name: str) -> bool:
 
 def looks_like_pickle(path: str | os.PathLike) -> bool:
     """A torch zip, a pickle with a PROTO opcode, or a protocol 0/1 pickle: its first bytes replay to a STOP,
-    or run out while naming a global or after many opcodes (a long pickle)."""
-    return head_is_pickle(read_head(path, SNIFF_BYTES))
+    or run out while naming a global or after many opcodes (a long pickle). A pickle whose first opcodes
+    run past the bytes read (a long string first) is read further, up to the scan's byte limit: hiding a
+    payload behind a big first string must not make a file "not a pickle"."""
+    want = SNIFF_BYTES
+    while True:
+        head = read_head(path, want)
+        verdict = head_is_pickle(head, final=len(head) < want)
+        if verdict is not None:
+            return verdict
+        if want >= MAX_SNIFF_BYTES:
+            return True  # still a well-formed pickle start at the limit: the scan will say "not verified"
+        want *= 16
 
 
-def head_is_pickle(head: bytes) -> bool:
+def head_is_pickle(head: bytes, *, final: bool = True) -> bool | None:
+    """Whether ``head`` (a file's first bytes; ``final``: all of them there will be) starts a pickle; None
+    when it cannot tell before more bytes are read."""
     if head[:4] == b"PK\x03\x04" or (len(head) >= 2 and head[0] == 0x80 and head[1] <= 5):
         return True
     if not head:
@@ -58,7 +71,9 @@ def head_is_pickle(head: bytes) -> bool:
         return True
     except ScanStop as e:
         named = bool(machine.globals) and all(_dotted(g) for g in machine.globals)
-        return named or (e.truncated and machine.opcodes >= 8)
+        if named or (e.truncated and machine.opcodes >= 8):
+            return True
+        return None if e.truncated and not final else False
 
 
 def _dotted(name: str) -> bool:
