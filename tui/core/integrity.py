@@ -237,7 +237,7 @@ def _model_states_into(info: CheckpointInfo, folder: Path, files: set[str], prob
 def scan_pickle_into(path: Path, problems: list[str]) -> PickleReport | None:
     """The static pickle scan of ``path``; its problems (each naming the file) go to ``problems``."""
     try:
-        report = cache.memo(f"pickle/3/{path.name}", [(path, None)], lambda: scan_pickle(path), encode=_pickle_json,
+        report = cache.memo(f"pickle/4/{path.name}", [(path, None)], lambda: scan_pickle(path), encode=_pickle_json,
                             decode=_pickle_from_json)  # fmt: skip
     except Exception as e:
         problems.append(f"{path.name}: pickle scan failed ({type(e).__name__}: {e})")
