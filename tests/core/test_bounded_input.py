@@ -331,3 +331,22 @@ def test_a_trash_entry_naming_a_lone_surrogate_is_refused_not_raised(tmp_path):
     (folder / "entry.json").write_text('{"id": "20260101T000000Z-00001", "original_path": "\\ud800/x"}')
     (entry,) = Trash(tmp_path).list()
     assert entry.problems and "not a file name" in entry.problems[0]
+
+
+def test_du_counts_a_trash_deeper_than_the_stack(tmp_path):
+    from tui.core.du import disk_report
+
+    item = tmp_path / ".ckpt-trash" / "20260101T000000Z-00001" / "item"
+    item.mkdir(parents=True)
+    _deep(item, 1500)
+    fd = os.open(item, os.O_RDONLY)  # a file at the bottom: it must be counted
+    for _ in range(1500):
+        new = os.open("d", os.O_RDONLY, dir_fd=fd)
+        os.close(fd)
+        fd = new
+    leaf = os.open("f", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd)
+    os.write(leaf, b"x" * 1000)
+    os.close(leaf)
+    os.close(fd)
+    report = disk_report(tmp_path)
+    assert report.to_json()["totals"]["trash_bytes"] >= 1000

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from tui.core.actions import WEIGHT_PATTERNS, slim_label
+from tui.core.files import FULL_WALK_DEPTH, walk
 from tui.core.names import MP_MODEL_STATES, RUN_FILE, TRASH_DIR, ZERO_RANK_SHARD
 
 KINDS = ("weights", "optimizer", "other")
@@ -163,7 +164,8 @@ def _files(root: Path, problems: list[str]):
 def _walk(folder: Path, problems: list[str]) -> tuple[int, int]:
     """(bytes, files) under ``folder``, symlinks not followed."""
     total = count = 0
-    for dirpath, _dirs, files in os.walk(folder, onerror=lambda e: problems.append(f"{e.filename}: unreadable")):
+    unreadable: list[str] = []
+    for dirpath, _dirs, files in walk(folder, max_depth=FULL_WALK_DEPTH, unreadable=unreadable):
         for name in files:
             try:
                 st = os.lstat(os.path.join(dirpath, name))
@@ -171,4 +173,5 @@ def _walk(folder: Path, problems: list[str]) -> tuple[int, int]:
                 continue
             if not os.path.islink(os.path.join(dirpath, name)):
                 total, count = total + st.st_size, count + 1
+    problems += [f"{path}: unreadable" for path in unreadable]
     return total, count

@@ -113,12 +113,17 @@ def read_file(path: str | os.PathLike, limit: int) -> bytes:
 
 
 def walk(
-    top: str | os.PathLike, *, max_depth: int = MAX_WALK_DEPTH, skipped: list[str] | None = None
+    top: str | os.PathLike,
+    *,
+    max_depth: int = MAX_WALK_DEPTH,
+    skipped: list[str] | None = None,
+    unreadable: list[str] | None = None,
 ) -> Iterator[tuple[str, list[str], list[str]]]:
     """``os.walk(top)`` top-down without following links, iterative and at most ``max_depth`` folders
     below ``top`` (Python 3.11's os.walk recurses: a deep tree raised RecursionError). Links to folders
     are listed in ``dirnames`` (as os.walk does) but never entered; callers may prune ``dirnames``.
-    Folders left out for depth are appended to ``skipped``; unreadable folders are passed over."""
+    Folders left out for depth are appended to ``skipped``, folders that cannot be listed to
+    ``unreadable`` (and passed over)."""
     stack = [(os.fspath(top), 0)]
     while stack:
         path, depth = stack.pop()
@@ -134,6 +139,8 @@ def walk(
                         is_dir = False
                     (dirs if is_dir else files).append(entry.name)
         except OSError:
+            if unreadable is not None:
+                unreadable.append(path)
             continue
         yield path, dirs, files
         below = [d for d in dirs if d in real_dirs]
