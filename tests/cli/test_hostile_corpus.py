@@ -14,7 +14,7 @@ from tui.core.trash import remove_tree
 
 BENCH = Path(__file__).parents[2] / "bench" / "hostile_corpus.py"
 CASES = ("fifo:trainer_state.json", "dev-zero:vocab.txt", "deep-in-checkpoint-990", "int-401-digits",
-         "trash-size:1e999", "trash-entry:fifo", "csv:inf", "usage-errors-echo")  # fmt: skip
+         "trash-size:1e999", "trash-entry:fifo", "csv:inf", "usage-errors-echo", "evil-names")  # fmt: skip
 
 
 def _corpus():
