@@ -43,6 +43,7 @@ from trainer.modeling import (
     fill_deepspeed_auto,
     load_model,
     load_tokenizer,
+    reset_zero3_trace,
 )
 from trainer.plan import RunPlan as Plan
 
@@ -338,6 +339,7 @@ def train_fold(
     latest = checkpointer.latest()
     if latest is not None:
         state = FoldState.from_dict(checkpointer.load(latest[0]))
+        reset_zero3_trace(fr.model)
         console.print(
             f"fold {fold}: resumed from {latest[0].name} (epoch {state.epoch}, "
             f"{state.batches_consumed_in_epoch} batches into it)"
@@ -473,6 +475,7 @@ class _Evaluator:
         else:
             state.patience_left -= 1
             state.stopped_early = cfg.train.patience > 0 and state.patience_left <= 0
+        reset_zero3_trace(self.fr.model)  # the passes above are not the training pass ZeRO-3 traced
         mark = " *" if improved else ""
         self.say(
             f"fold {self.fold} step {state.global_step} eval: "

@@ -111,6 +111,27 @@ def compile_blocks(model, backend: str | None) -> None:
     compile_regions_deepspeed(model, backend=backend, dynamic=None)
 
 
+def reset_zero3_trace(model) -> bool:
+    """Make DeepSpeed ZeRO-3 record its parameter-fetch trace again at the next training step; True when
+    there was one to reset. No-op for other engines.
+
+    ZeRO-3 records the order in which modules fetch their parameters during one pass and then prefetches
+    along it. An evaluation (forward-only passes under no_grad) or a 16-bit gather of every parameter for a
+    save can leave a trace that no longer matches the training pass: a resumed ZeRO-3 run died at its first
+    step after the first evaluation with ``RuntimeError: tracing error at step 10 ... expected the next 1
+    parameters in the parameter fetch queue to be (deberta.encoder.rel_embeddings.weight ...)``
+    (DeepSpeed 0.19.8, tests/e2e/test_zero3_resume.py). Re-recording costs one step without prefetch.
+    """
+    optimizer = getattr(model, "optimizer", None)  # a DeepSpeedEngine holds its ZeRO optimizer
+    offload = getattr(optimizer, "parameter_offload", None)
+    coordinator = offload.get_param_coordinator() if offload is not None else None
+    if coordinator is None or not hasattr(coordinator, "_invalidate_trace"):
+        return False
+    if not coordinator.is_invalid_trace():  # invalidating an invalid trace raises
+        coordinator._invalidate_trace()
+    return True
+
+
 def _no_decay_names(model) -> set[str]:
     """Biases and normalisation weights: decaying them only hurts (BERT's recipe, HF Trainer's default)."""
     import torch

@@ -119,3 +119,29 @@ def test_the_collective_timeout_reaches_every_backend(monkeypatch, launched):
     assert kwargs["timeout"] == timedelta(seconds=4321)
     assert kwargs.get("backend") == ("gloo" if launched else None)  # no GPU here
     assert parse_args([]).run.dist_timeout_s == 7200
+
+
+class _Coordinator:
+    def __init__(self, invalid: bool):
+        self.invalid, self.invalidations = invalid, 0
+
+    def is_invalid_trace(self) -> bool:
+        return self.invalid
+
+    def _invalidate_trace(self) -> None:
+        assert not self.invalid, "DeepSpeed raises when an invalid trace is invalidated again"
+        self.invalid, self.invalidations = True, self.invalidations + 1
+
+
+def test_reset_zero3_trace_invalidates_a_recorded_trace_once_and_ignores_other_engines():
+    from types import SimpleNamespace
+
+    from trainer.modeling import reset_zero3_trace
+
+    coordinator = _Coordinator(invalid=False)
+    offload = SimpleNamespace(get_param_coordinator=lambda: coordinator)
+    engine = SimpleNamespace(optimizer=SimpleNamespace(parameter_offload=offload))
+    assert reset_zero3_trace(engine) and coordinator.invalidations == 1
+    assert reset_zero3_trace(engine) and coordinator.invalidations == 1  # already invalid: left alone
+    assert not reset_zero3_trace(SimpleNamespace(optimizer=SimpleNamespace()))  # ZeRO-2: no offload
+    assert not reset_zero3_trace(__import__("torch").nn.Linear(2, 2))  # a plain module: no engine
