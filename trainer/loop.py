@@ -13,6 +13,7 @@ import gc
 import math
 import os
 import shutil
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -241,6 +242,8 @@ def _forget_zero3_references() -> None:
     (runtime/zero/parameter_offload.py), and a class-level lru_cache on a coordinator method keys on
     (coordinator, submodule) (runtime/zero/partitioned_param_coordinator.py). Each fold's parameter
     partitions would stay on the GPU. Between folds no forward pass runs, so both can be emptied."""
+    if "deepspeed" not in sys.modules:  # never imported: no ZeRO-3 state, and no 3 s import to pay here
+        return
     try:
         from deepspeed.runtime.zero import parameter_offload, partitioned_param_coordinator
     except ImportError:
@@ -457,6 +460,7 @@ class _Evaluator:
 
     def run(self, state: FoldState, epoch: float) -> None:
         cfg = self.cfg
+        reset_zero3_trace(self.fr.model)  # ZeRO-3: evaluation passes are not the training pass it traced
         rows, probs = evaluate.predict(self.acc, self.fr.model, self.fr.valid_loader)
         scores = evaluate.compute(self.plan.table.label_ids()[rows], probs)
         state.last_eval_step = state.global_step
@@ -475,7 +479,7 @@ class _Evaluator:
         else:
             state.patience_left -= 1
             state.stopped_early = cfg.train.patience > 0 and state.patience_left <= 0
-        reset_zero3_trace(self.fr.model)  # the passes above are not the training pass ZeRO-3 traced
+        reset_zero3_trace(self.fr.model)  # and training resumes with a trace of its own
         mark = " *" if improved else ""
         self.say(
             f"fold {self.fold} step {state.global_step} eval: "

@@ -115,12 +115,14 @@ def reset_zero3_trace(model) -> bool:
     """Make DeepSpeed ZeRO-3 record its parameter-fetch trace again at the next training step; True when
     there was one to reset. No-op for other engines.
 
-    ZeRO-3 records the order in which modules fetch their parameters during one pass and then prefetches
-    along it. An evaluation (forward-only passes under no_grad) or a 16-bit gather of every parameter for a
-    save can leave a trace that no longer matches the training pass: a resumed ZeRO-3 run died at its first
-    step after the first evaluation with ``RuntimeError: tracing error at step 10 ... expected the next 1
-    parameters in the parameter fetch queue to be (deberta.encoder.rel_embeddings.weight ...)``
-    (DeepSpeed 0.19.8, tests/e2e/test_zero3_resume.py). Re-recording costs one step without prefetch.
+    ZeRO-3 records the order in which modules fetch their parameters during one pass (DeBERTa's relative
+    embeddings, read by the encoder outside their own module, are picked up along the way) and prefetches
+    along it. After a resume, a trace recorded in training failed in the first evaluation, and one carried
+    through an evaluation (and its 16-bit gather for the save) failed at the next training step, both with
+    ``RuntimeError: tracing error at step 10 ... expected the next 1 parameters in the parameter fetch
+    queue to be (deberta.encoder.rel_embeddings.weight ...)`` (DeepSpeed 0.19.8; tests/e2e/
+    test_zero3_resume.py, tests/gpu). So the trace is dropped around every evaluation and after a resume;
+    re-recording costs one pass without prefetch.
     """
     optimizer = getattr(model, "optimizer", None)  # a DeepSpeedEngine holds its ZeRO optimizer
     offload = getattr(optimizer, "parameter_offload", None)
