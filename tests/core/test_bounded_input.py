@@ -350,3 +350,18 @@ def test_du_counts_a_trash_deeper_than_the_stack(tmp_path):
     os.close(fd)
     report = disk_report(tmp_path)
     assert report.to_json()["totals"]["trash_bytes"] >= 1000
+
+
+def test_remove_tree_deletes_a_deep_read_only_tree_and_never_a_link_target(tmp_path):
+    from tui.core.trash import remove_tree
+
+    top = tmp_path / "entry"
+    top.mkdir()
+    _deep(top, 1500)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "keep").write_text("x")
+    (top / "d" / "link").symlink_to(outside)
+    (top / "d" / "d").chmod(0o500)  # read-only folder on the way
+    remove_tree(top)
+    assert not top.exists() and (outside / "keep").read_text() == "x"
