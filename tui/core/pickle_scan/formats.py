@@ -22,9 +22,11 @@ pickle, a limit hit, TorchScript), with a problem saying why.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import struct
 import tarfile
+import threading
 import zipfile
 import zlib
 from typing import Any, BinaryIO
@@ -34,6 +36,7 @@ from tui.core.pickle_scan.lightning import lightning_state
 from tui.core.pickle_scan.machine import GlobalRef, Machine, ScanStop, is_count
 from tui.core.pickle_scan.report import PickleReport, fill_report
 from tui.core.pickle_scan.torch_names import STORAGE_TYPES
+from tui.core.pickle_scan.zipdir import Member, read_directory
 from tui.core.text import safe_message
 
 MAX_PICKLE_BYTES = 64 << 20  # per file, all its pickles together
@@ -55,12 +58,14 @@ class _Scan:
         self.verified = True
         self.bytes_left = MAX_PICKLE_BYTES
         self.root: Any = None  # the object torch.load returns, when it was replayed
-        self.records: dict[str, zipfile.ZipInfo] = {}  # a zip's storage records, by key
+        self.members: list[Any] = []  # a zip's members (ZipInfo or zipdir.Member)
+        self.prefix: str | None = None  # "<archive>/data/": the storage records' names start with it
+        self._records: dict[str, Any] | None = None
         self.file: BinaryIO | None = None
 
     def read_scalar(self, key: str, offset: int, size: int) -> bytes | None:
         """``size`` bytes at ``offset`` of a zip's storage record ``key`` (stored records only)."""
-        info = self.records.get(key)
+        info = self.records().get(key)
         if self.file is None or info is None or info.compress_type != zipfile.ZIP_STORED:
             return None
         if size > 16 or offset + size > info.file_size:
@@ -77,18 +82,58 @@ class _Scan:
             return None
         return raw if len(raw) == size else None
 
+    def records(self) -> dict[str, Any]:
+        """A zip's storage records by key, built on first use (only Lightning files read any)."""
+        if self._records is None:
+            p = self.prefix
+            self._records = {} if p is None else {
+                i.filename[len(p) :]: i for i in self.members if i.filename.startswith(p)
+            }
+        return self._records
+
     def unverified(self, problem: str) -> None:
         self.verified = False
         self.report.problems.append(problem)
 
-    def replay(self, data: bytes, pos: int, what: str) -> tuple[Any, int, ScanStop | None]:
-        """(root, offset after STOP, None), or (None, pos, why it stopped) with a problem added."""
+    def replay(self, data: bytes, pos: int, what: str, *, shared: bool = False) -> tuple[Any, int, ScanStop | None]:
+        """(root, offset after STOP, None), or (None, pos, why it stopped) with a problem added.
+        ``shared``: this is the file's only replay, so an earlier replay of the same bytes (scheduler.pt,
+        training_args.bin... alike across checkpoints) is taken as is, machine included."""
+        key = None
+        if shared and pos == 0 and self.machine.opcodes == 0 and len(data) <= _SHARED_MAX_BYTES:
+            key = hashlib.sha1(data).digest()
+            hit = _SHARED.get(key)
+            if hit is not None:
+                self.machine = hit[0]
+                return hit[1]
         try:
             root, end = self.machine.run(data, pos)
-            return root, end, None
+            out: tuple[Any, int, ScanStop | None] = (root, end, None)
         except ScanStop as e:
-            stop = ScanStop(f"pickle at byte {pos}: {e}", truncated=e.truncated, limit=e.limit)
-            return None, pos, stop
+            out = (None, pos, ScanStop(f"pickle at byte {pos}: {e}", truncated=e.truncated, limit=e.limit))
+        if key is not None:
+            _share(key, len(data), self.machine, out)
+        return out
+
+
+# Replays by the sha1 of their bytes, within a process. Read-only once stored: the scan of a file with one
+# pickle only reads its machine and graph. Bounded by the bytes replayed (the graphs are ~10x that).
+_SHARED_MAX_BYTES = 1 << 20
+_SHARED_BUDGET = 8 << 20
+_SHARED: dict[bytes, tuple[Machine, tuple[Any, int, ScanStop | None], int]] = {}
+_SHARED_LOCK = threading.Lock()
+_shared_bytes = 0
+
+
+def _share(key: bytes, size: int, machine: Machine, out: tuple[Any, int, ScanStop | None]) -> None:
+    global _shared_bytes
+    with _SHARED_LOCK:
+        if key in _SHARED:
+            return
+        _SHARED[key] = (machine, out, size)
+        _shared_bytes += size
+        while _shared_bytes > _SHARED_BUDGET:  # the oldest first
+            _shared_bytes -= _SHARED.pop(next(iter(_SHARED)))[2]
 
 
 def scan_pickle(path: str | os.PathLike) -> PickleReport:
@@ -120,7 +165,7 @@ def _scan(path: str, label: str) -> PickleReport:
         scan: _Scan
         if head == _ZIP_MAGIC:
             scan = _Scan(PickleReport(format="zip"), label)
-            _scan_zip(scan, f)
+            _scan_zip(scan, f, size)
         elif _is_tar(f):
             scan = _Scan(PickleReport(format="tar"), label)
             _scan_tar(scan, f)
@@ -140,11 +185,16 @@ def _scan(path: str, label: str) -> PickleReport:
 # --- zip ----------------------------------------------------------------------------------------------------
 
 
-def _scan_zip(scan: _Scan, f: BinaryIO) -> None:
+def _scan_zip(scan: _Scan, f: BinaryIO, size: int) -> None:
     label, report = scan.label, scan.report
     try:
-        zf = zipfile.ZipFile(f)
-        infos = zf.infolist()
+        infos: list[Any] | None = read_directory(f, size)
+    except Exception:  # the fast reader never decides: zipfile reads it again below
+        infos = None
+    try:
+        if infos is None:  # anything but the plain layout: zipfile's own reading and messages
+            f.seek(0)
+            infos = zipfile.ZipFile(f).infolist()
     except zipfile.BadZipFile as e:
         scan.unverified(f"{label}: zip central directory missing: truncated file? ({e})")
         return
@@ -180,7 +230,8 @@ def _scan_zip(scan: _Scan, f: BinaryIO) -> None:
         data = _zip_member(scan, f, info)
         if data is None:
             continue
-        obj, _end, stop = scan.replay(data, 0, info.filename)
+        # one pickle into a fresh machine: its replay depends on its bytes only, so it may be shared
+        obj, _end, stop = scan.replay(data, 0, info.filename, shared=len(ordered) == 1)
         if stop is not None:
             scan.unverified(stop.describe(label, info.filename))
         if info is main:
@@ -188,11 +239,11 @@ def _scan_zip(scan: _Scan, f: BinaryIO) -> None:
     scan.root = root
     if main is not None:
         prefix = main.filename[: -len("data.pkl")] + "data/"
-        scan.records = {i.filename[len(prefix) :]: i for i in infos if i.filename.startswith(prefix)}
+        scan.members, scan.prefix = infos, prefix
         _storage_problems(scan, main.filename[: -len("data.pkl")], {i.filename: i.file_size for i in infos})
 
 
-def _zip_member(scan: _Scan, f: BinaryIO, info: zipfile.ZipInfo) -> bytes | None:
+def _zip_member(scan: _Scan, f: BinaryIO, info: zipfile.ZipInfo | Member) -> bytes | None:
     """A member's bytes read from its local header, as torch's reader does: the CRC is checked and a
     mismatch reported, but not enforced. None (with a problem) when it cannot be read."""
     label, name = scan.label, info.filename
