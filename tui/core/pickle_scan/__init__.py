@@ -47,7 +47,12 @@ What the replay yields:
 
 Modules: ``allowlist`` (exact names), ``policy`` (``classify_global``, ``may_call``), ``machine`` (the symbolic pickle
 machine), ``report`` (``PickleReport`` and what is read off the replay), ``formats`` (zip and legacy
-files, the limits on bytes read; ``scan_pickle``).
+files, the limits on bytes read; ``scan_pickle``), ``zipdir`` (a plain zip's central directory in one tight
+pass; anything odd goes to ``zipfile``).
+
+Speed: a file holding one pickle whose exact bytes were replayed before in this process (scheduler.pt,
+training_args.bin, alike across a run's checkpoints) takes that replay (``formats._SHARED``, by sha1,
+at most 8 MiB of pickles); the verdict and report are the same as a fresh replay's.
 """
 
 from tui.core.pickle_scan.formats import scan_pickle

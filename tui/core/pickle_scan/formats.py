@@ -36,7 +36,7 @@ from tui.core.pickle_scan.lightning import lightning_state
 from tui.core.pickle_scan.machine import GlobalRef, Machine, ScanStop, is_count
 from tui.core.pickle_scan.report import PickleReport, fill_report
 from tui.core.pickle_scan.torch_names import STORAGE_TYPES
-from tui.core.pickle_scan.zipdir import Member, read_directory
+from tui.core.pickle_scan.zipdir import Directory, Member, read_directory
 from tui.core.text import safe_message
 
 MAX_PICKLE_BYTES = 64 << 20  # per file, all its pickles together
@@ -58,7 +58,7 @@ class _Scan:
         self.verified = True
         self.bytes_left = MAX_PICKLE_BYTES
         self.root: Any = None  # the object torch.load returns, when it was replayed
-        self.members: list[Any] = []  # a zip's members (ZipInfo or zipdir.Member)
+        self.directory: Directory | None = None  # a zip's
         self.prefix: str | None = None  # "<archive>/data/": the storage records' names start with it
         self._records: dict[str, Any] | None = None
         self.file: BinaryIO | None = None
@@ -85,17 +85,21 @@ class _Scan:
     def records(self) -> dict[str, Any]:
         """A zip's storage records by key, built on first use (only Lightning files read any)."""
         if self._records is None:
-            p = self.prefix
-            self._records = {} if p is None else {
-                i.filename[len(p) :]: i for i in self.members if i.filename.startswith(p)
-            }
+            p, d = self.prefix, self.directory
+            self._records = (
+                {}
+                if p is None or d is None
+                else {i.filename[len(p) :]: i for i in d.members() if i.filename.startswith(p)}
+            )
         return self._records
 
     def unverified(self, problem: str) -> None:
         self.verified = False
         self.report.problems.append(problem)
 
-    def replay(self, data: bytes, pos: int, what: str, *, shared: bool = False) -> tuple[Any, int, ScanStop | None]:
+    def replay(
+        self, data: bytes, pos: int, what: str, *, shared: bool = False
+    ) -> tuple[Any, int, ScanStop | None]:
         """(root, offset after STOP, None), or (None, pos, why it stopped) with a problem added.
         ``shared``: this is the file's only replay, so an earlier replay of the same bytes (scheduler.pt,
         training_args.bin... alike across checkpoints) is taken as is, machine included."""
@@ -187,28 +191,29 @@ def _scan(path: str, label: str) -> PickleReport:
 
 def _scan_zip(scan: _Scan, f: BinaryIO, size: int) -> None:
     label, report = scan.label, scan.report
+    d: Directory | None
     try:
-        infos: list[Any] | None = read_directory(f, size)
+        d = read_directory(f, size)
     except Exception:  # the fast reader never decides: zipfile reads it again below
-        infos = None
+        d = None
     try:
-        if infos is None:  # anything but the plain layout: zipfile's own reading and messages
+        if d is None:  # anything but the plain layout: zipfile's own reading and messages
             f.seek(0)
-            infos = zipfile.ZipFile(f).infolist()
+            d = Directory.of_infos(zipfile.ZipFile(f).infolist())
     except zipfile.BadZipFile as e:
         scan.unverified(f"{label}: zip central directory missing: truncated file? ({e})")
         return
     except Exception as e:  # LargeZipFile, OSError, struct/Unicode errors from hostile directories
         scan.unverified(f"{label}: zip central directory unreadable: corrupt file? ({type(e).__name__}: {e})")
         return
-    if infos and min(i.header_offset for i in infos) != 0:
+    if d.low != 0:
         # torch's reader takes offsets as written; zipfile shifts them when the directory says data was
         # prepended: the two may read different records
         scan.unverified(
             f"{label}: zip directory offsets do not start at the first record: inconsistent archive"
         )
-    pkls = [i for i in infos if i.filename.lower().endswith(".pkl")]
-    archive = infos[0].filename.split("/", 1)[0] if infos else ""
+    pkls = d.pkls
+    archive = d.first.split("/", 1)[0] if d.first is not None else ""
     main = next((i for i in pkls if i.filename.lower() == f"{archive}/data.pkl".lower()), None)
     if main is None:  # not torch's layout; the shallowest data.pkl is the likeliest meant
         main = min(
@@ -239,8 +244,8 @@ def _scan_zip(scan: _Scan, f: BinaryIO, size: int) -> None:
     scan.root = root
     if main is not None:
         prefix = main.filename[: -len("data.pkl")] + "data/"
-        scan.members, scan.prefix = infos, prefix
-        _storage_problems(scan, main.filename[: -len("data.pkl")], {i.filename: i.file_size for i in infos})
+        scan.directory, scan.prefix = d, prefix
+        _storage_problems(scan, main.filename[: -len("data.pkl")], d.sizes)
 
 
 def _zip_member(scan: _Scan, f: BinaryIO, info: zipfile.ZipInfo | Member) -> bytes | None:

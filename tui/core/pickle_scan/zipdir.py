@@ -1,7 +1,7 @@
 """A zip's central directory read the way ``zipfile.ZipFile`` reads it, for the common layout only, at a
 fraction of its cost (``ls`` reads the directory of every optimizer.pt: one record per storage).
 
-``read_directory(f, size)`` returns the members, or None whenever the archive is anything but plain
+``read_directory(f, size)`` returns a ``Directory`` (what the scan reads of the members), or None whenever the archive is anything but plain
 (an end record not at the very end, a comment, data prepended, zip64 sizes in an extra field, a bad
 signature, an undecodable or NUL-holding name, a version zipfile refuses...). The caller then asks
 ``zipfile`` itself, so every odd archive gets zipfile's own verdict and messages. On the archives it does
@@ -12,12 +12,14 @@ tests compare the two.
 from __future__ import annotations
 
 import struct
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 _EOCD = struct.Struct("<4s4H2LH")  # zipfile.structEndArchive
 _LOC64 = struct.Struct("<4sLQL")  # zipfile.structEndArchive64Locator
 _EOCD64 = struct.Struct("<4sQ2H2L4Q")  # zipfile.structEndArchive64
-_CDIR = struct.Struct("<4s4B4HL2L5H2L")  # zipfile.structCentralDir
+# zipfile.structCentralDir, only the fields read: signature, extract version, flags, method, CRC,
+# compressed and file size, name / extra / comment lengths, local header offset
+_CDIR = struct.Struct("<4s2xBxHH4xLLLHHH8xL")
 _TAIL = 64 << 10  # one read holds the end records and, for most torch files, the whole directory
 _MAX_EXTRACT_VERSION = 63  # zipfile.MAX_EXTRACT_VERSION
 
@@ -28,13 +30,52 @@ class Member:
     __slots__ = ("filename", "orig_filename", "header_offset", "file_size", "compress_size", "compress_type",
                  "CRC", "flag_bits")  # fmt: skip
 
-    def __init__(self, name: str, offset: int, size: int, csize: int, method: int, crc: int, flags: int) -> None:
+    def __init__(
+        self, name: str, offset: int, size: int, csize: int, method: int, crc: int, flags: int
+    ) -> None:
         self.filename = self.orig_filename = name
         self.header_offset, self.file_size, self.compress_size = offset, size, csize
         self.compress_type, self.CRC, self.flag_bits = method, crc, flags
 
 
-def read_directory(f: BinaryIO, size: int) -> list[Member] | None:
+# (name, local header offset, file size, compressed size, method, CRC, flags)
+Entry = tuple[str, int, int, int, int, int, int]
+
+
+class Directory:
+    """What the scan reads off a directory: the first member's name, the lowest local header offset,
+    every member's size by name (the last of a repeated name, as zipfile's name lookup), the ``*.pkl``
+    members in order, and, on demand, every member (``members``)."""
+
+    __slots__ = ("first", "low", "sizes", "pkls", "_cdir", "_infos")
+
+    def __init__(self) -> None:
+        self.first: str | None = None
+        self.low = 0
+        self.sizes: dict[str, int] = {}
+        self.pkls: list[Any] = []
+        self._cdir: bytes | None = None
+        self._infos: list[Any] | None = None
+
+    @classmethod
+    def of_infos(cls, infos: list[Any]) -> Directory:
+        """The same from zipfile's ``infolist()``."""
+        d = cls()
+        d._infos = infos
+        if infos:
+            d.first, d.low = infos[0].filename, min(i.header_offset for i in infos)
+        d.sizes = {i.filename: i.file_size for i in infos}
+        d.pkls = [i for i in infos if i.filename.lower().endswith(".pkl")]
+        return d
+
+    def members(self) -> list[Any]:
+        if self._infos is None:
+            cdir = self._cdir or b""
+            self._infos = [Member(*e) for e in _records(cdir, len(cdir), keep=True)[0]]
+        return self._infos
+
+
+def read_directory(f: BinaryIO, size: int) -> Directory | None:
     """The members of the zip ``f`` (``size`` bytes), or None: ask ``zipfile`` (see the module docstring)."""
     if size < _EOCD.size:
         return None
@@ -63,33 +104,54 @@ def read_directory(f: BinaryIO, size: int) -> list[Member] | None:
     else:
         f.seek(offset_cd)
         cdir = memoryview(f.read(size_cd))
-    return _members(bytes(cdir), size_cd)
+    raw = bytes(cdir)
+    entries, d = _records(raw, size_cd, keep=False)
+    if d is not None:
+        d._cdir = raw
+    return d
 
 
-def _members(cdir: bytes, size_cd: int) -> list[Member] | None:
-    out: list[Member] = []
+def _records(cdir: bytes, size_cd: int, *, keep: bool) -> tuple[list[Entry], Directory | None]:
+    """One pass over the directory: a ``Directory``, None when anything is off; ``keep``: also every
+    record as an ``Entry``. A tight loop (an optimizer.pt holds one record per storage); a record cut off
+    raises struct.error, which sends the caller to zipfile."""
+    out: list[Entry] = []
+    d = Directory()
+    sizes, pkls = d.sizes, d.pkls
     unpack_from, fixed = _CDIR.unpack_from, _CDIR.size
+    low = 1 << 64
     pos = 0
     while pos < size_cd:
-        if pos + fixed > len(cdir):
-            return None
-        (sig, _cv, _cs, version, _r, flags, method, _t, _d, crc, csize, fsize, nlen, xlen, clen, _v, _ia, _ea,
-         offset) = unpack_from(cdir, pos)  # fmt: skip
+        sig, version, flags, method, crc, csize, fsize, nlen, xlen, clen, offset = unpack_from(cdir, pos)
         if sig != b"PK\x01\x02" or version > _MAX_EXTRACT_VERSION:
-            return None
+            return out, None
         pos += fixed
         raw = cdir[pos : pos + nlen]
         if len(raw) != nlen or b"\x00" in raw:
-            return None
+            return out, None
         try:
             name = raw.decode("utf-8") if flags & 0x800 else raw.decode("ascii")
         except UnicodeDecodeError:
-            return None  # zipfile decodes cp437 names or fails: let it
+            return out, None  # zipfile decodes cp437 names or fails: let it
         if xlen and not _plain_extra(cdir[pos + nlen : pos + nlen + xlen], fsize, csize, offset):
-            return None
+            return out, None
         pos += nlen + xlen + clen
-        out.append(Member(name, offset, fsize, csize, method, crc, flags))
-    return out
+        sizes[name] = fsize
+        if offset < low:
+            low = offset
+        # only "l"/"L" lower to a text ending in "l" (checked over all of Unicode): a cheap first test
+        if keep or (name.endswith(("l", "L")) and name.lower().endswith(".pkl")):
+            entry = (name, offset, fsize, csize, method, crc, flags)
+            if keep:
+                out.append(entry)
+            if name.lower().endswith(".pkl"):
+                pkls.append(Member(*entry))
+            if d.first is None:
+                d.first = name
+        elif d.first is None:
+            d.first = name
+    d.low = low if d.first is not None else 0
+    return out, d
 
 
 def _plain_extra(extra: bytes, fsize: int, csize: int, offset: int) -> bool:

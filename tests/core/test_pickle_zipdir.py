@@ -1,0 +1,130 @@
+"""The scanner's own zip directory reader (pickle_scan.zipdir) and the replay shared between files of the
+same pickle bytes: both only make the scan cheaper. Every report is the same as the one zipfile and a fresh
+replay give: over the hostile corpus, torch.save files and odd archives."""
+
+from __future__ import annotations
+
+import io
+import struct
+import zipfile
+
+import pytest
+
+from tests.fixtures.hostile_pickles import build_corpus, torch_zip
+from tests.fixtures.readers import torch_like_zip
+from tui.core.pickle_scan import formats, scan_pickle, zipdir
+
+FIELDS = ("filename", "orig_filename", "header_offset", "file_size", "compress_size", "compress_type", "CRC",
+          "flag_bits")  # fmt: skip
+
+
+def _reference(path, monkeypatch) -> dict:
+    """The report with zipfile reading every directory and no shared replay."""
+    with monkeypatch.context() as m:
+        m.setattr(formats, "read_directory", lambda f, size: None)
+        m.setattr(formats, "_SHARED_MAX_BYTES", -1)
+        return scan_pickle(path).to_json()
+
+
+def _zips(folder) -> dict[str, bytes]:
+    """Plain and odd archives: what zipdir reads itself, and what it hands to zipfile."""
+    plain = torch_like_zip({"a.w": ("F32", [4, 5]), "b.w": ("BF16", [7])})
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("arch/data.pkl", b"\x80\x02}q\x00.")
+        z.writestr(zipfile.ZipInfo("arch/dätä/ü.pkl"), b"\x80\x02]q\x00.")  # a UTF-8 name
+        z.writestr("arch/version", b"3\n")
+    deflated_utf8 = buf.getvalue()
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("arch/data.pkl", b"\x80\x02}q\x00.")
+        z.comment = b"a comment"
+    commented = buf.getvalue()
+    cut = plain[:-30]  # the end record cut off
+    prepended = b"junk" * 10 + plain  # zipfile shifts the offsets
+    upper = plain.replace(b"data.pkl", b"DATA.PKL")
+    bad_sig = plain.replace(b"PK\x01\x02", b"PK\x01\x03", 1)
+    return {"plain.pt": plain, "deflated_utf8.pt": deflated_utf8, "commented.pt": commented, "cut.pt": cut,
+            "prepended.pt": prepended, "upper.pt": upper, "bad_sig.pt": bad_sig,
+            "two_pickles.pt": torch_zip(b"\x80\x02}q\x00.", extra=[("archive/x/data.pkl", b"\x80\x02]q\x00.")])}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("zips")
+    out = [h.path for h in build_corpus(folder / "hostile")]
+    for name, raw in _zips(folder).items():
+        (folder / name).write_bytes(raw)
+        out.append(folder / name)
+    return out
+
+
+def test_every_report_is_the_same_as_zipfile_and_a_fresh_replay_give(files, monkeypatch):
+    formats._SHARED.clear()
+    for path in files + files:  # the second round takes every shared replay
+        assert scan_pickle(path).to_json() == _reference(path, monkeypatch), path.name
+
+
+def test_the_directory_is_zipfiles_where_zipdir_reads_it(files):
+    read = 0
+    for path in files:
+        raw = path.read_bytes()
+        if raw[:4] != b"PK\x03\x04":
+            continue
+        d = zipdir.read_directory(io.BytesIO(raw), len(raw))
+        if d is None:
+            continue
+        read += 1
+        infos = zipfile.ZipFile(io.BytesIO(raw)).infolist()
+        assert [[getattr(i, k) for k in FIELDS] for i in d.members()] == [
+            [getattr(i, k) for k in FIELDS] for i in infos
+        ]
+        assert d.sizes == {i.filename: i.file_size for i in infos}
+        assert [p.filename for p in d.pkls] == [
+            i.filename for i in infos if i.filename.lower().endswith(".pkl")
+        ]
+        assert (d.first, d.low) == (infos[0].filename, min(i.header_offset for i in infos))
+    assert read >= 20
+
+
+@pytest.mark.parametrize("name", ["commented.pt", "cut.pt", "prepended.pt", "bad_sig.pt"])
+def test_odd_archives_go_to_zipfile(tmp_path, name):
+    raw = _zips(tmp_path)[name]
+    assert zipdir.read_directory(io.BytesIO(raw), len(raw)) is None
+
+
+def _record(name: bytes, extra: bytes, *, size: int = 5) -> bytes:
+    return struct.pack("<4s4B4HL2L5H2L", b"PK\x01\x02", 20, 3, 20, 0, 0, 0, 0, 0, 0, size, size, len(name),
+                       len(extra), 0, 0, 0, 0, 0) + name + extra  # fmt: skip
+
+
+def test_zip64_sizes_and_corrupt_extra_fields_go_to_zipfile():
+    ok = _record(b"a/data.pkl", struct.pack("<HH", 0xCAFE, 2) + b"xx")
+    assert zipdir._records(ok, len(ok), keep=False)[1] is not None
+    zip64 = _record(b"a/data.pkl", struct.pack("<HHQ", 1, 8, 5), size=0xFFFF_FFFF)
+    corrupt = _record(b"a/data.pkl", struct.pack("<HH", 0xCAFE, 9) + b"xx")
+    nul = _record(b"a/data.pkl\x00x", b"")
+    for raw in (zip64, corrupt, nul):
+        assert zipdir._records(raw, len(raw), keep=False)[1] is None
+
+
+def test_torch_save_files_are_read_by_zipdir(tmp_path, monkeypatch):
+    torch = pytest.importorskip("torch")
+    path = tmp_path / "t.pt"
+    torch.save({"w": torch.zeros(3), "b": torch.ones(2, dtype=torch.float16)}, path)  # zip64 end records
+    raw = path.read_bytes()
+    assert zipdir.read_directory(io.BytesIO(raw), len(raw)) is not None
+    report = scan_pickle(path)
+    assert report.verdict == "clean" and report.tensors == 2
+    assert report.to_json() == _reference(path, monkeypatch)
+
+
+def test_a_shared_replay_is_only_taken_for_the_same_bytes(tmp_path):
+    formats._SHARED.clear()
+    clean = torch_zip(b"\x80\x02}q\x00X\x01\x00\x00\x00aK\x01s.")
+    evil = torch_zip(b"\x80\x02cos\nsystem\nX\x04\x00\x00\x00true\x85R.")
+    for i, raw in enumerate([clean, evil, clean, evil]):
+        (tmp_path / f"{i}.pt").write_bytes(raw)
+    verdicts = [scan_pickle(tmp_path / f"{i}.pt").verdict for i in range(4)]
+    assert verdicts == ["clean", "unsafe", "clean", "unsafe"]
+    assert len(formats._SHARED) == 2
