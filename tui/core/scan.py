@@ -361,24 +361,15 @@ def _checkpoint_folder(
         sub_info = _base_info(state, sub, sub_kind, run, None, sub_files)
         sub_info.allocated_bytes = _sum_known(v for k, v in tree.allocated.items() if k.startswith(prefix))
         nested.append((sub, sub_kind, sub_info, sub_files))
-    yield _Deferred(lambda: _check_checkpoint(state, listing, kind, run, info, tree, nested, leftover))
+
+    def check() -> list[CheckpointInfo]:
+        with cache.known_stats(tree.stats):  # the cache keys come from the walk's stats: no second stat
+            return _check_checkpoint(state, listing, kind, run, info, tree, nested, leftover)
+
+    yield _Deferred(check)
 
 
 def _check_checkpoint(
-    state: _Scan,
-    listing: _Listing,
-    kind: Kind,
-    run: _RunContext | None,
-    info: CheckpointInfo,
-    tree: _Tree,
-    nested: list[tuple[_Listing, Kind, CheckpointInfo, dict[str, int]]],
-    leftover: bool,
-) -> list[CheckpointInfo]:
-    with cache.known_stats(tree.stats):  # the cache keys come from the walk's stats: no second stat
-        return _check_checkpoint_files(state, listing, kind, run, info, tree, nested, leftover)
-
-
-def _check_checkpoint_files(
     state: _Scan,
     listing: _Listing,
     kind: Kind,
