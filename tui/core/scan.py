@@ -32,9 +32,8 @@ import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from tui.core import cache, commit, integrity, summaries
+from tui.core import cache, commit, integrity
 from tui.core.classify import (
     classify_by_name,
     classify_folder,
@@ -42,31 +41,23 @@ from tui.core.classify import (
     looks_like_pickle,
     step_from_name,
 )
-from tui.core.files import MAX_WALK_DEPTH, allocated_bytes, load_json
+from tui.core.files import MAX_WALK_DEPTH, allocated_bytes
+from tui.core.marks import Marks, RunContext
 from tui.core.mindspore_ckpt.runs import FolderReports, name_role
 from tui.core.model import CheckpointInfo, Kind
 from tui.core.names import (
-    CHECKPOINT_N,
     EPOCH_STEP_NAME,
     LIGHTNING_NAME_EPOCH,
     LIGHTNING_NAME_STEP,
-    LOCK_FILE,
     MANIFEST_NAME,
     MINDSPORE_SUFFIX,
-    PROMOTED_DIR,
-    PROMOTED_KIND,
     RUN_FILE,
     SKIP_DIRS,
-    STEP_DIR,
-    TRAIN_STATE,
-    TRAINER_STATE,
-    step_dir_name,
 )
 from tui.core.pickle_scan import sniff
 from tui.core.pool import Deferred as _Deferred
 from tui.core.pool import in_order as _resolved
 from tui.core.pool import read_threads
-from tui.core.process import read_lock
 
 # Checkpoints reported on their own even inside another checkpoint folder (see the module docstring).
 NESTED_KINDS: tuple[Kind, ...] = ("peft-adapter", "deepspeed", "hf-checkpoint")
@@ -86,26 +77,16 @@ class _Listing:
 
 
 @dataclass
-class _RunContext:
-    """What a run folder (holding run.json) tells the checkpoints under it."""
-
-    rel: str
-    lock: str | None = None  # "pid 12 on host-a" when a .lock file is present
-
-
-@dataclass
 class _Scan:
     root: str
     root_real: str
     cancelled: Callable[[], bool]
     errors: list[str]
     seen: set[tuple[int, int]] = field(default_factory=set)
-    best: set[str] = field(default_factory=set)  # abs paths named best by their trainer_state
-    best_decided: set[str] = field(default_factory=set)  # parents whose checkpoint-N best is known
-    promoted_sources: set[str] = field(default_factory=set)
-    # folder -> its trainer_state.json summary: the best-of-parent rule, the checkpoint's own step /
-    # metric and the names-itself-best rule each need it; read and parsed once per scan.
-    trainer_states: dict[str, tuple[dict[str, Any] | None, list[str]]] = field(default_factory=dict)
+    marks: Marks = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.marks = Marks(self.root)
 
     def rel(self, path: str) -> str:
         # The walk only builds paths by joining names onto the root, so a prefix cut is exact (and
@@ -116,14 +97,6 @@ class _Scan:
         if path.startswith(prefix):
             return path[len(prefix) :].replace(os.sep, "/")
         return os.path.relpath(path, self.root).replace(os.sep, "/")
-
-    def trainer_state(
-        self, folder: str, name: str = TRAINER_STATE
-    ) -> tuple[dict[str, Any] | None, list[str]]:
-        key = folder if name == TRAINER_STATE else os.path.join(folder, name)
-        if key not in self.trainer_states:
-            self.trainer_states[key] = summaries.trainer_state_summary(Path(folder), name=name, lean=True)
-        return self.trainer_states[key]
 
 
 def iter_checkpoints(
@@ -196,7 +169,7 @@ def _enter(state: _Scan, entry: os.DirEntry) -> os.stat_result | None:
 
 
 def _visit(
-    state: _Scan, path: str, run: _RunContext | None, mtime: float, depth: int = 0
+    state: _Scan, path: str, run: RunContext | None, mtime: float, depth: int = 0
 ) -> Iterator[_Deferred]:
     if state.cancelled():
         return
@@ -227,6 +200,14 @@ def _visit(
                 return
 
 
+def _enter_run(state: _Scan, listing: _Listing) -> RunContext:
+    return state.marks.enter_run(listing.path, listing.rel, listing.files, listing.dirs)
+
+
+def _decide_hf_best(state: _Scan, listing: _Listing) -> None:
+    state.marks.decide_best(listing.path, listing.files, listing.dirs)
+
+
 def _folder_kind(name: str, listing: _Listing) -> tuple[Kind | None, bool]:
     files, dirs = set(listing.files), set(listing.dirs)
     target = commit.target_name_of_temp(name)
@@ -234,77 +215,6 @@ def _folder_kind(name: str, listing: _Listing) -> tuple[Kind | None, bool]:
         kind = classify_folder(target, files, dirs) or classify_by_name(target)
         return kind, kind is not None
     return classify_folder(name, files, dirs), False
-
-
-def _enter_run(state: _Scan, listing: _Listing) -> _RunContext:
-    run = _RunContext(listing.rel)
-    if LOCK_FILE in listing.files:
-        holder = read_lock(Path(listing.path) / LOCK_FILE)
-        if holder is not None:
-            run.lock = f"run {holder.why}" if holder.live else holder.why  # "run held by pid 12 on node3 (alive)"
-    promoted = listing.dirs.get(PROMOTED_DIR)
-    if promoted is not None:
-        try:
-            names = os.listdir(promoted.path)
-        except OSError:
-            names = []
-        for name in names:
-            manifest, _ = load_json(
-                Path(promoted.path) / name / MANIFEST_NAME, limit=64 << 20
-            )
-            if (
-                isinstance(manifest, dict)
-                and manifest.get("kind") == PROMOTED_KIND
-                and isinstance(manifest.get("source"), str)
-            ):
-                source = manifest["source"]
-                # FORMAT.md: source is relative; accept it relative to the run or to the root.
-                for base in (listing.path, state.root):
-                    state.promoted_sources.add(os.path.normpath(os.path.join(base, source)))
-    return run
-
-
-def _decide_hf_best(state: _Scan, listing: _Listing) -> None:
-    """Mark the best ``checkpoint-N`` child of this folder, as said by the newest trainer_state, and the
-    best ``step_N`` child (our resumable checkpoints), as said by the newest train_state.json.
-
-    Each checkpoint's state names the best *so far*; only the newest one (highest global_step, the
-    output folder's own trainer_state included) speaks for the run.
-    """
-    _decide_step_best(state, listing)
-    children = sorted(
-        ((int(m.group(1)), n) for n in listing.dirs if (m := CHECKPOINT_N.match(n))), reverse=True
-    )
-    if not children:
-        return
-    candidates = [os.path.join(listing.path, n) for _, n in children[:2]]
-    if TRAINER_STATE in listing.files:
-        candidates.insert(0, listing.path)
-    newest: tuple[int, str | None] | None = None
-    for folder in candidates:
-        summary, _ = state.trainer_state(folder)
-        if summary is None or summary["global_step"] is None:
-            continue
-        if newest is None or summary["global_step"] > newest[0]:
-            newest = (summary["global_step"], summary["best_model_checkpoint_resolved"])
-    if newest is None:
-        return
-    state.best_decided.add(listing.path)
-    if newest[1] is not None:
-        state.best.add(os.path.normpath(newest[1]))
-
-
-def _decide_step_best(state: _Scan, listing: _Listing) -> None:
-    """The ``step_N`` child at the ``best_step`` of the newest ``step_N``'s train_state.json is best."""
-    children = sorted(((int(m.group(1)), n) for n in listing.dirs if (m := STEP_DIR.match(n))), reverse=True)
-    for _, newest in children[:2]:  # the newest may be half-written: then the one before speaks
-        summary, _ = state.trainer_state(os.path.join(listing.path, newest), TRAIN_STATE)
-        if summary is None or summary["global_step"] is None:
-            continue
-        best = summary["best_global_step"]
-        if best is not None:
-            state.best.add(os.path.normpath(os.path.join(listing.path, step_dir_name(best))))
-        return
 
 
 # --- one checkpoint folder ------------------------------------------------------------------------------
@@ -347,7 +257,7 @@ def _collect(state: _Scan, listing: _Listing, tree: _Tree, prefix: str, parent_k
 
 
 def _checkpoint_folder(
-    state: _Scan, listing: _Listing, kind: Kind, run: _RunContext | None, mtime: float, *, leftover: bool
+    state: _Scan, listing: _Listing, kind: Kind, run: RunContext | None, mtime: float, *, leftover: bool
 ) -> Iterator[_Deferred]:
     """The walk's part (files, nested checkpoints, context) now; the reading, deferred."""
     tree = _Tree()
@@ -373,7 +283,7 @@ def _check_checkpoint(
     state: _Scan,
     listing: _Listing,
     kind: Kind,
-    run: _RunContext | None,
+    run: RunContext | None,
     info: CheckpointInfo,
     tree: _Tree,
     nested: list[tuple[_Listing, Kind, CheckpointInfo, dict[str, int]]],
@@ -382,7 +292,7 @@ def _check_checkpoint(
     for problem in tree.problems:
         info.add_problem(problem)
     manifest = integrity.check_folder(
-        info, Path(listing.path), set(tree.files), kind, trainer_state=state.trainer_state
+        info, Path(listing.path), set(tree.files), kind, trainer_state=state.marks.trainer_state
     )
     if leftover:
         info.in_progress = True
@@ -400,7 +310,7 @@ def _check_checkpoint(
         except OSError:
             sub_info.mtime = None
         integrity.check_folder(
-            sub_info, Path(sub.path), set(sub_files), sub_kind, trainer_state=state.trainer_state
+            sub_info, Path(sub.path), set(sub_files), sub_kind, trainer_state=state.marks.trainer_state
         )
         # A nested checkpoint is committed (or not) with the folder that holds it.
         sub_info.in_progress = info.in_progress
@@ -425,7 +335,7 @@ def _base_info(
     state: _Scan,
     listing: _Listing,
     kind: Kind,
-    run: _RunContext | None,
+    run: RunContext | None,
     mtime: float | None,
     files: dict[str, int],
 ) -> CheckpointInfo:
@@ -438,19 +348,7 @@ def _base_info(
     elif kind == "hf-checkpoint":
         parent = os.path.dirname(listing.rel) if listing.rel != "." else ".."
         info.run = parent or "."
-    abspath = os.path.normpath(listing.path)
-    if abspath in state.promoted_sources:
-        info.promoted = True
-    if kind == "accelerate-state" and abspath in state.best:
-        info.best = True  # our step_N at the fold's best step (_decide_step_best)
-    if kind in ("hf-checkpoint", "hf-model"):
-        parent = os.path.dirname(abspath)
-        if abspath in state.best:
-            info.best = True
-        elif (kind == "hf-model" or parent not in state.best_decided) and TRAINER_STATE in files:
-            summary, _ = state.trainer_state(listing.path)
-            best = summary["best_model_checkpoint_resolved"] if summary is not None else None
-            info.best = best is not None and os.path.normpath(best) == os.path.normpath(listing.path)
+    state.marks.apply(info, listing.path, kind, files)
     return info
 
 
@@ -461,7 +359,7 @@ def _loose_file(
     state: _Scan,
     path: str,
     name: str,
-    run: _RunContext | None,
+    run: RunContext | None,
     mindspore: FolderReports | None = None,
     lightning: integrity.LightningBest | None = None,
 ) -> Iterator[_Deferred]:
@@ -488,7 +386,7 @@ def _loose_file(
             info.epoch = float(m.group(1))
         if info.step is None and (m := EPOCH_STEP_NAME.search(stem)):
             info.epoch, info.epoch_step = float(m.group(1)), int(m.group(2))  # the step within the epoch
-    info.promoted = os.path.normpath(path) in state.promoted_sources
+    info.promoted = os.path.normpath(path) in state.marks.promoted_sources
 
     def finish() -> list[CheckpointInfo]:
         found = mindspore.get(name) if mindspore is not None else None
@@ -559,7 +457,7 @@ def describe(root: str | os.PathLike, path: str | os.PathLike) -> CheckpointInfo
 
 
 def _describe_nested(
-    state: _Scan, path: str, holders: list[str], run: _RunContext | None
+    state: _Scan, path: str, holders: list[str], run: RunContext | None
 ) -> CheckpointInfo | None:
     """``path`` as the scan reports it when it sits inside a checkpoint folder (adapter/, global_stepN)."""
     for holder in holders:

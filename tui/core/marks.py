@@ -1,0 +1,146 @@
+"""What the folders around a checkpoint say about it, gathered while a scan reads them: the run it belongs
+to (``run.json``, who holds the ``.lock``), whether it was promoted (the sources named by ``promoted/*``
+manifests) and whether its trainer called it best (the newest ``trainer_state.json`` /
+``train_state.json`` beside it).
+
+``scan.py`` walks and classifies; this module judges. The walk and ``scan.describe`` feed it the same
+folders, so a checkpoint gets the same marks from either.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Container, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tui.core import summaries
+from tui.core.files import load_json
+from tui.core.model import CheckpointInfo, Kind
+from tui.core.names import (
+    CHECKPOINT_N,
+    LOCK_FILE,
+    MANIFEST_NAME,
+    PROMOTED_DIR,
+    PROMOTED_KIND,
+    STEP_DIR,
+    TRAIN_STATE,
+    TRAINER_STATE,
+    step_dir_name,
+)
+from tui.core.process import read_lock
+
+
+@dataclass
+class RunContext:
+    """What a run folder (holding run.json) tells the checkpoints under it."""
+
+    rel: str
+    lock: str | None = None  # "pid 12 on host-a" when a .lock file is present
+
+
+@dataclass
+class Marks:
+    """The marks found so far in one scan of ``root`` (absolute paths, normalised)."""
+
+    root: str
+    best: set[str] = field(default_factory=set)  # named best by their trainer_state
+    best_decided: set[str] = field(default_factory=set)  # parents whose checkpoint-N best is known
+    promoted_sources: set[str] = field(default_factory=set)
+    # folder -> its trainer_state.json summary: the best-of-parent rule, the checkpoint's own step /
+    # metric and the names-itself-best rule each need it; read and parsed once per scan.
+    trainer_states: dict[str, tuple[dict[str, Any] | None, list[str]]] = field(default_factory=dict)
+
+    def trainer_state(
+        self, folder: str, name: str = TRAINER_STATE
+    ) -> tuple[dict[str, Any] | None, list[str]]:
+        key = folder if name == TRAINER_STATE else os.path.join(folder, name)
+        if key not in self.trainer_states:
+            self.trainer_states[key] = summaries.trainer_state_summary(Path(folder), name=name, lean=True)
+        return self.trainer_states[key]
+
+    def enter_run(self, path: str, rel: str, files: Container[str], dirs: Container[str]) -> RunContext:
+        """The run folder at ``path``: its lock holder; the checkpoints its promoted/ copies came from."""
+        run = RunContext(rel)
+        if LOCK_FILE in files:
+            holder = read_lock(Path(path) / LOCK_FILE)
+            if holder is not None:  # "run held by pid 12 on node3 (alive)"
+                run.lock = f"run {holder.why}" if holder.live else holder.why
+        if PROMOTED_DIR in dirs:
+            self._promoted_from(path, os.path.join(path, PROMOTED_DIR))
+        return run
+
+    def _promoted_from(self, run_path: str, promoted: str) -> None:
+        try:
+            names = os.listdir(promoted)
+        except OSError:
+            names = []
+        for name in names:
+            manifest, _ = load_json(Path(promoted) / name / MANIFEST_NAME, limit=64 << 20)
+            if (
+                isinstance(manifest, dict)
+                and manifest.get("kind") == PROMOTED_KIND
+                and isinstance(manifest.get("source"), str)
+            ):
+                source = manifest["source"]
+                # FORMAT.md: source is relative; accept it relative to the run or to the root.
+                for base in (run_path, self.root):
+                    self.promoted_sources.add(os.path.normpath(os.path.join(base, source)))
+
+    def decide_best(self, path: str, files: Container[str], dirs: Iterable[str]) -> None:
+        """Mark the best ``checkpoint-N`` child of the folder at ``path``, as said by the newest
+        trainer_state, and the best ``step_N`` child (our resumable checkpoints), as said by the newest
+        train_state.json.
+
+        Each checkpoint's state names the best *so far*; only the newest one (highest global_step, the
+        output folder's own trainer_state included) speaks for the run.
+        """
+        dirs = list(dirs)
+        self._decide_step_best(path, dirs)
+        children = sorted(((int(m.group(1)), n) for n in dirs if (m := CHECKPOINT_N.match(n))), reverse=True)
+        if not children:
+            return
+        candidates = [os.path.join(path, n) for _, n in children[:2]]
+        if TRAINER_STATE in files:
+            candidates.insert(0, path)
+        newest: tuple[int, str | None] | None = None
+        for folder in candidates:
+            summary, _ = self.trainer_state(folder)
+            if summary is None or summary["global_step"] is None:
+                continue
+            if newest is None or summary["global_step"] > newest[0]:
+                newest = (summary["global_step"], summary["best_model_checkpoint_resolved"])
+        if newest is None:
+            return
+        self.best_decided.add(path)
+        if newest[1] is not None:
+            self.best.add(os.path.normpath(newest[1]))
+
+    def _decide_step_best(self, path: str, dirs: list[str]) -> None:
+        """The ``step_N`` child at the ``best_step`` of the newest ``step_N``'s train_state.json is best."""
+        children = sorted(((int(m.group(1)), n) for n in dirs if (m := STEP_DIR.match(n))), reverse=True)
+        for _, newest in children[:2]:  # the newest may be half-written: then the one before speaks
+            summary, _ = self.trainer_state(os.path.join(path, newest), TRAIN_STATE)
+            if summary is None or summary["global_step"] is None:
+                continue
+            best = summary["best_global_step"]
+            if best is not None:
+                self.best.add(os.path.normpath(os.path.join(path, step_dir_name(best))))
+            return
+
+    def apply(self, info: CheckpointInfo, path: str, kind: Kind, files: Container[str]) -> None:
+        """Set ``info.promoted`` and ``info.best`` of the checkpoint folder at ``path``."""
+        abspath = os.path.normpath(path)
+        if abspath in self.promoted_sources:
+            info.promoted = True
+        if kind == "accelerate-state" and abspath in self.best:
+            info.best = True  # our step_N at the fold's best step (_decide_step_best)
+        if kind in ("hf-checkpoint", "hf-model"):
+            parent = os.path.dirname(abspath)
+            if abspath in self.best:
+                info.best = True
+            elif (kind == "hf-model" or parent not in self.best_decided) and TRAINER_STATE in files:
+                summary, _ = self.trainer_state(path)
+                best = summary["best_model_checkpoint_resolved"] if summary is not None else None
+                info.best = best is not None and os.path.normpath(best) == os.path.normpath(path)
