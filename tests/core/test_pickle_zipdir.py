@@ -121,10 +121,11 @@ def test_torch_save_files_are_read_by_zipdir(tmp_path, monkeypatch):
 
 def test_a_shared_replay_is_only_taken_for_the_same_bytes(tmp_path):
     formats._SHARED.clear()
-    clean = torch_zip(b"\x80\x02}q\x00X\x01\x00\x00\x00aK\x01s.")
-    evil = torch_zip(b"\x80\x02cos\nsystem\nX\x04\x00\x00\x00true\x85R.")
+    clean_pkl = b"\x80\x02}q\x00X\x01\x00\x00\x00aK\x01s."
+    evil_pkl = b"\x80\x02cos\nsystem\nX\x04\x00\x00\x00true\x85R."
+    clean, evil = torch_zip(clean_pkl), torch_zip(evil_pkl)
     for i, raw in enumerate([clean, evil, clean, evil]):
         (tmp_path / f"{i}.pt").write_bytes(raw)
     verdicts = [scan_pickle(tmp_path / f"{i}.pt").verdict for i in range(4)]
     assert verdicts == ["clean", "unsafe", "clean", "unsafe"]
-    assert len(formats._SHARED) == 2
+    assert set(formats._SHARED) == {clean_pkl, evil_pkl}  # keyed by the bytes: no digest to collide

@@ -51,8 +51,9 @@ files, the limits on bytes read; ``scan_pickle``), ``zipdir`` (a plain zip's cen
 pass; anything odd goes to ``zipfile``).
 
 Speed: a file holding one pickle whose exact bytes were replayed before in this process (scheduler.pt,
-training_args.bin, alike across a run's checkpoints) takes that replay (``formats._SHARED``, by sha1,
-at most 8 MiB of pickles); the verdict and report are the same as a fresh replay's.
+training_args.bin, alike across a run's checkpoints) takes that replay (``formats._SHARED``, keyed by the
+bytes themselves, never a digest a hostile file could collide with; at most 8 MiB of pickles); the
+verdict and report are the same as a fresh replay's.
 """
 
 from tui.core.pickle_scan.formats import scan_pickle

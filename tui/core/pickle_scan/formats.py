@@ -22,7 +22,6 @@ pickle, a limit hit, TorchScript), with a problem saying why.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import struct
 import tarfile
@@ -105,7 +104,7 @@ class _Scan:
         training_args.bin... alike across checkpoints) is taken as is, machine included."""
         key = None
         if shared and pos == 0 and self.machine.opcodes == 0 and len(data) <= _SHARED_MAX_BYTES:
-            key = hashlib.sha1(data).digest()
+            key = bytes(data)  # the bytes themselves: a digest could be made to collide by a hostile file
             hit = _SHARED.get(key)
             if hit is not None:
                 self.machine = hit[0]
@@ -120,8 +119,8 @@ class _Scan:
         return out
 
 
-# Replays by the sha1 of their bytes, within a process. Read-only once stored: the scan of a file with one
-# pickle only reads its machine and graph. Bounded by the bytes replayed (the graphs are ~10x that).
+# Replays by their exact bytes (never a digest), within a process. Read-only once stored: the scan of a
+# file with one pickle only reads its machine and graph. Bounded by the bytes replayed (the graphs are ~10x that).
 _SHARED_MAX_BYTES = 1 << 20
 _SHARED_BUDGET = 8 << 20
 _SHARED: dict[bytes, tuple[Machine, tuple[Any, int, ScanStop | None], int]] = {}
