@@ -140,7 +140,7 @@ class StepCheckpointer:
 
     def __init__(
         self, accelerator, run_dir: Path, fold: int, keep_last: int, *,
-        guard: DiskGuard | None = None, estimate_bytes: int = 0,
+        guard: DiskGuard | None = None, estimate_bytes: int = 0, batch: tuple[int, int] | None = None,
     ):  # fmt: skip
         """``guard``: rank 0 checks free space before each save (``estimate_bytes``: the size of a first
         checkpoint, before there is a previous one to go by)."""
@@ -153,6 +153,9 @@ class StepCheckpointer:
         self.keep_last = keep_last
         self.folder = Path(run_dir) / "checkpoints" / f"fold_{fold}"
         self.guard, self.estimate_bytes = guard, estimate_bytes
+        # (batch_size, grad_accum) recorded with each save: a resume on another world size keeps the
+        # global batch they make (trainer/universal.py)
+        self.batch = batch
         self.messages: list[str] = []  # the one-line notes latest() printed, for callers and tests
         if accelerator.is_main_process:
             self.folder.mkdir(parents=True, exist_ok=True)
@@ -236,6 +239,7 @@ class StepCheckpointer:
         state = {
             "fold": self.fold, "global_step": step, "best_step": best_step, **train_state,
             **layout_state(current_layout(acc)),
+            **({"batch_size": self.batch[0], "grad_accum": self.batch[1]} if self.batch else {}),
         }  # fmt: skip
         try:
             write_point("train_state")

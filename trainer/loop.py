@@ -37,6 +37,7 @@ from trainer.disk_guard import (
 )
 from trainer.distributed import main_decides
 from trainer.folds import FOLDS_FILE, load_or_create, read_folds
+from trainer.layout import current_layout
 from trainer.modeling import (
     build_optimizer,
     compile_blocks,
@@ -47,6 +48,7 @@ from trainer.modeling import (
     reset_zero3_trace,
 )
 from trainer.plan import RunPlan as Plan
+from trainer.universal import enable_universal_load, load_universal, needs_universal
 
 BEST_VALID_FILE = "best_valid.csv"  # beside the step checkpoints: predictions of the fold's best model
 # Test seam, and only that: DeepSpeed's CPU accelerator refuses fp16; the fp16 loss-scaler path can run
@@ -331,16 +333,35 @@ def train_fold(
     from accelerate import skip_first_batches
 
     run_dir = cfg.run.run_dir()
-    fr = prepare_fold(accelerator, cfg, plan, tokenizer, fold_of_row, fold, encoded)
     guard = DiskGuard(min_free_bytes=int(cfg.train.min_free_gb * 1e9))
-    params, trainable, itemsize = parameter_count(accelerator.unwrap_model(fr.model))
     checkpointer = StepCheckpointer(
-        accelerator, run_dir, fold, cfg.train.keep_last, guard=guard,
-        estimate_bytes=estimate_step_bytes(params, trainable, itemsize),
-    )  # fmt: skip
-    state = FoldState(fold=fold, patience_left=cfg.train.patience, metric_name=cfg.train.metric)
+        accelerator, run_dir, fold, cfg.train.keep_last, guard=guard, batch=_batch(cfg)
+    )
     latest = checkpointer.latest()
-    if latest is not None:
+    # Another world size (same ZeRO stage, same global batch) loads through DeepSpeed's universal form,
+    # which the engine must know about when it is built (trainer/universal.py).
+    universal = latest is not None and main_decides(
+        accelerator, lambda: needs_universal(*latest, current_layout(accelerator), _batch(cfg))
+    )
+    if universal:
+        enable_universal_load(accelerator, True)
+    try:
+        fr = prepare_fold(accelerator, cfg, plan, tokenizer, fold_of_row, fold, encoded)
+    finally:
+        if universal:
+            enable_universal_load(accelerator, False)
+    params, trainable, itemsize = parameter_count(accelerator.unwrap_model(fr.model))
+    checkpointer.estimate_bytes = estimate_step_bytes(params, trainable, itemsize)
+    state = FoldState(fold=fold, patience_left=cfg.train.patience, metric_name=cfg.train.metric)
+    if universal:
+        loaded, adam_step = load_universal(accelerator, fr, latest[0], latest[1], cfg, fold)
+        state = FoldState.from_dict(loaded)
+        console.print(
+            f"fold {fold}: resumed from {latest[0].name} on another world size through DeepSpeed's universal "
+            f"checkpoint (Adam step {adam_step:.0f}, epoch {state.epoch}, "
+            f"{state.batches_consumed_in_epoch} batches into it)"
+        )
+    elif latest is not None:
         state = FoldState.from_dict(checkpointer.load(latest[0]))
         reset_zero3_trace(fr.model)
         console.print(
@@ -411,6 +432,10 @@ def train_fold(
         f"{state.skipped_steps} skipped (fp16 overflow)"
     )
     return state
+
+
+def _batch(cfg: Config) -> tuple[int, int]:
+    return cfg.train.batch_size, cfg.train.grad_accum
 
 
 def epoch_float(state: FoldState, fr: FoldRun) -> float:

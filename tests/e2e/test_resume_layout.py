@@ -1,7 +1,9 @@
 """Resuming a run on another process layout, through the real launcher (docs/TRAINER.md, "Requeued on
 another node count"): a 2-process DeepSpeed ZeRO-2 run killed after its first step checkpoint, then
-relaunched with 1 process, says in one line what the checkpoint needs (no traceback, exit code 2, every
-rank gone, run.json failed with that error)."""
+relaunched with 1 process and no DeepSpeed, says in one line what the checkpoint needs (no traceback, exit
+code 2, every rank gone, run.json failed with that error); relaunched on another number of processes with
+the same ZeRO stage and global batch, it resumes through DeepSpeed's universal checkpoint (ZeRO-2 2 -> 1,
+ZeRO-3 1 -> 2), the Adam step count carries over, the fold finishes and its model reloads."""
 
 from __future__ import annotations
 
@@ -45,14 +47,14 @@ def _env(root: Path) -> dict[str, str]:
     return env
 
 
-def _command(data: Path, out: Path, processes: int, stage: int | None) -> list[str]:
+def _command(data: Path, out: Path, processes: int, stage: int | None, *extra: str) -> list[str]:
     launch = [sys.executable, "-m", "accelerate.commands.launch", "--num_machines", "1",
               "--dynamo_backend", "no", "--mixed_precision", "no", "--num_processes", str(processes),
               "--main_process_port", str(free_port())]  # fmt: skip
     if stage is not None:
         launch += ["--use_deepspeed", "--zero_stage", str(stage), "--zero3_save_16bit_model", "true"]
     return launch + [str(REPO / "bin" / "train.py"), "--data.path", str(data), "--run.output_dir", str(out),
-                     "--run.run_name", "run", *TRAIN_ARGS]  # fmt: skip
+                     "--run.run_name", "run", *TRAIN_ARGS, *extra]  # fmt: skip
 
 
 def _kill_tree(pid: int) -> None:
@@ -74,12 +76,12 @@ def _kill_tree(pid: int) -> None:
     psutil.wait_procs(procs, timeout=30)
 
 
-def kill_after_step(data: Path, out: Path, processes: int, stage: int | None, step: int) -> None:
+def kill_after_step(data: Path, out: Path, processes: int, stage: int | None, step: int, *extra: str) -> None:
     """Launch, and SIGKILL every process once fold 0's step checkpoint ``step`` is committed."""
     mark = out / "run" / "checkpoints" / "fold_0" / f"step_{step}" / "ckpt_manifest.json"
     with open(out.parent / f"{out.name}.log", "w") as log:
         proc = subprocess.Popen(
-            _command(data, out, processes, stage), cwd=REPO, env=_env(out.parent), stdout=log,
+            _command(data, out, processes, stage, *extra), cwd=REPO, env=_env(out.parent), stdout=log,
             stderr=subprocess.STDOUT,
         )  # fmt: skip
     deadline = time.monotonic() + 300
@@ -94,7 +96,7 @@ def kill_after_step(data: Path, out: Path, processes: int, stage: int | None, st
 
 def run(data: Path, out: Path, processes: int, stage: int | None, *extra: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        _command(data, out, processes, stage) + list(extra), cwd=REPO, env=_env(out.parent),
+        _command(data, out, processes, stage, *extra), cwd=REPO, env=_env(out.parent),
         capture_output=True, text=True, timeout=400,
     )  # fmt: skip
 
@@ -121,3 +123,33 @@ def test_zero2_two_processes_resumed_on_one_is_a_one_line_error(tmp_path, data_c
     record = json.loads((out / "run" / "run.json").read_text())
     assert record["status"] == "failed" and "written by 2 processes" in record["error"]
     assert (out / "run" / "checkpoints" / "fold_0" / "step_2" / "ckpt_manifest.json").exists()
+
+
+@pytest.mark.parametrize(
+    ("stage", "before", "after"),
+    [(2, (2, "1"), (1, "2")), (3, (1, "2"), (2, "1"))],  # (processes, grad_accum): global batch 16 kept
+    ids=["zero2-2-to-1", "zero3-1-to-2"],
+)
+def test_resume_on_another_world_size_through_the_universal_checkpoint(
+    tmp_path, data_csv, stage, before, after
+):
+    from transformers import AutoModelForSequenceClassification
+
+    out = tmp_path / "out"
+    kill_after_step(data_csv, out, before[0], stage, 2, "--train.grad_accum", before[1])
+    resumed = run(data_csv, out, after[0], stage, "--train.grad_accum", after[1], "--resume")
+    log = resumed.stdout + resumed.stderr
+    assert resumed.returncode == 0, log[-4000:]
+    assert (
+        "resumed from step_2 on another world size through DeepSpeed's universal checkpoint (Adam step 2,"
+        in log
+    )
+    run_dir = out / "run"
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "complete"
+    fold_dir = run_dir / "checkpoints" / "fold_0"
+    assert not [p for p in fold_dir.iterdir() if p.name.startswith(".")]  # the universal form is gone
+    newest = max((p for p in fold_dir.iterdir() if p.name.startswith("step_")), key=lambda p: int(p.name[5:]))
+    state = json.loads((newest / "train_state.json").read_text())
+    assert (state["world_size"], state["zero_stage"], state["global_step"]) == (after[0], stage, 6)
+    model = AutoModelForSequenceClassification.from_pretrained(run_dir / "demo-deberta-v2_fold_0")
+    assert model.num_labels >= 2 and (run_dir / "valid_df_fold_0.csv").exists()

@@ -117,3 +117,27 @@ def test_inspect_json_says_which_layout_a_step_checkpoint_resumes_on(tmp_path):
     fold_model = tmp_path / "run" / "m_fold_0"
     _files(fold_model, ["model.safetensors", "config.json"])
     assert inspect_path(tmp_path, fold_model).to_json()["resume"] is None
+
+
+# --- another world size: DeepSpeed's universal checkpoint (trainer/universal.py) ------------------------
+
+
+def test_which_other_layouts_load_through_the_universal_form(tmp_path):
+    from trainer.universal import needs_universal
+
+    folder = _files(tmp_path / "step_8", ZERO2_2PROC)
+    state = {"world_size": 2, "zero_stage": 2, "batch_size": 8, "grad_accum": 1}
+    assert needs_universal(folder, state, Layout(2, 2), (8, 1)) is False  # same layout: as it is
+    assert needs_universal(folder, state, Layout(1, 2), (8, 2)) is True
+    assert needs_universal(folder, state, Layout(4, 1), (4, 1)) is True  # ZeRO-1 loads ZeRO-2's form
+    with pytest.raises(ResumeLayoutError, match=r"global batch 16 \(8 x 1 x 2 processes\) would become 8 on 1 "
+                       r"process; keep it with --train.grad_accum 2 \(and --resume\)$"):  # fmt: skip
+        needs_universal(folder, state, Layout(1, 2), (8, 1))
+    with pytest.raises(ResumeLayoutError, match="keep it with --train.batch_size and --train.grad_accum"):
+        needs_universal(folder, state, Layout(3, 2), (8, 1))
+    with pytest.raises(ResumeLayoutError, match="this launch has 1 process without DeepSpeed"):
+        needs_universal(folder, state, Layout(1, None), (8, 2))
+    with pytest.raises(ResumeLayoutError, match="this launch has 2 processes under DeepSpeed ZeRO-3"):
+        needs_universal(folder, state, Layout(2, 3), (8, 1))
+    # written before the batch was recorded: the run's config is trusted
+    assert needs_universal(folder, {"world_size": 2, "zero_stage": 2}, Layout(1, 2), (8, 1)) is True

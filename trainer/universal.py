@@ -1,0 +1,143 @@
+"""Resume a DeepSpeed step checkpoint on another number of processes, through DeepSpeed's universal
+checkpoint (docs/TRAINER.md, "Requeued on another node count").
+
+``save_state`` under ZeRO writes per-rank partitions that load only on the world size that wrote them.
+When the world size changed (same ZeRO stage, same global batch), rank 0 converts the checkpoint's
+``pytorch_model/`` tag folder with ``deepspeed.checkpoint.ds_to_universal`` (per-parameter fp32 weights,
+Adam ``exp_avg``/``exp_avg_sq`` and ``step``) into a temp folder beside it, the engine is built with
+``checkpoint.load_universal`` and loads it with ``load_checkpoint`` on every rank, the scheduler comes from
+``scheduler.bin``, and the temp folder is removed. What is not carried is re-derived: the data position is
+the samples consumed in the epoch mapped onto the new per-rank batch count (the seeded sampler's order
+depends only on the global batch), and the RNG streams are re-seeded from (seed, fold, step, rank). Same
+data order and optimizer state; float-level differences from the uninterrupted run (reduction order).
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+from trainer.distributed import main_decides
+from trainer.layout import Layout, ResumeLayoutError, current_layout, layout_of
+from tui.core.resume_layout import DS_TAG_DIR
+
+SCHEDULER_FILE = "scheduler.bin"  # accelerate's save_state: the prepared scheduler's state_dict
+
+
+def universal_temp(step_dir: Path) -> Path:
+    """Where the universal form of ``step_dir`` is written for one load (a dot name: never a candidate)."""
+    return step_dir.parent / f".universal_{step_dir.name}.tmp"
+
+
+def needs_universal(step_dir: Path, state: dict, here: Layout, batch: tuple[int, int]) -> bool:
+    """True when ``step_dir`` must be loaded through the universal form on this layout; False when it
+    loads as it is. Raises ResumeLayoutError (one line) for what cannot be resumed here: DeepSpeed to plain
+    or back, another ZeRO stage, or a global batch that would change (``batch``: this launch's
+    (batch_size, grad_accum))."""
+    needed = layout_of(step_dir, state)
+    if needed is None or needed.same_as(here):
+        return False
+    if (
+        needed.zero_stage is None
+        or here.zero_stage is None
+        or not Layout(1, needed.zero_stage).same_as(Layout(1, here.zero_stage))
+    ):
+        hint = f"relaunch with {needed.world_size} process{'es' if needed.world_size != 1 else ''}"
+        if needed.zero_stage is not None:
+            hint += f" and DeepSpeed ZeRO-{needed.zero_stage} (or ZeRO-{needed.zero_stage} on any count)"
+        raise ResumeLayoutError(
+            f"{step_dir}: written by {needed.describe()}, this launch has {here.describe()}; {hint}"
+        )
+    if not isinstance(state.get("batch_size"), int) or not isinstance(state.get("grad_accum"), int):
+        return True  # written before the batch was recorded: the run's config is trusted to keep it
+    old_bs, old_accum = state["batch_size"], state["grad_accum"]
+    old_global = old_bs * old_accum * needed.world_size
+    new_global = batch[0] * batch[1] * here.world_size
+    if new_global != old_global:
+        fits = old_global % (batch[0] * here.world_size) == 0
+        keep = (
+            f"--train.grad_accum {old_global // (batch[0] * here.world_size)}"
+            if fits
+            else "--train.batch_size and --train.grad_accum"
+        )
+        raise ResumeLayoutError(
+            f"{step_dir}: global batch {old_global} ({old_bs} x {old_accum} x {needed.world_size} processes) "
+            f"would become {new_global} on {here.world_size} process{'es' if here.world_size != 1 else ''}; "
+            f"keep it with {keep} (and --resume)"
+        )
+    return True
+
+
+def enable_universal_load(accelerator, on: bool) -> None:
+    """DeepSpeed reads ``checkpoint.load_universal`` when the engine is built: set it before ``prepare``
+    and clear it after, so the next fold's engine loads the ordinary way."""
+    plugin = accelerator.state.deepspeed_plugin
+    section = plugin.deepspeed_config.setdefault("checkpoint", {})
+    if on:
+        section["load_universal"] = True
+    else:
+        section.pop("load_universal", None)
+
+
+def _convert(step_dir: Path) -> Path:
+    """Rank 0: the universal form of ``step_dir``'s tag folder in a fresh temp folder."""
+    from deepspeed.checkpoint import ds_to_universal
+
+    out = universal_temp(step_dir)
+    shutil.rmtree(out, ignore_errors=True)
+    args = SimpleNamespace(
+        input_folder=str(step_dir / DS_TAG_DIR), output_folder=str(out / DS_TAG_DIR),
+        num_extract_workers=1, num_merge_workers=1, keep_temp_folder=False, strict=True,
+        inject_missing_state=True,
+    )  # fmt: skip
+    stdout, sys.stdout = sys.stdout, sys.stderr  # its progress is not our console's
+    try:
+        ds_to_universal.main(args)
+    finally:
+        sys.stdout = stdout
+    return out
+
+
+def load_universal(accelerator, fr, step_dir: Path, state: dict, cfg, fold: int) -> tuple[dict, float | None]:
+    """Load ``step_dir`` into the prepared fold ``fr`` on this (other) layout. ALL ranks call this.
+    Returns the train state with the data position mapped onto this layout, and Adam's step count."""
+    import torch
+    from accelerate.utils import set_seed
+
+    needed, here = layout_of(step_dir, state), current_layout(accelerator)
+    folder = main_decides(accelerator, lambda: _convert(step_dir))
+    try:
+        fr.model.load_checkpoint(
+            str(folder), tag=DS_TAG_DIR, load_optimizer_states=True, load_lr_scheduler_states=False,
+        )  # fmt: skip
+        _release_gathered(fr.model)
+        scheduler = torch.load(step_dir / SCHEDULER_FILE, weights_only=False)
+        fr.scheduler.scheduler.load_state_dict(scheduler)
+    finally:
+        accelerator.wait_for_everyone()
+        if accelerator.is_main_process:
+            shutil.rmtree(folder, ignore_errors=True)
+    state = dict(state)
+    # Per-rank micro-batches consumed in the epoch -> samples -> this layout's per-rank micro-batches.
+    samples = int(state.get("batches_consumed_in_epoch", 0)) * needed.world_size
+    state["batches_consumed_in_epoch"] = samples // here.world_size
+    set_seed(cfg.train.seed + 1_000 * fold + int(state.get("global_step", 0)), device_specific=True)
+    inner = getattr(fr.optimizer, "optimizer", fr.optimizer)
+    inner = getattr(inner, "optimizer", inner)  # AcceleratedOptimizer -> DeepSpeed's ZeRO -> torch Adam
+    steps = [float(s["step"]) for s in getattr(inner, "state", {}).values() if "step" in s]
+    return state, (max(steps) if steps else None)
+
+
+def _release_gathered(engine) -> None:
+    """ZeRO-3: loading the universal form leaves parameters gathered and the prefetch trace stale, and the
+    next forward after an evaluation fails ("tracing error ... expected the next parameters"): release
+    every parameter and start a fresh trace, as at the start of training."""
+    offload = getattr(getattr(engine, "optimizer", None), "parameter_offload", None)
+    if offload is None:
+        return
+    coordinator = offload.get_param_coordinator()
+    coordinator.release_and_reset_all(engine.module)
+    if not coordinator.is_invalid_trace():
+        coordinator._invalidate_trace()
