@@ -25,7 +25,7 @@ import numpy as np
 from tui.core.files import open_regular_file
 from tui.core.safetensors_header import DTYPE_BITS, HeaderError, read_header
 from tui.core.text import format_bytes, quoted
-from tui.core.weights import resolve_weight_files
+from tui.core.weight_files import resolve_weight_files
 
 DEFAULT_MAX_BYTES = 8 << 30  # both sides together; --max-bytes raises it
 CHUNK_ELEMENTS = 1 << 20  # per read: 4 MiB of F32, and 8 MiB float64 arrays while comparing

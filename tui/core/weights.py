@@ -8,21 +8,15 @@ API (docs/ARCHITECTURE.md, "Core API")::
     summarize_weights(folder_or_files, *, index_file=None) -> WeightsSummary   # never raises on bad input
     tensor_table(folder) -> dict[str, tuple[str, tuple[int, ...]]]             # name -> (dtype, shape)
 
-What gets summarized (``folder_or_files``):
-
-* a ``.safetensors`` file; a ``*.safetensors.index.json`` file; a list of such paths;
-* a folder: its shard index if it has one (``model.safetensors.index.json`` first, else the first
-  ``*.safetensors.index.json`` by name, e.g. ``adapter_model.safetensors.index.json``), else
-  ``model.safetensors``, else ``adapter_model.safetensors``, else every ``*.safetensors`` in it;
-* ``index_file=`` names the index explicitly; shards are looked up beside it.
+What gets summarized (``folder_or_files``: a file, an index, a folder, a list of paths) is decided by
+``weight_files.resolve_weight_files``; its module docstring has the rules.
 
 Integrity problems (never raised): unreadable or broken headers (``HeaderError`` text, zero-byte files),
 the per-file layout problems of ``read_header`` (truncation, overlaps, size mismatches), a shard named in
 the index that is missing ("missing shard named in index: ..."), tensors the index maps to a shard that
 lacks them, tensors in shards that the index does not list, a tensor stored in two shards of one model
-(index or ``-0000i-of-0000n`` names; separate files given together may repeat names), shard names
-that try to leave the folder, an index that is not JSON or has no ``weight_map``, and
-``model-0000i-of-0000n`` shards without their index (or with some of the n missing).
+(index or ``-0000i-of-0000n`` names; separate files given together may repeat names), and the problems
+``resolve_weight_files`` found (bad index, shard names leaving the folder, shards without their index).
 
 Counts come from the shard headers (what is on disk), not from the index. ``parameters`` and ``dtypes``
 (safetensors dtype name -> parameters) count logical elements (numel). ``bytes`` is the tensor data the
@@ -40,31 +34,26 @@ gives one module per layer index under the prefix ``base_model.model.bert.encode
 from __future__ import annotations
 
 import heapq
-import json
 import os
-from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar, Literal
 
-from tui.core.files import loads_json, open_regular_file, read_bounded
-from tui.core.names import SAFETENSORS_INDEX, SAFETENSORS_SHARD
+from tui.core.names import SAFETENSORS_SHARD
 from tui.core.safetensors_header import Entry, HeaderError, SafetensorsHeader, read_header
-from tui.core.text import capped, first_line, quoted, safe_message, safe_text
+from tui.core.text import capped, quoted, safe_message, safe_text
+from tui.core.weight_files import MAX_NAMES, WeightFilesPlan, resolve_weight_files
 
 __all__ = [
     "SplitWeights",
     "WeightsSummary",
     "largest_tensors",
     "module_counts",
-    "resolve_weight_files",
     "summarize_weights",
     "tensor_table",
 ]
 
-MAX_INDEX_BYTES = 64 << 20
 LARGEST = 10
 MAX_SUMMARY_TENSORS = 1_000_000  # a whole sharded MoE model holds ~100k
-_MAX_NAMES = 5  # tensor names quoted in one problem line
 
 
 @dataclass
@@ -101,18 +90,6 @@ class WeightsSummary:
         return self.to_json()
 
 
-@dataclass
-class WeightFilesPlan:
-    """Which files to read, decided before reading any of them."""
-
-    base: str  # folder that names are relative to
-    names: list[str]  # shard / file names relative to base (or absolute when given so)
-    index: str | None = None
-    weight_map: dict[str, str] | None = None
-    index_metadata: dict[str, Any] | None = None
-    problems: list[str] = field(default_factory=list)
-
-
 def summarize_weights(folder_or_files: Any, *, index_file: Any = None) -> WeightsSummary:
     """Summarize the safetensors weights at ``folder_or_files`` from their headers. Never raises."""
     try:
@@ -138,187 +115,6 @@ def tensor_table(folder: Any) -> dict[str, tuple[str, tuple[int, ...]]]:
         return out
     except Exception:
         return {}
-
-
-# ------------------------------------------------------------------------------------------ resolving
-
-
-def resolve_weight_files(folder_or_files: Any, index_file: Any = None) -> WeightFilesPlan:
-    """Decide which files make up the weights (see the module docstring). Reads at most the index."""
-    if index_file is not None:
-        return _plan_from_index(os.fspath(index_file))
-    if isinstance(folder_or_files, (str, bytes, os.PathLike)):
-        path = os.fsdecode(folder_or_files)
-        if os.path.isdir(path):
-            return _plan_from_folder(path)
-        if path.endswith(".index.json"):
-            return _plan_from_index(path)
-        if not os.path.lexists(path):
-            return WeightFilesPlan(base="", names=[], problems=[f"{path}: does not exist"])
-        return WeightFilesPlan(base=os.path.dirname(path), names=[os.path.basename(path)])
-    if isinstance(folder_or_files, Iterable):
-        paths = [os.fsdecode(p) for p in folder_or_files]
-        indexes = [p for p in paths if p.endswith(".index.json")]
-        if indexes:
-            plan = _plan_from_index(indexes[0])
-            if len(indexes) > 1:
-                plan.problems.append(f"several index files given; used {os.path.basename(indexes[0])}")
-            return plan
-        common = os.path.commonpath(paths) if paths and all(os.path.isabs(p) for p in paths) else ""
-        if common and all(os.path.dirname(p) == common for p in paths):
-            return WeightFilesPlan(base=common, names=[os.path.basename(p) for p in paths])
-        return WeightFilesPlan(base="", names=paths)
-    return WeightFilesPlan(
-        base="", names=[], problems=[f"cannot summarize weights of {type(folder_or_files).__name__}"]
-    )
-
-
-def _file_names(folder: str) -> list[str]:
-    """Sorted names of the regular files (or links to them) in ``folder``; an entry that cannot be
-    stat'ed (a looping or dangling link) is passed over, not allowed to fail the listing."""
-    names = []
-    with os.scandir(folder) as it:
-        for entry in it:
-            try:
-                if entry.is_file():
-                    names.append(entry.name)
-            except OSError:
-                continue
-    return sorted(names)
-
-
-def _plan_from_folder(folder: str) -> WeightFilesPlan:
-    try:
-        names = _file_names(folder)
-    except OSError as e:
-        return WeightFilesPlan(
-            base=folder, names=[], problems=[f"{os.path.basename(folder)}: cannot list ({e.strerror})"]
-        )
-    indexes = [n for n in names if n.endswith(".safetensors.index.json")]
-    if indexes:
-        chosen = SAFETENSORS_INDEX if SAFETENSORS_INDEX in indexes else indexes[0]
-        return _plan_from_index(os.path.join(folder, chosen))
-    files = [n for n in names if n.endswith(".safetensors")]
-    for preferred in ("model.safetensors", "adapter_model.safetensors"):
-        if preferred in files:
-            return WeightFilesPlan(base=folder, names=[preferred])
-    plan = WeightFilesPlan(base=folder, names=files)
-    plan.problems.extend(_orphan_shard_problems(files))
-    return plan
-
-
-def _orphan_shard_problems(files: list[str]) -> list[str]:
-    """``model-0000i-of-0000n.safetensors`` without an index: say so, and name missing shard numbers."""
-    groups: dict[tuple[str, int], set[int]] = {}
-    for name in files:
-        m = SAFETENSORS_SHARD.match(name)
-        if m:
-            groups.setdefault((m["stem"], int(m["n"])), set()).add(int(m["i"]))
-    out = []
-    for (stem, n), have in sorted(groups.items()):
-        line = f"{stem}-*-of-{n:05d}.safetensors shards have no {stem}.safetensors.index.json"
-        missing = sorted(set(range(1, n + 1)) - have) if n <= 100_000 else []
-        if missing:
-            line += f"; shard(s) {', '.join(str(i) for i in missing[:10])} of {n} missing"
-        out.append(line)
-    return out
-
-
-def _plan_from_index(index_path: str) -> WeightFilesPlan:
-    base, name = os.path.split(index_path)
-    plan = WeightFilesPlan(base=base, names=[], index=name)
-    data, problem = _load_index(index_path)
-    if problem:
-        plan.problems.append(problem)
-    weight_map = data.get("weight_map") if isinstance(data, dict) else None
-    if isinstance(data, dict) and isinstance(data.get("metadata"), dict):
-        plan.index_metadata = _jsonable(data["metadata"])
-    if data is not None and not (
-        isinstance(weight_map, dict) and all(isinstance(v, str) for v in weight_map.values())
-    ):
-        plan.problems.append(f"{name}: no valid weight_map (tensor name -> shard file)")
-        weight_map = None
-    if weight_map is None:
-        # Fall back to the shards on disk so the user still sees something.
-        stem = name[: -len(".index.json")] if name.endswith(".index.json") else name
-        stem = stem[: -len(".safetensors")] if stem.endswith(".safetensors") else stem
-        try:
-            on_disk = sorted(
-                e.name
-                for e in os.scandir(base or ".")
-                if e.name.endswith(".safetensors")
-                and (e.name.startswith(stem + "-") or e.name == stem + ".safetensors")
-            )
-        except OSError:
-            on_disk = []
-        plan.names = on_disk
-        return plan
-    plan.weight_map = weight_map
-    shards: list[str] = []
-    seen: set[str] = set()
-    unsafe: list[str] = []
-    for shard in weight_map.values():
-        if shard in seen:
-            continue
-        seen.add(shard)
-        if _unsafe_shard_name(shard):
-            unsafe.append(shard)
-        else:
-            shards.append(shard)
-    if unsafe:
-        plan.problems.append(
-            f"{name}: shard names outside the folder ignored: "
-            + ", ".join(repr(s)[:80] for s in unsafe[:_MAX_NAMES])
-        )
-    plan.names = sorted(shards)
-    return plan
-
-
-def _unsafe_shard_name(shard: str) -> bool:
-    return (
-        not shard
-        or "/" in shard
-        or "\\" in shard
-        or shard in (".", "..")
-        or os.path.isabs(shard)
-        or "\x00" in shard
-    )
-
-
-def _load_index(path: str) -> tuple[Any, str | None]:
-    name = os.path.basename(path)
-    try:
-        fd, size = open_regular_file(path)
-    except FileNotFoundError:
-        return None, f"{name}: index file missing"
-    except (OSError, ValueError) as e:
-        return None, f"{name}: cannot open index ({getattr(e, 'strerror', None) or e})"
-    try:
-        if size > MAX_INDEX_BYTES:
-            return None, f"{name}: index is {size} bytes, over the {MAX_INDEX_BYTES >> 20} MiB limit"
-        raw = read_bounded(fd, size, MAX_INDEX_BYTES)
-    except OSError as e:
-        return None, f"{name}: cannot read index ({e.strerror or e})"
-    finally:
-        os.close(fd)
-    if not raw:
-        return None, f"{name}: zero-byte index file"
-    try:
-        text = raw.decode("utf-8")  # an index is UTF-8 (json.loads of bytes would also take UTF-16)
-        return (json.loads(text) if text.startswith("\ufeff") else loads_json(raw)), None
-    except (ValueError, RecursionError) as e:
-        return (
-            None,
-            f"{name}: index is not valid JSON ({first_line(e, 120)})",
-        )
-
-
-def _jsonable(obj: Any) -> Any:
-    try:
-        json.dumps(obj)
-        return obj
-    except (TypeError, ValueError, RecursionError):
-        return None
 
 
 # ---------------------------------------------------------------------------------------- summarizing
@@ -379,7 +175,7 @@ def _summarize(folder_or_files: Any, index_file: Any) -> WeightsSummary:
             out.metadata = header.metadata
         acc.add(name, header, sharded)
     out.shards = len(plan.names)
-    if len(missing) <= _MAX_NAMES:  # one line each while few; 5,000 missing shards are one line
+    if len(missing) <= MAX_NAMES:  # one line each while few; 5,000 missing shards are one line
         out.problems += [f"missing shard named in index: {name}" for name in missing]
     else:
         out.problems.append(f"{len(missing)} missing shards named in index: {_names(missing)}")
@@ -456,7 +252,7 @@ class _Totals:
                 where[e[0]] = file
             else:
                 self.dupe_count += 1
-                if len(self.dupes) < _MAX_NAMES:
+                if len(self.dupes) < MAX_NAMES:
                     self.dupes.append(f"{quoted(e[0])} ({first} and {file})")
                 continue
             kept.append(e)
@@ -518,8 +314,8 @@ def _index_problems(plan: WeightFilesPlan, readable: set[str], where: dict[str, 
 def _names(items: list[str], total: int | None = None) -> str:
     """The first few of ``items`` and how many more (``total`` when only the first few were kept)."""
     total = len(items) if total is None else total
-    shown = ", ".join(items[:_MAX_NAMES])
-    return shown + (f" and {total - _MAX_NAMES} more" if total > _MAX_NAMES else "")
+    shown = ", ".join(items[:MAX_NAMES])
+    return shown + (f" and {total - MAX_NAMES} more" if total > MAX_NAMES else "")
 
 
 @dataclass
