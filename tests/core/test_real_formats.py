@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
@@ -68,7 +69,9 @@ def test_sharded_bf16_model(real, infos):
     from tui.core.inspect import inspect_path
 
     detail = inspect_path(real.root, real.sharded)
-    assert detail.weights is not None and detail.weights.shards == len(list(real.sharded.glob("model-*.safetensors")))
+    assert detail.weights is not None and detail.weights.shards == len(
+        list(real.sharded.glob("model-*.safetensors"))
+    )
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(str(real.sharded))
@@ -105,7 +108,9 @@ def test_lightning_checkpoints(real, infos):
     info = infos["lightning/epoch=1-step=8.ckpt"]
     assert (info.step, info.epoch) == (8, 1.0)
     assert (infos["lightning/last.ckpt"].step, infos["lightning/last.ckpt"].epoch) == (8, 1.0)
-    best = Path(loaded["last.ckpt"]["callbacks"][next(iter(loaded["last.ckpt"]["callbacks"]))]["best_model_path"]).name
+    best = Path(
+        loaded["last.ckpt"]["callbacks"][next(iter(loaded["last.ckpt"]["callbacks"]))]["best_model_path"]
+    ).name
     assert {n for n in real.lightning_files if infos[f"lightning/{n}"].best} == {best}
 
 
@@ -158,3 +163,22 @@ def test_inspect_every_real_checkpoint_without_problems(real, infos):
     for path in infos:
         detail = inspect_path(real.root, real.root / path)
         assert detail.info.complete, (path, detail.info.problems)
+
+
+def test_every_real_pickle_reads_the_same_through_zipdir_and_a_shared_replay(real, monkeypatch):
+    """The scan's own zip directory reader and the replay shared between identical pickles change nothing:
+    every pickle file the real libraries wrote gives the report zipfile and a fresh replay give."""
+    from tui.core.pickle_scan import formats, scan_pickle
+    from tui.core.pickle_scan.sniff import is_pickle_name
+
+    files = sorted(p for p in real.root.rglob("*") if p.is_file() and is_pickle_name(p.name))
+    assert len(files) >= 10
+    raws = [p.read_bytes() for p in files]
+    read = [r for r in raws if r[:2] == b"PK" and formats.read_directory(io.BytesIO(r), len(r)) is not None]
+    assert len(read) >= 10  # the real torch zips take zipdir's path
+    formats._SHARED.clear()
+    fast = [scan_pickle(p).to_json() for p in files + files]
+    monkeypatch.setattr(formats, "read_directory", lambda f, size: None)
+    monkeypatch.setattr(formats, "_SHARED_MAX_BYTES", -1)
+    assert fast == [scan_pickle(p).to_json() for p in files + files]
+    assert sum(r["verdict"] == "clean" for r in fast) >= 10
