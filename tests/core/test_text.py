@@ -134,3 +134,14 @@ def test_lower_is_better(name):
 )
 def test_higher_is_better(name):
     assert not lower_is_better(name)
+
+
+def test_format_value_cells():
+    from tui.core.text import format_value
+
+    assert format_value(None) == "-"
+    assert format_value(None, missing="–") == "–"
+    assert format_value(0.123456) == "0.1235"
+    assert format_value(0.5, ".4f") == "0.5000"
+    assert format_value(3) == "3"
+    assert format_value("bf16") == "bf16"

@@ -21,7 +21,7 @@ from tui.core.files import allocated_bytes, load_json
 from tui.core.metrics import MetricsError, compute_metrics, fold_files
 from tui.core.names import CV_FILE, LOCK_FILE, RUN_FILE, SKIP_DIRS, VALID_DF
 from tui.core.process import read_lock
-from tui.core.text import lower_is_better
+from tui.core.text import format_value, lower_is_better
 
 DEFAULT_METRIC = "f1_macro"
 METRICS_READER = "runs-metrics/1"  # the summary cache's reader name (bump when compute_metrics changes)
@@ -272,14 +272,6 @@ def leaderboard(root: Path, metric: str | None = None) -> Leaderboard:
 
 
 # --- the table (the CLI and the app's Runs screen show the same cells) -------------------------------------
-
-
-def format_value(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
 
 
 def table(board: Leaderboard) -> tuple[list[str], list[list[str]]]:

@@ -127,6 +127,16 @@ def format_count(n: int | None) -> str:
     return str(n)
 
 
+def format_value(value: object, spec: str = ".4g", missing: str = "-") -> str:
+    """A table cell for a metric or config value: floats with ``spec``, None as ``missing``, else ``str``.
+    Not terminal-safe: text from disk still goes through ``safe_text``."""
+    if value is None:
+        return missing
+    if isinstance(value, float):
+        return format(value, spec)
+    return str(value)
+
+
 # --- metric direction -----------------------------------------------------------------------------------
 
 # A metric is lower-is-better when its name contains one of these words ...

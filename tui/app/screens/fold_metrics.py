@@ -11,17 +11,13 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Static
 
-from tui.core.text import lower_is_better, safe_text
+from tui.core.text import format_value, lower_is_better, safe_text
 
 METRIC_COLUMNS = ("n", "accuracy", "f1_macro", "log_loss")
 
 
 def _fmt(value: Any) -> str:
-    if value is None:
-        return "–"
-    if isinstance(value, float):
-        return f"{value:.4f}"
-    return str(value)
+    return format_value(value, ".4f", missing="–")
 
 
 def best_fold(folds: dict[str, dict], metric: str = "f1_macro") -> str | None:

@@ -20,7 +20,7 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import DataTable, Input, Static
 
 from tui.app.rows import cell
-from tui.core.text import safe_message, safe_text
+from tui.core.text import format_value, safe_message, safe_text
 
 SELECTED = "✓"
 
@@ -40,7 +40,7 @@ class EnsembleScored(Message):
 
 
 def _fmt(value: Any) -> str:
-    return "-" if value is None else f"{value:.4f}" if isinstance(value, float) else str(value)
+    return format_value(value, ".4f")
 
 
 class RunsScreen(Screen[None]):
@@ -329,7 +329,6 @@ class RunCompareScreen(ModalScreen[None]):
 
     def on_mount(self) -> None:
         from tui.core.diff import config_changes
-        from tui.core.runs import format_value
 
         config = self.query_one("#compare-config", DataTable)
         config.add_columns("config key", "A", "B")
