@@ -30,6 +30,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from tests.fixtures.synthetic import (  # noqa: E402
+    deep_folders,
     write_hf_checkpoint,
     write_manifest,
     write_safetensors,
@@ -145,20 +146,8 @@ def case_big_lineless_vocab(root: Path) -> list[list[str]]:
 
 def case_deep_tree(root: Path, depth: int = 990) -> list[list[str]]:
     _ckpt(root)
-    here = root / "deep"
-    # os.makedirs on one long path hits PATH_MAX; descend with relative paths instead.
-    here.mkdir()
-    fd = os.open(here, os.O_RDONLY)
-    try:
-        for _ in range(depth):
-            os.mkdir("d", dir_fd=fd)
-            new = os.open("d", os.O_RDONLY, dir_fd=fd)
-            os.close(fd)
-            fd = new
-        with open(os.open("config.json", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd), "w") as f:
-            f.write("{}")
-    finally:
-        os.close(fd)
+    (root / "deep").mkdir()
+    deep_folders(root / "deep", depth, {"config.json": "{}"})
     ck = root / "run/checkpoint-10"
     os.symlink("../../deep", ck / "deep_link")  # a link to it: never followed
     return [["ls", "."], ["ls", ".", "--json"], ["inspect", "deep", "--json"], ["inspect", ".", "--json"],
@@ -168,15 +157,7 @@ def case_deep_tree(root: Path, depth: int = 990) -> list[list[str]]:
 
 def case_deep_in_checkpoint(root: Path, depth: int = 990) -> list[list[str]]:
     ck = _ckpt(root)
-    fd = os.open(ck, os.O_RDONLY)
-    try:
-        for _ in range(depth):
-            os.mkdir("d", dir_fd=fd)
-            new = os.open("d", os.O_RDONLY, dir_fd=fd)
-            os.close(fd)
-            fd = new
-    finally:
-        os.close(fd)
+    deep_folders(ck, depth)
     return [*_inspect_all("run/checkpoint-10"), ["rm", "run/checkpoint-10", "--yes", "--json"],
             ["trash", "empty", "--yes", "--json"]]  # fmt: skip
 

@@ -72,18 +72,6 @@ def _checkpoint(root: Path) -> Path:
     return ck
 
 
-def _deep(top: Path, depth: int) -> None:
-    fd = os.open(top, os.O_RDONLY)
-    try:
-        for _ in range(depth):
-            os.mkdir("d", dir_fd=fd)
-            new = os.open("d", os.O_RDONLY, dir_fd=fd)
-            os.close(fd)
-            fd = new
-    finally:
-        os.close(fd)
-
-
 # --- the readers ---------------------------------------------------------------------------------------
 
 
@@ -122,7 +110,7 @@ def test_vocab_without_newline_is_refused_past_the_limit(tmp_path, monkeypatch):
 
 
 def test_walk_is_iterative_and_stops_at_its_depth(tmp_path):
-    _deep(tmp_path, 1500)  # deeper than the recursion limit
+    s.deep_folders(tmp_path, 1500)  # deeper than the recursion limit
     skipped: list[str] = []
     depths = [dirpath.count(os.sep) for dirpath, _, _ in walk(tmp_path, max_depth=100, skipped=skipped)]
     assert len(depths) == 101 and len(skipped) == 1
@@ -171,9 +159,9 @@ def test_verify_of_a_manifest_entry_linked_to_dev_zero_ends(tmp_path):
 
 def test_a_tree_990_levels_deep_is_walked_without_crashing(tmp_path):
     ck = _checkpoint(tmp_path)
-    _deep(ck, 990)
+    s.deep_folders(ck, 990)
     (tmp_path / "deep").mkdir()
-    _deep(tmp_path / "deep", 990)
+    s.deep_folders(tmp_path / "deep", 990)
     errors: list[str] = []
     from tui.core.scan import iter_checkpoints
 
@@ -338,7 +326,7 @@ def test_du_counts_a_trash_deeper_than_the_stack(tmp_path):
 
     item = tmp_path / ".ckpt-trash" / "20260101T000000Z-00001" / "item"
     item.mkdir(parents=True)
-    _deep(item, 1500)
+    s.deep_folders(item, 1500)
     fd = os.open(item, os.O_RDONLY)  # a file at the bottom: it must be counted
     for _ in range(1500):
         new = os.open("d", os.O_RDONLY, dir_fd=fd)
@@ -357,7 +345,7 @@ def test_remove_tree_deletes_a_deep_read_only_tree_and_never_a_link_target(tmp_p
 
     top = tmp_path / "entry"
     top.mkdir()
-    _deep(top, 1500)
+    s.deep_folders(top, 1500)
     outside = tmp_path / "outside"
     outside.mkdir()
     (outside / "keep").write_text("x")
