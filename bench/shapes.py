@@ -39,33 +39,27 @@ Tensors = dict[str, tuple[str, tuple[int, ...]]]
 
 def deberta_v3_xsmall_tensors(*, labels: int = 3) -> Tensors:
     hidden, inter, vocab, layers = 384, 1536, 128_100, 12
-    t: Tensors = {
-        "deberta.embeddings.word_embeddings.weight": ("F32", (vocab, hidden)),
-        "deberta.embeddings.LayerNorm.weight": ("F32", (hidden,)),
-        "deberta.embeddings.LayerNorm.bias": ("F32", (hidden,)),
-    }
+    t: Tensors = {"deberta.embeddings.word_embeddings.weight": ("F32", (vocab, hidden))}
+
+    def add(prefix: str, parts: tuple[tuple[str, tuple[int, ...]], ...]) -> None:
+        # Linear layers and LayerNorms alike: a weight of the shape given, a bias of its first dimension.
+        for name, shape in parts:
+            t[f"{prefix}{name}.weight"] = ("F32", shape)
+            t[f"{prefix}{name}.bias"] = ("F32", shape[:1])
+
+    add("deberta.embeddings.", (("LayerNorm", (hidden,)),))
     for i in range(layers):
-        p = f"deberta.encoder.layer.{i}."
-        for proj in ("query_proj", "key_proj", "value_proj"):
-            t[f"{p}attention.self.{proj}.weight"] = ("F32", (hidden, hidden))
-            t[f"{p}attention.self.{proj}.bias"] = ("F32", (hidden,))
-        t[f"{p}attention.output.dense.weight"] = ("F32", (hidden, hidden))
-        t[f"{p}attention.output.dense.bias"] = ("F32", (hidden,))
-        t[f"{p}attention.output.LayerNorm.weight"] = ("F32", (hidden,))
-        t[f"{p}attention.output.LayerNorm.bias"] = ("F32", (hidden,))
-        t[f"{p}intermediate.dense.weight"] = ("F32", (inter, hidden))
-        t[f"{p}intermediate.dense.bias"] = ("F32", (inter,))
-        t[f"{p}output.dense.weight"] = ("F32", (hidden, inter))
-        t[f"{p}output.dense.bias"] = ("F32", (hidden,))
-        t[f"{p}output.LayerNorm.weight"] = ("F32", (hidden,))
-        t[f"{p}output.LayerNorm.bias"] = ("F32", (hidden,))
+        add(f"deberta.encoder.layer.{i}.", (("attention.self.query_proj", (hidden, hidden)),
+                                            ("attention.self.key_proj", (hidden, hidden)),
+                                            ("attention.self.value_proj", (hidden, hidden)),
+                                            ("attention.output.dense", (hidden, hidden)),
+                                            ("attention.output.LayerNorm", (hidden,)),
+                                            ("intermediate.dense", (inter, hidden)),
+                                            ("output.dense", (hidden, inter)),
+                                            ("output.LayerNorm", (hidden,))))  # fmt: skip
     t["deberta.encoder.rel_embeddings.weight"] = ("F32", (512, hidden))
-    t["deberta.encoder.LayerNorm.weight"] = ("F32", (hidden,))
-    t["deberta.encoder.LayerNorm.bias"] = ("F32", (hidden,))
-    t["pooler.dense.weight"] = ("F32", (hidden, hidden))
-    t["pooler.dense.bias"] = ("F32", (hidden,))
-    t["classifier.weight"] = ("F32", (labels, hidden))
-    t["classifier.bias"] = ("F32", (labels,))
+    add("deberta.encoder.", (("LayerNorm", (hidden,)),))
+    add("", (("pooler.dense", (hidden, hidden)), ("classifier", (labels, hidden))))
     return t
 
 
