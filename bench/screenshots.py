@@ -13,7 +13,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from tests.fixtures.pilot import build_tree, settle
+from tests.fixtures.pilot import build_tree, frame
 from tui.app.app import make_app
 
 SIZE = (120, 40)
@@ -22,14 +22,7 @@ SIZE = (120, 40)
 async def shoot(root: str, out: Path, name: str, path: str, *keys: str, tab: str | None = None) -> Path:
     app = make_app(root, poll_interval=0)
     async with app.run_test(size=SIZE) as pilot:
-        await settle(app, pilot)
-        app.browser.move_cursor(row=app.browser.get_row_index(path))
-        await settle(app, pilot)
-        if tab:
-            app.detail.show_tab(tab)
-        for key in keys:
-            await pilot.press(key)
-            await settle(app, pilot)
+        await frame(app, pilot, path, *keys, tab=tab)
         await pilot.pause(0.2)  # let the last paint land
         return Path(app.save_screenshot(filename=f"{name}.svg", path=str(out)))
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.fixtures.pilot import build_tree, settle
+from tests.fixtures.pilot import build_tree, frame
 from tui.app.app import make_app
 
 
@@ -29,15 +29,7 @@ def snap_root(monkeypatch):
 
 def at(path: str, *keys: str, tab: str | None = None):
     async def run_before(pilot) -> None:
-        app = pilot.app
-        await settle(app, pilot)
-        app.browser.move_cursor(row=app.browser.get_row_index(path))
-        await settle(app, pilot)
-        if tab:
-            app.detail.show_tab(tab)
-        for key in keys:
-            await pilot.press(key)
-            await settle(app, pilot)
+        await frame(pilot.app, pilot, path, *keys, tab=tab)
 
     return run_before
 
