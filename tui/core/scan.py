@@ -24,6 +24,8 @@ Rules worth knowing (docs/FORMAT.md has the on-disk contract):
 - Names with bytes that are not UTF-8 are kept with ``surrogateescape`` so that ``root / info.path``
   still opens the file; ``tui.core.text`` turns them into printable text (``safe_text`` for screens,
   ``json_safe`` for JSON).
+- What the folders around a checkpoint say about it (its run and lock, promoted, best) is judged by
+  ``tui.core.marks`` from the folders this walk lists.
 """
 
 from __future__ import annotations
