@@ -39,12 +39,17 @@ class Layout:
 
     def to_json(self) -> dict[str, Any]:
         """``ckpt-tui inspect --json``'s "resume" object."""
-        where = "any" if self.universal else self.describe()
+        if self.universal:
+            where = ["any"]
+        elif self.zero_stage:  # the trainer converts ZeRO-1/2/3 shards to the universal form on its own
+            where = [self.describe(), f"any number of processes under DeepSpeed ZeRO-{self.zero_stage}"]
+        else:
+            where = [self.describe()]
         return {
             "world_size": self.world_size,
             "zero_stage": self.zero_stage,
             "universal": self.universal,
-            "resumable_on": [where],
+            "resumable_on": where,
         }
 
 
