@@ -48,7 +48,7 @@ from trainer.modeling import (
     reset_zero3_trace,
 )
 from trainer.plan import RunPlan as Plan
-from trainer.universal import enable_universal_load, load_universal, needs_universal
+from trainer.universal import enable_universal_load, keep_global_batch, load_universal, needs_universal
 
 BEST_VALID_FILE = "best_valid.csv"  # beside the step checkpoints: predictions of the fold's best model
 # Test seam, and only that: DeepSpeed's CPU accelerator refuses fp16; the fp16 loss-scaler path can run
@@ -126,6 +126,12 @@ def make_accelerator(cfg: Config):
 def train(cfg: Config, plan: Plan) -> dict[str, Any] | None:
     """Train every fold of the plan; returns cv.json's object (on the main process)."""
     threads = configure_cpu_threads(cfg.train.cpu_threads)
+    # Requeued on another world size: keep the global batch by adjusting grad_accum (trainer/universal.py).
+    # Read before any process group exists, by every process; run.json keeps the config as given (its hash
+    # decides the automatic resume) and the global batch trained with.
+    asked = cfg
+    previous = outputs.read_run(cfg.run.run_dir()) if plan.mode == "resume" else None
+    cfg, batch_note = keep_global_batch(cfg, previous, int(os.environ.get("WORLD_SIZE", "1")))
     accelerator = make_accelerator(cfg)
     quiet_libraries(accelerator.is_main_process)
     console = make_console(accelerator.is_main_process)
@@ -142,17 +148,18 @@ def train(cfg: Config, plan: Plan) -> dict[str, Any] | None:
     record: dict[str, Any] = {}
     lock = outputs.LockHeartbeat(run_dir)
     if main:
-        for notice in plan.notices:
+        for notice in [*plan.notices, *([batch_note] if batch_note else [])]:
             console.print(notice)
         run_dir.mkdir(parents=True, exist_ok=True)
         lock.start()
         record = outputs.new_run_record(
-            cfg,
+            asked,
             world_size=accelerator.num_processes,
             mixed_precision=str(accelerator.mixed_precision),
             deepspeed_config=deepspeed_config(accelerator),
             previous=outputs.read_run(run_dir),
         )
+        record["global_batch"] = cfg.train.batch_size * cfg.train.grad_accum * accelerator.num_processes
         outputs.update_run(run_dir, record)
         load_or_create(
             run_dir,

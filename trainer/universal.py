@@ -14,6 +14,7 @@ data order and optimizer state; float-level differences from the uninterrupted r
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import sys
 from pathlib import Path
@@ -24,6 +25,41 @@ from trainer.layout import Layout, ResumeLayoutError, current_layout, layout_of
 from tui.core.resume_layout import DS_TAG_DIR
 
 SCHEDULER_FILE = "scheduler.bin"  # accelerate's save_state: the prepared scheduler's state_dict
+
+
+def recorded_global_batch(previous: dict | None) -> int | None:
+    """The run's global batch as its previous launch trained with it (run.json), None for a new run."""
+    if not previous:
+        return None
+    if isinstance(previous.get("global_batch"), int):
+        return previous["global_batch"]
+    train = (previous.get("config") or {}).get("train") or {}
+    parts = (train.get("batch_size"), train.get("grad_accum"), previous.get("world_size"))
+    return parts[0] * parts[1] * parts[2] if all(isinstance(x, int) for x in parts) else None
+
+
+def keep_global_batch(cfg, previous: dict | None, world_size: int):
+    """(config to train with, one-line note or None): on another world size, ``grad_accum`` chosen so that
+    ``batch_size x grad_accum x processes`` stays the run's global batch. ResumeLayoutError when no
+    accumulation fits (then --train.batch_size / --train.grad_accum must say)."""
+    wanted = recorded_global_batch(previous)
+    bs, accum = cfg.train.batch_size, cfg.train.grad_accum
+    train = ((previous or {}).get("config") or {}).get("train") or {}
+    as_before = train.get("batch_size") == bs and train.get("grad_accum") == accum  # else the user chose
+    if wanted is None or not as_before or bs * accum * world_size == wanted:
+        return cfg, None
+    if wanted % (bs * world_size):
+        raise ResumeLayoutError(
+            f"global batch {wanted} of this run cannot be kept on {world_size} process"
+            f"{'es' if world_size != 1 else ''} with batch_size {bs}; give --train.batch_size and "
+            "--train.grad_accum (and --resume)"
+        )
+    new = wanted // (bs * world_size)
+    note = (
+        f"{world_size} process{'es' if world_size != 1 else ''} now: train.grad_accum {accum} -> {new} keeps "
+        f"the global batch of {wanted}"
+    )
+    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, grad_accum=new)), note
 
 
 def universal_temp(step_dir: Path) -> Path:

@@ -145,9 +145,9 @@ def reference_oof(data: Path, root: Path, processes: int, stage: int, accum: str
 
 @pytest.mark.parametrize(
     ("stage", "before", "after"),
-    [(2, (2, "1"), (1, "2")), (2, (1, "2"), (2, "1")), (3, (2, "1"), (1, "2")), (3, (1, "2"), (2, "1"))],
+    [(2, (2, "1"), (1, None)), (2, (1, "2"), (2, "1")), (3, (2, "1"), (1, "2")), (3, (1, "2"), (2, None))],
     ids=["zero2-2-to-1", "zero2-1-to-2", "zero3-2-to-1", "zero3-1-to-2"],
-)  # (processes, grad_accum): the global batch of 16 is kept
+)  # (processes, grad_accum): the global batch of 16 is kept; None: adjusted by the trainer
 def test_resume_on_another_world_size_through_the_universal_checkpoint(
     tmp_path, tmp_path_factory, data_csv, stage, before, after
 ):
@@ -155,9 +155,14 @@ def test_resume_on_another_world_size_through_the_universal_checkpoint(
 
     out = tmp_path / "out"
     kill_after_step(data_csv, out, before[0], stage, 2, "--train.grad_accum", before[1])
-    resumed = run(data_csv, out, after[0], stage, "--train.grad_accum", after[1], "--resume")
+    # None: the same command as the first launch; grad_accum is adjusted to keep the global batch
+    flags = ["--train.grad_accum", after[1], "--resume"] if after[1] else ["--train.grad_accum", before[1]]
+    resumed = run(data_csv, out, after[0], stage, *flags)
     log = resumed.stdout + resumed.stderr
     assert resumed.returncode == 0, log[-4000:]
+    if after[1] is None:
+        accum = 16 // (8 * after[0])
+        assert f"train.grad_accum {before[1]} -> {accum} keeps the global batch of 16" in log
     assert (
         "resumed from step_2 on another world size through DeepSpeed's universal checkpoint (Adam step 2,"
         in log

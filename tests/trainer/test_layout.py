@@ -146,3 +146,23 @@ def test_which_other_layouts_load_through_the_universal_form(tmp_path):
         needs_universal(folder, state, Layout(2, 3), (8, 1))
     # written before the batch was recorded: the run's config is trusted
     assert needs_universal(folder, {"world_size": 2, "zero_stage": 2}, Layout(1, 2), (8, 1)) is True
+
+
+def test_requeued_on_another_world_size_keeps_the_global_batch():
+    from trainer.config import parse_args
+    from trainer.universal import keep_global_batch
+
+    cfg = parse_args(["--train.batch_size", "8", "--train.grad_accum", "1"])
+    previous = {"world_size": 2, "config": {"train": {"batch_size": 8, "grad_accum": 1}}}
+    kept, note = keep_global_batch(cfg, previous, 1)
+    assert kept.train.grad_accum == 2 and kept.config_hash() != cfg.config_hash()
+    assert note == "1 process now: train.grad_accum 1 -> 2 keeps the global batch of 16"
+    assert keep_global_batch(cfg, previous, 2) == (cfg, None)  # same world size
+    assert keep_global_batch(cfg, None, 1) == (cfg, None)  # a new run
+    # run.json keeps the global batch trained with, also after an adjusted launch
+    adjusted = {"world_size": 1, "global_batch": 16, "config": {"train": {"batch_size": 8, "grad_accum": 1}}}
+    assert keep_global_batch(cfg, adjusted, 2) == (cfg, None)
+    with pytest.raises(ResumeLayoutError, match="global batch 16 of this run cannot be kept on 3 processes"):
+        keep_global_batch(cfg, previous, 3)
+    chosen = parse_args(["--train.batch_size", "4", "--train.grad_accum", "4"])  # the user's own choice
+    assert keep_global_batch(chosen, previous, 1) == (chosen, None)
