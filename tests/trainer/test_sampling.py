@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from trainer.sampling import EpochSeededSampler, epoch_seed, length_grouped_order, longest_first
+from trainer.sampling import MEGA_BATCHES, EpochSeededSampler, epoch_seed, length_grouped_order, longest_first
 
 
 def _lengths(n: int, seed: int = 0) -> np.ndarray:
@@ -46,14 +46,15 @@ def test_order_depends_only_on_seed_fold_epoch():
 
 
 def test_batches_are_mega_batches_sorted_by_length_then_shuffled():
-    """The specification, step by step: shuffle, cut into mega-batches (50 batches, fewer on small
-    sets), sort each by length, cut into batches, shuffle the batches; longest batch first."""
+    """The specification, step by step: shuffle, cut into mega-batches (MEGA_BATCHES batches, fewer on
+    small sets), sort each by length, cut into batches, shuffle the batches; longest batch first."""
     n, rows_per_step, seed = 3000, 12, 5
     lengths = _lengths(n, seed=3)
     got = length_grouped_order(lengths, rows_per_step, np.random.default_rng(seed))
 
     shuffled = np.random.default_rng(seed).permutation(n)  # the first draw of the same generator
-    mega = 50 * rows_per_step  # 3000 // (4 * 12) = 62 batches would fit: capped at 50
+    mega = MEGA_BATCHES * rows_per_step  # 3000 // (4 * 12) = 62 batches would fit: capped
+    assert MEGA_BATCHES < 62
     expected = []
     for start in range(0, n, mega):
         part = shuffled[start : start + mega]
