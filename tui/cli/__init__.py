@@ -14,11 +14,11 @@ import sys
 import textwrap
 
 from tui import __version__
-from tui.cli import diff_cmd, du_cmd, inspect_cmds, ops_cmds, runs_cmds, serve_cmd
+from tui.cli import convert_cmd, diff_cmd, du_cmd, inspect_cmds, ops_cmds, runs_cmds, serve_cmd
 from tui.core import cache
 from tui.core.text import safe_message
 
-COMMAND_MODULES = (inspect_cmds, diff_cmd, ops_cmds, runs_cmds, serve_cmd, du_cmd)
+COMMAND_MODULES = (inspect_cmds, diff_cmd, ops_cmds, convert_cmd, runs_cmds, serve_cmd, du_cmd)
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE = 0, 1, 2
 PROGRAM_FLAGS = ("-h", "--help", "--version")
 HELP_WIDTH = 78

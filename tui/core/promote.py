@@ -412,7 +412,7 @@ def _readable_source(conversion: str, source: Path, rel: str) -> Any:
     elif conversion in ("zero", "bin", "lora"):
         # DeepSpeed's zero_to_fp32 loads model and optimizer states with weights_only=False: a pickle that
         # is not proven clean would run during the conversion
-        report, trouble = None, _pickle_trouble(source)
+        report, trouble = None, pickle_trouble(source)
     else:
         return None
     if trouble:
@@ -420,7 +420,7 @@ def _readable_source(conversion: str, source: Path, rel: str) -> Any:
     return report
 
 
-def _pickle_trouble(source: Path) -> str | None:
+def pickle_trouble(source: Path) -> str | None:
     """The first problem of a pickle under ``source`` (two levels: a ZeRO tag folder) whose static scan is
     not clean (docs/SECURITY.md "Pickle scanner"); None when all are."""
     for dirpath, dirnames, filenames in os.walk(source):

@@ -2,8 +2,9 @@
 
 accelerate's ``save_state`` is per rank: every rank writes ``random_states_<r>.pkl`` and, under DeepSpeed,
 its ZeRO partitions in the ``pytorch_model/`` tag folder. So the folder loads only on the world size and
-ZeRO stage that wrote it, unless it also holds DeepSpeed's universal form (a ``zero/`` folder of
-per-parameter fp32 weights and Adam moments, ``ds_to_universal``), which any layout can load. The trainer
+ZeRO stage that wrote it, unless it also holds DeepSpeed's universal form (the ``universal/`` tag folder
+beside the shards, written by ``ckpt-tui convert universal``: a ``zero/`` folder of per-parameter fp32
+weights and Adam moments, ``ds_to_universal``), which any layout can load. The trainer
 records the layout in train_state.json (``world_size``, ``zero_stage``); older folders are read from their
 file names. Standard library only: the trainer and ``ckpt-tui inspect`` share it.
 """
@@ -18,6 +19,7 @@ from typing import Any
 from tui.core.names import RANDOM_STATES, ZERO_RANK_SHARD
 
 DS_TAG_DIR = "pytorch_model"  # accelerate's save_state puts the DeepSpeed engine's checkpoint here
+UNIVERSAL_TAG = "universal"  # the tag folder `ckpt-tui convert universal` writes beside DS_TAG_DIR
 UNIVERSAL_DIR = "zero"  # what ds_to_universal writes per parameter
 
 
@@ -53,12 +55,17 @@ class Layout:
         }
 
 
+def has_universal(folder: Path) -> bool:
+    """True when the step checkpoint ``folder`` holds DeepSpeed's universal form."""
+    return any((Path(folder) / tag / UNIVERSAL_DIR).is_dir() for tag in (UNIVERSAL_TAG, DS_TAG_DIR))
+
+
 def layout_of(folder: Path, state: dict | None) -> Layout | None:
     """The layout that wrote the step checkpoint ``folder``: train_state.json's ``world_size`` and
     ``zero_stage`` when it records them, else the file names; None when nothing tells (no RNG files)."""
     folder = Path(folder)
     state = state if isinstance(state, dict) else {}
-    universal = (folder / DS_TAG_DIR / UNIVERSAL_DIR).is_dir()
+    universal = has_universal(folder)
     world, stage = state.get("world_size"), state.get("zero_stage", "?")
     if isinstance(world, int) and not isinstance(world, bool) and world > 0:
         if stage is None or (isinstance(stage, int) and not isinstance(stage, bool)):
