@@ -71,3 +71,54 @@ async def test_series_and_smoothing_keys_change_what_the_plot_draws(tree):
         await select(app, pilot, "broken/bad_model")  # no training log: the keys say so
         await pilot.press("v")
         assert not app.query_one("#training-plot").display
+
+
+async def test_overview_says_which_process_layouts_a_step_checkpoint_resumes_on(tmp_path):
+    import json
+
+    from tui.core import commit
+
+    root = tmp_path / "tree"
+    for fold, names, state in (
+        (0, ["random_states_0.pkl", "random_states_1.pkl", "pytorch_model/zero_pp_rank_0_mp_rank_00_optim_states.pt",
+             "pytorch_model/zero_pp_rank_1_mp_rank_00_optim_states.pt", "pytorch_model/mp_rank_00_model_states.pt",
+             "universal/zero/w/fp32.pt"], {"world_size": 2, "zero_stage": 2}),
+        (1, ["model.safetensors", "optimizer.bin", "random_states_0.pkl"], {"world_size": 1, "zero_stage": None}),
+    ):  # fmt: skip
+        with commit.atomic_dir(
+            root / "run" / "checkpoints" / f"fold_{fold}" / "step_8", kind="step-checkpoint"
+        ) as tmp:
+            for name in names:
+                (tmp / name).parent.mkdir(parents=True, exist_ok=True)
+                (tmp / name).write_bytes(b"x")
+            (tmp / "train_state.json").write_text(json.dumps({"fold": fold, "global_step": 8, **state}))
+    age_tree(root)
+    app = make_app(root, poll_interval=0)
+    async with app.run_test(size=(100, 40)) as pilot:
+        await settle(app, pilot)
+        await select(app, pilot, "run/checkpoints/fold_0/step_8")
+        assert _line(body_text(app, "overview"), "resumes on") == "resumes on  2 processes / any"
+        await select(app, pilot, "run/checkpoints/fold_1/step_8")
+        assert _line(body_text(app, "overview"), "resumes on") == "resumes on  1 process without DeepSpeed"
+
+
+def _line(text: str, start: str) -> str | None:
+    """The line of a rendered tab that starts with ``start``, without colours and trailing spaces."""
+    import re
+
+    lines = [re.sub(r"\x1b\[[0-9;]*m", "", line).rstrip() for line in text.splitlines()]
+    return next((line for line in lines if line.startswith(start)), None)
+
+
+def test_resumes_on_names_the_layouts():
+    from tui.core.resume_layout import resumes_on
+
+    assert (
+        resumes_on({"world_size": 2, "zero_stage": 3, "universal": False})
+        == "2 processes / any count under ZeRO-3"
+    )
+    assert resumes_on({"world_size": 4, "zero_stage": 2, "universal": True}) == "4 processes / any"
+    assert (
+        resumes_on({"world_size": 1, "zero_stage": None, "universal": False}) == "1 process without DeepSpeed"
+    )
+    assert resumes_on(None) is None and resumes_on({"world_size": "2"}) is None

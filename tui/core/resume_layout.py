@@ -55,6 +55,20 @@ class Layout:
         }
 
 
+def resumes_on(resume: dict[str, Any] | None) -> str | None:
+    """The app's Overview line for ``inspect``'s "resume" object: "2 processes / any" (universal form
+    written), "2 processes / any count under ZeRO-2", "1 process without DeepSpeed"; None when absent."""
+    if not isinstance(resume, dict) or not isinstance(resume.get("world_size"), int):
+        return None
+    world, stage = resume["world_size"], resume.get("zero_stage")
+    procs = f"{world} process{'es' if world != 1 else ''}"
+    if resume.get("universal"):
+        return f"{procs} / any"
+    if isinstance(stage, int) and stage > 0:
+        return f"{procs} / any count under ZeRO-{stage}"
+    return f"{procs} {'without DeepSpeed' if stage is None else 'under DeepSpeed'}"
+
+
 def has_universal(folder: Path) -> bool:
     """True when the step checkpoint ``folder`` holds DeepSpeed's universal form."""
     return any((Path(folder) / tag / UNIVERSAL_DIR).is_dir() for tag in (UNIVERSAL_TAG, DS_TAG_DIR))

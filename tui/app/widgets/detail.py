@@ -23,6 +23,7 @@ from tui.app.widgets import training
 from tui.core.diff import flatten
 from tui.core.mindspore_ckpt.runs import name_role, run_note
 from tui.core.model import CheckpointInfo, Inspection
+from tui.core.resume_layout import resumes_on
 from tui.core.text import format_bytes, safe_text
 
 if TYPE_CHECKING:
@@ -59,7 +60,11 @@ def _problems(problems: list[str], style_of: rows.StyleOf) -> Text:
 
 
 def overview_renderable(
-    root: str, info: CheckpointInfo, style_of: rows.StyleOf, manifest: dict | None = None
+    root: str,
+    info: CheckpointInfo,
+    style_of: rows.StyleOf,
+    manifest: dict | None = None,
+    resume: dict | None = None,
 ) -> Table:
     role = name_role(info.path.rpartition("/")[2]) if info.kind == "mindspore" else None
     # Status and problems first: in 80x24 they are what must be seen without scrolling.
@@ -87,6 +92,8 @@ def overview_renderable(
     ]
     if manifest:
         pairs.append(("manifest", f"{manifest.get('kind')} · {len(manifest.get('files') or {})} files"))
+    if where := resumes_on(resume):  # a resumable step checkpoint: the process layouts it loads on
+        pairs.append(("resumes on", where))
     return _kv_table(pairs)
 
 
@@ -292,7 +299,9 @@ class DetailPane(Vertical):
 
     def show_inspection(self, root: str, inspection: Inspection) -> None:
         info = inspection.info
-        self._set("overview", overview_renderable(root, info, self.style_of, inspection.manifest))
+        self._set(
+            "overview", overview_renderable(root, info, self.style_of, inspection.manifest, inspection.resume)
+        )
         self._set("config", config_renderable(inspection.config, inspection.config_file))
         self._set(
             "tokenizer",
