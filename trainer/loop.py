@@ -36,6 +36,7 @@ from trainer.disk_guard import (
     run_json_error,
 )
 from trainer.distributed import main_decides
+from trainer.engine_switch import load_from_deepspeed, load_from_plain
 from trainer.folds import FOLDS_FILE, load_or_create, read_folds
 from trainer.layout import current_layout
 from trainer.modeling import (
@@ -48,7 +49,15 @@ from trainer.modeling import (
     reset_zero3_trace,
 )
 from trainer.plan import RunPlan as Plan
-from trainer.universal import enable_universal_load, keep_global_batch, load_universal, needs_universal
+from trainer.universal import (
+    FROM_DEEPSPEED,
+    FROM_PLAIN,
+    UNIVERSAL,
+    enable_universal_load,
+    keep_global_batch,
+    load_universal,
+    needs_universal,
+)
 
 BEST_VALID_FILE = "best_valid.csv"  # beside the step checkpoints: predictions of the fold's best model
 # Test seam, and only that: DeepSpeed's CPU accelerator refuses fp16; the fp16 loss-scaler path can run
@@ -347,9 +356,12 @@ def train_fold(
     latest = checkpointer.latest()
     # Another world size (same ZeRO stage, same global batch) loads through DeepSpeed's universal form,
     # which the engine must know about when it is built (trainer/universal.py).
-    universal = latest is not None and main_decides(
-        accelerator, lambda: needs_universal(*latest, current_layout(accelerator), _batch(cfg))
-    )
+    mode = (
+        main_decides(accelerator, lambda: needs_universal(*latest, current_layout(accelerator), _batch(cfg)))
+        if latest is not None
+        else None
+    )  # DeepSpeed <-> no DeepSpeed: trainer/engine_switch.py
+    universal = mode == UNIVERSAL
     if universal:
         enable_universal_load(accelerator, True)
     try:
@@ -360,13 +372,17 @@ def train_fold(
     params, trainable, itemsize = parameter_count(accelerator.unwrap_model(fr.model))
     checkpointer.estimate_bytes = estimate_step_bytes(params, trainable, itemsize)
     state = FoldState(fold=fold, patience_left=cfg.train.patience, metric_name=cfg.train.metric)
-    if universal:
-        loaded, adam_step = load_universal(accelerator, fr, latest[0], latest[1], cfg, fold)
+    if mode is not None:
+        load, how = {
+            UNIVERSAL: (load_universal, "on another world size through DeepSpeed's universal checkpoint"),
+            FROM_DEEPSPEED: (load_from_deepspeed, "written under DeepSpeed, without DeepSpeed"),
+            FROM_PLAIN: (load_from_plain, "written without DeepSpeed, under DeepSpeed"),
+        }[mode]
+        loaded, adam_step = load(accelerator, fr, latest[0], latest[1], cfg, fold)
         state = FoldState.from_dict(loaded)
         console.print(
-            f"fold {fold}: resumed from {latest[0].name} on another world size through DeepSpeed's universal "
-            f"checkpoint (Adam step {adam_step:.0f}, epoch {state.epoch}, "
-            f"{state.batches_consumed_in_epoch} batches into it)"
+            f"fold {fold}: resumed from {latest[0].name} {how} (Adam step {adam_step:.0f}, "
+            f"epoch {state.epoch}, {state.batches_consumed_in_epoch} batches into it)"
         )
     elif latest is not None:
         state = FoldState.from_dict(checkpointer.load(latest[0]))

@@ -148,12 +148,20 @@ def _no_decay_names(model) -> set[str]:
     return names
 
 
-def param_groups(model, weight_decay: float) -> list[dict[str, Any]]:
+def param_group_names(model) -> list[list[str]]:
+    """The trainable parameters' names per optimizer group (decayed, not decayed), in the optimizer's
+    order: a torch optimizer's state_dict numbers parameters in this order (trainer/engine_switch.py)."""
     no_decay = _no_decay_names(model)
-    trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+    return [[n for n in trainable if n not in no_decay], [n for n in trainable if n in no_decay]]
+
+
+def param_groups(model, weight_decay: float) -> list[dict[str, Any]]:
+    params = dict(model.named_parameters())
+    decayed, not_decayed = param_group_names(model)
     return [
-        {"params": [p for n, p in trainable if n not in no_decay], "weight_decay": weight_decay},
-        {"params": [p for n, p in trainable if n in no_decay], "weight_decay": 0.0},
+        {"params": [params[n] for n in decayed], "weight_decay": weight_decay},
+        {"params": [params[n] for n in not_decayed], "weight_decay": 0.0},
     ]
 
 

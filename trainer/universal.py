@@ -67,27 +67,39 @@ def universal_temp(step_dir: Path) -> Path:
     return step_dir.parent / f".universal_{step_dir.name}.tmp"
 
 
-def needs_universal(step_dir: Path, state: dict, here: Layout, batch: tuple[int, int]) -> bool:
-    """True when ``step_dir`` must be loaded through the universal form on this layout; False when it
-    loads as it is. Raises ResumeLayoutError (one line) for what cannot be resumed here: DeepSpeed to plain
-    or back, another ZeRO stage, or a global batch that would change (``batch``: this launch's
-    (batch_size, grad_accum))."""
+UNIVERSAL, FROM_DEEPSPEED, FROM_PLAIN = "universal", "from-deepspeed", "from-plain"
+
+
+def needs_universal(step_dir: Path, state: dict, here: Layout, batch: tuple[int, int]) -> str | None:
+    """How ``step_dir`` loads on this layout: None as it is; UNIVERSAL (another world size, same ZeRO
+    stage); FROM_DEEPSPEED (ZeRO shards into a run without DeepSpeed) or FROM_PLAIN (a run without
+    DeepSpeed into ZeRO-1/2; trainer/engine_switch.py). Raises ResumeLayoutError (one line) for what cannot
+    be resumed here: another ZeRO stage, a run without DeepSpeed into ZeRO-3, or a global batch that would
+    change (``batch``: this launch's (batch_size, grad_accum))."""
     needed = layout_of(step_dir, state)
     if needed is None or needed.same_as(here):
-        return False
-    if (
-        needed.zero_stage is None
-        or here.zero_stage is None
-        or not Layout(1, needed.zero_stage).same_as(Layout(1, here.zero_stage))
+        return None
+    if needed.zero_stage and here.zero_stage is None:
+        mode = FROM_DEEPSPEED
+    elif needed.zero_stage is None and here.zero_stage in (1, 2):
+        mode = FROM_PLAIN
+    elif (
+        needed.zero_stage
+        and here.zero_stage
+        and Layout(1, needed.zero_stage).same_as(Layout(1, here.zero_stage))
     ):
+        mode = UNIVERSAL
+    else:
         hint = f"relaunch with {needed.world_size} process{'es' if needed.world_size != 1 else ''}"
         if needed.zero_stage is not None:
-            hint += f" and DeepSpeed ZeRO-{needed.zero_stage} (or ZeRO-{needed.zero_stage} on any count)"
+            hint += f" and DeepSpeed ZeRO-{needed.zero_stage} (or ZeRO-{needed.zero_stage}, or no DeepSpeed, on any count)"
+        if needed.zero_stage is None:
+            hint += " (or ZeRO-1/2, or no DeepSpeed, on any count)"
         raise ResumeLayoutError(
             f"{step_dir}: written by {needed.describe()}, this launch has {here.describe()}; {hint}"
         )
     if not isinstance(state.get("batch_size"), int) or not isinstance(state.get("grad_accum"), int):
-        return True  # written before the batch was recorded: the run's config is trusted to keep it
+        return mode  # written before the batch was recorded: the run's config is trusted to keep it
     old_bs, old_accum = state["batch_size"], state["grad_accum"]
     old_global = old_bs * old_accum * needed.world_size
     new_global = batch[0] * batch[1] * here.world_size
@@ -103,7 +115,7 @@ def needs_universal(step_dir: Path, state: dict, here: Layout, batch: tuple[int,
             f"would become {new_global} on {here.world_size} process{'es' if here.world_size != 1 else ''}; "
             f"keep it with {keep} (and --resume)"
         )
-    return True
+    return mode
 
 
 def enable_universal_load(accelerator, on: bool) -> None:
@@ -117,7 +129,7 @@ def enable_universal_load(accelerator, on: bool) -> None:
         section.pop("load_universal", None)
 
 
-def _convert(step_dir: Path) -> Path:
+def convert_to_universal(step_dir: Path) -> Path:
     """Rank 0: the universal form of ``step_dir``'s tag folder in a fresh temp folder."""
     from deepspeed.checkpoint import ds_to_universal
 
@@ -140,10 +152,9 @@ def load_universal(accelerator, fr, step_dir: Path, state: dict, cfg, fold: int)
     """Load ``step_dir`` into the prepared fold ``fr`` on this (other) layout. ALL ranks call this.
     Returns the train state with the data position mapped onto this layout, and Adam's step count."""
     import torch
-    from accelerate.utils import set_seed
 
     needed, here = layout_of(step_dir, state), current_layout(accelerator)
-    folder = main_decides(accelerator, lambda: _convert(step_dir))
+    folder = main_decides(accelerator, lambda: convert_to_universal(step_dir))
     try:
         fr.model.load_checkpoint(
             str(folder), tag=DS_TAG_DIR, load_optimizer_states=True, load_lr_scheduler_states=False,
@@ -155,15 +166,32 @@ def load_universal(accelerator, fr, step_dir: Path, state: dict, cfg, fold: int)
         accelerator.wait_for_everyone()
         if accelerator.is_main_process:
             shutil.rmtree(folder, ignore_errors=True)
+    return carry_position(state, needed, here, cfg, fold), adam_step(fr.optimizer)
+
+
+def carry_position(state: dict, needed: Layout, here: Layout, cfg, fold: int) -> dict:
+    """The train state with the data position mapped onto this layout; the RNG streams re-seeded."""
+    from accelerate.utils import set_seed
+
     state = dict(state)
     # Per-rank micro-batches consumed in the epoch -> samples -> this layout's per-rank micro-batches.
     samples = int(state.get("batches_consumed_in_epoch", 0)) * needed.world_size
     state["batches_consumed_in_epoch"] = samples // here.world_size
     set_seed(cfg.train.seed + 1_000 * fold + int(state.get("global_step", 0)), device_specific=True)
-    inner = getattr(fr.optimizer, "optimizer", fr.optimizer)
-    inner = getattr(inner, "optimizer", inner)  # AcceleratedOptimizer -> DeepSpeed's ZeRO -> torch Adam
-    steps = [float(s["step"]) for s in getattr(inner, "state", {}).values() if "step" in s]
-    return state, (max(steps) if steps else None)
+    return state
+
+
+def torch_optimizer(optimizer):
+    """AcceleratedOptimizer -> (DeepSpeed's ZeRO optimizer ->) the torch Adam holding the state."""
+    inner = getattr(optimizer, "optimizer", optimizer)
+    return getattr(inner, "optimizer", inner)
+
+
+def adam_step(optimizer) -> float | None:
+    steps = [
+        float(s["step"]) for s in getattr(torch_optimizer(optimizer), "state", {}).values() if "step" in s
+    ]
+    return max(steps) if steps else None
 
 
 def _release_gathered(engine) -> None:

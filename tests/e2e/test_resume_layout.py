@@ -1,6 +1,6 @@
 """Resuming a run on another process layout, through the real launcher (docs/TRAINER.md, "Requeued on
 another node count"): a 2-process DeepSpeed ZeRO-2 run killed after its first step checkpoint, then
-relaunched with 1 process and no DeepSpeed, says in one line what the checkpoint needs (no traceback, exit
+relaunched with 1 process under ZeRO-3, says in one line what the checkpoint needs (no traceback, exit
 code 2, every rank gone, run.json failed with that error); relaunched on another number of processes with
 the same ZeRO stage and global batch, it resumes through DeepSpeed's universal checkpoint (ZeRO-2 2 -> 1,
 ZeRO-3 1 -> 2), the Adam step count carries over, the fold finishes and its model reloads."""
@@ -108,15 +108,15 @@ def data_csv(tmp_path_factory) -> Path:
     return path
 
 
-def test_zero2_two_processes_resumed_on_one_is_a_one_line_error(tmp_path, data_csv):
+def test_zero2_two_processes_resumed_on_one_under_zero3_is_a_one_line_error(tmp_path, data_csv):
     out = tmp_path / "out"
     kill_after_step(data_csv, out, 2, 2, step=2)
-    resumed = run(data_csv, out, 1, None)
+    resumed = run(data_csv, out, 1, 3, "--train.grad_accum", "2", "--resume")
     assert resumed.returncode != 0
     errors = [line for line in resumed.stderr.splitlines() if line.startswith("error: ")]
     assert len(errors) == 1, resumed.stderr[-4000:]
     assert "step_2: written by 2 processes under DeepSpeed ZeRO-2" in errors[0]
-    assert "this launch has 1 process without DeepSpeed" in errors[0]
+    assert "this launch has 1 process under DeepSpeed ZeRO-3" in errors[0]
     # A 1-process accelerate launch reports any non-zero exit with its own CalledProcessError traceback;
     # none may come from the training script.
     assert "FileNotFoundError" not in resumed.stderr and 'train.py", line' not in resumed.stderr

@@ -132,20 +132,27 @@ def test_which_other_layouts_load_through_the_universal_form(tmp_path):
 
     folder = _files(tmp_path / "step_8", ZERO2_2PROC)
     state = {"world_size": 2, "zero_stage": 2, "batch_size": 8, "grad_accum": 1}
-    assert needs_universal(folder, state, Layout(2, 2), (8, 1)) is False  # same layout: as it is
-    assert needs_universal(folder, state, Layout(1, 2), (8, 2)) is True
-    assert needs_universal(folder, state, Layout(4, 1), (4, 1)) is True  # ZeRO-1 loads ZeRO-2's form
+    assert needs_universal(folder, state, Layout(2, 2), (8, 1)) is None  # same layout: as it is
+    assert needs_universal(folder, state, Layout(1, 2), (8, 2)) == "universal"
+    assert needs_universal(folder, state, Layout(4, 1), (4, 1)) == "universal"  # ZeRO-1 loads ZeRO-2's form
     with pytest.raises(ResumeLayoutError, match=r"global batch 16 \(8 x 1 x 2 processes\) would become 8 on 1 "
                        r"process; keep it with --train.grad_accum 2 \(and --resume\)$"):  # fmt: skip
         needs_universal(folder, state, Layout(1, 2), (8, 1))
     with pytest.raises(ResumeLayoutError, match="keep it with --train.batch_size and --train.grad_accum"):
         needs_universal(folder, state, Layout(3, 2), (8, 1))
-    with pytest.raises(ResumeLayoutError, match="this launch has 1 process without DeepSpeed"):
-        needs_universal(folder, state, Layout(1, None), (8, 2))
+    assert needs_universal(folder, state, Layout(1, None), (8, 2)) == "from-deepspeed"  # engine_switch.py
     with pytest.raises(ResumeLayoutError, match="this launch has 2 processes under DeepSpeed ZeRO-3"):
         needs_universal(folder, state, Layout(2, 3), (8, 1))
     # written before the batch was recorded: the run's config is trusted
-    assert needs_universal(folder, {"world_size": 2, "zero_stage": 2}, Layout(1, 2), (8, 1)) is True
+    assert needs_universal(folder, {"world_size": 2, "zero_stage": 2}, Layout(1, 2), (8, 1)) == "universal"
+    plain = _files(tmp_path / "step_4", PLAIN_1PROC)
+    plain_state = {"world_size": 1, "zero_stage": None, "batch_size": 8, "grad_accum": 2}
+    assert needs_universal(plain, plain_state, Layout(1, 2), (8, 2)) == "from-plain"
+    assert needs_universal(plain, plain_state, Layout(2, 1), (8, 1)) == "from-plain"
+    with pytest.raises(ResumeLayoutError, match=r"this launch has 1 process under DeepSpeed ZeRO-3; relaunch wi"):
+        needs_universal(plain, plain_state, Layout(1, 3), (8, 2))
+    with pytest.raises(ResumeLayoutError, match="would become 8 on 1 process"):
+        needs_universal(plain, plain_state, Layout(1, 2), (8, 1))
 
 
 def test_requeued_on_another_world_size_keeps_the_global_batch():
