@@ -108,7 +108,8 @@ def test_inspect_json_says_which_layout_a_step_checkpoint_resumes_on(tmp_path):
         (tmp / "train_state.json").write_text(json.dumps({"fold": 0, "global_step": 8}))
     assert inspect_path(tmp_path, folder).to_json()["resume"] == {
         "world_size": 2, "zero_stage": 3, "universal": False,
-        "resumable_on": ["2 processes under DeepSpeed ZeRO-3", "any number of processes under DeepSpeed ZeRO-3"],
+        "resumable_on": ["2 processes under DeepSpeed ZeRO-3", "any number of processes under DeepSpeed ZeRO-3",
+                         "any number of processes without DeepSpeed"],
     }  # fmt: skip
     (folder / "pytorch_model" / "zero").mkdir()  # DeepSpeed's universal form beside the shards
     (folder / "train_state.json").write_text(json.dumps({"world_size": 2, "zero_stage": 3}))
@@ -118,7 +119,9 @@ def test_inspect_json_says_which_layout_a_step_checkpoint_resumes_on(tmp_path):
     with protocol.atomic_dir(plain, kind="step-checkpoint", fields={"step": 4}) as tmp:
         _files(tmp, PLAIN_1PROC)
         (tmp / "train_state.json").write_text(json.dumps({"fold": 1, "global_step": 4}))
-    assert inspect_path(tmp_path, plain).to_json()["resume"]["resumable_on"] == ["1 process without DeepSpeed"]
+    assert inspect_path(tmp_path, plain).to_json()["resume"]["resumable_on"] == [
+        "1 process without DeepSpeed", "any number of processes under DeepSpeed ZeRO-1/2"
+    ]
     fold_model = tmp_path / "run" / "m_fold_0"
     _files(fold_model, ["model.safetensors", "config.json"])
     assert inspect_path(tmp_path, fold_model).to_json()["resume"] is None

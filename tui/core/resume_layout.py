@@ -44,7 +44,13 @@ class Layout:
         if self.universal:
             where = ["any"]
         elif self.zero_stage:  # the trainer converts ZeRO-1/2/3 shards to the universal form on its own
-            where = [self.describe(), f"any number of processes under DeepSpeed ZeRO-{self.zero_stage}"]
+            where = [
+                self.describe(),
+                f"any number of processes under DeepSpeed ZeRO-{self.zero_stage}",
+                "any number of processes without DeepSpeed",
+            ]
+        elif self.zero_stage is None:  # the trainer writes it into ZeRO-1/2 partitions (engine_switch)
+            where = [self.describe(), "any number of processes under DeepSpeed ZeRO-1/2"]
         else:
             where = [self.describe()]
         return {
@@ -57,7 +63,8 @@ class Layout:
 
 def resumes_on(resume: dict[str, Any] | None) -> str | None:
     """The app's Overview line for ``inspect``'s "resume" object: "2 processes / any" (universal form
-    written), "2 processes / any count under ZeRO-2", "1 process without DeepSpeed"; None when absent."""
+    written), "2 processes / any count under ZeRO-2 or without DeepSpeed", "1 process without DeepSpeed /
+    any count under ZeRO-1/2"; None when absent."""
     if not isinstance(resume, dict) or not isinstance(resume.get("world_size"), int):
         return None
     world, stage = resume["world_size"], resume.get("zero_stage")
@@ -65,8 +72,10 @@ def resumes_on(resume: dict[str, Any] | None) -> str | None:
     if resume.get("universal"):
         return f"{procs} / any"
     if isinstance(stage, int) and stage > 0:
-        return f"{procs} / any count under ZeRO-{stage}"
-    return f"{procs} {'without DeepSpeed' if stage is None else 'under DeepSpeed'}"
+        return f"{procs} / any count under ZeRO-{stage} or without DeepSpeed"
+    if stage is None:
+        return f"{procs} without DeepSpeed / any count under ZeRO-1/2"
+    return f"{procs} under DeepSpeed"
 
 
 def has_universal(folder: Path) -> bool:
