@@ -73,15 +73,15 @@ UNIVERSAL, FROM_DEEPSPEED, FROM_PLAIN = "universal", "from-deepspeed", "from-pla
 def needs_universal(step_dir: Path, state: dict, here: Layout, batch: tuple[int, int]) -> str | None:
     """How ``step_dir`` loads on this layout: None as it is; UNIVERSAL (another world size, same ZeRO
     stage); FROM_DEEPSPEED (ZeRO shards into a run without DeepSpeed) or FROM_PLAIN (a run without
-    DeepSpeed into ZeRO-1/2; trainer/engine_switch.py). Raises ResumeLayoutError (one line) for what cannot
-    be resumed here: another ZeRO stage, a run without DeepSpeed into ZeRO-3, or a global batch that would
+    DeepSpeed into ZeRO; trainer/engine_switch.py). Raises ResumeLayoutError (one line) for what cannot
+    be resumed here: another ZeRO stage, or a global batch that would
     change (``batch``: this launch's (batch_size, grad_accum))."""
     needed = layout_of(step_dir, state)
     if needed is None or needed.same_as(here):
         return None
     if needed.zero_stage and here.zero_stage is None:
         mode = FROM_DEEPSPEED
-    elif needed.zero_stage is None and here.zero_stage in (1, 2):
+    elif needed.zero_stage is None and here.zero_stage in (1, 2, 3):
         mode = FROM_PLAIN
     elif (
         needed.zero_stage
@@ -94,7 +94,7 @@ def needs_universal(step_dir: Path, state: dict, here: Layout, batch: tuple[int,
         if needed.zero_stage is not None:
             hint += f" and DeepSpeed ZeRO-{needed.zero_stage} (or ZeRO-{needed.zero_stage}, or no DeepSpeed, on any count)"
         if needed.zero_stage is None:
-            hint += " (or ZeRO-1/2, or no DeepSpeed, on any count)"
+            hint += " (or DeepSpeed ZeRO on any count)"
         raise ResumeLayoutError(
             f"{step_dir}: written by {needed.describe()}, this launch has {here.describe()}; {hint}"
         )
@@ -159,7 +159,7 @@ def load_universal(accelerator, fr, step_dir: Path, state: dict, cfg, fold: int)
         fr.model.load_checkpoint(
             str(folder), tag=DS_TAG_DIR, load_optimizer_states=True, load_lr_scheduler_states=False,
         )  # fmt: skip
-        _release_gathered(fr.model)
+        release_gathered(fr.model)
         scheduler = torch.load(step_dir / SCHEDULER_FILE, weights_only=False)
         fr.scheduler.scheduler.load_state_dict(scheduler)
     finally:
@@ -194,7 +194,7 @@ def adam_step(optimizer) -> float | None:
     return max(steps) if steps else None
 
 
-def _release_gathered(engine) -> None:
+def release_gathered(engine) -> None:
     """ZeRO-3: loading the universal form leaves parameters gathered and the prefetch trace stale, and the
     next forward after an evaluation fails ("tracing error ... expected the next parameters"): release
     every parameter and start a fresh trace, as at the start of training."""

@@ -99,7 +99,7 @@ async def test_overview_says_which_process_layouts_a_step_checkpoint_resumes_on(
         await select(app, pilot, "run/checkpoints/fold_0/step_8")
         assert _line(body_text(app, "overview"), "resumes on") == "resumes on  2 processes / any"
         await select(app, pilot, "run/checkpoints/fold_1/step_8")
-        expected = "resumes on  1 process without DeepSpeed / any count under ZeRO-1/2"
+        expected = "resumes on  1 process without DeepSpeed / any count under ZeRO"
         assert _line(body_text(app, "overview"), "resumes on") == expected
 
 
@@ -117,6 +117,6 @@ def test_resumes_on_names_the_layouts():
     three = "2 processes / any count under ZeRO-3 or without DeepSpeed"
     assert resumes_on({"world_size": 2, "zero_stage": 3, "universal": False}) == three
     assert resumes_on({"world_size": 4, "zero_stage": 2, "universal": True}) == "4 processes / any"
-    plain = "1 process without DeepSpeed / any count under ZeRO-1/2"
+    plain = "1 process without DeepSpeed / any count under ZeRO"
     assert resumes_on({"world_size": 1, "zero_stage": None, "universal": False}) == plain
     assert resumes_on(None) is None and resumes_on({"world_size": "2"}) is None

@@ -1,5 +1,5 @@
 """Across engines, the optimizer state is carried exactly: a plain torch AdamW checkpoint loaded into a
-DeepSpeed ZeRO-2 engine (trainer/engine_switch.py ``load_from_plain``) and the engine's checkpoint loaded
+DeepSpeed ZeRO-2 or ZeRO-3 engine (trainer/engine_switch.py ``load_from_plain``) and the engine's checkpoint loaded
 back into a plain AdamW (``load_from_deepspeed``) hold the same fp32 weights, exp_avg, exp_avg_sq and step,
 and each trains on from that step. One DeepSpeed process, a tiny model. (The next steps are not compared:
 DeepSpeed's ZeRO-2 and torch's AdamW drift apart by about 1e-3 after two steps from the same start anyway.)"""
@@ -34,7 +34,7 @@ import accelerate.utils
 
 accelerate.utils.set_seed = lambda *a, **k: None  # needs a real Accelerator; the RNG is not checked here
 deepspeed.init_distributed(dist_backend="gloo")
-out = Path(sys.argv[1])
+out, stage = Path(sys.argv[1]), int(sys.argv[2])
 x = torch.randn(4, 4, generator=torch.Generator().manual_seed(1))
 cfg = SimpleNamespace(train=SimpleNamespace(seed=0))
 
@@ -80,17 +80,18 @@ torch.save(opt.state_dict(), step_dir / "optimizer.bin")
 torch.save(sched.state_dict(), step_dir / "scheduler.bin")
 
 # plain -> ZeRO-2
-config = {"train_batch_size": 4, "zero_optimization": {"stage": 2}, "zero_allow_untested_optimizer": True}
+config = {"train_batch_size": 4, "zero_optimization": {"stage": stage}, "zero_allow_untested_optimizer": True}
 ds_model = make(shift=0.5)
 engine, *_ = deepspeed.initialize(model=ds_model, optimizer=torch.optim.AdamW(param_groups(ds_model, 0.01), lr=1e-2), config=config)
 _, ds_sched = plain_fit(make(), fused=False)
 fr = SimpleNamespace(model=engine, optimizer=SimpleNamespace(optimizer=engine.optimizer), scheduler=SimpleNamespace(scheduler=ds_sched))
-loaded, step = load_from_plain(accelerator(2), fr, step_dir, state_of(None), cfg, 0)
+loaded, step = load_from_plain(accelerator(stage), fr, step_dir, state_of(None), cfg, 0)
 assert step == 3.0 and loaded["global_step"] == 3, (step, loaded)
 params = dict(plain.named_parameters())
 for name, p in engine.module.named_parameters():
     same(safe_get_full_fp32_param(p), params[name], name)
-    same(p.data, params[name], f"{name} (model copy)")
+    with deepspeed.zero.GatheredParameters([p]):  # ZeRO-3 partitions the model's weights
+        same(p.data, params[name], f"{name} (model copy)")
     for key in ("exp_avg", "exp_avg_sq"):
         same(safe_get_full_optimizer_state(p, key), opt.state[params[name]][key], f"{name} {key}")
 # the engine trains on from there: Adam's step goes on from 3 (not from 0)
@@ -104,7 +105,7 @@ torch.save(ds_sched.state_dict(), out / "ds_step" / "scheduler.bin")
 back = make(shift=-0.5)
 opt2, sched2 = plain_fit(back, fused=True)
 fr2 = SimpleNamespace(model=back, optimizer=SimpleNamespace(optimizer=opt2), scheduler=SimpleNamespace(scheduler=sched2))
-_, step2 = load_from_deepspeed(accelerator(None), fr2, out / "ds_step", state_of(2), cfg, 0)
+_, step2 = load_from_deepspeed(accelerator(None), fr2, out / "ds_step", state_of(stage), cfg, 0)
 assert step2 == 4.0, step2
 assert not (out / ".universal_ds_step.tmp").exists()
 back_params = dict(back.named_parameters())
@@ -120,13 +121,18 @@ print("OK")
 """
 
 
-def test_optimizer_state_crosses_engines_exactly(tmp_path):
+@pytest.mark.parametrize("stage", [2, 3])
+def test_optimizer_state_crosses_engines_exactly(tmp_path, stage):
     script = tmp_path / "switch.py"
     script.write_text(SCRIPT)
     repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     env = cpu_only({**os.environ, "PYTHONPATH": repo})
     env.setdefault("TORCH_EXTENSIONS_DIR", os.path.expanduser("~/.cache/torch_extensions"))
     proc = subprocess.run(
-        [sys.executable, str(script), str(tmp_path)], capture_output=True, text=True, env=env, timeout=600
+        [sys.executable, str(script), str(tmp_path), str(stage)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
     )
     assert proc.returncode == 0 and "OK" in proc.stdout, (proc.stdout + proc.stderr)[-4000:]

@@ -49,8 +49,8 @@ class Layout:
                 f"any number of processes under DeepSpeed ZeRO-{self.zero_stage}",
                 "any number of processes without DeepSpeed",
             ]
-        elif self.zero_stage is None:  # the trainer writes it into ZeRO-1/2 partitions (engine_switch)
-            where = [self.describe(), "any number of processes under DeepSpeed ZeRO-1/2"]
+        elif self.zero_stage is None:  # the trainer writes it into ZeRO partitions (engine_switch)
+            where = [self.describe(), "any number of processes under DeepSpeed ZeRO"]
         else:
             where = [self.describe()]
         return {
@@ -64,7 +64,7 @@ class Layout:
 def resumes_on(resume: dict[str, Any] | None) -> str | None:
     """The app's Overview line for ``inspect``'s "resume" object: "2 processes / any" (universal form
     written), "2 processes / any count under ZeRO-2 or without DeepSpeed", "1 process without DeepSpeed /
-    any count under ZeRO-1/2"; None when absent."""
+    any count under ZeRO"; None when absent."""
     if not isinstance(resume, dict) or not isinstance(resume.get("world_size"), int):
         return None
     world, stage = resume["world_size"], resume.get("zero_stage")
@@ -74,7 +74,7 @@ def resumes_on(resume: dict[str, Any] | None) -> str | None:
     if isinstance(stage, int) and stage > 0:
         return f"{procs} / any count under ZeRO-{stage} or without DeepSpeed"
     if stage is None:
-        return f"{procs} without DeepSpeed / any count under ZeRO-1/2"
+        return f"{procs} without DeepSpeed / any count under ZeRO"
     return f"{procs} under DeepSpeed"
 
 
