@@ -53,21 +53,6 @@ def test_select_to_keep_never_invents_steps(steps, best, keep_last):
 # --- StepCheckpointer on a real single-process Accelerator ---------------------------------------
 
 
-@pytest.fixture()
-def trained_parts():
-    import torch
-    from accelerate import Accelerator
-
-    from tests.fixtures.ckpt import fresh_accelerate_state, tiny_model
-
-    with fresh_accelerate_state():
-        accelerator = Accelerator(cpu=True)
-        model = tiny_model(seed=1)
-        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
-        model, optimizer = accelerator.prepare(model, optimizer)
-        yield accelerator, model, optimizer
-
-
 def _train_one_step(model, optimizer):
     import torch
 

@@ -93,28 +93,13 @@ def test_still_short_is_one_line_naming_need_free_and_mount(tmp_path):
 # --- StepCheckpointer and save_fold_model on a real single-process Accelerator -----------------------
 
 
-@pytest.fixture()
-def parts():
-    import torch
-    from accelerate import Accelerator
-
-    from tests.fixtures.ckpt import fresh_accelerate_state, tiny_model
-
-    with fresh_accelerate_state():
-        accelerator = Accelerator(cpu=True)
-        model = tiny_model(seed=1)
-        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
-        model, optimizer = accelerator.prepare(model, optimizer)
-        yield accelerator, model, optimizer
-
-
 def _listing(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir())
 
 
 @pytest.mark.slow
-def test_guard_frees_what_keep_last_drops_then_stops_the_run_resumable(tmp_path, parts):
-    accelerator, _model, _optimizer = parts
+def test_guard_frees_what_keep_last_drops_then_stops_the_run_resumable(tmp_path, trained_parts):
+    accelerator, _model, _optimizer = trained_parts
     disk = FakeDisk(tmp_path, capacity=10**12)
     ckpt = StepCheckpointer(accelerator, tmp_path, 0, keep_last=2, guard=DiskGuard(disk_usage=disk))
     folder = ckpt.folder
@@ -139,8 +124,10 @@ def test_guard_frees_what_keep_last_drops_then_stops_the_run_resumable(tmp_path,
 
 @pytest.mark.slow
 @pytest.mark.parametrize("point", ["save_state", "train_state", "commit", "manifest"])
-def test_no_space_at_any_write_point_leaves_the_previous_checkpoints(tmp_path, parts, monkeypatch, point):
-    accelerator, _model, _optimizer = parts
+def test_no_space_at_any_write_point_leaves_the_previous_checkpoints(
+    tmp_path, trained_parts, monkeypatch, point
+):
+    accelerator, _model, _optimizer = trained_parts
     ckpt = StepCheckpointer(accelerator, tmp_path, 0, keep_last=1)
     ckpt.save(10, {"epoch": 0}, best_step=None)
     before = {p.relative_to(tmp_path): p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
@@ -164,8 +151,10 @@ def _fail_manifest(monkeypatch) -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("point", ["weights", "trainer_state", "commit", "manifest", "guard"])
-def test_fold_model_that_cannot_be_written_keeps_the_previous_one(tmp_path, parts, monkeypatch, point):
-    accelerator, model, _optimizer = parts
+def test_fold_model_that_cannot_be_written_keeps_the_previous_one(
+    tmp_path, trained_parts, monkeypatch, point
+):
+    accelerator, model, _optimizer = trained_parts
     target = tmp_path / "tiny_fold_0"
 
     def save(step: int, guard=None) -> None:
