@@ -133,7 +133,7 @@ class PruneScreen(ModalScreen["Plan | None"]):
         keep, metric, mode = message.settings
         lower = lower_is_better(metric) if mode is None else mode == "min"
         summary.update(
-            f"{'lower' if lower else 'higher'} {metric} is better · goes: {len(plan.items)} "
+            f"{'lower' if lower else 'higher'} {safe_text(metric)} is better · goes: {len(plan.items)} "
             f"({format_bytes(plan.total_bytes)} freed) · stays: {len(plan.kept)}"
         )
         items = [(i.path, i.bytes, i.what) for i in plan.items]

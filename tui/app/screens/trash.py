@@ -88,10 +88,13 @@ class TrashScreen(ModalScreen[None]):
             total.update(cell(f"Cannot read the trash: {message.error}", style="red"))
             return
         for e in message.entries:
-            origin = e.origin or "?"
-            by = e.action or "?"
             table.add_row(
-                when(e.deleted_at), cell(e.what), format_bytes(e.size_bytes, compact=True), by, origin, key=e.id
+                cell(when(e.deleted_at)),
+                cell(e.what),
+                format_bytes(e.size_bytes, compact=True),
+                cell(e.action or "?"),
+                cell(e.origin or "?"),
+                key=e.id,
             )
         size = format_bytes(sum(e.size_bytes for e in message.entries))
         n = len(message.entries)
