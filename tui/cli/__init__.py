@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         commands = _command_names(parser)
         if not argv:
             raise UsageError("give a ROOT folder to open the app, or a command (ckpt-tui --help lists them)")
-        if not argv or (argv[0] not in commands and argv[0] not in PROGRAM_FLAGS):
+        if argv[0] not in commands and argv[0] not in PROGRAM_FLAGS:
             from tui.cli.app_cmd import run_app
 
             return run_app(argv, commands)
