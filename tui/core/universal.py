@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from tui.core import commit as protocol
-from tui.core.files import is_within, read_refusal
+from tui.core.files import FULL_WALK_DEPTH, is_within, read_refusal, walk
 from tui.core.names import MANIFEST_NAME, ZERO_RANK_SHARD
 from tui.core.promote import pickle_trouble
 from tui.core.resume_layout import DS_TAG_DIR, UNIVERSAL_TAG, has_universal
@@ -111,8 +111,7 @@ def _check(root: Path, step: Path, shown: str) -> dict[str, Any]:
 def _link_tree(source: Path, dest: Path) -> None:
     """Every regular file of ``source`` (but its manifest) at the same place under ``dest``: a hard link
     (the files are never written through it), a copy where linking fails."""
-    for dirpath, dirnames, filenames in os.walk(source):
-        dirnames[:] = sorted(d for d in dirnames if not os.path.islink(os.path.join(dirpath, d)))
+    for dirpath, _dirnames, filenames in walk(source, max_depth=FULL_WALK_DEPTH):  # never enters links
         here = Path(dirpath)
         into = dest / here.relative_to(source)
         into.mkdir(parents=True, exist_ok=True)
