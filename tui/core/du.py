@@ -14,6 +14,7 @@ from __future__ import annotations
 import fnmatch
 import os
 import shutil
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -123,7 +124,7 @@ def disk_report(root: Path | str, *, disk_usage=shutil.disk_usage) -> DiskReport
     root = Path(root)
     runs: dict[str, RunUsage] = {}
     problems: list[str] = []
-    trash_bytes = _walk(root / TRASH_DIR, problems)[0] if (root / TRASH_DIR).is_dir() else 0
+    trash_bytes = _walk(root / TRASH_DIR, problems) if (root / TRASH_DIR).is_dir() else 0
     for rel, name, size in _files(root, problems):
         run = runs.setdefault(rel, RunUsage(rel))
         run.bytes[kind_of(name)] += size
@@ -161,9 +162,9 @@ def _files(root: Path, problems: list[str]):
                 continue
 
 
-def _walk(folder: Path, problems: list[str]) -> tuple[int, int]:
-    """(bytes, files) under ``folder``, symlinks not followed."""
-    total = count = 0
+def _walk(folder: Path, problems: list[str]) -> int:
+    """Bytes of the files under ``folder``; symlinks neither followed nor counted."""
+    total = 0
     unreadable: list[str] = []
     for dirpath, _dirs, files in walk(folder, max_depth=FULL_WALK_DEPTH, unreadable=unreadable):
         for name in files:
@@ -171,7 +172,7 @@ def _walk(folder: Path, problems: list[str]) -> tuple[int, int]:
                 st = os.lstat(os.path.join(dirpath, name))
             except OSError:
                 continue
-            if not os.path.islink(os.path.join(dirpath, name)):
-                total, count = total + st.st_size, count + 1
+            if not stat.S_ISLNK(st.st_mode):
+                total += st.st_size
     problems += [f"{path}: unreadable" for path in unreadable]
-    return total, count
+    return total
