@@ -323,3 +323,30 @@ def test_sum_over_header_numbers(tmp_path):
     assert s.module_prefix == "blk." and len(s.modules) == 12  # one module per block index
     assert s.modules["11"] == 36
     assert [x["name"] for x in s.largest[:2]] == ["blk.11.w", "blk.10.w"]
+
+
+@pytest.mark.parametrize(
+    "names",
+    [
+        ["model.safetensors", "adapter_model.safetensors"],
+        ["model-00001-of-00003.safetensors", "model-00003-of-00003.safetensors"],
+        ["a.safetensors", "b.safetensors", "notes.txt"],
+        ["model-00001-of-00001.safetensors", "model.safetensors.index.json"],
+        ["adapter_model.safetensors", "adapter_model.safetensors.index.json"],
+        ["config.json"],
+    ],
+)
+def test_a_folder_listed_by_the_caller_summarises_as_one_listed_here(tmp_path, names):
+    """The scan hands over the file names its walk saw; the summary must be the one of a fresh listing."""
+    for i, name in enumerate(names):
+        if name.endswith(".safetensors"):
+            _write(tmp_path / name, {f"t{i}": ("F32", [i + 2])})
+        elif name.endswith(".index.json"):
+            shard = names[0]
+            (tmp_path / name).write_text(json.dumps({"weight_map": {"t0": shard, "gone": "missing.safetensors"}}))
+        else:
+            (tmp_path / name).write_text("{}")
+    (tmp_path / "sub.safetensors").mkdir()  # a folder is not among the names a listing gives
+    fresh = summarize_weights(tmp_path).to_json()
+    assert summarize_weights(tmp_path, listing=set(names)).to_json() == fresh
+    assert summarize_weights(str(tmp_path), listing=list(reversed(names))).to_json() == fresh

@@ -65,7 +65,7 @@ def check_folder(
     if kind == "torch-dcp":
         dcp_into(info, read_dcp_cached(folder, top), problems)
     elif kind != "deepspeed":
-        weights_into(info, folder, top, problems)
+        weights_into(info, folder, top, problems, listed=True)
     if kind in ("deepspeed", "accelerate-state") and info.parameters is None:
         _model_states_into(info, folder, files, problems)
     if CONFIG_FILE in top:
@@ -174,10 +174,17 @@ def _weight_files(top: set[str]) -> tuple[list[str], str | None, list[str]]:
 
 
 def weights_into(
-    info: CheckpointInfo, folder: Path, top: set[str], problems: list[str], *, only: list[Path] | None = None
+    info: CheckpointInfo,
+    folder: Path,
+    top: set[str],
+    problems: list[str],
+    *,
+    only: list[Path] | None = None,
+    listed: bool = False,
 ) -> weights.WeightsSummary | None:
     """Weight numbers of ``info`` from the safetensors headers (or the one weight pickle) among ``top``;
-    problems go to ``problems``; returns the safetensors summary when there is one."""
+    problems go to ``problems``; returns the safetensors summary when there is one. ``listed``: ``top`` is
+    the scan's listing of the folder's regular files, so the summary need not list it again."""
     st_files, index, pickles = _weight_files(top)
     summary = None
     for name in pickles:  # weights.py reports zero-byte safetensors itself
@@ -188,7 +195,7 @@ def weights_into(
             pass
     if st_files or index:
         try:
-            summary = _cached_weights(info, folder, st_files, index, only)
+            summary = _cached_weights(info, folder, st_files, index, only, top if listed else None)
         except Exception as e:  # the contract is "never raises"; keep the scan alive if it does
             problems.append(f"{folder.name}: weights could not be summarised ({type(e).__name__}: {e})")
         if summary is not None:
@@ -203,7 +210,12 @@ def weights_into(
 
 
 def _cached_weights(
-    info: CheckpointInfo, folder: Path, st_files: list[str], index: str | None, only: list[Path] | None
+    info: CheckpointInfo,
+    folder: Path,
+    st_files: list[str],
+    index: str | None,
+    only: list[Path] | None,
+    listing: set[str] | None = None,
 ) -> weights.WeightsSummary:
     """The safetensors summary, parsed once per change of the files: keyed by every safetensors file and
     index among the folder's names (a superset of what the summary reads)."""
@@ -216,7 +228,7 @@ def _cached_weights(
         compute = lambda: weights.summarize_weights(paths)  # noqa: E731
     else:  # weights.py picks the index, model.safetensors or adapter_model.safetensors
         paths, how = [folder / f for f in sorted([*st_files, *([index] if index else [])])], "folder"
-        compute = lambda: weights.summarize_weights(folder)  # noqa: E731
+        compute = lambda: weights.summarize_weights(folder, listing=listing)  # noqa: E731
     return cache.memo(
         f"weights/1/{how}",
         [(p, None) for p in paths],

@@ -45,10 +45,17 @@ class WeightFilesPlan:
 
 
 
-def resolve_weight_files(folder_or_files: Any, index_file: Any = None) -> WeightFilesPlan:
-    """Decide which files make up the weights (see the module docstring). Reads at most the index."""
+def resolve_weight_files(
+    folder_or_files: Any, index_file: Any = None, *, listing: Iterable[str] | None = None
+) -> WeightFilesPlan:
+    """Decide which files make up the weights (see the module docstring). Reads at most the index.
+
+    ``listing``: the names of the regular files in the folder ``folder_or_files``, when the caller has
+    just listed it (the scan's walk): the folder is then neither checked nor listed again."""
     if index_file is not None:
         return _plan_from_index(os.fspath(index_file))
+    if listing is not None:
+        return _plan_from_folder(os.fsdecode(folder_or_files), sorted(listing))
     if isinstance(folder_or_files, (str, bytes, os.PathLike)):
         path = os.fsdecode(folder_or_files)
         if os.path.isdir(path):
@@ -89,13 +96,14 @@ def _file_names(folder: str) -> list[str]:
     return sorted(names)
 
 
-def _plan_from_folder(folder: str) -> WeightFilesPlan:
-    try:
-        names = _file_names(folder)
-    except OSError as e:
-        return WeightFilesPlan(
-            base=folder, names=[], problems=[f"{os.path.basename(folder)}: cannot list ({e.strerror})"]
-        )
+def _plan_from_folder(folder: str, names: list[str] | None = None) -> WeightFilesPlan:
+    if names is None:
+        try:
+            names = _file_names(folder)
+        except OSError as e:
+            return WeightFilesPlan(
+                base=folder, names=[], problems=[f"{os.path.basename(folder)}: cannot list ({e.strerror})"]
+            )
     indexes = [n for n in names if n.endswith(".safetensors.index.json")]
     if indexes:
         chosen = SAFETENSORS_INDEX if SAFETENSORS_INDEX in indexes else indexes[0]

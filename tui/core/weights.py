@@ -5,7 +5,7 @@ API (docs/ARCHITECTURE.md, "Core API")::
     @dataclass WeightsSummary(files, shards, tensors, parameters, dtypes, bytes, modules, largest, problems,
                               ...extras: index, file_bytes, module_prefix, metadata, index_metadata)
         .to_json() -> dict                          # JSON-serializable (shapes are lists)
-    summarize_weights(folder_or_files, *, index_file=None) -> WeightsSummary   # never raises on bad input
+    summarize_weights(folder_or_files, *, index_file=None, listing=None) -> WeightsSummary   # never raises
     tensor_table(folder) -> dict[str, tuple[str, tuple[int, ...]]]             # name -> (dtype, shape)
 
 What gets summarized (``folder_or_files``: a file, an index, a folder, a list of paths) is decided by
@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import heapq
 import os
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar, Literal
 
@@ -90,10 +91,13 @@ class WeightsSummary:
         return self.to_json()
 
 
-def summarize_weights(folder_or_files: Any, *, index_file: Any = None) -> WeightsSummary:
-    """Summarize the safetensors weights at ``folder_or_files`` from their headers. Never raises."""
+def summarize_weights(
+    folder_or_files: Any, *, index_file: Any = None, listing: Iterable[str] | None = None
+) -> WeightsSummary:
+    """Summarize the safetensors weights at ``folder_or_files`` from their headers. Never raises.
+    ``listing``: the folder's file names when the caller has just listed it (``resolve_weight_files``)."""
     try:
-        out = _summarize(folder_or_files, index_file)
+        out = _summarize(folder_or_files, index_file, listing)
     except Exception as e:  # the contract is "never raises"; this line is the proof of that, not a plan
         out = WeightsSummary(problems=[f"weights summary failed ({type(e).__name__}: {e})"[:300]])
     out.problems = capped([safe_message(p) for p in out.problems])
@@ -120,8 +124,8 @@ def tensor_table(folder: Any) -> dict[str, tuple[str, tuple[int, ...]]]:
 # ---------------------------------------------------------------------------------------- summarizing
 
 
-def _summarize(folder_or_files: Any, index_file: Any) -> WeightsSummary:
-    plan = resolve_weight_files(folder_or_files, index_file)
+def _summarize(folder_or_files: Any, index_file: Any, listing: Iterable[str] | None = None) -> WeightsSummary:
+    plan = resolve_weight_files(folder_or_files, index_file, listing=listing)
     out = WeightsSummary(index=plan.index, index_metadata=plan.index_metadata)
     out.problems.extend(plan.problems)
     # Shards of one model (an index, or model-0000i-of-0000n names) must not repeat a tensor; separate
