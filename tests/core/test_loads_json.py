@@ -1,4 +1,4 @@
-"""files.loads_json: json.loads exactly (values, types, errors) though orjson parses what it can."""
+"""files.loads_json / dumps_json: json.loads and json.dumps exactly (values, types, errors) though orjson does what it can."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import math
 import pytest
 
 from tui.core import files
-from tui.core.files import load_json, loads_json
+from tui.core.files import dumps_json, load_json, loads_json
 
 CASES = [
     b'{"a": 1, "b": [1.5, -0.0, 1e-400, "x"], "c": null, "d": true}',
@@ -64,3 +64,49 @@ def test_the_standard_library_words_every_error(tmp_path, raw):
 def test_works_without_orjson(monkeypatch):
     monkeypatch.setattr(files, "orjson", None)
     assert loads_json(b'{"step": 18446744073709551616}') == {"step": 18446744073709551616}
+
+
+class _Str(str):
+    pass
+
+
+VALUES = [
+    ({"a": 1, "b": [1.5, -0.0, 1e-05, 1.5e-07, 1e22, "x"], "c": None, "d": True}, None),
+    ([float("nan"), 1.0], None),  # orjson writes null for NaN and the infinities
+    ({"w": float("inf"), "x": -float("inf")}, None),
+    ({"s": "h\u00e9llo \u202e"}, None),  # not ASCII
+    ({"s": "ck\udcffpt"}, None),  # a lone surrogate (a surrogateescape'd name)
+    ({"n": 2**64, "m": -(2**63) - 1, "k": 2**64 - 1}, None),
+    ({1: "int key", None: "none key", False: "bool key", 2.5: "float key"}, None),
+    (({"a": 1}, ["problem"]), None),  # the (summary, problems) pairs the readers cache
+    ({"shape": (1, 2), "t": ((1,), [])}, None),
+    ({"k": _Str("sub"), _Str("key"): 1}, None),
+    ({"tab": "a\tb\nc", "ctl": "\x00\x1f"}, None),
+    ({"obj": object()}, TypeError),
+    ({"deep": [[[[]]]] * 3}, None),
+]
+
+
+@pytest.mark.parametrize(("value", "error"), VALUES)
+def test_dumps_parses_back_to_what_json_dumps_gives(value, error):
+    if error is not None:
+        with pytest.raises(error):
+            json.dumps(value, separators=(",", ":"))
+        with pytest.raises(error):
+            dumps_json(value)
+        return
+    text = dumps_json(value)
+    assert text.isascii() and "\n" not in text and "\t" not in text  # one line of a cache file
+    want = json.loads(json.dumps(value, separators=(",", ":")))
+    assert _same(json.loads(text), want)
+    assert _same(loads_json(text.encode("utf-8", "surrogatepass")), want)
+
+
+def test_dumps_takes_orjson_only_when_it_round_trips(monkeypatch):
+    """A value orjson writes faithfully takes its text (the fast path is used at all); NaN does not."""
+    if files.orjson is None:
+        pytest.skip("no orjson")
+    assert dumps_json({"a": [1e-05, None]}) == files.orjson.dumps({"a": [1e-05, None]}).decode()
+    assert dumps_json([float("nan")]) == "[NaN]"
+    monkeypatch.setattr(files, "orjson", None)
+    assert dumps_json([float("nan"), 1e-05]) == json.dumps([float("nan"), 1e-05], separators=(",", ":"))

@@ -55,7 +55,7 @@ from contextlib import contextmanager
 from json.encoder import encode_basestring_ascii as _json_string
 from typing import Any
 
-from tui.core.files import loads_json
+from tui.core.files import dumps_json, loads_json
 
 ENV_DISABLE = "CKPT_TUI_NO_CACHE"
 ENV_MAX_MB = "CKPT_TUI_CACHE_MAX_MB"
@@ -548,7 +548,7 @@ def memo(
             pass  # an entry of another layout: read again
     result = compute()
     try:
-        text = json.dumps(encode(result) if encode is not None else result, separators=(",", ":"))
+        text = dumps_json(encode(result) if encode is not None else result)
     except (TypeError, ValueError, RecursionError):
         return result
     cache.put(reader, folder, keys, text)

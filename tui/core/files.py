@@ -220,6 +220,33 @@ def loads_json(raw: bytes) -> Any:
     return json.loads(raw)
 
 
+# orjson writes a dataclass, a datetime or a subclass of str/int/dict/list itself; the standard library
+# refuses or writes them otherwise: passed through, they raise and take the exact path.
+_DUMPS_OPTIONS = (
+    orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_SUBCLASS
+    if orjson is not None
+    else 0
+)
+
+
+def dumps_json(value: Any) -> str:
+    """Compact JSON text of ``value`` that parses back to what ``json.dumps(value, separators=(",", ":"))``
+    would: orjson's text (~5x faster) when it is ASCII and parses back equal to ``value`` (orjson writes
+    NaN and infinities as null and differs on dict keys that are not strings), else the standard
+    library's. Raises what ``json.dumps`` raises."""
+    if orjson is not None:
+        try:
+            raw = orjson.dumps(value, option=_DUMPS_OPTIONS)
+        except orjson.JSONEncodeError:  # lone surrogates, ints beyond 64 bits, non-str keys, other types
+            raw = None
+        # A tuple is written as a list, so a top-level one compares as a list (a nested one takes the
+        # exact path: slower, still right).
+        same = list(value) if type(value) is tuple else value
+        if raw is not None and raw.isascii() and orjson.loads(raw) == same:
+            return raw.decode("ascii")
+    return json.dumps(value, separators=(",", ":"))
+
+
 def load_json_object(path: Path | str, *, limit: int = JSON_LIMIT) -> tuple[dict[str, Any] | None, list[str]]:
     """(the JSON object, []) or (None, [one-line problem]); (None, []) when the file does not exist."""
     data, problem = load_json(path, limit=limit)
