@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from importlib import import_module
 from pathlib import Path
 
 import pytest
@@ -60,3 +61,28 @@ def test_no_argument_and_a_typo_say_what_to_do(tmp_path, capsys, monkeypatch):
     assert main(["lss"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "did you mean the command `ls`" in err
+
+
+def test_each_command_is_registered_by_the_module_commands_names():
+    # running a command imports only the module COMMANDS names for it: the table must say the truth
+    import argparse
+
+    from tui.cli import COMMANDS, build_parser
+
+    for command, module in COMMANDS.items():
+        sub = argparse.ArgumentParser().add_subparsers()
+        import_module(f"tui.cli.{module}").register(sub)
+        assert command in sub.choices, (command, module)
+    everything = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    assert list(everything.choices) == list(COMMANDS)
+
+
+def test_a_command_imports_only_its_own_module():
+    probe = (
+        "import sys, io, contextlib\nfrom tui.cli import main\n"
+        "with contextlib.redirect_stderr(io.StringIO()):\n    main(['ls', '/nonexistent-folder'])\n"
+        "print(sorted(m for m in sys.modules if m.startswith('tui.cli.')))"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, check=True)
+    assert out.stdout.split() == ["['tui.cli.inspect_cmds',", "'tui.cli.output']"]

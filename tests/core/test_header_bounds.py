@@ -140,8 +140,14 @@ def test_inspect_parses_each_header_once(tmp_path, monkeypatch):
     assert sorted(calls) == sorted(set(calls)) and len(calls) == 1
 
 
-def test_orjson_and_json_agree_on_what_they_accept(tmp_path):
+@pytest.mark.parametrize("orjson_after", [0, None])  # orjson from the first byte; the default (json)
+def test_orjson_and_json_agree_on_what_they_accept(tmp_path, monkeypatch, orjson_after):
     # integers past 64 bits become floats in orjson: the header path must still report them as json does
+    if orjson_after is not None:
+        from tui.core import files
+
+        monkeypatch.setattr(files, "orjson", files.orjson)  # undone after the test, as the threshold is
+        monkeypatch.setattr(files, "ORJSON_AFTER_BYTES", orjson_after)
     for header, fragment in (
         ({"t": {"dtype": "U8", "shape": [2**64], "data_offsets": [0, 0]}}, "overflows u64"),
         ({"t": {"dtype": "U8", "shape": [1], "data_offsets": [0, 2**64]}}, "two non-negative integers"),

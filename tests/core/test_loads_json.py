@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
 from tui.core import files
 from tui.core.files import dumps_json, load_json, loads_json
 
+REPO = Path(__file__).resolve().parents[2]
 CASES = [
     b'{"a": 1, "b": [1.5, -0.0, 1e-400, "x"], "c": null, "d": true}',
     b'{"step": 18446744073709551615}',
@@ -38,8 +42,20 @@ def _same(a, b) -> bool:
     return a == b and repr(a) == repr(b)
 
 
+@pytest.fixture(params=["orjson", "json"])
+def parser(request, monkeypatch):
+    """orjson from the first byte, or the standard library alone (a small parse, before the import pays)."""
+    if request.param == "orjson":
+        monkeypatch.setattr(files, "orjson", files.orjson)  # undone after the test, as the threshold is
+        monkeypatch.setattr(files, "ORJSON_AFTER_BYTES", 0)
+        assert files.fast_json(1) is not None
+    else:
+        monkeypatch.setattr(files, "orjson", None)
+    return request.param
+
+
 @pytest.mark.parametrize("raw", CASES)
-def test_same_values_and_types_as_json(raw):
+def test_same_values_and_types_as_json(raw, parser):
     try:
         want = json.loads(raw)
     except (ValueError, RecursionError) as e:
@@ -50,7 +66,7 @@ def test_same_values_and_types_as_json(raw):
 
 
 @pytest.mark.parametrize("raw", [b'{"a": 1,}', b"{", b'{"a": 01}', b"\x00", b'{"a": "\xff"}'])
-def test_the_standard_library_words_every_error(tmp_path, raw):
+def test_the_standard_library_words_every_error(tmp_path, raw, parser):
     path = tmp_path / "trainer_state.json"
     path.write_bytes(raw)
     try:
@@ -88,7 +104,7 @@ VALUES = [
 
 
 @pytest.mark.parametrize(("value", "error"), VALUES)
-def test_dumps_parses_back_to_what_json_dumps_gives(value, error):
+def test_dumps_parses_back_to_what_json_dumps_gives(value, error, parser):
     if error is not None:
         with pytest.raises(error):
             json.dumps(value, separators=(",", ":"))
@@ -104,9 +120,22 @@ def test_dumps_parses_back_to_what_json_dumps_gives(value, error):
 
 def test_dumps_takes_orjson_only_when_it_round_trips(monkeypatch):
     """A value orjson writes faithfully takes its text (the fast path is used at all); NaN does not."""
-    if files.orjson is None:
+    monkeypatch.setattr(files, "orjson", files.orjson)  # undone after the test, as the threshold is
+    monkeypatch.setattr(files, "ORJSON_AFTER_BYTES", 0)
+    if files.fast_json(0) is None:
         pytest.skip("no orjson")
     assert dumps_json({"a": [1e-05, None]}) == files.orjson.dumps({"a": [1e-05, None]}).decode()
     assert dumps_json([float("nan")]) == "[NaN]"
     monkeypatch.setattr(files, "orjson", None)
     assert dumps_json([float("nan"), 1e-05]) == json.dumps([float("nan"), 1e-05], separators=(",", ":"))
+
+
+def test_orjson_is_imported_only_once_enough_json_was_parsed():
+    # importing orjson costs ~10 ms: a command that parses a few small files must not pay it
+    probe = (
+        "import sys\nfrom tui.core import files\n"
+        "files.loads_json(b'{\"a\": 1}')\nprint('orjson' in sys.modules)\n"
+        "files.loads_json(b'[' + b'1,' * (files.ORJSON_AFTER_BYTES // 2) + b'1]')\nprint('orjson' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=REPO)
+    assert out.stdout.split() == ["False", "True"]

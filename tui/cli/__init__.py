@@ -4,21 +4,27 @@ Dispatch: a first argument that is a command name runs the command, even when a 
 exists (``ckpt-tui ./ls`` opens such a folder); ``-h``/``--help`` and ``--version`` are the program's;
 anything else is the app's ``ROOT [options]``. Each command group lives in its own module exposing
 ``register(subparsers)``; a command's handler returns the exit code. Heavy imports (textual, pandas)
-happen inside handlers, never here.
+happen inside handlers, never here. Running a command imports and registers only its own module
+(``COMMANDS`` names it): start-up is paid by every ``ls``; ``--help`` registers them all.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
-import textwrap
 
 from tui import __version__
-from tui.cli import convert_cmd, diff_cmd, du_cmd, inspect_cmds, ops_cmds, runs_cmds, serve_cmd
 from tui.core import cache
 from tui.core.text import safe_message
 
-COMMAND_MODULES = (inspect_cmds, diff_cmd, ops_cmds, convert_cmd, runs_cmds, serve_cmd, du_cmd)
+# command -> the module of tui.cli that registers it, in the order `--help` lists them (a test checks
+# that each module registers exactly these).
+COMMANDS = {
+    "ls": "inspect_cmds", "inspect": "inspect_cmds", "metrics": "inspect_cmds", "diff": "diff_cmd",
+    "rm": "ops_cmds", "slim": "ops_cmds", "prune": "ops_cmds", "promote": "ops_cmds", "trash": "ops_cmds",
+    "convert": "convert_cmd", "runs": "runs_cmds", "ensemble": "runs_cmds", "serve": "serve_cmd", "du": "du_cmd",
+}  # fmt: skip
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE = 0, 1, 2
 PROGRAM_FLAGS = ("-h", "--help", "--version")
 HELP_WIDTH = 78
@@ -55,7 +61,22 @@ def _app_help() -> str:
     return "\n".join(lines)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def command_module(name: str):
+    return importlib.import_module(f"tui.cli.{name}")
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The whole parser (``--help``), or with ``only`` the command that module registers: nothing else
+    is imported or built (the top level's help text included)."""
+    if only is not None:
+        parser = _Parser(prog="ckpt-tui", usage=USAGE)
+        sub = parser.add_subparsers(dest="command", parser_class=_Parser, metavar="COMMAND")
+        command_module(COMMANDS[only]).register(sub)
+        for command in sub.choices.values():
+            add_cache_option(command)
+        return parser
+    import textwrap
+
     parser = _Parser(
         prog="ckpt-tui",
         usage=USAGE,
@@ -79,8 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"ckpt-tui {__version__}")
     sub = parser.add_subparsers(dest="command", parser_class=_Parser, metavar="COMMAND", title="commands")
-    for module in COMMAND_MODULES:
-        module.register(sub)
+    for name in dict.fromkeys(COMMANDS.values()):
+        command_module(name).register(sub)
     for command in sub.choices.values():
         add_cache_option(command)
     return parser
@@ -94,25 +115,17 @@ def add_cache_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _command_names(parser: argparse.ArgumentParser) -> set[str]:
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            return set(action.choices)
-    return set()
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser()
+    commands = set(COMMANDS)
     try:
-        commands = _command_names(parser)
         if not argv:
             raise UsageError("give a ROOT folder to open the app, or a command (ckpt-tui --help lists them)")
         if argv[0] not in commands and argv[0] not in PROGRAM_FLAGS:
             from tui.cli.app_cmd import run_app
 
             return run_app(argv, commands)
-        args = parser.parse_args(argv)
+        args = build_parser(argv[0] if argv[0] in commands else None).parse_args(argv)
         if args.no_cache:
             cache.configure(enabled=False)
         return args.handler(args)

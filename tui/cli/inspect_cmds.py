@@ -1,24 +1,20 @@
 """Read-only commands: ``ls ROOT``, ``inspect PATH``, ``metrics ROOT`` (JSON with ``--json``, rich tables
 otherwise). Exit 0 whenever the command ran, problems found included; 2 with one line for usage errors,
-a missing path, or metrics that cannot be computed. rich and pandas are imported inside handlers."""
+a missing path, or metrics that cannot be computed. rich and pandas are imported inside handlers, and
+so is what only the tables or ``--filter`` need: ``ls --json`` and ``inspect --json`` start fast."""
 
 from __future__ import annotations
 
 import json
 import os
 import sys
-from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from tui.cli.listing import TSV_COLUMNS
-from tui.cli.output import cell, console, jsonable, print_json, warn
-from tui.core.model import CheckpointInfo
+from tui.cli.output import TSV_COLUMNS, cell, console, jsonable, print_json, warn
 from tui.core.text import safe_text
 
 FLOAT_KEYS = ("accuracy", "f1_macro", "log_loss")
-# inspect's first table: every CheckpointInfo field but those shown elsewhere (title, problem lines).
-HEAD_KEYS = tuple(f.name for f in fields(CheckpointInfo) if f.name not in ("path", "problems", "mtime"))
 
 
 def register(sub) -> None:
@@ -75,28 +71,38 @@ def _need_folder(path: str, command: str) -> None:
 
 
 def cmd_ls(args) -> int:
-    from tui.cli import filters, listing
     from tui.core.scan import iter_checkpoints
 
     _need_folder(args.root, "ls")
-    try:
-        keep = filters.combine(args.filter)
-    except filters.FilterError as e:
-        raise _usage(safe_text(e)) from None
+    keep = _filter(args.filter)
     errors: list[str] = []
     found = list(iter_checkpoints(args.root, errors=errors))
-    infos = [i for i in found if keep(i)]
+    infos = [i for i in found if keep(i)] if args.filter else found
     for line in errors:
         warn(line)
     if args.json:
         print_json([i.to_json() for i in infos])
-    elif args.quiet:
+        return 0
+    from tui.cli import listing
+
+    if args.quiet:
         sys.stdout.write(listing.quiet_paths(infos, args.root))
     elif sys.stdout.isatty():
         listing.print_table(infos, len(found))
     else:
         sys.stdout.write(listing.tsv(infos))
     return 0
+
+
+def _filter(exprs: list[str] | None):
+    if not exprs:
+        return None
+    from tui.cli import filters
+
+    try:
+        return filters.combine(exprs)
+    except filters.FilterError as e:
+        raise _usage(safe_text(e)) from None
 
 
 def cmd_inspect(args) -> int:
@@ -192,15 +198,21 @@ def _opt(v: Any) -> str:
 
 
 def _inspect_tables(result) -> None:
+    from dataclasses import fields
+
     from rich.table import Table
     from rich.text import Text
 
+    from tui.core.model import CheckpointInfo
+
+    # the first table: every CheckpointInfo field but those shown elsewhere (title, problem lines)
+    head_keys = [f.name for f in fields(CheckpointInfo) if f.name not in ("path", "problems", "mtime")]
     out = console()
     data = jsonable(result.to_json())
     head = Table(title=cell(data["path"]), show_header=False)
     head.add_column("key")
     head.add_column("value")
-    for key in HEAD_KEYS:
+    for key in head_keys:
         head.add_row(key, cell(json.dumps(data[key])))
     out.print(head)
     for section in ("config", "tokenizer", "trainer_state"):

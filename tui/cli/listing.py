@@ -3,7 +3,8 @@
 - a terminal: a table that fits its width (``COLUMNS``, else the terminal's size). Optional columns are
   dropped, least useful first, before the path is wrapped; the path is never cut. Colours unless
   ``NO_COLOR`` is set (https://no-color.org).
-- not a terminal: tab-separated rows under one header line (``TSV_COLUMNS``), numbers unformatted.
+- not a terminal: tab-separated rows under one header line (``TSV_COLUMNS``, kept in output.py for
+  ``ls --help``), numbers unformatted.
 - ``-q``: paths only, one per line, joined to ROOT as given so that they name the checkpoints from the
   current directory (``ckpt-tui rm $(ckpt-tui ls ROOT -q --filter broken)``).
 
@@ -17,14 +18,10 @@ import os
 import shutil
 from dataclasses import dataclass
 
-from tui.cli.output import cell, console
+from tui.cli.output import TSV_COLUMNS, cell, console
 from tui.core.model import CheckpointInfo, progress_text
 from tui.core.text import format_bytes, format_count, safe_text
 
-TSV_COLUMNS = (
-    "path", "kind", "status", "size_bytes", "allocated_bytes", "parameters", "dtypes", "step", "epoch",
-    "fold", "best", "metric", "metric_value",
-)  # fmt: skip
 GAP = 2  # spaces between table columns
 MIN_PATH = 16  # the path column is never narrower than this (it wraps instead of being cut)
 

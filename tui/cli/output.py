@@ -15,6 +15,12 @@ from typing import Any
 
 from tui.core.text import json_safe, safe_text
 
+# `ls` piped: the header line (listing.py writes the rows; `ls --help` names them without importing it)
+TSV_COLUMNS = (
+    "path", "kind", "status", "size_bytes", "allocated_bytes", "parameters", "dtypes", "step", "epoch",
+    "fold", "best", "metric", "metric_value",
+)  # fmt: skip
+
 
 def jsonable(obj: Any) -> Any:
     """JSON-safe copy: NaN/inf -> null, undecodable file-name bytes -> ``\\xNN`` text."""

@@ -3,7 +3,7 @@
 Every reader here is bounded in bytes and turns what cannot be used into a one-line problem that names
 the file, never an exception; the trainer's readers, which must stop on a bad file, raise their own
 error class with the same line (``read_json_dict``). Standard library only, with orjson when present
-(``loads_json``).
+(``loads_json``, ``fast_json``).
 """
 
 from __future__ import annotations
@@ -18,10 +18,13 @@ from typing import Any
 
 from tui.core.text import first_line
 
-try:
-    import orjson
-except ImportError:  # no wheel for this platform: the standard library parses everything
-    orjson = None
+# orjson parses ~2x faster than json but costs ~10 ms of CPU to import (it loads uuid, datetime,
+# dataclasses...), a fifth of a whole `ckpt-tui inspect`: a process imports it once it has handed
+# ORJSON_AFTER_BYTES of JSON to the parsers (about where it starts paying for itself).
+ORJSON_AFTER_BYTES = 2 << 20
+_NOT_YET: Any = object()
+orjson: Any = _NOT_YET  # the module once imported; None where it is not installed
+_json_bytes = 0
 
 JSON_LIMIT = 16 << 20  # a config.json; callers pass more for tokenizers, trainer states, manifests
 SMALL_TEXT_LIMIT = 4096  # pointer files: DeepSpeed's `latest`, a `.lock`
@@ -207,44 +210,63 @@ _DIGITS_ONLY = bytes(48 if 48 <= b <= 57 else 32 for b in range(256))
 _LONG_RUN = b"0" * 19
 
 
+def fast_json(nbytes: int) -> Any:
+    """The orjson module for parsing ``nbytes`` more of JSON, or None (not installed, or this process has
+    not parsed ``ORJSON_AFTER_BYTES`` yet, this call included): then the standard library parses."""
+    global orjson, _json_bytes
+    if orjson is _NOT_YET:
+        _json_bytes += nbytes
+        if _json_bytes < ORJSON_AFTER_BYTES:
+            return None
+        try:
+            import orjson as module
+        except ImportError:  # no wheel for this platform: the standard library parses everything
+            module = None
+        orjson = module
+    return orjson
+
+
 def loads_json(raw: bytes) -> Any:
     """``json.loads(raw)``, exactly (same values, same errors), 3-5x faster where orjson can say the same:
     orjson refuses NaN/Infinity, out-of-range floats, lone surrogates, a BOM, UTF-16 and deep nesting, and
     turns integers beyond 64 bits into floats; each of those (any run of 19 digits, for the last) is left
     to the standard library, which also words every error."""
-    if orjson is not None and _LONG_RUN not in raw.translate(_DIGITS_ONLY):
+    fast = fast_json(len(raw))
+    if fast is not None and _LONG_RUN not in raw.translate(_DIGITS_ONLY):
         try:
-            return orjson.loads(raw)
-        except orjson.JSONDecodeError:
+            return fast.loads(raw)
+        except fast.JSONDecodeError:
             pass
     return json.loads(raw)
 
 
-# orjson writes a dataclass, a datetime or a subclass of str/int/dict/list itself; the standard library
-# refuses or writes them otherwise: passed through, they raise and take the exact path.
-_DUMPS_OPTIONS = (
-    orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_SUBCLASS
-    if orjson is not None
-    else 0
-)
+def _dumps_options(fast: Any) -> int:
+    # orjson writes a dataclass, a datetime or a subclass of str/int/dict/list itself; the standard library
+    # refuses or writes them otherwise: passed through, they raise and take the exact path.
+    return fast.OPT_PASSTHROUGH_DATACLASS | fast.OPT_PASSTHROUGH_DATETIME | fast.OPT_PASSTHROUGH_SUBCLASS
 
 
 def dumps_json(value: Any) -> str:
     """Compact JSON text of ``value`` that parses back to what ``json.dumps(value, separators=(",", ":"))``
     would: orjson's text (~5x faster) when it is ASCII and parses back equal to ``value`` (orjson writes
     NaN and infinities as null and differs on dict keys that are not strings), else the standard
-    library's. Raises what ``json.dumps`` raises."""
-    if orjson is not None:
+    library's. Raises what ``json.dumps`` raises. What the standard library writes counts towards
+    importing orjson (``fast_json``), as what it parses does."""
+    fast = fast_json(0)
+    if fast is not None:
         try:
-            raw = orjson.dumps(value, option=_DUMPS_OPTIONS)
-        except orjson.JSONEncodeError:  # lone surrogates, ints beyond 64 bits, non-str keys, other types
+            raw = fast.dumps(value, option=_dumps_options(fast))
+        except fast.JSONEncodeError:  # lone surrogates, ints beyond 64 bits, non-str keys, other types
             raw = None
         # A tuple is written as a list, so a top-level one compares as a list (a nested one takes the
         # exact path: slower, still right).
         same = list(value) if type(value) is tuple else value
-        if raw is not None and raw.isascii() and orjson.loads(raw) == same:
+        if raw is not None and raw.isascii() and fast.loads(raw) == same:
             return raw.decode("ascii")
-    return json.dumps(value, separators=(",", ":"))
+    text = json.dumps(value, separators=(",", ":"))
+    if fast is None:
+        fast_json(len(text))
+    return text
 
 
 def load_json_object(path: Path | str, *, limit: int = JSON_LIMIT) -> tuple[dict[str, Any] | None, list[str]]:
