@@ -90,10 +90,13 @@ def test_tree_signature_ignores_the_trash(tmp_path):
     assert tasks.tree_signature(tmp_path) == before
 
 
-def test_batched_sends_a_small_first_batch_then_full_ones():
+def test_batched_sends_a_small_first_batch_then_what_arrived_in_a_growing_interval():
     items = [info(f"p{i}") for i in range(100)]
-    sizes = [len(b) for b in tasks.batched(iter(items), size=40)]
-    assert sizes == [8, 40, 40, 12]
+    ticks = iter(range(1000))  # one second per row read: the clock is asked once per row after the first batch
+    batches = list(tasks.batched(iter(items), first=8, interval=2, longest=8, clock=lambda: next(ticks)))
+    sizes = [len(b) for b in batches]
+    assert sizes[:5] == [8, 2, 4, 8, 8]  # intervals 2, 4, 8 seconds, then no longer than 8
+    assert sum(sizes) == 100 and [i for b in batches for i in b] == items
     assert list(tasks.batched(iter(items), cancelled=lambda: True)) == []
 
 
@@ -162,3 +165,15 @@ def test_column_layout_keeps_name_kind_status_and_adds_columns_as_width_allows()
     assert [c.key for c in columns.layout(58)] == ["name", "kind", "metric", "status"]
     assert len(columns.layout(198)) == len(columns.ORDER)
     assert columns.layout(198)[0].width > columns.layout(118)[0].width
+
+
+def test_a_scan_batch_outdates_the_detail_of_the_rows_and_runs_it_changed_only():
+    from tui.app.app import _touched
+    from tui.core.model import run_of
+
+    moved_old, moved_new = info("a/checkpoint-1"), info("b/checkpoint-1")
+    added = info("c/checkpoint-2")
+    keys = _touched([(moved_old, moved_new), (None, added)])
+    runs = {run_of(moved_old), run_of(moved_new), run_of(added)}
+    assert keys == {"b/checkpoint-1", "c/checkpoint-2", *(f"group:{r}" for r in runs)}
+    assert len(runs) == 3 and "group:" + run_of(info("d/checkpoint-1")) not in keys

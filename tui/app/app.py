@@ -30,9 +30,9 @@ from tui.app.commands import ActionsProvider
 from tui.app.keymap import load_keymap
 from tui.app.ops import ActionsMixin
 from tui.app.store import CheckpointStore
-from tui.app.widgets.browser import CheckpointBrowser
+from tui.app.widgets.browser import GROUP_PREFIX, CheckpointBrowser
 from tui.app.widgets.detail import TABS, DetailPane
-from tui.core.model import run_of
+from tui.core.model import CheckpointInfo, run_of
 from tui.core.text import format_bytes, safe_message, safe_text
 
 if TYPE_CHECKING:
@@ -253,11 +253,12 @@ class CkptApp(ActionsMixin, App[None]):
     def on_scan_batch(self, message: msg.ScanBatch) -> None:
         if message.generation != self.scan_generation or self._torn_down:
             return
-        self.browser.show(self.store.upsert(message.infos))
+        changes = self.store.upsert(message.infos)
+        self.browser.show(changes)
         if self.browser.current_key != self._inspected:
             self._schedule_inspect()  # the first rows arrived, or new rows sorted in above the cursor
-        elif self._inspected not in self.store.inspections:
-            self._schedule_inspect(force=True)  # the shown checkpoint changed on disk
+        elif self._inspected in _touched(changes):
+            self._schedule_inspect(force=True)  # the shown checkpoint changed on disk, or its run did
         self._update_status()
 
     def on_scan_done(self, message: msg.ScanDone) -> None:
@@ -475,6 +476,16 @@ class CkptApp(ActionsMixin, App[None]):
         from tui.app.screens.help import HelpScreen, every_binding
 
         self.push_screen(HelpScreen(every_binding(self.BINDINGS), self.keymap))
+
+
+def _touched(changes: list[tuple[CheckpointInfo | None, CheckpointInfo]]) -> set[str]:
+    """The browser keys whose detail a batch of store changes outdates: each checkpoint changed, and the
+    header of every run it left or joined."""
+    keys = set()
+    for old, new in changes:
+        keys.add(new.path)
+        keys.update(GROUP_PREFIX + run_of(info) for info in (old, new) if info is not None)
+    return keys
 
 
 def make_app(root: str | Path, *, poll_interval: float = 2.0, **options: Any) -> CkptApp:

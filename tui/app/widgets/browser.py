@@ -22,7 +22,7 @@ from textual.actions import SkipAction
 from textual.binding import Binding
 from textual.message import Message
 from textual.widgets import DataTable
-from textual.widgets.data_table import CellDoesNotExist
+from textual.widgets.data_table import CellDoesNotExist, RowKey
 
 from tui.app import rows
 from tui.app.store import CheckpointStore
@@ -97,6 +97,7 @@ class CheckpointBrowser(DataTable):
         self._matching: set[str] = set()  # paths the filter lets through
         self._run_bytes: dict[str, int] = {}  # run -> bytes of all its checkpoints (sort runs by size)
         self.pin_top = False  # the app sets it while the first scan streams in: row 0 stays row 0
+        self._style_memo: dict[str, Style] | None = None  # see _styles_kept
 
     # --- columns ------------------------------------------------------------------------------------
 
@@ -114,6 +115,12 @@ class CheckpointBrowser(DataTable):
             self.notify_style_update()  # drops the rendered rows cached at the old widths
             self.refresh(layout=True)
 
+    def _update_dimensions(self, new_rows: Iterable[RowKey]) -> None:
+        # DataTable measures every cell of every new row, for auto-width columns and auto-height rows.
+        # Here every column has a set width and every row one line, so measuring (most of the cost of
+        # adding a thousand rows) would change nothing: only the table's size is computed.
+        super()._update_dimensions(())
+
     def _table_width(self, width: int) -> int:
         # The vertical scrollbar is kept clear even before there are rows enough to show it, so the
         # table never grows a sideways scrollbar when the first screenful fills up.
@@ -130,7 +137,8 @@ class CheckpointBrowser(DataTable):
         """Render new and changed records, as ``CheckpointStore.upsert`` returns them: (old, new)."""
         touched: set[str] = set()
         added = self.row_count
-        with self._cursor_kept():
+        new_rows: list[CheckpointInfo] = []
+        with self._cursor_kept(), self._styles_kept():
             for old, info in changes:
                 group = run_of(info)
                 if old is not None and run_of(old) != group:
@@ -149,15 +157,20 @@ class CheckpointBrowser(DataTable):
                 elif shown:
                     self._update_cells(info)
                 else:
-                    self._add_info_row(info)
-            self._refresh_groups(touched)
+                    new_rows.append(info)
+            # Rows go in once every membership above is known, so a new run's header gets its cells as
+            # it is added (no second pass over each of its cells).
+            headed: set[str] = set()
+            for info in new_rows:
+                self._add_info_row(info, headed)
+            self._refresh_groups(touched, headed)
             if self.row_count > added and not self._appended_in_order(self.row_count - added):
                 self._sort_rows()
 
     def drop(self, gone: Iterable[CheckpointInfo]) -> None:
         """Remove the rows of records the store dropped (gone from disk)."""
         touched = set()
-        with self._cursor_kept():
+        with self._cursor_kept(), self._styles_kept():
             for info in gone:
                 touched.add(run_of(info))
                 self._forget_member(info)
@@ -201,7 +214,8 @@ class CheckpointBrowser(DataTable):
 
     def refresh_runs(self, groups: Iterable[str]) -> None:
         """Redraw the headers of ``groups`` (their live marker changed)."""
-        self._refresh_groups(set(groups) & set(self._members))
+        with self._styles_kept():
+            self._refresh_groups(set(groups) & set(self._members))
 
     @property
     def matching_count(self) -> int:
@@ -359,7 +373,26 @@ class CheckpointBrowser(DataTable):
     def style_of(self, component: str) -> Style:
         """The look of one of ``rows.STYLE_CLASSES``, from app.tcss (partial: the cursor row keeps its
         background)."""
-        return self.get_component_rich_style(component, partial=True)
+        memo = self._style_memo
+        if memo is None:
+            return self.get_component_rich_style(component, partial=True)
+        style = memo.get(component)
+        if style is None:
+            style = memo[component] = self.get_component_rich_style(component, partial=True)
+        return style
+
+    @contextmanager
+    def _styles_kept(self) -> Iterator[None]:
+        """Around one change of many rows: each component's style is looked up once (Textual forgets its
+        own copy at every cell update, and the look cannot change in the middle of one handler)."""
+        if self._style_memo is not None:
+            yield
+            return
+        self._style_memo = {}
+        try:
+            yield
+        finally:
+            self._style_memo = None
 
     def _is_shown(self, key: str) -> bool:
         return key in self.rows
@@ -384,25 +417,27 @@ class CheckpointBrowser(DataTable):
         if len(changes) > REBUILD_ABOVE:
             self._rebuild(self.layout_columns)
             return
-        with self._cursor_kept():
+        headed: set[str] = set()
+        with self._cursor_kept(), self._styles_kept():
             for path in changes:
                 if self._is_shown(path):
                     self.remove_row(path)
                 else:
-                    self._add_info_row(self.store.infos[path])
-            self._refresh_groups(groups)
+                    self._add_info_row(self.store.infos[path], headed)
+            self._refresh_groups(groups, headed)
             self._sort_rows()
 
     def _rebuild(self, layout: list[columns.Column]) -> None:
         """Every row again, under ``layout`` (columns appear and go as the width changes)."""
-        with self._cursor_kept():
+        headed: set[str] = set()
+        with self._cursor_kept(), self._styles_kept():
             self.clear(columns=True)
             self._set_columns(layout)
             for members in self._members.values():
                 for path in members:
                     if self._wanted(path):
-                        self._add_info_row(self.store.infos[path])
-            self._refresh_groups(set(self._members))
+                        self._add_info_row(self.store.infos[path], headed)
+            self._refresh_groups(set(self._members), headed)
             self._sort_rows()
 
     def _name_cell(self, info: CheckpointInfo) -> NameCell:
@@ -436,12 +471,14 @@ class CheckpointBrowser(DataTable):
     def _row(self, cells: dict[str, object]) -> list[object]:
         return [cells[column.key] for column in self.layout_columns]
 
-    def _add_info_row(self, info: CheckpointInfo) -> None:
+    def _add_info_row(self, info: CheckpointInfo, headed: set[str]) -> None:
+        """Add ``info``'s row, and its run's header first when it has none (rows streamed in path order
+        then need no re-sort); ``headed`` collects the runs whose header was added, already up to date."""
         group = run_of(info)
         if not self._is_shown(GROUP_PREFIX + group):
-            # The header goes in before its first row, so rows streamed in path order need no re-sort;
-            # _refresh_groups fills in its cells.
-            self.add_row(*self._row({"name": self._header_cell(group, 0)} | _BLANK), key=GROUP_PREFIX + group)
+            header = self._header_cells(group, self._matching_members(group))
+            self.add_row(*self._row(header), key=GROUP_PREFIX + group)
+            headed.add(group)
         self.add_row(*self._row(self._cells(info)), key=info.path)
 
     def _update_cells(self, info: CheckpointInfo) -> None:
@@ -451,11 +488,14 @@ class CheckpointBrowser(DataTable):
             if self.get_cell(info.path, column.key) != value:
                 self.update_cell(info.path, column.key, value)
 
-    def _refresh_groups(self, groups: set[str]) -> None:
-        """One header row per run with checkpoints the filter lets through: count, size, best metric."""
+    def _refresh_groups(self, groups: set[str], headed: set[str] = frozenset()) -> None:
+        """One header row per run with checkpoints the filter lets through: count, size, best metric.
+        The headers of ``headed`` were just added with their cells: only the run's size is updated."""
         for group in groups:
             everyone = [self.store.infos[p] for p in self._members.get(group, ()) if p in self.store.infos]
             self._run_bytes[group] = sum(i.size_bytes for i in everyone)
+            if group in headed:
+                continue
             members = [i for i in everyone if i.path in self._matching]
             key = GROUP_PREFIX + group
             if not members:
@@ -469,6 +509,10 @@ class CheckpointBrowser(DataTable):
                         self.update_cell(key, column.key, cells[column.key])
             else:
                 self.add_row(*self._row(cells), key=key)
+
+    def _matching_members(self, group: str) -> list[CheckpointInfo]:
+        infos = self.store.infos
+        return [infos[p] for p in self._members.get(group, ()) if p in self._matching and p in infos]
 
     def _header_cells(self, group: str, members: list[CheckpointInfo]) -> dict[str, object]:
         metrics = [(rows.metric_value(i), i) for i in members if rows.metric_value(i) is not None]
@@ -495,6 +539,3 @@ class CheckpointBrowser(DataTable):
             "size": Text(size, justify="right", style=dim),
             "status": status,
         }
-
-
-_BLANK = {key: "" for key in columns.ORDER if key != "name"}
