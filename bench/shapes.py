@@ -9,7 +9,8 @@
   trainer_state.json). Weight data is a sparse hole: ~283 MB apparent per model, a few KB on disk.
   The pickles are plain-pickle zips laid out as ``torch.save`` lays them out, with one storage record
   per optimizer tensor (data.pkl of a real AdamW state for 203 parameters), so a static scan reads
-  what it would read in a real checkpoint.
+  what it would read in a real checkpoint. Each checkpoint's storages hold other bytes (one byte each),
+  so their CRCs differ from checkpoint to checkpoint, as a real optimizer state's do.
 * ``make_tree(root, n, unique_headers=False)``: ``n`` checkpoints as K-fold runs of 5 folds: per fold 1
   fold model and 1 ``checkpoint-N`` (half of each), 10 checkpoints per run folder. Fine-tunes of one model
   share their safetensors header byte for byte (as real ones do); ``unique_headers`` gives each its own.
@@ -27,7 +28,10 @@ import json
 import math
 import os
 import pickle
+import random
+import struct
 import zipfile
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -116,6 +120,35 @@ def torch_like_zip(obj: Any, archive: str) -> bytes:
     return buf.getvalue()
 
 
+class Varied:
+    """A ``torch_like_zip`` whose one-byte storages get other bytes per copy (``copy(seed)``): the layout,
+    names, sizes and offsets stay, the storage CRCs change, as between two checkpoints of one training run.
+    Patched in place (a byte and two CRC fields per storage), so a tree of thousands builds fast."""
+
+    _CRC = [zlib.crc32(bytes([b])).to_bytes(4, "little") for b in range(256)]
+
+    def __init__(self, raw: bytes) -> None:
+        self.raw = raw
+        z = zipfile.ZipFile(io.BytesIO(raw))
+        # (local header CRC, data byte, central record CRC) offsets of each storage record
+        self.at: list[tuple[int, int, int]] = []
+        pos = z.start_dir
+        for info in z.infolist():
+            nlen, xlen, clen = struct.unpack_from("<3H", raw, pos + 28)
+            if "/data/" in info.filename:
+                lnlen, lxlen = struct.unpack_from("<2H", raw, info.header_offset + 26)
+                self.at.append((info.header_offset + 14, info.header_offset + 30 + lnlen + lxlen, pos + 16))
+            pos += 46 + nlen + xlen + clen
+
+    def copy(self, seed: int) -> bytes:
+        buf = bytearray(self.raw)
+        values = random.Random(seed).randbytes(len(self.at))
+        for (local, data, central), b in zip(self.at, values, strict=True):
+            buf[data] = b
+            buf[local : local + 4] = buf[central : central + 4] = self._CRC[b]
+        return bytes(buf)
+
+
 def adamw_state(tensors: Tensors) -> dict[str, Any]:
     """The structure of ``AdamW.state_dict()`` over these parameters (exp_avg, exp_avg_sq, step each)."""
     state: dict[int, Any] = {}
@@ -190,12 +223,12 @@ class Templates:
         self.parameters = sum(math.prod(s) for _, s in tensors.values())
         self.head, self.data_len = safetensors_head(tensors)
         self.config = json.dumps(config_json(), indent=2).encode()
-        self.optimizer = torch_like_zip(adamw_state(tensors), "optimizer")
+        self.optimizer = Varied(torch_like_zip(adamw_state(tensors), "optimizer"))
         self.scheduler = torch_like_zip(
             {"last_epoch": 750, "_step_count": 751, "base_lrs": [2e-5]}, "scheduler"
         )
-        self.rng = torch_like_zip(
-            {"python": (3, tuple(range(625)), None), "cpu": _Storage("0", 5056)}, "rng_state"
+        self.rng = Varied(
+            torch_like_zip({"python": (3, tuple(range(625)), None), "cpu": _Storage("0", 5056)}, "rng_state")
         )
         self.args = torch_like_zip({"output_dir": "out", "learning_rate": 2e-5, "seed": 42}, "training_args")
         self.tokenizer_config = json.dumps(
@@ -212,9 +245,12 @@ class Templates:
         self.special = json.dumps({"pad_token": "[PAD]", "cls_token": "[CLS]", "sep_token": "[SEP]"}).encode()
 
 
-def write_checkpoint(folder: Path, kind: str, step: int, t: Templates, *, unique: str | None = None) -> None:
+def write_checkpoint(
+    folder: Path, kind: str, step: int, t: Templates, *, unique: str | None = None, seed: int = 0
+) -> None:
     """``kind`` is "checkpoint" (HF Trainer checkpoint-N) or "fold" (a fold model). ``unique``: a header
-    of its own (its ``__metadata__`` holds it), where fine-tunes of one model share theirs byte for byte."""
+    of its own (its ``__metadata__`` holds it), where fine-tunes of one model share theirs byte for byte.
+    ``seed``: the bytes of the optimizer and RNG storages (other seeds, other bytes and CRCs)."""
     folder.mkdir(parents=True, exist_ok=True)
     head = t.head
     if unique is not None:
@@ -224,8 +260,8 @@ def write_checkpoint(folder: Path, kind: str, step: int, t: Templates, *, unique
     if kind == "checkpoint":
         best = str(folder.parent / f"checkpoint-{step}")
         (folder / "trainer_state.json").write_text(json.dumps(trainer_state(step, best), indent=2))
-        for name, raw in (("optimizer.pt", t.optimizer), ("scheduler.pt", t.scheduler),
-                          ("rng_state.pth", t.rng), ("training_args.bin", t.args)):  # fmt: skip
+        for name, raw in (("optimizer.pt", t.optimizer.copy(seed)), ("scheduler.pt", t.scheduler),
+                          ("rng_state.pth", t.rng.copy(seed)), ("training_args.bin", t.args)):  # fmt: skip
             (folder / name).write_bytes(raw)
     else:
         (folder / "trainer_state.json").write_text(json.dumps(trainer_state(step, "."), indent=2))
@@ -246,9 +282,8 @@ def make_tree(root: Path, n: int, *, unique_headers: bool = False) -> int:
                 (f"deberta_fold_{k}", "fold"),
                 (f"hf_out_fold_{k}/checkpoint-1500", "checkpoint"),
             ):
-                write_checkpoint(
-                    base / folder, kind, 1500, t, unique=str(written) if unique_headers else None
-                )
+                unique = str(written) if unique_headers else None
+                write_checkpoint(base / folder, kind, 1500, t, unique=unique, seed=written)
                 written += 1
         run += 1
     return written
