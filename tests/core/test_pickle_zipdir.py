@@ -5,12 +5,14 @@ replay give: over the hostile corpus, torch.save files and odd archives."""
 from __future__ import annotations
 
 import io
+import random
 import struct
 import zipfile
+import zlib
 
 import pytest
 
-from tests.fixtures.hostile_pickles import build_corpus, torch_zip
+from tests.fixtures.hostile_pickles import bad_crc, build_corpus, torch_zip
 from tests.fixtures.readers import torch_like_zip
 from tui.core.pickle_scan import formats, scan_pickle, zipdir
 
@@ -65,6 +67,19 @@ def test_every_report_is_the_same_as_zipfile_and_a_fresh_replay_give(files, monk
         assert scan_pickle(path).to_json() == _reference(path, monkeypatch), path.name
 
 
+def _assert_zipfiles(d, raw: bytes) -> None:
+    """``d`` reads ``raw`` as zipfile's ``infolist()`` does."""
+    infos = zipfile.ZipFile(io.BytesIO(raw)).infolist()
+    assert [[getattr(i, k) for k in FIELDS] for i in d.pkls] == [
+        [getattr(i, k) for k in FIELDS] for i in infos if i.filename.lower().endswith(".pkl")
+    ]
+    assert d.sizes == {i.filename: i.file_size for i in infos}
+    assert (d.first, d.low) == (infos[0].filename, min(i.header_offset for i in infos))
+    assert [[getattr(i, k) for k in FIELDS] for i in d.members()] == [
+        [getattr(i, k) for k in FIELDS] for i in infos
+    ]
+
+
 def test_the_directory_is_zipfiles_where_zipdir_reads_it(files):
     read = 0
     for path in files:
@@ -75,15 +90,7 @@ def test_the_directory_is_zipfiles_where_zipdir_reads_it(files):
         if d is None:
             continue
         read += 1
-        infos = zipfile.ZipFile(io.BytesIO(raw)).infolist()
-        assert [[getattr(i, k) for k in FIELDS] for i in d.members()] == [
-            [getattr(i, k) for k in FIELDS] for i in infos
-        ]
-        assert d.sizes == {i.filename: i.file_size for i in infos}
-        assert [p.filename for p in d.pkls] == [
-            i.filename for i in infos if i.filename.lower().endswith(".pkl")
-        ]
-        assert (d.first, d.low) == (infos[0].filename, min(i.header_offset for i in infos))
+        _assert_zipfiles(d, raw)
     assert read >= 20
 
 
@@ -129,3 +136,108 @@ def test_a_shared_replay_is_only_taken_for_the_same_bytes(tmp_path):
     verdicts = [scan_pickle(tmp_path / f"{i}.pt").verdict for i in range(4)]
     assert verdicts == ["clean", "unsafe", "clean", "unsafe"]
     assert set(formats._SHARED) == {clean_pkl, evil_pkl}  # keyed by the bytes: no digest to collide
+
+
+# --- templates: directories alike but for their CRCs --------------------------------------------------------
+
+PKL = b"\x80\x02}q\x00."
+
+
+def _state(seed: int, *, pkl: bytes = PKL, sizes: dict[int, int] | None = None,
+           names: dict[int, str] | None = None) -> bytes:  # fmt: skip
+    """An optimizer.pt-like zip of 60 storages; ``seed`` picks their bytes (so their CRCs), ``sizes`` and
+    ``names`` change some storages' lengths or names. One timestamp for all: the layout depends on no clock."""
+    rnd = random.Random(seed)
+    sizes, names = sizes or {}, names or {}
+    members = [("archive/data.pkl", pkl), ("archive/byteorder", b"little"), ("archive/version", b"3\n")]
+    members += [(f"archive/data/{names.get(i, i)}", rnd.randbytes(sizes.get(i, 4))) for i in range(60)]
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as z:
+        for name, data in members:
+            z.writestr(zipfile.ZipInfo(name, date_time=(2026, 1, 1, 0, 0, 0)), data)
+    return buf.getvalue()
+
+
+def _read(raw: bytes, monkeypatch) -> tuple[zipdir.Directory, int]:
+    """The directory read and how many full parses it took."""
+    parses = []
+    full = zipdir._records
+
+    def counting(*a, **k):
+        parses.append(1)
+        return full(*a, **k)
+
+    with monkeypatch.context() as m:
+        m.setattr(zipdir, "_records", counting)
+        d = zipdir.read_directory(io.BytesIO(raw), len(raw))
+    assert d is not None
+    return d, len(parses)
+
+
+@pytest.fixture
+def templates(monkeypatch):
+    monkeypatch.setattr(zipdir, "_TEMPLATES", {})
+    monkeypatch.setattr(zipdir, "_SEEN", {})
+    return zipdir._TEMPLATES
+
+
+def _prime(raw: bytes, monkeypatch) -> None:
+    """Read ``raw``'s layout twice: the second sighting keeps a template."""
+    for _ in range(2):
+        _read(raw, monkeypatch)
+
+
+def test_a_directory_alike_but_for_its_crcs_takes_the_template_and_is_zipfiles(templates, monkeypatch):
+    first, second, third = _state(1), _state(2), _state(3)
+    assert len(first) == len(second) and first != second
+    assert _read(first, monkeypatch)[1] == 1 and not templates  # a layout seen once: no template yet
+    assert _read(second, monkeypatch)[1] == 1 and len(templates) == 1
+    d, parses = _read(third, monkeypatch)
+    assert parses == 0
+    _assert_zipfiles(d, third)
+    assert _read(first, monkeypatch)[1] == 0
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"names": {30: "3x"}}, {"names": {59: "5a"}}, {"sizes": {10: 5, 11: 3}}, {"sizes": {59: 7}}],
+    ids=["name-same-length", "last-name", "size-and-offsets", "last-size"],
+)
+def test_a_directory_of_the_same_length_but_another_layout_is_parsed_in_full(templates, monkeypatch, change):
+    _prime(_state(1), monkeypatch)
+    other = _state(2, **change)
+    d, parses = _read(other, monkeypatch)
+    assert parses == 1
+    _assert_zipfiles(d, other)
+
+
+def test_the_pickles_crc_is_read_from_the_new_bytes(templates, monkeypatch, tmp_path):
+    first, second = _state(1, pkl=b"\x80\x02K\x01."), _state(1, pkl=b"\x80\x02K\x02.")
+    _prime(first, monkeypatch)
+    d, parses = _read(second, monkeypatch)
+    assert parses == 0
+    assert d.pkls[0].CRC == zlib.crc32(b"\x80\x02K\x02.") != zlib.crc32(b"\x80\x02K\x01.")
+    _assert_zipfiles(d, second)
+
+
+def test_a_wrong_pickle_crc_is_still_found_through_a_template(templates, monkeypatch, tmp_path):
+    good, corrupt = _state(1), bad_crc(_state(2), "archive/data.pkl")
+    (tmp_path / "good.pt").write_bytes(good)
+    (tmp_path / "corrupt.pt").write_bytes(corrupt)
+    for _ in range(2):
+        assert not any("CRC" in p for p in scan_pickle(tmp_path / "good.pt").problems)
+    assert _read(corrupt, monkeypatch)[1] == 0  # the template is taken
+    problems = scan_pickle(tmp_path / "corrupt.pt").problems
+    assert any("data.pkl: CRC mismatch" in p for p in problems), problems
+
+
+def test_templates_are_bounded(templates, monkeypatch):
+    for i in range(zipdir._TEMPLATE_MAX + 10):
+        _prime(_state(0, names={0: "0" * (i + 2)}), monkeypatch)  # each its own length
+    assert len(templates) == zipdir._TEMPLATE_MAX
+    small = torch_zip(PKL)  # a small directory parses fast: never a template
+    _prime(small, monkeypatch)
+    assert zipdir._key(small) not in templates
+    for i in range(zipdir._SEEN_MAX + 10):  # layouts seen once: keys only, and only so many
+        _read(_state(0, names={1: "1" * (i + 100)}), monkeypatch)  # lengths of no template
+    assert len(zipdir._SEEN) == zipdir._SEEN_MAX and len(templates) == zipdir._TEMPLATE_MAX

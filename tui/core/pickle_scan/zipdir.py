@@ -7,11 +7,18 @@ signature, an undecodable or NUL-holding name, a version zipfile refuses...). Th
 ``zipfile`` itself, so every odd archive gets zipfile's own verdict and messages. On the archives it does
 read, the members are exactly zipfile's ``infolist()`` (same order, names, offsets, sizes, CRCs, flags);
 tests compare the two.
+
+Checkpoints of one model share their optimizer.pt's directory byte for byte but for the CRC fields (the
+storages hold other numbers): a layout seen twice is kept as a template (``_remember``); a later directory
+equal to it outside the CRC fields (one masked compare of two big integers, in C) takes the template's
+reading and only its own ``*.pkl`` CRCs (``_from_template``). The reading depends on no byte of a CRC
+field but the member's own CRC, so it is the full parse's exactly; ``members()`` parses its own bytes.
 """
 
 from __future__ import annotations
 
 import struct
+import threading
 from typing import Any, BinaryIO
 
 _EOCD = struct.Struct("<4s4H2LH")  # zipfile.structEndArchive
@@ -22,6 +29,8 @@ _EOCD64 = struct.Struct("<4sQ2H2L4Q")  # zipfile.structEndArchive64
 _CDIR = struct.Struct("<4s2xBxHH4xLLLHHH8xL")
 _TAIL = 64 << 10  # one read holds the end records and, for most torch files, the whole directory
 _MAX_EXTRACT_VERSION = 63  # zipfile.MAX_EXTRACT_VERSION
+_CRC_AT = 16  # a central record's CRC field: bytes 16..19
+_NAME_LENS = struct.Struct("<3H")  # name, extra and comment lengths, at byte 28 of a central record
 
 
 class Member:
@@ -47,7 +56,7 @@ class Directory:
     every member's size by name (the last of a repeated name, as zipfile's name lookup), the ``*.pkl``
     members in order, and, on demand, every member (``members``)."""
 
-    __slots__ = ("first", "low", "sizes", "pkls", "_cdir", "_infos")
+    __slots__ = ("first", "low", "sizes", "pkls", "_cdir", "_infos", "_pkl_at")
 
     def __init__(self) -> None:
         self.first: str | None = None
@@ -56,6 +65,7 @@ class Directory:
         self.pkls: list[Any] = []
         self._cdir: bytes | None = None
         self._infos: list[Any] | None = None
+        self._pkl_at: list[int] = []  # where each ``pkls`` member's record starts in ``_cdir``
 
     @classmethod
     def of_infos(cls, infos: list[Any]) -> Directory:
@@ -105,9 +115,14 @@ def read_directory(f: BinaryIO, size: int) -> Directory | None:
         f.seek(offset_cd)
         cdir = memoryview(f.read(size_cd))
     raw = bytes(cdir)
-    entries, d = _records(raw, size_cd, keep=False)
-    if d is not None:
-        d._cdir = raw
+    if len(raw) != size_cd:  # the file shrank under us: the full parse says what is off
+        return _records(raw, size_cd, keep=False)[1]
+    d = _from_template(raw)
+    if d is None:
+        d = _records(raw, size_cd, keep=False)[1]
+        if d is not None:
+            d._cdir = raw
+            _remember(raw, d)
     return d
 
 
@@ -122,6 +137,7 @@ def _records(cdir: bytes, size_cd: int, *, keep: bool) -> tuple[list[Entry], Dir
     low = 1 << 64
     pos = 0
     while pos < size_cd:
+        start = pos
         sig, version, flags, method, crc, csize, fsize, nlen, xlen, clen, offset = unpack_from(cdir, pos)
         if sig != b"PK\x01\x02" or version > _MAX_EXTRACT_VERSION:
             return out, None
@@ -146,6 +162,7 @@ def _records(cdir: bytes, size_cd: int, *, keep: bool) -> tuple[list[Entry], Dir
                 out.append(entry)
             if name.lower().endswith(".pkl"):
                 pkls.append(Member(*entry))
+                d._pkl_at.append(start)
             if d.first is None:
                 d.first = name
         elif d.first is None:
@@ -164,3 +181,75 @@ def _plain_extra(extra: bytes, fsize: int, csize: int, offset: int) -> bool:
             return False  # zip64 sizes: zipfile's own decoding
         extra = extra[ln + 4 :]
     return True
+
+
+# --- templates: directories alike but for their CRCs --------------------------------------------------------
+
+
+class _Template:
+    """A directory's reading, and its bytes as an integer with every CRC field masked off."""
+
+    __slots__ = ("mask", "masked", "first", "low", "sizes", "pkls")
+
+    def __init__(self, raw: bytes, d: Directory) -> None:
+        mask = bytearray(b"\xff") * len(raw)
+        pos = 0
+        while pos < len(raw):  # the records as _records walked them
+            mask[pos + _CRC_AT : pos + _CRC_AT + 4] = bytes(4)
+            nlen, xlen, clen = _NAME_LENS.unpack_from(raw, pos + 28)
+            pos += _CDIR.size + nlen + xlen + clen
+        self.mask = int.from_bytes(mask, "little")
+        self.masked = int.from_bytes(raw, "little") & self.mask
+        self.first, self.low, self.sizes = d.first, d.low, d.sizes
+        # each *.pkl member: (its record's start, its fields but the CRC)
+        self.pkls = [(at, (m.filename, m.header_offset, m.file_size, m.compress_size, m.compress_type),
+                      m.flag_bits) for at, m in zip(d._pkl_at, d.pkls, strict=True)]  # fmt: skip
+
+
+_TEMPLATE_MIN = 1 << 10  # smaller directories parse in microseconds: not worth a template
+_TEMPLATE_MAX = 32
+_TEMPLATE_BUDGET = 8 << 20  # directory bytes held, all templates together
+_TEMPLATES: dict[tuple[int, bytes], _Template] = {}
+_SEEN: dict[tuple[int, bytes], None] = {}  # keys seen once: a template is built on the second sighting
+_SEEN_MAX = 256
+_TEMPLATES_LOCK = threading.Lock()
+
+
+def _key(raw: bytes) -> tuple[int, bytes]:
+    """The length and the first record's bytes but its CRC: a cheap first test of the layout."""
+    return len(raw), raw[:_CRC_AT] + raw[_CRC_AT + 4 : 128]
+
+
+def _from_template(raw: bytes) -> Directory | None:
+    """``raw``'s reading from a template when ``raw`` equals it outside the CRC fields, else None."""
+    t = _TEMPLATES.get(_key(raw))
+    if t is None or int.from_bytes(raw, "little") & t.mask != t.masked:
+        return None
+    d = Directory()
+    d.first, d.low, d.sizes, d._cdir = t.first, t.low, dict(t.sizes), raw
+    for at, fields, flags in t.pkls:  # the CRC from these bytes: the scan checks each pickle against it
+        crc = int.from_bytes(raw[at + _CRC_AT : at + _CRC_AT + 4], "little")
+        d.pkls.append(Member(*fields, crc, flags))
+        d._pkl_at.append(at)
+    return d
+
+
+def _remember(raw: bytes, d: Directory) -> None:
+    """Keep ``d`` (``raw``'s full parse) as the template of its layout once its key is seen a second
+    time (building one costs half a parse: a tree of layouts all different pays none); the oldest go first."""
+    if not _TEMPLATE_MIN <= len(raw) <= _TEMPLATE_BUDGET:
+        return
+    key = _key(raw)
+    with _TEMPLATES_LOCK:
+        if key not in _SEEN and key not in _TEMPLATES:
+            _SEEN[key] = None
+            if len(_SEEN) > _SEEN_MAX:
+                del _SEEN[next(iter(_SEEN))]
+            return
+    t = _Template(raw, d)
+    with _TEMPLATES_LOCK:
+        _SEEN.pop(key, None)
+        _TEMPLATES.pop(key, None)
+        _TEMPLATES[key] = t
+        while len(_TEMPLATES) > _TEMPLATE_MAX or sum(k[0] for k in _TEMPLATES) > _TEMPLATE_BUDGET:
+            del _TEMPLATES[next(iter(_TEMPLATES))]
