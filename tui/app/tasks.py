@@ -100,7 +100,7 @@ def free_space(root: Path) -> FreeSpace | None:
 
 def scan_batches(root: Path, *, cancelled: Callable[[], bool]) -> Iterator[list[CheckpointInfo]]:
     from tui.core import cache
-    from tui.core.scan import iter_checkpoints
+    from tui.core.snapshot import iter_checkpoints
 
     yield from batched(iter_checkpoints(root, cancelled=cancelled), cancelled=cancelled)
     cache.shared().flush()  # the next `ckpt-tui` (or this app's next start) reads what this scan read

@@ -71,7 +71,7 @@ def _need_folder(path: str, command: str) -> None:
 
 
 def cmd_ls(args) -> int:
-    from tui.core.scan import iter_checkpoints
+    from tui.core.snapshot import iter_checkpoints
 
     _need_folder(args.root, "ls")
     keep = _filter(args.filter)

@@ -35,6 +35,9 @@ folder needs no locks:
 * total size is capped (``CKPT_TUI_CACHE_MAX_MB``, default 64): at most once an hour a sweep deletes
   the least recently used files (a hit refreshes a file's mtime once a day) down to 3/4 of the cap.
 
+The whole answer of a scan is remembered beside these entries by ``tui.core.snapshot`` (``write_file`` /
+``read_file`` below), under the same rules: racy keys, CRC, size cap, sweep.
+
 Off: ``CKPT_TUI_NO_CACHE=1`` or ``--no-cache``. Off still memoises within the process (so one command
 reads a header once), nothing is read from or written to disk. Any error of the cache itself (no
 space, read-only home, permissions) turns it off for the process silently: it is only ever a shortcut.
@@ -55,6 +58,7 @@ from contextlib import contextmanager
 from json.encoder import encode_basestring_ascii as _json_string
 from typing import Any
 
+from tui.core import readlog
 from tui.core.files import dumps_json, loads_json
 
 ENV_DISABLE = "CKPT_TUI_NO_CACHE"
@@ -395,6 +399,11 @@ def _write_cache_file(path: str, form: str, body: bytes) -> None:
         raise
 
 
+# For other whole files kept here (tui.core.snapshot): the same atomic write, CRC line and bounded read.
+write_file = _write_cache_file
+read_file = _read_cache_file
+
+
 def _checked_body(raw: bytes, form: str) -> list[str] | None:
     """The lines after the first, when the first names ``form`` and the CRC32 of the rest (a pack's rest
     is zlib-compressed, and may expand to at most MAX_PACK_TEXT)."""
@@ -538,7 +547,10 @@ def memo(
     keys = []
     for p, st in files:
         path = os.fspath(p)
-        keys.append(_key_of(_name_in(folder, path), st if st is not None else known.get(path) or stat_of(path)))
+        st = st if st is not None else known.get(path) or stat_of(path)
+        keys.append(_key_of(_name_in(folder, path), st))
+        if readlog.noting():  # an answer from the cache opens nothing: a snapshot must still check these
+            readlog.note(os.path.abspath(path), st)
     text = cache.get(reader, folder, _keys_text(keys))
     if text is not None:
         try:

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from tui.core import readlog
 from tui.core.text import first_line
 
 # orjson parses ~2x faster than json but costs ~10 ms of CPU to import (it loads uuid, datetime,
@@ -99,6 +100,8 @@ def open_regular_file(path: str | os.PathLike) -> tuple[int, int]:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             raise ValueError("not a regular file")
+        if readlog.noting():
+            readlog.note(os.path.abspath(path), st)
         return fd, st.st_size
     except BaseException:
         os.close(fd)

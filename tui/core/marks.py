@@ -29,7 +29,7 @@ from tui.core.names import (
     TRAINER_STATE,
     step_dir_name,
 )
-from tui.core.process import read_lock
+from tui.core.process import lock_text
 
 
 @dataclass
@@ -38,6 +38,7 @@ class RunContext:
 
     rel: str
     lock: str | None = None  # "pid 12 on host-a" when a .lock file is present
+    lock_path: str | None = None  # that .lock file
 
 
 @dataclass
@@ -64,9 +65,8 @@ class Marks:
         """The run folder at ``path``: its lock holder; the checkpoints its promoted/ copies came from."""
         run = RunContext(rel)
         if LOCK_FILE in files:
-            holder = read_lock(Path(path) / LOCK_FILE)
-            if holder is not None:  # "run held by pid 12 on node3 (alive)"
-                run.lock = f"run {holder.why}" if holder.live else holder.why
+            run.lock_path = os.path.join(path, LOCK_FILE)
+            run.lock = lock_text(run.lock_path)
         if PROMOTED_DIR in dirs:
             self._promoted_from(path, os.path.join(path, PROMOTED_DIR))
         return run

@@ -106,6 +106,15 @@ class CheckpointInfo:
         out["metric"] = self.metric.to_json() if self.metric else None
         return out
 
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> CheckpointInfo:
+        """The record ``to_json`` gave (a remembered scan: ``tui.core.snapshot``). KeyError or TypeError when
+        ``data`` is not one."""
+        values = {name: data[name] for name in _INFO_FIELDS}
+        metric = values["metric"]
+        values["metric"] = Metric(metric["name"], metric["value"], metric["step"]) if metric is not None else None
+        return cls(**values)
+
 
 _INFO_FIELDS = tuple(f.name for f in fields(CheckpointInfo))
 

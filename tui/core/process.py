@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from tui.core.files import read_file
+from tui.core.names import MANIFEST_NAME
 
 
 def pid_alive(pid: int) -> bool:
@@ -133,3 +134,16 @@ def read_lock(
         hostname=hostname or socket.gethostname(),
         is_alive=is_alive,
     )
+
+
+def lock_text(path: str | os.PathLike) -> str | None:
+    """Who holds the run whose ``.lock`` is at ``path``, as problem lines quote it; None without a lock."""
+    holder = read_lock(path)
+    if holder is None:
+        return None
+    return f"run {holder.why}" if holder.live else holder.why  # "run held by pid 12 on node3 (...)"
+
+
+def uncommitted_problem(lock: str | None) -> str:
+    """The problem of a checkpoint in a run folder without a manifest, quoting the run's lock holder if any."""
+    return f"no {MANIFEST_NAME} ({lock or 'never committed: in progress, or killed while writing'})"

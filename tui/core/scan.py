@@ -35,7 +35,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tui.core import cache, commit, integrity
+from tui.core import cache, commit, integrity, readlog
 from tui.core.classify import (
     classify_by_name,
     classify_folder,
@@ -51,7 +51,6 @@ from tui.core.names import (
     EPOCH_STEP_NAME,
     LIGHTNING_NAME_EPOCH,
     LIGHTNING_NAME_STEP,
-    MANIFEST_NAME,
     MINDSPORE_SUFFIX,
     RUN_FILE,
     SKIP_DIRS,
@@ -60,6 +59,7 @@ from tui.core.pickle_scan import sniff
 from tui.core.pool import Deferred as _Deferred
 from tui.core.pool import in_order as _resolved
 from tui.core.pool import read_threads
+from tui.core.process import uncommitted_problem
 
 # Checkpoints reported on their own even inside another checkpoint folder (see the module docstring).
 NESTED_KINDS: tuple[Kind, ...] = ("peft-adapter", "deepspeed", "hf-checkpoint")
@@ -86,6 +86,7 @@ class _Scan:
     errors: list[str]
     seen: set[tuple[int, int]] = field(default_factory=set)
     marks: Marks = field(init=False)
+    log: readlog.ReadLog | None = None  # to remember this scan (tui.core.snapshot)
 
     def __post_init__(self) -> None:
         self.marks = Marks(self.root)
@@ -106,11 +107,14 @@ def iter_checkpoints(
     *,
     cancelled: Callable[[], bool] = lambda: False,
     errors: list[str] | None = None,
+    log: readlog.ReadLog | None = None,
 ) -> Iterator[CheckpointInfo]:
     """Every checkpoint under ``root``, yielded as soon as it is classified.
 
     ``cancelled`` is polled once per folder. Folders that cannot be read are skipped and described
-    (one line each) in ``errors`` when a list is given.
+    (one line each) in ``errors`` when a list is given. ``log``: the scan notes there what it cannot
+    read again from files (lines quoting a run's lock) and whether the walk ran to its end
+    (``tui.core.snapshot``, which remembers whole scans for browsing, passes one).
     """
     root = os.path.abspath(os.fspath(root))
     state = _Scan(root, os.path.realpath(root), cancelled, errors if errors is not None else [])
@@ -123,8 +127,13 @@ def iter_checkpoints(
         yield from _resolved(_loose_file(state, root, os.path.basename(root), None), threads=1)
         return
     state.seen.add((st.st_dev, st.st_ino))
+    state.log = log
+    if readlog.noting():
+        readlog.note(root, st)
     cache.shared().use_pack(root)  # one cache file for the whole root: read once, written once
     yield from _resolved(_visit(state, root, None, st.st_mtime), threads=read_threads())
+    if log is not None and not cancelled():
+        log.finished = True
 
 
 def scan(root: str | os.PathLike) -> list[CheckpointInfo]:
@@ -159,10 +168,14 @@ def _enter(state: _Scan, entry: os.DirEntry) -> os.stat_result | None:
         # and entering it through the link first would report every checkpoint under the link's name:
         # `best`/`promoted` marks and delete protection are keyed by the real path.
         if entry.is_symlink():
+            if readlog.noting():  # not entered, but a reader may open files through it
+                readlog.note(entry.path, cache.stat_of(entry.path))
             return None
         st = entry.stat()
     except OSError:
         return None
+    if readlog.noting():
+        readlog.note(entry.path, st)
     key = (st.st_dev, st.st_ino)
     if key in state.seen:
         return None
@@ -187,6 +200,8 @@ def _visit(
     name = os.path.basename(path)
     kind, leftover = _folder_kind(name, listing)
     if kind is not None:
+        if depth == 0 and readlog.noting():  # the root is a checkpoint: its trainer_state may name a sibling
+            readlog.note(os.path.dirname(path), cache.stat_of(os.path.dirname(path)))
         yield from _checkpoint_folder(state, listing, kind, run, mtime, leftover=leftover)
         return
     loose = sorted(f for f in listing.files if sniff.loose_candidate(f))
@@ -243,7 +258,10 @@ def _collect(state: _Scan, listing: _Listing, tree: _Tree, prefix: str, parent_k
             tree.files[prefix + fname] = st.st_size
             tree.allocated[prefix + fname] = allocated_bytes(st)
         except OSError:
+            st = None
             tree.problems.append(f"{prefix}{fname}: cannot stat (broken link?)")
+        if readlog.noting():
+            readlog.note(entry.path, st)
     for dname, entry in sorted(listing.dirs.items()):
         if _enter(state, entry) is None:
             continue
@@ -303,8 +321,9 @@ def _check_checkpoint(
         )
     elif run is not None and manifest is None and not info.promoted:
         info.in_progress = True
-        why = run.lock or "never committed: in progress, or killed while writing"
-        info.add_problem(f"no {MANIFEST_NAME} ({why})")
+        info.add_problem(uncommitted_problem(run.lock))
+        if run.lock is not None and run.lock_path is not None and state.log is not None:
+            state.log.lock_lines.append((run.lock_path, info, len(info.problems) - 1))  # judged again on replay
     out = [info]
     for sub, sub_kind, sub_info, sub_files in nested:
         try:
@@ -367,6 +386,8 @@ def _loose_file(
 ) -> Iterator[_Deferred]:
     """One loose file; ``mindspore``: the MindSpore files of its folder, read together when first needed;
     ``lightning``: which .ckpt of its folder Lightning's ModelCheckpoint calls best."""
+    if readlog.noting():  # also when it turns out to be no checkpoint: rewritten, it may become one
+        readlog.note(path, cache.stat_of(path))
     if not name.endswith(sniff.LISTED_BY_NAME) and not looks_like_pickle(path):
         return  # a .bin of raw bytes, or a file of another name that is not a pickle
     try:

@@ -1,0 +1,200 @@
+"""A whole scan of a root, remembered: a repeat ``ls`` (or app start) checks the scan's inputs instead of
+reading them, and answers exactly what the scan answered.
+
+What keeps a snapshot valid: every folder the scan listed (an entry added, removed or renamed changes
+a folder's mtime) and every file it stat'd or read (the walk's stats, each file a reader opened, each file
+the summary cache answered for: ``tui.core.readlog``) still has the same (device, inode, size, mtime_ns,
+ctime_ns); and the same code read them (this package's version and its core modules' sizes and mtimes).
+One check against a stat per path: a 1,000-checkpoint root is ~7,600 stats, where a scan also opens,
+reads and parses. Who holds a run's ``.lock`` depends on a process table and the clock, not on files: it
+is judged again on every use and the problem lines it words are rewritten.
+
+Never written: for a scan that was cancelled or left unfinished, saw a path change while it ran
+(``ReadLog.unsteady``), or saw anything changed in the last ``cache.RACY_SECONDS`` (a file rewritten
+twice within one timestamp tick would look unchanged: the summary cache's rule); nor with the cache off.
+The scan falls back to reading (with the summary cache) on any mismatch, a corrupt or foreign file, or
+a snapshot of another root. Used by ``ls`` and the app, which browse; ``rm``, ``prune`` and ``slim``
+plan from a walk of their own.
+
+Stored like the cache's other files (``cache.write_file``): a header line with a CRC32, then a zlib body.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+import zlib
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from tui import __version__
+from tui.core import cache, readlog
+from tui.core.files import fast_json
+from tui.core.model import CheckpointInfo
+from tui.core.process import lock_text, uncommitted_problem
+
+FORMAT = "ckpt-tui-snapshot 1"
+_KIND = b"snapshot\0"  # what the file's name is derived from, before the root: never a folder's name
+MAX_TEXT = 256 << 20  # what a snapshot may expand to
+
+
+def iter_checkpoints(
+    root: str | os.PathLike, *, cancelled: Callable[[], bool] = lambda: False, errors: list[str] | None = None
+) -> Iterator[CheckpointInfo]:
+    """``scan.iter_checkpoints(root)``: from the snapshot of its last whole scan while that is valid (the walk
+    and its readers are then never imported), else from a scan, which is then remembered."""
+    root = os.path.abspath(os.fspath(root))
+    errors = errors if errors is not None else []
+    replayed = replay(root)
+    if replayed is not None:
+        errors.extend(replayed[1])
+        yield from replayed[0]
+        return
+    from tui.core import scan  # the walk and every reader: tens of milliseconds of imports, not needed above
+
+    first_error = len(errors)
+    with readlog.recording() as log:
+        infos = []
+        for info in scan.iter_checkpoints(root, cancelled=cancelled, errors=errors, log=log):
+            infos.append(info)
+            yield info
+        save(root, log, infos, errors[first_error:])
+
+
+def save(root: str, log: readlog.ReadLog, infos: list[CheckpointInfo], errors: list[str]) -> bool:
+    """Remember a whole scan; False when there is no cache, or the scan is not one to remember."""
+    directory = cache.shared().directory
+    if directory is None or not log.finished or log.unsteady or _racy(log.seen.values(), log.started_ns):
+        return False
+    where = {id(info): n for n, info in enumerate(infos)}
+    locks: dict[str, list[list[int]]] = {}
+    for lock_path, info, index in log.lock_lines:
+        if id(info) not in where:
+            return False
+        locks.setdefault(lock_path, []).append([where[id(info)], index])
+    body = {
+        "root": root,
+        "code": code_stamp(),
+        "seen": [[path, *key] if key is not None else [path] for path, key in log.seen.items()],
+        "infos": [info.to_json() for info in infos],
+        "errors": errors,
+        "locks": [[path, lines] for path, lines in locks.items()],
+    }
+    packed = zlib.compress(_dumps(body), 1)
+    if len(packed) > cache.shared().max_bytes // 2:
+        return False
+    try:
+        cache.write_file(_path(directory, root), FORMAT, packed)
+    except OSError:
+        return False
+    return True
+
+
+def replay(root: str) -> tuple[list[CheckpointInfo], list[str]] | None:
+    """(infos, errors) of the last scan of ``root`` when every path it saw is unchanged, else None."""
+    directory = cache.shared().directory
+    if directory is None:
+        return None
+    body = _load(_path(directory, root))
+    if not isinstance(body, dict) or body.get("root") != root or body.get("code") != code_stamp():
+        return None
+    try:
+        if not _unchanged(body["seen"]):
+            return None
+        infos = [CheckpointInfo.from_json(d) for d in body["infos"]]
+        errors = [str(e) for e in body["errors"]]
+        for lock_path, lines in body["locks"]:
+            holder = lock_text(lock_path)
+            if holder is None:
+                return None
+            for n, index in lines:
+                infos[n].problems[index] = uncommitted_problem(holder)
+    except (KeyError, TypeError, ValueError, IndexError):
+        return None  # another layout: read the tree
+    return infos, errors
+
+
+def _unchanged(seen: list[list[Any]]) -> bool:
+    stat = os.stat
+    for item in seen:
+        try:
+            st = stat(item[0])
+        except (OSError, ValueError):
+            if len(item) != 1:
+                return False
+            continue
+        if len(item) == 1 or item[1:] != [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]:
+            return False
+    return True
+
+
+def _racy(keys, started_ns: int) -> bool:
+    """Anything changed too recently to trust its timestamps (or stamped in the future: another clock)."""
+    limit = min(started_ns, time.time_ns()) - int(cache.RACY_SECONDS * 1e9)
+    return any(key is not None and max(key[3], key[4]) > limit for key in keys)
+
+
+def _path(directory: str, root: str) -> str:
+    digest = hashlib.sha1(_KIND + os.fsencode(root)).hexdigest()
+    return os.path.join(directory, digest[:2], digest[2:] + ".cache")
+
+
+def _dumps(body: dict[str, Any]) -> bytes:
+    fast = fast_json(len(body["seen"]) * 100)  # ~100 bytes of JSON per path seen
+    if fast is not None:
+        try:
+            return fast.dumps(body)
+        except TypeError:  # a lone surrogate (a name that is not UTF-8): the standard library escapes it
+            pass
+    return json.dumps(body, separators=(",", ":")).encode("ascii")
+
+
+def _load(path: str) -> Any:
+    raw = cache.read_file(path, cache.shared().max_bytes)
+    if raw is None:
+        return None
+    head, sep, packed = raw.partition(b"\n")
+    if not sep or head != f"{FORMAT} {zlib.crc32(packed):08x}".encode():
+        return None
+    try:
+        inflate = zlib.decompressobj()
+        text = inflate.decompress(packed, MAX_TEXT)
+        if inflate.unconsumed_tail or not inflate.eof:
+            return None
+        fast = fast_json(len(text))  # exact here: 19-digit timestamps fit orjson's 64-bit integers
+        if fast is not None:
+            try:
+                return fast.loads(text)
+            except fast.JSONDecodeError:  # a lone surrogate escaped by the standard library
+                pass
+        return json.loads(text)
+    except (ValueError, RecursionError, zlib.error):
+        return None
+
+
+_stamp: str | None = None
+
+
+def code_stamp() -> str:
+    """This package's version and the size and mtime of every module under ``tui/core``: an upgrade or an
+    edit makes every snapshot written before it unusable."""
+    global _stamp
+    if _stamp is None:
+        top = os.path.dirname(os.path.abspath(__file__))
+        parts, stack = [__version__], [top]
+        while stack:
+            folder = stack.pop()
+            try:
+                entries = sorted(os.scandir(folder), key=lambda e: e.name)
+            except OSError:
+                continue
+            for entry in entries:
+                if entry.name.endswith(".py") and entry.is_file():
+                    st = entry.stat()
+                    parts.append(f"{entry.path[len(top):]}:{st.st_size}:{st.st_mtime_ns}")
+                elif entry.is_dir() and entry.name != "__pycache__":
+                    stack.append(entry.path)
+        _stamp = hashlib.sha1("\n".join(parts).encode("utf-8", "surrogatepass")).hexdigest()
+    return _stamp
