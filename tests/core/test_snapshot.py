@@ -292,3 +292,14 @@ def test_the_snapshot_file_is_compressed_and_bounded(tmp_path, trusted_now, monk
     assert len(packed) < len(json.dumps(body)) // 4
     monkeypatch.setattr(snapshot, "MAX_TEXT", 100)  # a body expanding past the bound is not read
     assert snapshot.replay(str(root)) is None
+
+
+def test_names_that_are_not_utf8_or_hold_escape_codes_are_replayed(tmp_path, trusted_now, walks):
+    root = tmp_path / "t"
+    root.mkdir()
+    for raw in (b"fold_\xff_0", b"\x1b[31mred_fold_1"):
+        syn.write_hf_model(Path(os.fsdecode(os.path.join(os.fsencode(root), raw))))
+    first = remembered(root)
+    again = remembered(root)
+    assert len(walks) == 1 and again == first == truth(root)
+    assert {i["path"] for i in again} == {os.fsdecode(b"fold_\xff_0"), "\x1b[31mred_fold_1"}
