@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
 
 from tests.fixtures import synthetic as s
 from tui.core import summaries
@@ -151,6 +154,73 @@ def test_resolve_best_checkpoint(tmp_path):
     assert resolve_best_checkpoint(out / "checkpoint-2", "/old/checkpoint-9") is None
     for junk in (None, "", 5, "   "):
         assert resolve_best_checkpoint(out, junk) is None
+
+
+def _resolve_by_paths(folder, value, root=None):
+    """The Path-based resolver the string one replaced (the scan resolves one per trainer_state.json)."""
+    if not isinstance(value, str) or not value.strip():
+        return None
+    folder = Path(os.path.abspath(folder))
+    if not os.path.isabs(value):
+        direct = Path(os.path.normpath(folder / value))
+        if direct.is_dir() and (direct == folder.parent or folder.parent in direct.parents):
+            return direct
+    last = Path(value.rstrip("/\\").replace("\\", "/")).name
+    if last and last not in (".", ".."):
+        if folder.name == last:
+            return folder
+        near = (folder.parent / last, folder / last)
+        for candidate in near if summaries.CHECKPOINT_N.match(folder.name) else near[::-1]:
+            if candidate.is_dir():
+                return candidate
+    if root is not None and os.path.isabs(value) and os.path.isdir(value):
+        real, real_root = Path(os.path.realpath(value)), Path(os.path.realpath(root))
+        if real == real_root or real_root in real.parents:
+            return Path(os.path.normpath(value))
+    return None
+
+
+def _relative_by_paths(resolved, root):
+    if resolved is None:
+        return None
+    text = resolved.as_posix()
+    if root is not None:
+        try:
+            text = resolved.relative_to(Path(os.path.abspath(root))).as_posix()
+        except ValueError:
+            pass
+    return text
+
+
+_PIECES = ["", ".", "..", "checkpoint-4", "checkpoint-2", "out", "outside", "x", "gone", "/", "//", "\\", " ", "a b"]
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    pieces=st.lists(st.sampled_from(_PIECES), max_size=6),
+    anchor=st.sampled_from(["", "abs", "abs/"]),
+    folder=st.sampled_from(["out", "out/checkpoint-2", "out/checkpoint-4", "out/x", ".", "out/gone"]),
+    root=st.sampled_from([None, "", "out", "out/x", "/"]),
+)
+@example(pieces=["..", "..", "outside"], anchor="", folder="out/checkpoint-2", root=None)  # a name prefix
+@example(pieces=["out", "checkpoint-4", "."], anchor="", folder="out/x", root=None)  # a trailing "."
+@example(pieces=["", "", "out", "x", ""], anchor="abs/", folder="out/gone", root="out")  # inside ROOT
+@example(pieces=["..", "..", ".."], anchor="", folder="out/checkpoint-2", root="/")
+def test_resolve_best_checkpoint_on_strings_is_the_path_rules(tmp_path, pieces, anchor, folder, root):
+    """Every branch (relative, last component as itself / sibling / child, absolute inside ROOT), odd
+    spellings included (dots, doubled and trailing slashes, backslashes), gives what Path gave."""
+    for name in ("out/checkpoint-2", "out/checkpoint-4", "out/x/checkpoint-4", "x", "outside"):
+        (tmp_path / name).mkdir(parents=True, exist_ok=True)
+    value = "/".join(pieces)
+    if anchor:
+        value = str(tmp_path) + ("/" if anchor == "abs/" else "") + ("/" if value else "") + value
+    folder_path = tmp_path / folder
+    root_path = None if root is None else tmp_path / root if root != "/" else Path("/")
+    want = _resolve_by_paths(folder_path, value, root_path)
+    assert resolve_best_checkpoint(folder_path, value, root_path) == want
+    assert resolve_best_checkpoint(str(folder_path), value, root_path) == want
+    got = summaries._resolve_best(str(folder_path), value, root_path)
+    assert (got if got is None else summaries._relative_text(got, root_path)) == _relative_by_paths(want, root_path)
 
 
 def test_trainer_state_not_an_object(tmp_path):

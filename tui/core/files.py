@@ -188,23 +188,22 @@ def read_bounded(fd: int, size: int, limit: int) -> bytes:
 
 def load_json(path: Path | str, *, limit: int = JSON_LIMIT) -> tuple[Any, str | None]:
     """(data, None) or (None, "<name>: <problem>"); (None, None) when the file does not exist."""
-    path = Path(path)
     try:
         raw = read_file(path, limit)
     except FileNotFoundError:
         return None, None
     except OSError as e:
-        return None, f"{path.name}: unreadable ({e.strerror or e})"
+        return None, f"{Path(path).name}: unreadable ({e.strerror or e})"
     except ValueError as e:  # a FIFO or a device named like our file: never read
-        return None, f"{path.name}: {e}"
+        return None, f"{Path(path).name}: {e}"
     if len(raw) > limit:
-        return None, f"{path.name}: larger than {limit >> 20} MiB, not read"
+        return None, f"{Path(path).name}: larger than {limit >> 20} MiB, not read"
     if not raw.strip():
-        return None, f"{path.name}: empty file"
+        return None, f"{Path(path).name}: empty file"
     try:
         return loads_json(raw), None
     except (ValueError, UnicodeDecodeError, RecursionError) as e:
-        return None, f"{path.name}: invalid JSON ({first_line(e)})"
+        return None, f"{Path(path).name}: invalid JSON ({first_line(e)})"
 
 
 # Digits -> "0", anything else -> " ": a run of 19 digits is then a plain substring search (a regex takes

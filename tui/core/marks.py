@@ -58,7 +58,7 @@ class Marks:
     ) -> tuple[dict[str, Any] | None, list[str]]:
         key = folder if name == TRAINER_STATE else os.path.join(folder, name)
         if key not in self.trainer_states:
-            self.trainer_states[key] = summaries.trainer_state_summary(Path(folder), name=name, lean=True)
+            self.trainer_states[key] = summaries.trainer_state_summary(folder, name=name, lean=True)
         return self.trainer_states[key]
 
     def enter_run(self, path: str, rel: str, files: Container[str], dirs: Container[str]) -> RunContext:

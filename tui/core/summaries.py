@@ -198,22 +198,57 @@ def resolve_best_checkpoint(folder: Path, value: Any, root: Path | None = None) 
     copy's own checkpoint). The path as written is used only when it lies inside ``root`` once links are
     resolved (never without a ``root``): a folder outside ROOT must never decide what is best.
     """
+    found = _resolve_best(folder, value, root)
+    return Path(found) if found is not None else None
+
+
+def _resolve_best(folder: str | os.PathLike, value: Any, root: str | os.PathLike | None) -> str | None:
+    """``resolve_best_checkpoint`` on strings (the scan resolves one per trainer_state.json): the folder is
+    made absolute and normal by ``abspath``, so joining names onto it is what ``Path`` would do."""
     if not isinstance(value, str) or not value.strip():
         return None
-    folder = Path(os.path.abspath(folder))
+    folder = os.path.abspath(folder)
+    if os.sep != "/" or folder.startswith("//"):  # POSIX leaves a leading "//" to the system: Path's rules
+        found = _resolve_best_path(Path(folder), value, root)
+        return str(found) if found is not None else None
+    parent, own = os.path.split(folder)
+    if not os.path.isabs(value):
+        direct = os.path.normpath(os.path.join(folder, value))
+        # ours, relative to the folder: itself, a sibling or a child
+        if (direct == parent or direct.startswith(parent.rstrip("/") + "/")) and os.path.isdir(direct):
+            return direct
+    parts = [p for p in value.rstrip("/\\").replace("\\", "/").split("/") if p and p != "."]
+    last = parts[-1] if parts else ""
+    if last and last != "..":
+        if own == last:
+            return folder
+        # A checkpoint-N names its siblings; an output folder (its own trainer_state) its children.
+        near = (os.path.join(parent, last), os.path.join(folder, last))
+        for candidate in near if CHECKPOINT_N.match(own) else near[::-1]:
+            if os.path.isdir(candidate):
+                return candidate
+    found = _inside_root(value, root)
+    return str(found) if found is not None else None
+
+
+def _resolve_best_path(folder: Path, value: str, root: str | os.PathLike | None) -> Path | None:
     if not os.path.isabs(value):
         direct = Path(os.path.normpath(folder / value))
         if direct.is_dir() and (direct == folder.parent or folder.parent in direct.parents):
-            return direct  # ours, relative to the folder: itself, a sibling or a child
+            return direct
     last = Path(value.rstrip("/\\").replace("\\", "/")).name
     if last and last not in (".", ".."):
         if folder.name == last:
             return folder
-        # A checkpoint-N names its siblings; an output folder (its own trainer_state) its children.
         near = (folder.parent / last, folder / last)
         for candidate in near if CHECKPOINT_N.match(folder.name) else near[::-1]:
             if candidate.is_dir():
                 return candidate
+    return _inside_root(value, root)
+
+
+def _inside_root(value: str, root: str | os.PathLike | None) -> Path | None:
+    """``value`` as written, when it is an existing folder inside ``root`` once links are resolved."""
     if root is not None and os.path.isabs(value) and os.path.isdir(value):
         real, real_root = Path(os.path.realpath(value)), Path(os.path.realpath(root))
         if real == real_root or real_root in real.parents:
@@ -231,8 +266,7 @@ def trainer_state_summary(
     ``lean``: what the scan needs, from the cache when the file is unchanged: ``log_history`` keeps only
     the steps and values of ``metric_name`` (enough for ``last_evaluation``).
     """
-    folder = Path(folder)
-    path = folder / name
+    path = os.path.join(folder, name)  # a string: the scan reads one per checkpoint, Path costs more
     if lean:
         facts, problems = cache.memo(
             f"trainer-state/2/lean/{name}",
@@ -245,15 +279,8 @@ def trainer_state_summary(
     if facts is None:
         return None, problems
     # Where the best checkpoint is depends on other folders: resolved on every call, never cached.
-    resolved = resolve_best_checkpoint(folder, facts["best_model_checkpoint"], root)
-    resolved_text = None
-    if resolved is not None:
-        resolved_text = resolved.as_posix()
-        if root is not None:
-            try:
-                resolved_text = resolved.relative_to(Path(os.path.abspath(root))).as_posix()
-            except ValueError:
-                pass
+    resolved = _resolve_best(folder, facts["best_model_checkpoint"], root)
+    resolved_text = _relative_text(resolved, root) if resolved is not None else None
     return {
         "global_step": facts["global_step"],
         "epoch": facts["epoch"],
@@ -266,19 +293,37 @@ def trainer_state_summary(
     }, problems
 
 
-def _state_facts(path: Path, *, lean: bool) -> tuple[dict[str, Any] | None, list[str]]:
+def _relative_text(resolved: str, root: str | os.PathLike | None) -> str:
+    """``resolved`` (absolute, normal) as posix text relative to ``root`` when inside it, else as is:
+    ``Path.relative_to(...).as_posix()`` on strings."""
+    if root is None:
+        return resolved
+    base = os.path.abspath(root)
+    if os.sep != "/" or resolved.startswith("//") or base.startswith("//"):
+        try:
+            return Path(resolved).relative_to(Path(base)).as_posix()
+        except ValueError:
+            return Path(resolved).as_posix()
+    if resolved == base:
+        return "."
+    prefix = base if base.endswith("/") else base + "/"
+    return resolved[len(prefix) :] if resolved.startswith(prefix) else resolved
+
+
+def _state_facts(path: str | os.PathLike, *, lean: bool) -> tuple[dict[str, Any] | None, list[str]]:
     """What trainer_state.json says by itself (a function of the file alone, so it can be cached)."""
     data, problems = load_json_object(path, limit=STATE_LIMIT)
     if data is None:
         return None, problems
     history = data.get("log_history")
     entries = [e for e in history if type(e) is dict] if isinstance(history, list) else []
-    metric_name = _named_metric_key(data, entries) or infer_metric_name(data)
+    metric_name = _named_metric_key(data, entries) or _infer_metric_name(data, entries)
     if lean:
         cleaned = []
         if metric_name:  # JSON gives exact types: int/float (never bool) is a number
-            for e in entries:
-                value = e.get(metric_name)
+            # most entries are training logs without the metric: filtered in C before the loop
+            for e in [e for e in entries if metric_name in e]:
+                value = e[metric_name]
                 if type(value) is int or type(value) is float:
                     step = e.get("step")
                     step = step if type(step) is int or type(step) is float else None
@@ -315,15 +360,22 @@ def infer_metric_name(state: dict[str, Any]) -> str | None:
 
     Returns None unless exactly one key matches: a name is never guessed.
     """
-    best = _num(state.get("best_metric"))
     history = state.get("log_history")
-    if best is None or not isinstance(history, list):
+    if not isinstance(history, list):
+        return None
+    return _infer_metric_name(state, [e for e in history if isinstance(e, dict)])
+
+
+def _infer_metric_name(state: dict[str, Any], entries: list[dict[str, Any]]) -> str | None:
+    """``infer_metric_name`` over the dict entries of the state's ``log_history`` (a list)."""
+    best = _num(state.get("best_metric"))
+    if best is None or not isinstance(state.get("log_history"), list):
         return None
     best_step = _int(state.get("best_global_step"))
+    if best_step is not None:  # only the entries logged at the best step can hold its value
+        entries = [e for e in entries if e.get("step") == best_step]
     names = set()
-    for entry in history:
-        if not isinstance(entry, dict) or (best_step is not None and entry.get("step") != best_step):
-            continue
+    for entry in entries:
         for key, value in entry.items():
             if isinstance(key, str) and key.startswith("eval_") and _num(value) == best:
                 names.add(key)
