@@ -16,7 +16,7 @@ import pytest
 
 from tests.fixtures import synthetic as syn
 from tui.cli import main as cli_main
-from tui.core import cache, integrity, scan
+from tui.core import cache, pickle_scan, scan
 from tui.core import safetensors_header as sh
 
 REPO = Path(__file__).resolve().parents[2]
@@ -137,8 +137,8 @@ def test_new_and_removed_files_change_the_key(tmp_path, trusted_now):
 
 def test_loose_files_of_one_folder_keep_their_own_entries(tmp_path, trusted_now, header_reads, monkeypatch):
     pickles: list[str] = []
-    real = integrity.scan_pickle
-    monkeypatch.setattr(integrity, "scan_pickle", lambda p: pickles.append(p.name) or real(p))
+    real = pickle_scan.scan_pickle  # integrity imports it when a pickle is met
+    monkeypatch.setattr(pickle_scan, "scan_pickle", lambda p: pickles.append(p.name) or real(p))
     for name in ("a", "b"):
         syn.write_torch_zip(tmp_path / f"{name}.pt")
         syn.write_safetensors(tmp_path / f"{name}.safetensors", {"e": ("F32", (2, 2))})

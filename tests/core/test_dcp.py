@@ -186,13 +186,13 @@ def test_scan_inspect_and_diff_of_dcp_folders(dcp_saved, tmp_path):
 
 
 def test_a_repeat_scan_reads_the_metadata_once_until_a_file_changes(dcp_saved, tmp_path, monkeypatch):
-    from tui.core import cache, integrity
+    from tui.core import cache, dcp
     from tui.core.scan import scan
 
     monkeypatch.setattr(cache, "RACY_SECONDS", -1.0)
     reads: list[str] = []
-    real = integrity.read_dcp
-    monkeypatch.setattr(integrity, "read_dcp", lambda folder: reads.append(str(folder)) or real(folder))
+    real = dcp.read_dcp  # integrity imports it when a DCP folder is met
+    monkeypatch.setattr(dcp, "read_dcp", lambda folder: reads.append(str(folder)) or real(folder))
     folder = copy(dcp_saved[2], tmp_path)
 
     def fresh_scan():

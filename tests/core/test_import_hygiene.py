@@ -48,3 +48,25 @@ def test_ls_and_metrics_never_import_torch(tmp_path):
     )
     assert not [m for m in FORBIDDEN_LS if m in loaded]
     assert "textual" not in loaded
+
+
+# What a tree of safetensors models never needs at start-up (each costs milliseconds of every `ls`): the
+# pickle, DCP and MindSpore readers, the thread pool (work starts inline), socket (only a .lock needs the
+# host name), orjson (worth its import only past ORJSON_AFTER_BYTES of JSON).
+NOT_FOR_SAFETENSORS = (
+    "tui.core.pickle_scan.formats", "tui.core.pickle_scan.machine", "tui.core.dcp", "tui.core.mindspore_ckpt.wire",
+    "tui.core.mindspore_ckpt.records", "concurrent.futures", "socket", "orjson", "tui.cli.listing", "tui.cli.serve_cmd",
+)  # fmt: skip
+
+
+def test_ls_and_inspect_of_safetensors_models_import_only_what_they_use(tmp_path):
+    s.write_hf_model(tmp_path / "run" / "model", shards=3)
+    s.write_hf_model(tmp_path / "run" / "single")
+    loaded = loaded_after(
+        "import contextlib, io\nfrom tui.cli import main\n"
+        f"with contextlib.redirect_stdout(io.StringIO()):\n"
+        f"    assert main(['ls', {str(tmp_path)!r}, '--json', '--no-cache']) == 0\n"
+        f"    assert main(['inspect', {str(tmp_path / 'run' / 'model')!r}, '--json', '--no-cache']) == 0\n"
+    )
+    assert "tui.core.weights" in loaded  # the probe did read the models
+    assert [m for m in NOT_FOR_SAFETENSORS if m in loaded] == []

@@ -140,13 +140,13 @@ def test_run_notes():
 
 def test_a_repeat_scan_reads_no_mindspore_file_until_one_changes(tmp_path, monkeypatch):
     from tui.core import cache
-    from tui.core.mindspore_ckpt import runs
+    from tui.core.mindspore_ckpt import wire
 
     monkeypatch.setattr(cache, "RACY_SECONDS", -1.0)  # files written a moment ago may be cached
     reads: list[str] = []
-    real = runs.read_mindspore
+    real = wire.read_mindspore  # the scan's reader imports it when a MindSpore file is met
     monkeypatch.setattr(
-        runs, "read_mindspore", lambda p, **kw: reads.append(os.path.basename(p)) or real(p, **kw)
+        wire, "read_mindspore", lambda p, **kw: reads.append(os.path.basename(p)) or real(p, **kw)
     )
     paths = write_50_epoch_dir(tmp_path)
 

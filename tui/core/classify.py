@@ -5,7 +5,6 @@ numbers names carry (docs/FORMAT.md). The scan classifies with these; nothing he
 from __future__ import annotations
 
 from tui.core import commit
-from tui.core.dcp import is_dcp_folder
 from tui.core.model import Kind
 from tui.core.names import (
     ADAPTER_CONFIG,
@@ -22,6 +21,7 @@ from tui.core.names import (
     STEP_NAME,
     TRAINER_STATE,
     ZERO_RANK_SHARD,
+    is_dcp_folder,
 )
 from tui.core.pickle_scan import sniff
 

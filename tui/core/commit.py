@@ -12,8 +12,6 @@ import hashlib
 import json
 import os
 import re
-import secrets
-import shutil
 import stat
 import time
 from collections.abc import Iterator
@@ -57,6 +55,8 @@ def unique_temp_for(target: Path, mark: str = TMP_MARK) -> Path:
     exclusive): for writers that are not alone (promote), which must never touch another's temp folder."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
+    import secrets  # here and in _rmtree: the scan reads manifests through this module, and writes nothing
+
     for _ in range(100):
         path = target.parent / f".{target.name}.{secrets.token_hex(6)}{mark}"
         try:
@@ -100,7 +100,7 @@ def begin(target: Path) -> Path:
     recover(target)
     tmp = tmp_path_for(target)
     if tmp.exists():
-        shutil.rmtree(tmp)
+        _rmtree(tmp)
     tmp.mkdir(parents=True)
     return tmp
 
@@ -172,7 +172,7 @@ def commit(
     own_old = old is not None
     old = Path(old) if old is not None else old_path_for(target)
     if not own_old and old.exists():
-        shutil.rmtree(old)
+        _rmtree(old)
     parked = target.exists()
     if parked:
         os.replace(target, old)  # onto our own empty folder when given: a rename replaces an empty one
@@ -197,7 +197,7 @@ def commit(
         fsync_path(target.parent)
         raise
     if old.is_dir() and not old.is_symlink():
-        shutil.rmtree(old)
+        _rmtree(old)
     return manifest
 
 
@@ -209,7 +209,7 @@ def atomic_dir(target: Path, *, kind: str, fields: dict[str, Any] | None = None)
         yield tmp
         commit(tmp, target, kind=kind, fields=fields)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)  # a failed commit has put the previous folder back
+        _rmtree(tmp, ignore_errors=True)  # a failed commit has put the previous folder back
         raise
 
 
@@ -310,3 +310,9 @@ def verify(
     else:
         problems[:0] = [f"{rel}: listed in {MANIFEST_NAME} but missing" for rel in missing]
     return capped(problems)
+
+
+def _rmtree(path: Path, **kw: Any) -> None:
+    import shutil
+
+    shutil.rmtree(path, **kw)

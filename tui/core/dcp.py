@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
 from tui.core.files import open_regular_file
-from tui.core.names import DCP_DATA_SUFFIX, DCP_METADATA
+from tui.core.names import DCP_DATA_SUFFIX, DCP_METADATA, is_dcp_folder
 from tui.core.pickle_scan.replay import Call, DictNode, GlobalRef, class_of, replay_pickle, shape_of, state_of
 from tui.core.pickle_scan.torch_names import TORCH_DTYPE_NAMES
 from tui.core.safetensors_header import DTYPE_BITS
@@ -54,11 +54,6 @@ OPTIMIZER_ROOTS = frozenset(
     "optim optimizer optimizers optim_state optimizer_state optim_state_dict optimizer_state_dict".split()
 )
 _META = "torch.distributed.checkpoint.metadata."
-
-
-def is_dcp_folder(files: set[str]) -> bool:
-    """A folder holding DCP's ``.metadata`` or any ``*.distcp`` file."""
-    return DCP_METADATA in files or any(f.endswith(DCP_DATA_SUFFIX) for f in files)
 
 
 @dataclass

@@ -12,7 +12,6 @@ from typing import Any
 from tui.core import commit, scan, summaries, weights
 from tui.core.files import MAX_WALK_DEPTH, json_object, read_small_text, walk
 from tui.core.integrity import LATEST_LIMIT, read_dcp_cached, scan_pickle_into, weights_into
-from tui.core.mindspore_ckpt import read_mindspore
 from tui.core.model import CheckpointInfo, Inspection
 from tui.core.names import (
     DEEPSPEED_LATEST,
@@ -22,7 +21,6 @@ from tui.core.names import (
     TRAINER_STATE,
     ZERO_RANK_SHARD,
 )
-from tui.core.resume_layout import layout_of
 
 
 class NotACheckpoint(ValueError):
@@ -93,6 +91,8 @@ def _detail_file(out: Inspection, path: Path, verify_hashes: bool) -> None:
         out.weights = weights.summarize_weights([path])  # never raises
         return
     if out.info.kind == "mindspore":
+        from tui.core.mindspore_ckpt import read_mindspore
+
         out.weights = read_mindspore(path, verify_crc=verify_hashes)  # the CRC reads the whole file
         for p in out.weights.problems:
             if p not in out.info.problems:
@@ -118,6 +118,8 @@ def _detail_folder(out: Inspection, folder: Path, top: set[str], root: Path) -> 
             out.trainer_state, _ = summaries.trainer_state_summary(folder, name=name, root=root)
             break
     if TRAIN_STATE in top:  # our resumable step checkpoint: which layout it resumes on
+        from tui.core.resume_layout import layout_of
+
         layout = layout_of(folder, json_object(folder / TRAIN_STATE, limit=TRAIN_STATE_LIMIT))
         out.resume = layout.to_json() if layout is not None else None
     if info.kind == "torch-dcp":

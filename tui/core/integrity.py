@@ -16,12 +16,10 @@ import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tui.core import cache, commit, summaries, weights, zero
-from tui.core.dcp import DcpReport, read_dcp
 from tui.core.files import json_int, read_file
-from tui.core.mindspore_ckpt import MindSporeReport
 from tui.core.model import CheckpointInfo, Kind, Metric
 from tui.core.names import (
     CONFIG_FILE,
@@ -37,9 +35,13 @@ from tui.core.names import (
     TRAIN_STATE,
     TRAINER_STATE,
 )
-from tui.core.pickle_scan import PickleReport, scan_pickle
 from tui.core.pickle_scan.sniff import is_pickle_name, looks_like_pickle
 from tui.core.text import bare_metric_name
+
+if TYPE_CHECKING:  # the DCP, MindSpore and pickle readers are imported where a file needs them
+    from tui.core.dcp import DcpReport
+    from tui.core.mindspore_ckpt import MindSporeReport
+    from tui.core.pickle_scan import PickleReport
 
 LATEST_LIMIT = 4096
 
@@ -120,6 +122,8 @@ def mindspore_into(info: CheckpointInfo, report: MindSporeReport, problems: list
 def read_dcp_cached(folder: Path, names: set[str]) -> DcpReport:
     """``read_dcp(folder)``, kept in the summary cache while ``.metadata`` and the ``.distcp`` files among
     ``names`` (the folder's files) are unchanged, none added or removed."""
+    from tui.core.dcp import DcpReport, read_dcp
+
     files = sorted(n for n in names if n == DCP_METADATA or n.endswith(DCP_DATA_SUFFIX))
     return cache.memo(
         "dcp/1",
@@ -248,6 +252,8 @@ def _model_states_into(info: CheckpointInfo, folder: Path, files: set[str], prob
 
 def scan_pickle_into(path: Path, problems: list[str]) -> PickleReport | None:
     """The static pickle scan of ``path``; its problems (each naming the file) go to ``problems``."""
+    from tui.core.pickle_scan import scan_pickle
+
     try:
         report = cache.memo(f"pickle/4/{path.name}", [(path, None)], lambda: scan_pickle(path), encode=_pickle_json,
                             decode=_pickle_from_json)  # fmt: skip
@@ -294,6 +300,8 @@ def _pickle_json(report: PickleReport) -> dict[str, Any]:
 
 
 def _pickle_from_json(data: dict[str, Any]) -> PickleReport:
+    from tui.core.pickle_scan import PickleReport
+
     return PickleReport(**data)
 
 

@@ -100,6 +100,11 @@ MINDSPORE_FINAL = "final_model.ckpt"
 # torch.distributed.checkpoint (FSDP, torchtitan, accelerate FSDP): the pickled plan and the data files.
 DCP_METADATA = ".metadata"
 DCP_DATA_SUFFIX = ".distcp"
+
+
+def is_dcp_folder(files: set[str]) -> bool:
+    """A folder holding DCP's ``.metadata`` or any ``*.distcp`` file."""
+    return DCP_METADATA in files or any(f.endswith(DCP_DATA_SUFFIX) for f in files)
 HF_WEIGHTS = re.compile(
     r"^(?:model|pytorch_model|tf_model|flax_model)(?:-\d+-of-\d+)?\.(?:safetensors|bin|h5|msgpack)$"
 )

@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from itertools import chain
 from typing import Any
 
 try:
@@ -66,10 +66,15 @@ def in_order(items: Iterable[Deferred], *, threads: int) -> Iterator[Any]:
         for item in items:
             yield from item.finish()
         return
+    first = next(items, None)
+    if first is None:  # all done on this thread: no pool (nor its ~4 ms import)
+        return
+    from concurrent.futures import Future, ThreadPoolExecutor
+
     pending: deque[Future[list[Any]]] = deque()
     with ThreadPoolExecutor(threads, thread_name_prefix="ckpt-read") as pool:
         try:
-            for item in items:
+            for item in chain((first,), items):
                 pending.append(pool.submit(item.finish))
                 while pending and (len(pending) > AHEAD_PER_THREAD * threads or pending[0].done()):
                     yield from pending.popleft().result()

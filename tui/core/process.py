@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -131,7 +130,7 @@ def read_lock(
         data,
         mtime=mtime,
         now=time.time() if now is None else now,
-        hostname=hostname or socket.gethostname(),
+        hostname=hostname or _hostname(),
         is_alive=is_alive,
     )
 
@@ -147,3 +146,9 @@ def lock_text(path: str | os.PathLike) -> str | None:
 def uncommitted_problem(lock: str | None) -> str:
     """The problem of a checkpoint in a run folder without a manifest, quoting the run's lock holder if any."""
     return f"no {MANIFEST_NAME} ({lock or 'never committed: in progress, or killed while writing'})"
+
+
+def _hostname() -> str:
+    import socket  # here: ~2 ms of start-up that only a .lock needs
+
+    return socket.gethostname()

@@ -25,12 +25,15 @@ import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tui.core import weights
 from tui.core.files import walk
 from tui.core.names import MP_MODEL_STATES, PICKLE_WEIGHT_SHARD, PICKLE_WEIGHTS
-from tui.core.pickle_scan import PickleReport
 from tui.core.text import format_count
+
+if TYPE_CHECKING:
+    from tui.core.pickle_scan import PickleReport
 
 FULL_PRECISION = frozenset({"F32", "F64"})
 # Float dtypes: a copy of the weights is full precision when every float parameter is in FULL_PRECISION

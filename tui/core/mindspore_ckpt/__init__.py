@@ -45,7 +45,27 @@ count the network only (what a ``model.safetensors`` export holds); the optimize
 ``learning_rate``), read from at most 16 bytes each.
 """
 
-from tui.core.mindspore_ckpt.records import MINDSPORE_TYPES, MindSporeReport, MindSporeTensor
-from tui.core.mindspore_ckpt.wire import read_mindspore, sniff
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tui.core.mindspore_ckpt.records import MINDSPORE_TYPES, MindSporeReport, MindSporeTensor
+    from tui.core.mindspore_ckpt.wire import read_mindspore, sniff
 
 __all__ = ["MINDSPORE_TYPES", "MindSporeReport", "MindSporeTensor", "read_mindspore", "sniff"]
+# Loaded on first use (PEP 562): the scan imports ``runs`` for every walk; the readers wait for a file.
+_LAZY = {
+    "MINDSPORE_TYPES": "records", "MindSporeReport": "records", "MindSporeTensor": "records",
+    "read_mindspore": "wire", "sniff": "wire",
+}  # fmt: skip
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value

@@ -7,11 +7,10 @@ from __future__ import annotations
 import os
 import threading
 from collections import Counter
+from typing import TYPE_CHECKING
 
 from tui.core import cache
 from tui.core.files import read_head
-from tui.core.mindspore_ckpt.records import MindSporeReport
-from tui.core.mindspore_ckpt.wire import read_mindspore, sniff
 from tui.core.names import (
     MINDSPORE_BEST,
     MINDSPORE_FINAL,
@@ -20,6 +19,9 @@ from tui.core.names import (
     MINDSPORE_SUFFIX,
 )
 from tui.core.text import quoted
+
+if TYPE_CHECKING:  # the readers are imported where a MindSpore file is read (the scan imports this module)
+    from tui.core.mindspore_ckpt.records import MindSporeReport
 
 _SHOWN = 5  # missing tensor names quoted in one problem
 
@@ -113,6 +115,8 @@ def read_folder(folder: str, names: list[str]) -> tuple[dict[str, MindSporeRepor
 def read_cached(path: str) -> MindSporeReport | None:
     """``read_mindspore(path)`` when the file's first bytes say MindSpore, else None; kept in the summary
     cache while the file is unchanged (a pure function of the file)."""
+    from tui.core.mindspore_ckpt.records import MindSporeReport
+    from tui.core.mindspore_ckpt.wire import read_mindspore, sniff
 
     def compute() -> MindSporeReport | None:
         return read_mindspore(path) if sniff(read_head(path)) is not None else None

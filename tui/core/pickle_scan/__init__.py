@@ -58,8 +58,26 @@ one of a layout read twice before (optimizer.pt across a run's checkpoints) take
 its own pickle CRCs (``zipdir``, at most 32 layouts, 8 MiB); the members are the same as a full parse's.
 """
 
-from tui.core.pickle_scan.formats import scan_pickle
-from tui.core.pickle_scan.policy import classify_global
-from tui.core.pickle_scan.report import PickleReport
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tui.core.pickle_scan.formats import scan_pickle
+    from tui.core.pickle_scan.policy import classify_global
+    from tui.core.pickle_scan.report import PickleReport
 
 __all__ = ["PickleReport", "classify_global", "scan_pickle"]
+# Loaded on first use (PEP 562): the scan imports ``sniff`` for every walk, while the machine, zip and tar
+# readers (~6 ms of start-up) are needed only where a pickle is scanned.
+_LAZY = {"scan_pickle": "formats", "classify_global": "policy", "PickleReport": "report"}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value

@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 
 from tui.core.files import read_head
-from tui.core.pickle_scan.machine import Machine, ScanStop
 
 PICKLE_FILE_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".pkl", ".pickle")
 SNIFF_BYTES = 4096
@@ -65,6 +64,8 @@ def head_is_pickle(head: bytes, *, final: bool = True) -> bool | None:
         return True
     if not head:
         return False
+    from tui.core.pickle_scan.machine import Machine, ScanStop  # here: walks that meet no pickle skip it
+
     machine = Machine()
     try:
         machine.run(head, 0)
