@@ -352,3 +352,22 @@ def test_a_pack_is_compressed_and_a_bomb_is_refused(tmp_path, trusted_now, priva
     assert head.startswith(cache.PACK_FORMAT.encode()) and b'"tensors"' in zlib.decompress(body)
     monkeypatch.setattr(cache, "MAX_PACK_TEXT", 100)  # expands past the limit: not used, never a crash
     assert cache.SummaryCache(str(private_cache / "ckpt-tui" / "v1"))._load_pack(str(root), str(root)) is None
+
+
+def test_a_first_scan_opens_no_cache_file_per_folder(tmp_path, trusted_now, private_cache, monkeypatch):
+    """An empty cache directory has no subfolder: no folder's file is tried (a round trip each on NFS).
+    A file another process writes later is used once the listing is SUBDIRS_SECONDS old."""
+    root = _tree(tmp_path / "t")
+    opened: list[str] = []
+    real = cache._read_cache_file
+    monkeypatch.setattr(cache, "_read_cache_file", lambda path, limit: opened.append(path) or real(path, limit))
+    shared = cache.configure()
+    folder = str(root / "run" / "model_fold_0")
+    scan.scan(root)
+    assert shared._path(folder) not in opened and opened  # the packs of the root and above were looked for
+    other = cache.SummaryCache(shared.directory)  # another process: a file for the folder alone
+    other.put("test/1", folder, [], '"theirs"')
+    other.flush()
+    assert shared._load(folder).entries == {}  # listed moments ago: not looked for yet (a miss, not wrong)
+    monkeypatch.setattr(cache, "SUBDIRS_SECONDS", -1.0)
+    assert shared._load(folder).entries["test/1"][1] == '"theirs"'
