@@ -228,10 +228,10 @@ def _cached_weights(
         compute = lambda: weights.summarize_weights(only)  # noqa: E731
     elif info.kind == "accelerate-state" and not index:
         # save_state writes model.safetensors, model_1.safetensors, ... one per prepared model
-        paths, how = [folder / f for f in st_files], "files"
+        paths, how = [os.path.join(folder, f) for f in st_files], "files"
         compute = lambda: weights.summarize_weights(paths)  # noqa: E731
     else:  # weights.py picks the index, model.safetensors or adapter_model.safetensors
-        paths, how = [folder / f for f in sorted([*st_files, *([index] if index else [])])], "folder"
+        paths, how = [os.path.join(folder, f) for f in sorted([*st_files, *([index] if index else [])])], "folder"
         compute = lambda: weights.summarize_weights(folder, listing=listing)  # noqa: E731
     return cache.memo(
         f"weights/1/{how}",
@@ -250,18 +250,19 @@ def _model_states_into(info: CheckpointInfo, folder: Path, files: set[str], prob
         info.tensors, info.parameters, info.dtypes = states.tensors, states.parameters, states.dtypes
 
 
-def scan_pickle_into(path: Path, problems: list[str]) -> PickleReport | None:
+def scan_pickle_into(path: str | os.PathLike, problems: list[str]) -> PickleReport | None:
     """The static pickle scan of ``path``; its problems (each naming the file) go to ``problems``."""
     from tui.core.pickle_scan import scan_pickle
 
+    name = os.path.basename(path)
     try:
-        report = cache.memo(f"pickle/4/{path.name}", [(path, None)], lambda: scan_pickle(path), encode=_pickle_json,
+        report = cache.memo(f"pickle/4/{name}", [(path, None)], lambda: scan_pickle(path), encode=_pickle_json,
                             decode=_pickle_from_json)  # fmt: skip
     except Exception as e:
-        problems.append(f"{path.name}: pickle scan failed ({type(e).__name__}: {e})")
+        problems.append(f"{name}: pickle scan failed ({type(e).__name__}: {e})")
         return None
     # pickle_scan's problems name the file already, unsafe globals included.
-    problems += [p if p.startswith(path.name) else f"{path.name}: {p}" for p in report.problems]
+    problems += [p if p.startswith(name) else f"{name}: {p}" for p in report.problems]
     return report
 
 
@@ -283,8 +284,8 @@ def pickles_into(info: CheckpointInfo, folder: Path, files: set[str], problems: 
         name = rel.rsplit("/", 1)[-1]
         if not is_pickle_name(name):
             continue
-        path = folder / rel
-        if name.endswith(".bin") and not looks_like_pickle(str(path)):
+        path = os.path.join(folder, rel)
+        if name.endswith(".bin") and not looks_like_pickle(path):
             continue  # a .bin of raw bytes (a dataset shard, a tokenizer model) is not a pickle
         found: list[str] = []
         report = scan_pickle_into(path, found)

@@ -165,7 +165,11 @@ class SafetensorsHeader:
 
     @property
     def parameters(self) -> int:
-        return sum(e[5] for e in self.entries)
+        # kept in ``derived``: every copy of the same header bytes (a fold's checkpoints) shares the sum
+        found = self.derived.get("parameters")
+        if found is None:
+            found = self.derived["parameters"] = sum([e[5] for e in self.entries])
+        return found
 
     @property
     def dtypes(self) -> dict[str, int]:

@@ -282,15 +282,16 @@ def _checkpoint_folder(
     """The walk's part (files, nested checkpoints, context) now; the reading, deferred."""
     tree = _Tree()
     _collect(state, listing, tree, "", kind)
-    info = _base_info(state, listing, kind, run, mtime, tree.files)
-    info.allocated_bytes = _sum_known(tree.allocated.values())
     nested = []
-    for sub, sub_kind in tree.nested:
-        prefix = sub.rel[len(listing.rel) + 1 :] + "/" if listing.rel != "." else sub.rel + "/"
-        sub_files = {k[len(prefix) :]: v for k, v in tree.files.items() if k.startswith(prefix)}
-        sub_info = _base_info(state, sub, sub_kind, run, None, sub_files)
-        sub_info.allocated_bytes = _sum_known(v for k, v in tree.allocated.items() if k.startswith(prefix))
-        nested.append((sub, sub_kind, sub_info, sub_files))
+    with cache.known_stats(tree.stats):  # marks read the trainer_state.json the walk just stat'd
+        info = _base_info(state, listing, kind, run, mtime, tree.files)
+        info.allocated_bytes = _sum_known(tree.allocated.values())
+        for sub, sub_kind in tree.nested:
+            prefix = sub.rel[len(listing.rel) + 1 :] + "/" if listing.rel != "." else sub.rel + "/"
+            sub_files = {k[len(prefix) :]: v for k, v in tree.files.items() if k.startswith(prefix)}
+            sub_info = _base_info(state, sub, sub_kind, run, None, sub_files)
+            sub_info.allocated_bytes = _sum_known(v for k, v in tree.allocated.items() if k.startswith(prefix))
+            nested.append((sub, sub_kind, sub_info, sub_files))
 
     def check() -> list[CheckpointInfo]:
         with cache.known_stats(tree.stats):  # the cache keys come from the walk's stats: no second stat

@@ -31,11 +31,11 @@ def _str(v: Any) -> str | None:
 
 
 def config_summary(folder: Path) -> tuple[dict[str, Any] | None, list[str]]:
-    path = Path(folder) / CONFIG_FILE
+    path = os.path.join(folder, CONFIG_FILE)  # a string: the scan reads one per checkpoint
     return cache.memo("config/1", [(path, None)], lambda: _config_summary(path), decode=tuple)
 
 
-def _config_summary(path: Path) -> tuple[dict[str, Any] | None, list[str]]:
+def _config_summary(path: str | os.PathLike) -> tuple[dict[str, Any] | None, list[str]]:
     data, problems = load_json_object(path, limit=CONFIG_LIMIT)
     if data is None:
         return None, problems
