@@ -287,9 +287,12 @@ def test_the_snapshot_file_is_compressed_and_bounded(tmp_path, trusted_now, monk
     remembered(root)
     [path] = _snapshot_files()
     head, _, packed = path.read_bytes().partition(b"\n")
-    body = json.loads(zlib.decompress(packed))
+    text, _, seen = zlib.decompress(packed).partition(b"\n")
+    body = json.loads(text)
     assert body["root"] == str(root) and len(body["infos"]) == len(truth(root))
-    assert len(packed) < len(json.dumps(body)) // 4
+    paths = seen[: body["paths"]].split(b"\0")
+    assert os.fsencode(root) in paths and len(seen) - body["paths"] == 40 * len(paths)
+    assert len(packed) < (len(text) + len(seen)) // 4
     monkeypatch.setattr(snapshot, "MAX_TEXT", 100)  # a body expanding past the bound is not read
     assert snapshot.replay(str(root)) is None
 
