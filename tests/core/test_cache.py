@@ -371,3 +371,19 @@ def test_a_first_scan_opens_no_cache_file_per_folder(tmp_path, trusted_now, priv
     assert shared._load(folder).entries == {}  # listed moments ago: not looked for yet (a miss, not wrong)
     monkeypatch.setattr(cache, "SUBDIRS_SECONDS", -1.0)
     assert shared._load(folder).entries["test/1"][1] == '"theirs"'
+
+
+def test_a_pack_built_in_pieces_reads_back_as_one_text(tmp_path, trusted_now, header_reads, private_cache, monkeypatch):
+    root = _tree(tmp_path / "t")
+    first = _fresh_process_scan(root)
+    cache.shared().flush()
+    (pack,) = private_cache.rglob("*.cache")
+    whole = zlib.decompress(pack.read_bytes().split(b"\n", 1)[1])
+    pack.unlink()
+    monkeypatch.setattr(cache, "PACK_PIECE", 1)  # every folder compressed on its own piece
+    cache.configure()
+    scan.scan(root)
+    cache.shared().flush()
+    assert zlib.decompress(pack.read_bytes().split(b"\n", 1)[1]) == whole
+    header_reads.clear()
+    assert _fresh_process_scan(root) == first and header_reads == []
