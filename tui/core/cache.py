@@ -593,10 +593,11 @@ def memo(
     keys = []
     for p, st in files:
         path = os.fspath(p)
+        walked = st is None and path in known  # the walk noted it already
         st = st if st is not None else known.get(path) or stat_of(path)
         keys.append(_key_of(_name_in(folder, path), st))
-        if readlog.noting():  # an answer from the cache opens nothing: a snapshot must still check these
-            readlog.note(os.path.abspath(path), st)
+        if not walked and readlog.noting():  # an answer from the cache opens nothing: a snapshot must check these
+            readlog.note(path, st)
     text = cache.get(reader, folder, _keys_text(keys))
     if text is not None:
         try:

@@ -101,7 +101,7 @@ def open_regular_file(path: str | os.PathLike) -> tuple[int, int]:
         if not stat.S_ISREG(st.st_mode):
             raise ValueError("not a regular file")
         if readlog.noting():
-            readlog.note(os.path.abspath(path), st)
+            readlog.note(os.fspath(path), st)
         return fd, st.st_size
     except BaseException:
         os.close(fd)

@@ -45,9 +45,11 @@ def key_of(st: os.stat_result | None) -> Key:
 
 
 def note(path: str, st: os.stat_result | None) -> None:
-    """``path`` (absolute) was seen with ``st`` (None: it does not exist)."""
+    """``path`` was seen with ``st`` (None: it does not exist)."""
     if not _logs:
         return
+    if not os.path.isabs(path):  # a snapshot is checked from another working folder
+        path = os.path.abspath(path)
     key = key_of(st)
     for log in _logs:
         old = log.seen.setdefault(path, key)
