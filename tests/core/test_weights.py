@@ -350,3 +350,48 @@ def test_a_folder_listed_by_the_caller_summarises_as_one_listed_here(tmp_path, n
     fresh = summarize_weights(tmp_path).to_json()
     assert summarize_weights(tmp_path, listing=set(names)).to_json() == fresh
     assert summarize_weights(str(tmp_path), listing=list(reversed(names))).to_json() == fresh
+
+
+def _digest_by_definition(entries):
+    """What ``weights._digest`` must give, written the plain way (every entry through the key)."""
+    import heapq
+
+    dtypes: dict[str, int] = {}
+    for e in entries:
+        dtypes[e[1]] = dtypes.get(e[1], 0) + e[5]
+    top = heapq.nsmallest(10, entries, key=lambda e: (-e[5], e[0]))
+    return (
+        [e[0] for e in entries], [e[5] for e in entries], sum(e[5] for e in entries),
+        sum(e[4] - e[3] for e in entries), dtypes, [((-e[5], e[0]), e[0], e[1], e[2], e[5]) for e in top],
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_digest_matches_its_definition_with_ties_at_the_cut(seed):
+    # the largest are chosen among the entries at least as large as the 10th largest: ties there, one
+    # dtype or several, fewer entries than LARGEST, none at all
+    import random
+
+    from tui.core.weights import _digest
+
+    rng = random.Random(seed)
+    entries, offset = [], 0
+    for i in range(rng.choice([0, 3, 10, 11, 40, 200])):
+        numel = rng.choice([1, 4, 4, 4, 16, 64, 64])
+        dtype = rng.choice(["F32"] if seed % 2 else ["F32", "BF16", "I64"])
+        entries.append((f"t{rng.randrange(10**6)}.{i}", dtype, [numel], offset, offset + 4 * numel, numel))
+        offset += 4 * numel
+    assert _digest(entries) == _digest_by_definition(entries)
+
+
+def test_an_index_that_matches_its_shards_has_no_problems_and_one_that_does_not_is_named(tmp_path):
+    # the exact-match shortcut must not hide a tensor listed under the wrong shard
+    names = {"a.weight": "model-00001-of-00002.safetensors", "b.weight": "model-00002-of-00002.safetensors"}
+    for name, shard in names.items():
+        (tmp_path / shard).write_bytes(st_bytes({name: ("F32", (2,))}))
+    index = {"metadata": {}, "weight_map": names}
+    (tmp_path / "model.safetensors.index.json").write_text(json.dumps(index))
+    assert summarize_weights(tmp_path).problems == []
+    index["weight_map"] = {"a.weight": names["b.weight"], "b.weight": names["a.weight"]}  # swapped
+    (tmp_path / "model.safetensors.index.json").write_text(json.dumps(index))
+    assert any("different shard" in p and "a.weight" in p for p in summarize_weights(tmp_path).problems)

@@ -231,11 +231,13 @@ class _Totals:
         entries = header.entries
         self.count += len(entries)
         self.files += 1
+        part = _derived_digest(header)
         if sharded:
-            kept = self._first_seen(file, entries)
-            part = _digest(kept) if len(kept) < len(entries) else _derived_digest(header)
-        else:
-            part = _derived_digest(header)
+            names = part[0]  # unique within one header (JSON object keys)
+            if self.where.keys().isdisjoint(names):  # the usual case, in two C-level passes
+                self.where.update(dict.fromkeys(names, file))
+            else:
+                part = _digest(self._first_seen(file, entries))
         self.whole = header if self.files == 1 and part is header.derived.get("digest") else None
         names, numels, parameters, nbytes, dtypes, top = part
         self.names.extend(names)
@@ -273,10 +275,20 @@ _Digest = tuple[list[str], list[int], int, int, dict[str, int], list[tuple[tuple
 
 def _digest(entries: list[Entry]) -> _Digest:
     numels = [e[5] for e in entries]
-    dtypes: dict[str, int] = {}
-    for e in entries:
-        dtypes[e[1]] = dtypes.get(e[1], 0) + e[5]
-    top = [((-e[5], e[0]), e[0], e[1], e[2], e[5]) for e in heapq.nsmallest(LARGEST, entries, key=_size_order)]
+    kinds = {e[1] for e in entries}
+    if len(kinds) == 1:  # one dtype (most files): no per-tensor sums
+        dtypes = {kinds.pop(): sum(numels)}
+    else:
+        dtypes = {}
+        for e in entries:
+            dtypes[e[1]] = dtypes.get(e[1], 0) + e[5]
+    # Only tensors at least as large as the LARGEST-th largest can be among the largest: the key function
+    # then runs on a handful of entries, not on all of them.
+    pool = entries
+    if len(entries) > LARGEST:
+        cut = sorted(numels)[-LARGEST]
+        pool = [e for e in entries if e[5] >= cut]
+    top = [((-e[5], e[0]), e[0], e[1], e[2], e[5]) for e in heapq.nsmallest(LARGEST, pool, key=_size_order)]
     return [e[0] for e in entries], numels, sum(numels), sum([e[4] - e[3] for e in entries]), dtypes, top
 
 
@@ -290,6 +302,8 @@ def _derived_digest(header: SafetensorsHeader) -> _Digest:
 
 def _index_problems(plan: WeightFilesPlan, readable: set[str], where: dict[str, str]) -> list[str]:
     assert plan.weight_map is not None
+    if where == plan.weight_map:  # every tensor in the shard the index names, and no other: nothing to say
+        return []
     out = []
     absent: list[str] = []  # listed in the index, its shard was read, the tensor is not in it
     moved: list[str] = []  # listed under one shard, found in another
