@@ -11,6 +11,7 @@ happen inside handlers, never here. Running a command imports and registers only
 from __future__ import annotations
 
 import argparse
+import gc
 import importlib
 import sys
 
@@ -128,7 +129,14 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser(argv[0] if argv[0] in commands else None).parse_args(argv)
         if args.no_cache:
             cache.configure(enabled=False)
-        return args.handler(args)
+        gc.unfreeze()  # a caller running commands in one process (tests) gets back what the last one froze
+        try:
+            return args.handler(args)
+        finally:
+            # The process is about to end: what the command built is freed by reference counting, and
+            # frozen it is not walked again by the collection at interpreter exit (~15 ms of CPU after an
+            # inspect of 10,000 tensors, a sixth of the command).
+            gc.freeze()
     except UsageError as e:
         # Arguments are echoed in usage errors: a path holding ESC must not drive the terminal.
         print(f"ckpt-tui: {safe_message(e)}", file=sys.stderr)
