@@ -3,6 +3,7 @@ verdict: a checkpoint whose optimizer.pt (or any other pickle) calls os.system i
 
 from __future__ import annotations
 
+import os
 import pickle
 
 import pytest
@@ -111,3 +112,36 @@ def test_a_payload_behind_a_long_first_string_is_still_found(tmp_path, size):
 def test_random_bytes_that_start_like_a_long_string_are_not_a_pickle(tmp_path):
     (tmp_path / "data.bin").write_bytes(b"B" + (10**9).to_bytes(4, "little") + bytes(range(256)) * 40)
     assert _infos(tmp_path) == {}
+
+
+@pytest.mark.parametrize("layout", ["weight-pickle", "zero-states", "accelerate-zero"])
+def test_a_pickle_read_for_its_numbers_is_scanned_once(tmp_path, monkeypatch, private_cache, layout):
+    """The weight pickle (or the ZeRO model states) gives the numbers and joins the verdict of every
+    pickle from one scan: not a second scan, nor a second read of its cache entry."""
+    from tui.core import integrity
+
+    if layout == "weight-pickle":
+        folder = tmp_path / "model"
+        s.write_config(folder)
+        s.write_evil_pickle(folder / "pytorch_model.bin", tmp_path / "pwned")
+        want = {"pytorch_model.bin"}
+    elif layout == "zero-states":
+        folder = s.write_deepspeed(tmp_path / "ds", 10, stage=2)
+        want = {"mp_rank_00_model_states.pt", "bf16_zero_pp_rank_0_mp_rank_00_optim_states.pt",
+                "bf16_zero_pp_rank_1_mp_rank_00_optim_states.pt"}  # fmt: skip
+    else:
+        folder = tmp_path / "acc" / "step_5"
+        s.write_accelerate_state(folder)
+        (folder / "model.safetensors").unlink()
+        s.write_deepspeed(folder / "pytorch_model", 5, stage=2, latest=None)
+        s.write_evil_pickle(folder / "pytorch_model" / "global_step5" / "mp_rank_00_model_states.pt", tmp_path / "x")
+        want = None
+    scanned: list[str] = []
+    real = integrity.scan_pickle_into
+    monkeypatch.setattr(integrity, "scan_pickle_into", lambda p, found: scanned.append(os.fspath(p)) or real(p, found))
+    info = _infos(tmp_path)[folder.relative_to(tmp_path).as_posix()]
+    assert sorted(scanned) == sorted(set(scanned)) and scanned, scanned
+    if want is not None:
+        assert {os.path.basename(p) for p in scanned} >= want
+    if layout != "zero-states":
+        assert info.pickle_scan == "unsafe" and any("system (would run code" in p for p in info.problems)

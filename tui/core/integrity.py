@@ -64,12 +64,13 @@ def check_folder(
     """
     problems: list[str] = []
     top = {f for f in files if "/" not in f}
+    scans = PickleScans()  # the weight pickle and ZeRO model states are scanned once, for numbers and verdict
     if kind == "torch-dcp":
         dcp_into(info, read_dcp_cached(folder, top), problems)
     elif kind != "deepspeed":
-        weights_into(info, folder, top, problems, listed=True)
+        weights_into(info, folder, top, problems, listed=True, scans=scans)
     if kind in ("deepspeed", "accelerate-state") and info.parameters is None:
-        _model_states_into(info, folder, files, problems)
+        _model_states_into(info, folder, files, problems, scans)
     if CONFIG_FILE in top:
         problems += summaries.config_summary(folder)[1]
     if kind == "peft-adapter":
@@ -78,7 +79,7 @@ def check_folder(
         problems += latest_problems(folder.parent, only_if_names=folder.name)
     if DEEPSPEED_LATEST in top:  # accelerate save_state under DeepSpeed keeps `latest` inside the folder
         problems += latest_problems(folder)
-    pickles_into(info, folder, files, problems)
+    pickles_into(info, folder, files, problems, scans)
     _state_into(info, folder, top, kind, problems, trainer_state)
     manifest = _manifest_into(info, folder, problems) if MANIFEST_NAME in top else None
     for p in dict.fromkeys(problems):  # same text from two rules once
@@ -185,10 +186,12 @@ def weights_into(
     *,
     only: list[Path] | None = None,
     listed: bool = False,
+    scans: PickleScans | None = None,
 ) -> weights.WeightsSummary | None:
     """Weight numbers of ``info`` from the safetensors headers (or the one weight pickle) among ``top``;
     problems go to ``problems``; returns the safetensors summary when there is one. ``listed``: ``top`` is
-    the scan's listing of the folder's regular files, so the summary need not list it again."""
+    the scan's listing of the folder's regular files, so the summary need not list it again. ``scans``:
+    the folder's pickle scans, shared with ``pickles_into``."""
     st_files, index, pickles = _weight_files(top)
     summary = None
     for name in pickles:  # weights.py reports zero-byte safetensors itself
@@ -207,7 +210,8 @@ def weights_into(
             info.tensors, info.parameters = summary.tensors, summary.parameters
             info.dtypes = dict(summary.dtypes)
     elif pickles:
-        report = scan_pickle_into(folder / pickles[0], problems) if len(pickles) == 1 else None
+        scan = scans.into if scans is not None else scan_pickle_into
+        report = scan(os.path.join(folder, pickles[0]), problems) if len(pickles) == 1 else None
         if report is not None:
             _pickle_numbers_into(info, report)
     return summary
@@ -242,10 +246,12 @@ def _cached_weights(
     )
 
 
-def _model_states_into(info: CheckpointInfo, folder: Path, files: set[str], problems: list[str]) -> None:
+def _model_states_into(
+    info: CheckpointInfo, folder: Path, files: set[str], problems: list[str], scans: PickleScans
+) -> None:
     """A DeepSpeed checkpoint's numbers from its model-states file (ZeRO-1/2 keep every parameter there;
     ZeRO-3's are placeholders, which leave the numbers unknown)."""
-    states = zero.model_states_copy(folder, files, lambda path: scan_pickle_into(path, problems))
+    states = zero.model_states_copy(folder, files, lambda path: scans.into(path, problems))
     if states is not None and states.parameters:
         info.tensors, info.parameters, info.dtypes = states.tensors, states.parameters, states.dtypes
 
@@ -266,6 +272,25 @@ def scan_pickle_into(path: str | os.PathLike, problems: list[str]) -> PickleRepo
     return report
 
 
+class PickleScans:
+    """The pickle scans of one checkpoint folder: a file read for its numbers (the weight pickle, ZeRO
+    model states) hands its report and problems on to the verdict of every pickle (``pickles_into``)
+    instead of being scanned, or read back from the cache, a second time."""
+
+    def __init__(self) -> None:
+        self._done: dict[str, tuple[PickleReport | None, list[str]]] = {}
+
+    def into(self, path: str | os.PathLike, problems: list[str]) -> PickleReport | None:
+        """``scan_pickle_into(path, problems)``, once per path."""
+        key = os.fspath(path)
+        done = self._done.get(key)
+        if done is None:
+            found: list[str] = []
+            done = self._done[key] = (scan_pickle_into(key, found), found)
+        problems += done[1]
+        return done[0]
+
+
 _VERDICT_RANK = {None: 0, "clean": 1, "not verified": 2, "unsafe": 3}
 
 
@@ -275,7 +300,9 @@ def worst_verdict(current: str | None, report: PickleReport | None) -> str | Non
     return verdict if _VERDICT_RANK.get(verdict, 2) > _VERDICT_RANK.get(current, 2) else current
 
 
-def pickles_into(info: CheckpointInfo, folder: Path, files: set[str], problems: list[str]) -> None:
+def pickles_into(
+    info: CheckpointInfo, folder: Path, files: set[str], problems: list[str], scans: PickleScans | None = None
+) -> None:
     """Scan the pickle stream of every pickle file in the checkpoint (``files``: paths relative to
     ``folder``, nested ones included): optimizer.pt, scheduler.pt, rng_state*.pth, training_args.bin,
     weight shards, ZeRO states... Only their pickles are read (a zip's data.pkl, never tensor storages),
@@ -288,7 +315,7 @@ def pickles_into(info: CheckpointInfo, folder: Path, files: set[str], problems: 
         if name.endswith(".bin") and not looks_like_pickle(path):
             continue  # a .bin of raw bytes (a dataset shard, a tokenizer model) is not a pickle
         found: list[str] = []
-        report = scan_pickle_into(path, found)
+        report = scans.into(path, found) if scans is not None else scan_pickle_into(path, found)
         problems += [p if "/" not in rel else f"{rel.rsplit('/', 1)[0]}/{p}" for p in found]
         info.pickle_scan = worst_verdict(info.pickle_scan, report)
 
