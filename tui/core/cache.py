@@ -146,15 +146,17 @@ class SummaryCache:
         self.misses += 1
         return None
 
-    def put(self, reader: str, folder: str, keys: list[FileKey], value: str) -> None:
+    def put(self, reader: str, folder: str, keys: list[FileKey], value: str, keys_text: str | None = None) -> None:
         """Remember ``value``; a racy key (a file changed within RACY_SECONDS) only in memory and only
-        for that long: one command still reads each file once, and nothing racy reaches the disk."""
+        for that long: one command still reads each file once, and nothing racy reaches the disk.
+        ``keys_text``: ``keys`` as the lookup wrote them (``_keys_text``), when the caller has it."""
         racy = _racy(keys)
         bucket = self._bucket(folder)
         with self._lock:
             if len(bucket.entries) >= MAX_ENTRIES_PER_BUCKET and reader not in bucket.entries:
                 bucket.entries.pop(next(iter(bucket.entries)))
-            bucket.entries[reader] = (_keys_text(keys), value, time.monotonic() + RACY_SECONDS if racy else 0)
+            text = keys_text if keys_text is not None else _keys_text(keys)
+            bucket.entries[reader] = (text, value, time.monotonic() + RACY_SECONDS if racy else 0)
             bucket.dirty = bucket.dirty or not racy
 
     def _bucket(self, folder: str) -> _Bucket:
@@ -598,7 +600,8 @@ def memo(
         keys.append(_key_of(_name_in(folder, path), st))
         if not walked and readlog.noting():  # an answer from the cache opens nothing: a snapshot must check these
             readlog.note(path, st)
-    text = cache.get(reader, folder, _keys_text(keys))
+    keys_text = _keys_text(keys)
+    text = cache.get(reader, folder, keys_text)
     if text is not None:
         try:
             value = loads_json(text.encode("utf-8", "surrogatepass"))
@@ -610,7 +613,7 @@ def memo(
         text = dumps_json(encode(result) if encode is not None else result)
     except (TypeError, ValueError, RecursionError):
         return result
-    cache.put(reader, folder, keys, text)
+    cache.put(reader, folder, keys, text, keys_text)
     return result
 
 
