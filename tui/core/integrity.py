@@ -322,9 +322,7 @@ def pickles_into(
 
 def _pickle_json(report: PickleReport) -> dict[str, Any]:
     """What the scan and inspect use of a report; the per-tensor table (for diffs) is read afresh."""
-    out = report.to_json()
-    out.pop("tensor_table", None)
-    return out
+    return report.to_json(table=False)
 
 
 def _pickle_from_json(data: dict[str, Any]) -> PickleReport:

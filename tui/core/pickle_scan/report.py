@@ -42,14 +42,18 @@ class PickleReport:
     # global off the allowlist; "not verified": a pickle could not be replayed in full (problems say why).
     verdict: Literal["clean", "unsafe", "not verified"] = "not verified"
 
-    def to_json(self) -> dict[str, Any]:
-        """A JSON-ready copy (``dataclasses.asdict`` deep-copies value by value: slow on big tables)."""
+    def to_json(self, *, table: bool = True) -> dict[str, Any]:
+        """A JSON-ready copy (``dataclasses.asdict`` deep-copies value by value: slow on big tables);
+        ``table=False``: without ``tensor_table`` (one entry per tensor), which is then not built."""
         out = dict(vars(self))
         for key in ("entries", "globals", "unsafe_globals", "top_keys", "problems"):
             out[key] = list(out[key])
         for key in ("dtypes", "parameters_by_key", "tensors_by_key"):
             out[key] = dict(out[key]) if out[key] is not None else None
         out["dtypes_by_key"] = {k: dict(v) for k, v in self.dtypes_by_key.items()}
+        if not table:
+            del out["tensor_table"]
+            return out
         out["tensor_table"] = {
             k: [d, list(s) if s is not None else None] for k, (d, s) in self.tensor_table.items()
         }
