@@ -158,3 +158,21 @@ def test_ls_filter_unsafe_lists_only_checkpoints_with_unsafe_pickles(tmp_path, c
     s.write_evil_pickle(tmp_path / "run" / "checkpoint-20" / "rng_state.pth", tmp_path / "pwned")
     assert main(["ls", str(tmp_path), "-q", "--filter", "unsafe"]) == 0
     assert capsys.readouterr().out.split() == [str(tmp_path / "run" / "checkpoint-20")]
+
+
+def test_ls_makes_full_collections_rare_while_it_scans_and_restores_them(tree, capsys, monkeypatch):
+    import gc
+
+    import tui.core.snapshot
+
+    seen: list[tuple[int, int, int]] = []
+    real = tui.core.snapshot.iter_checkpoints
+
+    def watching(*args, **kwargs):
+        seen.append(gc.get_threshold())
+        yield from real(*args, **kwargs)
+
+    monkeypatch.setattr(tui.core.snapshot, "iter_checkpoints", watching)
+    before = gc.get_threshold()
+    assert main(["ls", str(tree), "--json"]) == 0 and json.loads(capsys.readouterr().out)
+    assert seen[0][:2] == before[:2] and seen[0][2] >= 100 > before[2] and gc.get_threshold() == before

@@ -5,9 +5,12 @@ so is what only the tables or ``--filter`` need: ``ls --json`` and ``inspect --j
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -70,13 +73,31 @@ def _need_folder(path: str, command: str) -> None:
         raise _usage(f"{safe_text(path)}: not a folder ({command} takes a ROOT folder{hint})")
 
 
+FULL_COLLECTION_EVERY = 100  # young collections between full ones while ls scans (Python's default: 10)
+
+
+@contextmanager
+def _rare_full_collections() -> Iterator[None]:
+    """A scan keeps all it builds until it prints (a record, cache entries and stat keys per checkpoint) and
+    makes no reference cycles, so each full pass of the cycle collector walks a growing heap to free
+    nothing: 5-7 passes, ~0.15 s of CPU in an ls of 10,000 checkpoints. Young objects are still
+    collected as usual (a cycle a reader makes dies young)."""
+    young, middle, full = gc.get_threshold()
+    gc.set_threshold(young, middle, max(full, FULL_COLLECTION_EVERY))
+    try:
+        yield
+    finally:
+        gc.set_threshold(young, middle, full)
+
+
 def cmd_ls(args) -> int:
     from tui.core.snapshot import iter_checkpoints
 
     _need_folder(args.root, "ls")
     keep = _filter(args.filter)
     errors: list[str] = []
-    found = list(iter_checkpoints(args.root, errors=errors))
+    with _rare_full_collections():
+        found = list(iter_checkpoints(args.root, errors=errors))
     infos = [i for i in found if keep(i)] if args.filter else found
     for line in errors:
         warn(line)
