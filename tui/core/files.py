@@ -19,10 +19,11 @@ from typing import Any
 from tui.core import readlog
 from tui.core.text import first_line
 
-# orjson parses ~2x faster than json but costs ~10 ms of CPU to import (it loads uuid, datetime,
-# dataclasses...), a fifth of a whole `ckpt-tui inspect`: a process imports it once it has handed
-# ORJSON_AFTER_BYTES of JSON to the parsers (about where it starts paying for itself).
-ORJSON_AFTER_BYTES = 2 << 20
+# orjson parses ~2x faster than json but its import costs ~3 ms of CPU beside what the core loads anyway
+# (uuid, datetime, platform; ~10 ms alone), as much as `ls` of a small tree spends reading: a process
+# imports it once it has handed ORJSON_AFTER_BYTES of JSON to the parsers (a 100-shard index and its
+# headers are ~1.7 MB: 2 ms less with it).
+ORJSON_AFTER_BYTES = 256 << 10
 _NOT_YET: Any = object()
 orjson: Any = _NOT_YET  # the module once imported; None where it is not installed
 _json_bytes = 0

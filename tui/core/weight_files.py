@@ -143,9 +143,8 @@ def _plan_from_index(index_path: str) -> WeightFilesPlan:
     weight_map = data.get("weight_map") if isinstance(data, dict) else None
     if isinstance(data, dict) and isinstance(data.get("metadata"), dict):
         plan.index_metadata = _jsonable(data["metadata"])
-    if data is not None and not (
-        isinstance(weight_map, dict) and all(isinstance(v, str) for v in weight_map.values())
-    ):
+    # JSON strings are exactly str: one C-level pass over the types instead of an isinstance per tensor
+    if data is not None and not (isinstance(weight_map, dict) and {str}.issuperset(map(type, weight_map.values()))):
         plan.problems.append(f"{name}: no valid weight_map (tensor name -> shard file)")
         weight_map = None
     if weight_map is None:
@@ -165,12 +164,8 @@ def _plan_from_index(index_path: str) -> WeightFilesPlan:
         return plan
     plan.weight_map = weight_map
     shards: list[str] = []
-    seen: set[str] = set()
     unsafe: list[str] = []
-    for shard in weight_map.values():
-        if shard in seen:
-            continue
-        seen.add(shard)
+    for shard in dict.fromkeys(weight_map.values()):  # each shard once, in order of first mention
         if _unsafe_shard_name(shard):
             unsafe.append(shard)
         else:
