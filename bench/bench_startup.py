@@ -5,6 +5,8 @@ the whole list is loaded, with an empty summary cache (first run) and with the c
 Each measurement is a fresh Python process (imports included), headless at 80x24. "First paint" is the
 moment Textual reports the app ready (its first frame painted), when the auto-pilot starts; "list
 complete" is when the scan is done and every checkpoint is a row. Also says whether torch was imported.
+Our modules are compiled first (``python -m compileall -q tui``), as ``pip install`` does: without it, and
+with PYTHONDONTWRITEBYTECODE set (as on the dev box), every fresh process recompiles them (~40 ms).
 
     python bench/bench_startup.py [--n 1000] [--repeat 3]
 """
@@ -96,6 +98,7 @@ def main() -> int:
     parser.add_argument("--n", type=int, default=1000, help="checkpoints in the tree")
     parser.add_argument("--repeat", type=int, default=3, help="runs per contender (medians are reported)")
     args = parser.parse_args()
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(REPO / "tui")], check=True)  # as an install
     runs: dict[str, list[dict]] = {"bare": [], "first": [], "repeat": []}
     with tempfile.TemporaryDirectory(prefix="bench-startup-") as tmp_s:
         tmp = Path(tmp_s)
