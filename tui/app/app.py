@@ -182,7 +182,8 @@ class CkptApp(ActionsMixin, App[None]):
             text = f"free {format_bytes(free.free_bytes)} ({free.free_fraction:.0%})"
             parts.append(f"[b red]{text}: low disk space[/b red]" if free.low else text)
         parts.append(f"[b]{escape(safe_text(self.root_label))}[/b]")
-        self.query_one("#status", Static).update(" · ".join(parts))
+        # One line, full width: a new text never changes the layout (a reflow of the screen per scan batch).
+        self.query_one("#status", Static).update(" · ".join(parts), layout=False)
 
     # --- workers --------------------------------------------------------------------------------------
 

@@ -27,7 +27,7 @@ MAX_WATCHED_DIRS = 20_000  # bounds the cost of one poll on a huge tree
 MAX_WATCHED_FILES = 2_000  # files of the checkpoints on screen whose size/mtime a poll compares
 DEFAULT_PRUNE_METRIC = "loss"
 FIRST_BATCH = 8  # rows in the first scan batch: the first screenful
-BATCH_INTERVAL = 0.05  # seconds of scanning the second batch holds; it doubles batch after batch
+BATCH_INTERVAL = 0.1  # seconds of scanning the second batch holds; it doubles batch after batch
 LONGEST_BATCH_INTERVAL = 0.8  # ... up to this: rows keep arriving while a long scan runs
 
 
