@@ -20,9 +20,10 @@ from rich.text import Text
 from textual import events
 from textual.actions import SkipAction
 from textual.binding import Binding
+from textual.coordinate import Coordinate
 from textual.message import Message
 from textual.widgets import DataTable
-from textual.widgets.data_table import CellDoesNotExist, RowKey
+from textual.widgets.data_table import CellDoesNotExist, DuplicateKey, Row, RowKey
 
 from tui.app import rows
 from tui.app.store import CheckpointStore
@@ -160,10 +161,7 @@ class CheckpointBrowser(DataTable):
                     new_rows.append(info)
             # Rows go in once every membership above is known, so a new run's header gets its cells as
             # it is added (no second pass over each of its cells).
-            headed: set[str] = set()
-            for info in new_rows:
-                self._add_info_row(info, headed)
-            self._refresh_groups(touched, headed)
+            self._refresh_groups(touched, self._add_rows(new_rows))
             if self.row_count > added and not self._appended_in_order(self.row_count - added):
                 self._sort_rows()
 
@@ -308,7 +306,8 @@ class CheckpointBrowser(DataTable):
         """True when the last ``count`` rows (just added at the bottom) already sit where a sort puts them."""
         key_of = rows.sort_key(self.sort_by, self.reverse)
         first = max(0, self.row_count - count - 1)
-        keys = [self._order(self.get_row_at(index)[0], key_of) for index in range(first, self.row_count)]
+        names = [self.get_cell_at(Coordinate(index, 0)) for index in range(first, self.row_count)]  # Name
+        keys = [self._order(cell, key_of) for cell in names]
         return all(not b < a for a, b in zip(keys, keys[1:], strict=False))
 
     def arrange(self) -> None:
@@ -417,27 +416,21 @@ class CheckpointBrowser(DataTable):
         if len(changes) > REBUILD_ABOVE:
             self._rebuild(self.layout_columns)
             return
-        headed: set[str] = set()
+        adding = [self.store.infos[path] for path in changes if not self._is_shown(path)]
         with self._cursor_kept(), self._styles_kept():
             for path in changes:
                 if self._is_shown(path):
                     self.remove_row(path)
-                else:
-                    self._add_info_row(self.store.infos[path], headed)
-            self._refresh_groups(groups, headed)
+            self._refresh_groups(groups, self._add_rows(adding))
             self._sort_rows()
 
     def _rebuild(self, layout: list[columns.Column]) -> None:
         """Every row again, under ``layout`` (columns appear and go as the width changes)."""
-        headed: set[str] = set()
         with self._cursor_kept(), self._styles_kept():
             self.clear(columns=True)
             self._set_columns(layout)
-            for members in self._members.values():
-                for path in members:
-                    if self._wanted(path):
-                        self._add_info_row(self.store.infos[path], headed)
-            self._refresh_groups(set(self._members), headed)
+            paths = [path for members in self._members.values() for path in members if self._wanted(path)]
+            self._refresh_groups(set(self._members), self._add_rows(self.store.infos[p] for p in paths))
             self._sort_rows()
 
     def _name_cell(self, info: CheckpointInfo) -> NameCell:
@@ -471,15 +464,44 @@ class CheckpointBrowser(DataTable):
     def _row(self, cells: dict[str, object]) -> list[object]:
         return [cells[column.key] for column in self.layout_columns]
 
-    def _add_info_row(self, info: CheckpointInfo, headed: set[str]) -> None:
-        """Add ``info``'s row, and its run's header first when it has none (rows streamed in path order
-        then need no re-sort); ``headed`` collects the runs whose header was added, already up to date."""
-        group = run_of(info)
-        if not self._is_shown(GROUP_PREFIX + group):
-            header = self._header_cells(group, self._matching_members(group))
-            self.add_row(*self._row(header), key=GROUP_PREFIX + group)
-            headed.add(group)
-        self.add_row(*self._row(self._cells(info)), key=info.path)
+    def _add_rows(self, infos: Iterable[CheckpointInfo]) -> set[str]:
+        """Add the rows of ``infos`` (not shown yet), each run's header before its first row when it has
+        none (rows streamed in path order then need no re-sort). Returns the runs whose header was added,
+        with cells already up to date."""
+        headed: set[str] = set()
+        new: list[tuple[str, list[object]]] = []
+        for info in infos:
+            group = run_of(info)
+            if group not in headed and not self._is_shown(GROUP_PREFIX + group):
+                header = self._header_cells(group, self._matching_members(group))
+                new.append((GROUP_PREFIX + group, self._row(header)))
+                headed.add(group)
+            new.append((info.path, self._row(self._cells(info))))
+        self._append_rows(new)
+        return headed
+
+    def _append_rows(self, new: list[tuple[str, list[object]]]) -> None:
+        """``add_row(*cells, key=key)`` for each of ``new``, as one change of the table: DataTable's
+        add_row re-checks the cursor (a reactive update) and invalidates the table per row, which is
+        most of the cost of showing a thousand rows."""
+        if not new:
+            return
+        first = self.row_count == 0
+        columns = [column.key for column in self.ordered_columns]
+        for key, cells in new:
+            row_key = RowKey(key)
+            if row_key in self._row_locations:
+                raise DuplicateKey(f"The row key {row_key!r} already exists.")
+            self._row_locations[row_key] = self.row_count
+            self._data[row_key] = dict(zip(columns, cells, strict=True))
+            self.rows[row_key] = Row(row_key, 1)
+            self._new_rows.add(row_key)
+        self._require_update_dimensions = True
+        self.cursor_coordinate = self.cursor_coordinate
+        if first and self.columns and self.show_cursor and self.cursor_type != "none":
+            self._highlight_cursor()  # as add_row does for the first row: the cursor has a row now
+        self._update_count += 1
+        self.check_idle()
 
     def _update_cells(self, info: CheckpointInfo) -> None:
         cells = self._cells(info)
