@@ -95,3 +95,25 @@ def test_an_inconsistent_zip_is_not_verified_and_still_judged(tmp_path):
     path.write_bytes(clean[:30] + b"\x00" * 64 + clean)
     r = scan_pickle(path)
     assert r.verdict == "not verified"
+
+
+def test_a_small_file_read_whole_gives_the_report_of_the_open_file(corpus, tmp_path, monkeypatch):
+    """Files up to WHOLE_FILE_BYTES are scanned from one read: every report is the one read record by
+    record from the file (zip, legacy, tar, truncated, not a pickle)."""
+    from tests.fixtures import synthetic as s
+    from tui.core.pickle_scan import formats
+
+    extra = [tmp_path / n for n in ("ok.pt", "lightning.ckpt", "cut.pt", "plain.pkl", "junk.bin")]
+    s.write_torch_zip(extra[0], {"w": list(range(10))})
+    s.write_lightning_ckpt(extra[1])
+    s.write_torch_zip(extra[2], {"w": list(range(100))})
+    extra[2].write_bytes(extra[2].read_bytes()[:300])
+    extra[3].write_bytes(b"\x80\x04\x95\x0b\x00\x00\x00\x00\x00\x00\x00}\x94\x8c\x01a\x94K\x01s.")
+    extra[4].write_bytes(bytes(range(256)))
+    paths = [h.path for h in corpus] + extra
+    assert sum(p.stat().st_size <= formats.WHOLE_FILE_BYTES for p in paths) >= 40  # mostly read whole
+    whole = [scan_pickle(p).to_json() for p in paths]
+    monkeypatch.setattr(formats, "WHOLE_FILE_BYTES", 0)
+    assert [scan_pickle(p).to_json() for p in paths] == whole
+    assert [w["verdict"] for w in whole[-5:]] == ["clean", "clean", "not verified", "clean", "not verified"], whole[-5:]
+    assert whole[-4]["lightning"]

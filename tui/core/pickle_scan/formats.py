@@ -22,6 +22,7 @@ pickle, a limit hit, TorchScript), with a problem saying why.
 
 from __future__ import annotations
 
+import io
 import os
 import struct
 import tarfile
@@ -40,6 +41,9 @@ from tui.core.text import safe_message
 
 MAX_PICKLE_BYTES = 64 << 20  # per file, all its pickles together
 LEGACY_FIRST_READ = 4 << 20
+# A file this small is read whole in one system call (the zip directory reader reads this much of the end
+# anyway): the seeks and reads of its records and pickles are then no system calls.
+WHOLE_FILE_BYTES = 64 << 10
 MAX_PKL_MEMBERS = 64
 MAX_TAR_RECORDS = 100_000
 MAX_TAR_MEMBERS = 10_000
@@ -160,27 +164,52 @@ def _scan(path: str, label: str) -> PickleReport:
         return PickleReport(format="not-pickle", problems=[f"{label}: {e}"])
     except OSError as e:
         return PickleReport(format="not-pickle", problems=[f"{label}: cannot open ({e.strerror or e})"])
+    if size == 0:
+        os.close(fd)
+        return PickleReport(format="not-pickle", problems=[f"{label}: zero-byte file"])
+    if size <= WHOLE_FILE_BYTES:  # read at once: each seek and read below is then no system call
+        try:
+            data = _read_upto(fd, size)
+        finally:
+            os.close(fd)
+        with io.BytesIO(data) as f:
+            return _scan_open(f, size, label)
     with os.fdopen(fd, "rb") as f:
-        if size == 0:
-            return PickleReport(format="not-pickle", problems=[f"{label}: zero-byte file"])
-        head = f.read(4)
-        f.seek(0)
-        scan: _Scan
-        if head == _ZIP_MAGIC:
-            scan = _Scan(PickleReport(format="zip"), label)
-            _scan_zip(scan, f, size)
-        elif _is_tar(f):
-            scan = _Scan(PickleReport(format="tar"), label)
-            _scan_tar(scan, f)
-        else:
-            scan = _Scan(PickleReport(format="legacy"), label)
-            _scan_stream(scan, f, size)
-        report = scan.report
-        if report.format != "not-pickle":
-            fill_report(scan.machine, scan.root, report, label)
-        if report.lightning and scan.root is not None:
-            scan.file = f
-            report.lightning_state = lightning_state(scan.root, scan.read_scalar)
+        return _scan_open(f, size, label)
+
+
+def _read_upto(fd: int, size: int) -> bytes:
+    """The first ``size`` bytes of ``fd`` (fewer when it ends sooner)."""
+    chunks, left = [], size
+    while left > 0:
+        chunk = os.read(fd, left)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
+
+
+def _scan_open(f: BinaryIO, size: int, label: str) -> PickleReport:
+    """The scan of the open file ``f`` of ``size`` bytes."""
+    head = f.read(4)
+    f.seek(0)
+    scan: _Scan
+    if head == _ZIP_MAGIC:
+        scan = _Scan(PickleReport(format="zip"), label)
+        _scan_zip(scan, f, size)
+    elif _is_tar(f):
+        scan = _Scan(PickleReport(format="tar"), label)
+        _scan_tar(scan, f)
+    else:
+        scan = _Scan(PickleReport(format="legacy"), label)
+        _scan_stream(scan, f, size)
+    report = scan.report
+    if report.format != "not-pickle":
+        fill_report(scan.machine, scan.root, report, label)
+    if report.lightning and scan.root is not None:
+        scan.file = f
+        report.lightning_state = lightning_state(scan.root, scan.read_scalar)
     report.verdict = "unsafe" if report.unsafe_globals else "clean" if scan.verified else "not verified"
     return report
 
