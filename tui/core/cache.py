@@ -68,7 +68,7 @@ FORMAT = "ckpt-tui-cache 1"  # the first line of every cache file, before its CR
 PACK_FORMAT = "ckpt-tui-pack 2"  # the same for the one file of a scanned root (use_pack); zlib body
 MAX_PACK_TEXT = 1 << 30  # what a pack may expand to (a corrupt or foreign file never goes past it)
 RACY_SECONDS = 2.0
-SUBDIRS_SECONDS = 2.0  # how long a listing of the cache directory's subfolders is trusted (_may_exist)
+SUBDIRS_SECONDS = 2.0  # how long a listing of the cache directory's subfolders is trusted (_cache_subdirs)
 SWEEP_EVERY_SECONDS = 3600
 TOUCH_AFTER_SECONDS = 86400
 MAX_BUCKET_BYTES = 4 << 20  # one folder's entries; a bigger one is not written
@@ -202,8 +202,11 @@ class SummaryCache:
     def _load(self, folder: str) -> _Bucket:
         if self.directory is None:
             return _Bucket({})
+        subdirs = self._cache_subdirs()
+        if not subdirs:  # an empty cache: not even a name to hash
+            return _Bucket({})
         path = self._path(folder)
-        if not self._may_exist(path):
+        if os.path.basename(os.path.dirname(path)) not in subdirs:
             return _Bucket({})
         raw = _read_cache_file(path, MAX_BUCKET_BYTES)
         entries = _decode_bucket(raw, folder) if raw is not None else None
@@ -211,20 +214,21 @@ class SummaryCache:
             return _Bucket({})
         return _Bucket(entries)
 
-    def _may_exist(self, path: str) -> bool:
-        """False when the two-letter folder of the cache file ``path`` is not among the cache directory's
-        subfolders, as listed at most SUBDIRS_SECONDS ago: a first scan tries no open per checkpoint
-        folder (a round trip each on NFS). One made by another process since is seen by the next
-        listing; until then its entries are a miss, read again, never a wrong answer."""
+    def _cache_subdirs(self) -> frozenset[str]:
+        """The cache directory's subfolders, as listed at most SUBDIRS_SECONDS ago: a folder's file is
+        looked for only in one of them, so a first scan tries no open per checkpoint folder (a round trip
+        each on NFS). One made by another process since is seen by the next listing; until then its
+        entries are a miss, read again, never a wrong answer."""
         listed, names = self._subdirs
         now = time.monotonic()
         if now - listed > SUBDIRS_SECONDS:
+            assert self.directory is not None
             try:
                 names = frozenset(os.listdir(self.directory))
             except OSError:
                 names = frozenset()
             self._subdirs = (now, names)
-        return os.path.basename(os.path.dirname(path)) in names
+        return names
 
     def _load_pack(self, root: str, under: str) -> dict[str, dict[str, tuple[str, str, float]]] | None:
         """The folders under ``under`` in the pack file of ``root``; None when there is none intact."""
