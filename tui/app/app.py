@@ -236,6 +236,7 @@ class CkptApp(ActionsMixin, App[None]):
                 free = tasks.free_space(self.root)
                 return msg.ScanDone(generation, set(), error=None, skipped=True, live=live, free=free)
             self._signature = signature
+            scanned.append(True)
             for batch in tasks.scan_batches(self.root, cancelled=lambda: worker.is_cancelled):
                 seen.update(i.path for i in batch)
                 found_runs.update(run_of(i) for i in batch)
@@ -249,7 +250,10 @@ class CkptApp(ActionsMixin, App[None]):
             self._signature = None  # scan again at the next poll
             return msg.ScanDone(generation, seen, error=error)
 
+        scanned: list[bool] = []
         self._post_outcome(scan, failed)
+        if scanned:
+            tasks.save_cache()  # once the list is complete: the user never waits for the cache's writes
 
     def on_scan_batch(self, message: msg.ScanBatch) -> None:
         if message.generation != self.scan_generation or self._torn_down:

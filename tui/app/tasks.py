@@ -99,11 +99,17 @@ def free_space(root: Path) -> FreeSpace | None:
 
 
 def scan_batches(root: Path, *, cancelled: Callable[[], bool]) -> Iterator[list[CheckpointInfo]]:
-    from tui.core import cache
     from tui.core.snapshot import iter_checkpoints
 
     yield from batched(iter_checkpoints(root, cancelled=cancelled), cancelled=cancelled)
-    cache.shared().flush()  # the next `ckpt-tui` (or this app's next start) reads what this scan read
+
+
+def save_cache() -> None:
+    """Write what a scan read to the summary cache: the next ``ckpt-tui`` (or this app's next start)
+    reads it instead of the files."""
+    from tui.core import cache
+
+    cache.shared().flush()
 
 
 def inspect(root: Path, path: str) -> Inspection:
