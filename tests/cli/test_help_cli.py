@@ -86,3 +86,19 @@ def test_a_command_imports_only_its_own_module():
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, check=True)
     assert out.stdout.split() == ["['tui.cli.inspect_cmds',", "'tui.cli.output']"]
+
+
+def test_a_command_leaves_the_collector_on_with_what_it_built_frozen(tmp_path, capsys):
+    # ls runs without cyclic collection and freezes what it built for the exit: a caller that goes on
+    # (this test process) gets the collector back, as it had it
+    import gc
+
+    try:
+        assert main(["ls", str(tmp_path), "--json"]) == 0
+        assert gc.isenabled() and gc.get_freeze_count() > 0
+        gc.disable()
+        assert main(["ls", str(tmp_path), "--json"]) == 0
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+        gc.unfreeze()
