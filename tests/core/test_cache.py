@@ -387,3 +387,33 @@ def test_a_pack_built_in_pieces_reads_back_as_one_text(tmp_path, trusted_now, he
     assert zlib.decompress(pack.read_bytes().split(b"\n", 1)[1]) == whole
     header_reads.clear()
     assert _fresh_process_scan(root) == first and header_reads == []
+
+
+def _pack_text(private_cache: Path) -> str:
+    (pack,) = [f for f in private_cache.rglob("*.cache") if f.read_bytes().startswith(cache.PACK_FORMAT.encode())]
+    return zlib.decompress(pack.read_bytes().split(b"\n", 1)[1]).decode()
+
+
+def test_a_root_with_more_folders_than_the_memory_cap_keeps_that_many_cached(
+    tmp_path, trusted_now, header_reads, private_cache, monkeypatch
+):
+    root = _tree(tmp_path / "t")  # three folders with entries; two fit in memory
+    monkeypatch.setattr(cache, "MAX_MEMORY_BUCKETS", 2)
+    good = _truth(root)
+    for _ in range(3):
+        header_reads.clear()
+        assert _strip_mtime(_fresh_process_scan(root)) == _strip_mtime(good)
+    assert len(header_reads) == 1  # was 3 on every run: the pack lost what the cap made it forget
+
+
+def test_a_pack_forgets_folders_that_are_gone(tmp_path, trusted_now, private_cache):
+    root = _tree(tmp_path / "t")
+    _fresh_process_scan(root)
+    cache.shared().flush()
+    assert '/out/checkpoint-2"' in _pack_text(private_cache)
+    shutil.rmtree(root / "out" / "checkpoint-2")  # rotated away by its trainer
+    syn.write_hf_model(root / "run" / "model_fold_1")  # and a new one: the pack is written again
+    _fresh_process_scan(root)
+    cache.shared().flush()
+    text = _pack_text(private_cache)
+    assert "/out/checkpoint-2" not in text and '/run/model_fold_1"' in text and '/run/model_fold_0"' in text

@@ -73,9 +73,10 @@ SWEEP_EVERY_SECONDS = 3600
 TOUCH_AFTER_SECONDS = 86400
 MAX_BUCKET_BYTES = 4 << 20  # one folder's entries; a bigger one is not written
 MAX_ENTRIES_PER_BUCKET = 256
-# Folders kept in memory by a long-lived process (the app). A scan of a root with more checkpoint folders
-# than this writes its pack when the limit is hit and again at the end: the second holds only the folders
-# read after the first, so a repeat re-reads the others once (slower, never wrong).
+# Folders kept in memory by a long-lived process (the app), ~4 KB each for a checkpoint. Past it, what
+# changed is written and the folders outside the scanned root are forgotten (_make_room); the root's pack
+# is kept whole (it is written from memory) and its folders past the cap are used for one lookup: a root
+# with more checkpoint folders than this has that many cached and reads the rest every time.
 MAX_MEMORY_BUCKETS = 20_000
 
 # (name, dev, ino, size, mtime_ns, ctime_ns); the stat part is None for a file that does not exist.
@@ -114,12 +115,13 @@ def _key_of(name: str, st: Stat | None) -> FileKey:
 
 
 class _Bucket:
-    __slots__ = ("entries", "dirty")
+    __slots__ = ("entries", "dirty", "used")
 
-    def __init__(self, entries: dict[str, tuple[str, str, float]]) -> None:
+    def __init__(self, entries: dict[str, tuple[str, str, float]], *, used: bool = True) -> None:
         # reader -> (keys as JSON text, value as JSON text, until when a racy entry may be used; 0: not racy)
         self.entries = entries
         self.dirty = False
+        self.used = used  # looked up by this process (a folder loaded with a pack is not, until then)
 
 
 class SummaryCache:
@@ -131,6 +133,7 @@ class SummaryCache:
         self._buckets: dict[str, _Bucket] = {}
         self._packs: set[str] = set()  # roots whose folders are kept in one file (use_pack)
         self._lock = threading.Lock()
+        self._full: list[str] = []  # at MAX_MEMORY_BUCKETS with only these packs' folders (_make_room)
         self._subdirs: tuple[float, frozenset[str]] = (-math.inf, frozenset())  # (when listed, names)
         self.hits = 0
         self.misses = 0
@@ -164,11 +167,23 @@ class SummaryCache:
         if bucket is None:
             bucket = self._load(folder)
             with self._lock:
-                if len(self._buckets) >= MAX_MEMORY_BUCKETS:
-                    self._flush_locked()
-                    self._buckets.clear()
-                bucket = self._buckets.setdefault(folder, bucket)
+                if len(self._buckets) >= MAX_MEMORY_BUCKETS and not any(_is_under(folder, r) for r in self._full):
+                    self._make_room(folder)
+                if len(self._buckets) < MAX_MEMORY_BUCKETS:
+                    bucket = self._buckets.setdefault(folder, bucket)
+        bucket.used = True
         return bucket
+
+    def _make_room(self, folder: str) -> None:
+        """Write what changed, then forget every folder but those of the packs ``folder`` is under (a
+        forgotten pack is loaded again by its next ``use_pack``). A pack is written from memory: forgetting
+        part of one dropped it from its file, and every scan of a root past the cap read all of it again."""
+        self._flush_locked()
+        keep = [r for r in self._packs if _is_under(folder, r)]
+        self._packs.intersection_update(keep)
+        for f in [f for f in self._buckets if not any(_is_under(f, r) for r in keep)]:
+            del self._buckets[f]
+        self._full = keep if len(self._buckets) >= MAX_MEMORY_BUCKETS else []
 
     def use_pack(self, root: str) -> None:
         """Keep the entries of every folder under ``root`` in one file: a scan of ``root`` then reads one
@@ -179,6 +194,8 @@ class SummaryCache:
         with self._lock:
             if root in self._packs:
                 return
+            if len(self._buckets) >= MAX_MEMORY_BUCKETS:
+                self._make_room(root)
             self._packs.add(root)
         if self.directory is None:
             return
@@ -190,7 +207,7 @@ class SummaryCache:
         with self._lock:
             for folder, entries in (loaded or {}).items():
                 if folder not in self._buckets and len(self._buckets) < MAX_MEMORY_BUCKETS:
-                    self._buckets[folder] = _Bucket(entries)
+                    self._buckets[folder] = _Bucket(entries, used=False)
 
     # --- disk -----------------------------------------------------------------------------------------
 
@@ -258,6 +275,7 @@ class SummaryCache:
                 dirty = [f for f in folders if self._buckets[f].dirty]
                 if not dirty:
                     continue
+                folders = self._drop_gone(folders)
                 if not self._write_pack(root, folders):
                     loose += dirty  # too big for one file: a file per folder
                 for f in dirty:
@@ -271,6 +289,19 @@ class SummaryCache:
             return
         if wrote:
             self._maybe_sweep()
+
+    def _drop_gone(self, folders: list[str]) -> list[str]:
+        """``folders`` less those this process never looked up and that no longer exist (a checkpoint
+        deleted, or rotated away by its trainer), which are forgotten: a pack is rewritten with what it
+        was loaded with, and would otherwise keep every folder its root ever held."""
+        kept = []
+        for folder in folders:
+            if self._buckets[folder].used or os.path.isdir(folder):
+                kept.append(folder)
+            else:
+                del self._buckets[folder]
+                self._full = []
+        return kept
 
     def _write(self, folder: str, bucket: _Bucket) -> bool:
         lines = [json.dumps(folder), *_entry_lines(bucket)]
