@@ -42,12 +42,15 @@ def test_app_start_and_inspection_never_import_heavy_libraries(tmp_path):
     assert "HEAVY=\n" in out.stdout or out.stdout.strip().endswith("HEAVY="), out.stdout
 
 
-def test_the_training_plot_library_is_not_imported_at_start_up():
+def test_the_training_plot_library_and_the_readers_are_not_imported_at_start_up():
+    # The readers (weights, pickle scan, diff) are for inspections and first scans: a repeat start
+    # replays its scan snapshot without them.
     script = textwrap.dedent(
         """
         import sys
         import tui.app.app, tui.cli.app_cmd
-        print("LOADED=" + ",".join(m for m in ("plotext", "textual_plotext", "pandas") if m in sys.modules))
+        late = ("plotext", "textual_plotext", "pandas", "tui.core.diff", "tui.core.weights", "tui.core.pickle_scan")
+        print("LOADED=" + ",".join(m for m in late if m in sys.modules))
         """
     )
     out = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=60)

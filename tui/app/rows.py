@@ -9,14 +9,16 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.style import Style
 from rich.text import Text
 
-from tui.core.diff import ConfigChange, TensorChange
 from tui.core.model import CheckpointInfo, folder_of_run, progress_key, progress_text, run_of
 from tui.core.text import format_count, lower_is_better, safe_text
+
+if TYPE_CHECKING:  # the diff module loads every reader: not before the first paint
+    from tui.core.diff import ConfigChange, TensorChange
 
 SORTS = ("name", "step", "metric", "size")
 

@@ -20,7 +20,6 @@ from textual.widgets import Static, TabbedContent, TabPane
 
 from tui.app import rows
 from tui.app.widgets import training
-from tui.core.diff import flatten
 from tui.core.mindspore_ckpt.runs import name_role, run_note
 from tui.core.model import CheckpointInfo, Inspection
 from tui.core.resume_layout import resumes_on
@@ -298,6 +297,8 @@ class DetailPane(Vertical):
             self._set("overview", overview_renderable(root, shown, self.style_of))
 
     def show_inspection(self, root: str, inspection: Inspection) -> None:
+        from tui.core.diff import flatten  # loads every reader: imported once there is an inspection
+
         info = inspection.info
         self._set(
             "overview", overview_renderable(root, info, self.style_of, inspection.manifest, inspection.resume)
@@ -361,6 +362,8 @@ class DetailPane(Vertical):
 
 def config_renderable(summary: dict | None, whole: dict | None) -> Any:
     """The summary (model type, sizes, labels), then every key of the file as written, in file order."""
+    from tui.core.diff import flatten  # loads every reader: imported once there is a config to show
+
     if not summary and not whole:
         return Text("No config.json.", style="dim")
     parts: list[Any] = []
