@@ -214,3 +214,19 @@ def test_fold_csvs_survive_hostile_cells(header, rows):
                     assert fold["log_loss"] is None or math.isfinite(fold["log_loss"])
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [{"a": 1.5, "b": [1, (2, 3)]}, {"nan": float("nan"), "inf": [float("inf")]}, {"name": "ck\udcffpt"},
+     {"emoji": "\U0001f600", "lone": ["\ud800"]}, [{"x": float("nan")}, {"y": "\udc80"}, {"z": "ok"}]],
+)  # fmt: skip
+def test_print_json_gives_what_the_jsonable_copy_gives(value, capsys):
+    # objects take the C encoder's word that nothing needs jsonable's walk; lists check item by item
+    from tui.cli.output import jsonable, print_json
+
+    print_json(value)
+    out = capsys.readouterr().out
+    assert json.loads(out) == json.loads(json.dumps(jsonable(value), allow_nan=False))
+    if isinstance(value, dict):
+        assert out == json.dumps(jsonable(value), indent=2, allow_nan=False) + "\n"

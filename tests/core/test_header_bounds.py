@@ -156,3 +156,27 @@ def test_orjson_and_json_agree_on_what_they_accept(tmp_path, monkeypatch, orjson
         path.write_bytes(st_bytes(header=json.dumps(header).encode()))
         with pytest.raises(HeaderError, match=fragment):
             read_header(path)
+
+
+ODD_VALUES = [None, True, 1, -1, 2**64, 1.5, "F32", "ab", "xyz", [], [1], [0, 4], [0, 4, 8], [-1, 2], ["0", "4"],
+              [True, 4], {"a": 1}, {"a": 1, "b": 2}, [2**64, 2**64 + 1], [[1]]]  # fmt: skip
+
+
+@pytest.mark.parametrize("field", ["dtype", "shape", "data_offsets", None])
+def test_the_fast_pass_accepts_only_what_the_per_entry_path_accepts_alike(field):
+    # whatever the one tight pass accepts, the per-entry path accepts with the same tuple; anything
+    # else it hands over (None) and the per-entry path words the problem
+    from tui.core.safetensors_header import _entry, _fast_entries
+
+    for value in ODD_VALUES:
+        info = {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}
+        if field is None:
+            info = value
+        else:
+            info[field] = value
+        fast = _fast_entries({"__metadata__": {"format": "pt"}, "t": info})
+        try:
+            slow = [_entry("x", "t", info)]
+        except HeaderError:
+            slow = None
+        assert fast is None or fast == slow, (field, value)

@@ -42,20 +42,25 @@ def print_json(obj: Any) -> None:
         body = ",\n".join("  " + _compact(item) for item in obj)
         sys.stdout.write(f"[\n{body}\n]\n" if obj else "[]\n")
         return
-    sys.stdout.write(json.dumps(jsonable(obj), indent=2, allow_nan=False) + "\n")
+    clean = _compact_as_is(obj) is not None  # one C-level pass says whether jsonable's walk is needed
+    sys.stdout.write(json.dumps(obj if clean else jsonable(obj), indent=2, allow_nan=False) + "\n")
 
 
 def _compact(obj: Any) -> str:
-    """``obj`` as one line of JSON: the C encoder as is when nothing needs ``jsonable`` (no NaN, no
-    surrogate: ``ensure_ascii`` writes every non-ASCII character as ``\\uXXXX``, so ``\\ud`` is where a
-    surrogate would show; a false alarm only costs the slow path)."""
+    """``obj`` as one line of JSON."""
+    text = _compact_as_is(obj)
+    return text if text is not None else json.dumps(jsonable(obj), allow_nan=False)
+
+
+def _compact_as_is(obj: Any) -> str | None:
+    """``obj`` as one line of JSON by the C encoder when nothing needs ``jsonable`` (no NaN, no surrogate:
+    ``ensure_ascii`` writes every non-ASCII character as ``\\uXXXX``, so ``\\ud`` is where a surrogate would
+    show; a false alarm only costs the slow path), else None."""
     try:
         text = json.dumps(obj, allow_nan=False)
-        if "\\ud" not in text:
-            return text
     except ValueError:
-        pass
-    return json.dumps(jsonable(obj), allow_nan=False)
+        return None
+    return text if "\\ud" not in text else None
 
 
 def warn(text: Any) -> None:

@@ -370,33 +370,36 @@ def _check_counts(label: str, raw: bytes) -> None:
 
 
 def _fast_entries(obj: dict[str, Any]) -> list[Entry] | None:
-    """Every entry as a compact tuple when each passes plain type checks; None at the first doubt."""
+    """Every entry as a compact tuple when each passes plain type checks; None at the first doubt (a
+    missing key, a wrong type or length: the per-entry path then words the problem)."""
     bits_of = DTYPE_BITS
     u64 = _U64
     out: list[Entry] = []
     append = out.append
-    for key, info in obj.items():
-        if key == "__metadata__":
-            continue
-        if type(info) is not dict or len(key) > MAX_NAME_CHARS:
-            return None
-        dtype = info.get("dtype")
-        shape = info.get("shape")
-        offsets = info.get("data_offsets")
-        if type(dtype) is not str or type(shape) is not list or type(offsets) is not list:
-            return None
-        bits = bits_of.get(dtype)
-        if bits is None or len(shape) > _FAST_MAX_DIMS or len(offsets) != 2:
-            return None
-        numel = 1
-        for d in shape:
-            if type(d) is not int or not 0 <= d < u64:
+    try:
+        for key, info in obj.items():
+            if key == "__metadata__":
+                continue
+            if type(info) is not dict or len(key) > MAX_NAME_CHARS:
                 return None
-            numel *= d
-        start, end = offsets
-        if type(start) is not int or type(end) is not int or not 0 <= start <= end < u64 or numel * bits >= u64:
-            return None
-        append((key, dtype, shape, start, end, numel))
+            dtype = info["dtype"]
+            shape = info["shape"]
+            start, end = offsets = info["data_offsets"]  # anything but two values raises
+            if type(dtype) is not str or type(shape) is not list or type(offsets) is not list:
+                return None
+            bits = bits_of[dtype]
+            if len(shape) > _FAST_MAX_DIMS:
+                return None
+            numel = 1
+            for d in shape:
+                if type(d) is not int or not 0 <= d < u64:
+                    return None
+                numel *= d
+            if type(start) is not int or type(end) is not int or not 0 <= start <= end < u64 or numel * bits >= u64:
+                return None
+            append((key, dtype, shape, start, end, numel))
+    except (KeyError, TypeError, ValueError):
+        return None
     return out
 
 
