@@ -417,3 +417,21 @@ def test_a_pack_forgets_folders_that_are_gone(tmp_path, trusted_now, private_cac
     cache.shared().flush()
     text = _pack_text(private_cache)
     assert "/out/checkpoint-2" not in text and '/run/model_fold_1"' in text and '/run/model_fold_0"' in text
+
+
+def test_a_pack_is_read_a_piece_at_a_time_and_a_stream_cut_short_is_refused(
+    tmp_path, trusted_now, private_cache, monkeypatch
+):
+    root = _tree(tmp_path / "t")
+    _fresh_process_scan(root)
+    cache.shared().flush()
+    directory = str(private_cache / "ckpt-tui" / "v1")
+    pack = Path(cache.SummaryCache(directory)._path(str(root), cache._PACK))
+    whole = cache.SummaryCache(directory)._load_pack(str(root), str(root))
+    monkeypatch.setattr(cache, "PACK_READ", 7)  # lines cut across pieces
+    assert whole and cache.SummaryCache(directory)._load_pack(str(root), str(root)) == whole
+    deflate = zlib.compressobj(1)  # every line, with a valid CRC, in a stream that never ends
+    text = zlib.decompress(pack.read_bytes().split(b"\n", 1)[1])
+    body = deflate.compress(text) + deflate.flush(zlib.Z_SYNC_FLUSH)
+    pack.write_bytes(f"{cache.PACK_FORMAT} {zlib.crc32(body):08x}\n".encode() + body)
+    assert cache.SummaryCache(directory)._load_pack(str(root), str(root)) is None

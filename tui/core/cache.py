@@ -487,35 +487,66 @@ write_file = _write_cache_file
 read_file = _read_cache_file
 
 
-def _checked_body(raw: bytes, form: str) -> list[str] | None:
-    """The lines after the first, when the first names ``form`` and the CRC32 of the rest (a pack's rest
-    is zlib-compressed, and may expand to at most MAX_PACK_TEXT)."""
+def _crc_checked(raw: bytes, form: str) -> bytes | None:
+    """What follows the first line, when that line names ``form`` and the CRC32 of the rest."""
     head, sep, body = raw.partition(b"\n")
     parts = head.decode("ascii", "replace").rsplit(" ", 1)
     if not sep or len(parts) != 2 or parts[0] != form:
         return None
     try:
-        if int(parts[1], 16) != zlib.crc32(body):
-            return None
-        if form == PACK_FORMAT:
-            inflate = zlib.decompressobj()
-            body = inflate.decompress(body, MAX_PACK_TEXT)
-            if inflate.unconsumed_tail or not inflate.eof:
-                return None
-        return body.decode("utf-8", "surrogatepass").split("\n")
-    except (ValueError, RecursionError, zlib.error):
+        return body if int(parts[1], 16) == zlib.crc32(body) else None
+    except ValueError:
         return None
+
+
+def _checked_body(raw: bytes, form: str) -> list[str] | None:
+    """The lines after the first of a folder's file, when intact (``_crc_checked``)."""
+    body = _crc_checked(raw, form)
+    try:
+        return body.decode("utf-8", "surrogatepass").split("\n") if body is not None else None
+    except ValueError:
+        return None
+
+
+PACK_READ = 1 << 20  # text inflated at once by _pack_lines
+
+
+def _pack_lines(body: bytes) -> Iterator[str]:
+    """The lines of a pack's zlib ``body``, inflated a piece at a time: the text of 10,000 checkpoints is
+    ~34 MB, which whole (bytes, then text, then its lines) took ~100 MB next to the entries made of it.
+    ValueError when it is cut short or expands past MAX_PACK_TEXT (a bomb)."""
+    inflate = zlib.decompressobj()
+    pending, size, data = b"", 0, body
+    while True:
+        out = inflate.decompress(data, PACK_READ)
+        data = inflate.unconsumed_tail
+        size += len(out)
+        if size > MAX_PACK_TEXT:
+            raise ValueError("pack expands past MAX_PACK_TEXT")
+        pending += out
+        if inflate.eof or (not data and not out):
+            break
+        cut = pending.rfind(b"\n")
+        if cut >= 0:
+            yield from pending[:cut].decode("utf-8", "surrogatepass").split("\n")
+            pending = pending[cut + 1 :]
+    if not inflate.eof:
+        raise ValueError("pack cut short")
+    yield from pending.decode("utf-8", "surrogatepass").split("\n")
 
 
 def _decode_pack(raw: bytes, root: str, under: str) -> dict[str, dict[str, tuple[str, str, float]]] | None:
     """folder -> entries of an intact pack file of ``root``, for the folders under ``under``."""
-    lines = _checked_body(raw, PACK_FORMAT)
+    body = _crc_checked(raw, PACK_FORMAT)
+    if body is None:
+        return None
     try:
-        if lines is None or json.loads(lines[0]) != root:
+        lines = _pack_lines(body)
+        if json.loads(next(lines)) != root:
             return None
         out: dict[str, dict[str, tuple[str, str, float]]] = {}
         entries: dict[str, tuple[str, str, float]] | None = None
-        for line in lines[1:]:
+        for line in lines:
             if line.startswith('"'):
                 folder = json.loads(line)
                 entries = out.setdefault(folder, {}) if _is_under(folder, under) else None
@@ -525,7 +556,7 @@ def _decode_pack(raw: bytes, root: str, under: str) -> dict[str, dict[str, tuple
                 return None
             if entries is not None:
                 entries[fields[0]] = (fields[1], fields[2], 0)
-    except (ValueError, RecursionError):
+    except (ValueError, RecursionError, StopIteration, zlib.error):
         return None
     return out
 
