@@ -247,3 +247,29 @@ def test_identical_header_bytes_are_parsed_once_and_still_judged_per_file(tmp_pa
     a.modules["a"] = 0  # a summary's dicts are its own, not the shared derived ones
     assert weights.summarize_weights(tmp_path / "two").modules == {"a": 16, "b": 4}
     assert weights.summarize_weights(tmp_path / "cut").problems  # the truncation is reported
+
+
+def test_headers_alike_at_both_ends_are_told_apart(tmp_path, monkeypatch):
+    """The memory of headers is keyed by their ends; one that differs only in between (a middle tensor
+    [2, 3] -> [3, 2], same bytes, same offsets) is analysed on its own, and each file keeps its answer."""
+    from tests.fixtures import synthetic as syn
+    from tui.core import safetensors_header as sh
+
+    monkeypatch.setattr(sh, "_memo", type(sh._memo)())
+    outer = {f"layer.{i:03d}.weight": ("F32", (4,)) for i in range(40)}
+    files = {}
+    for name, shape in (("a", (2, 3)), ("b", (3, 2))):
+        tensors = dict(outer)
+        tensors["layer.020.weight"] = ("F32", shape)  # the middle of the header, not its ends
+        head, data = syn.safetensors_bytes(dict(sorted(tensors.items())))
+        (tmp_path / name).mkdir()
+        files[name] = tmp_path / name / "model.safetensors"
+        files[name].write_bytes(head + b"\0" * data)
+    raw_a, raw_b = (files[n].read_bytes() for n in "ab")
+    assert len(raw_a) == len(raw_b) and raw_a != raw_b
+    edge = sh._KEY_EDGE + 8
+    assert raw_a[:edge] == raw_b[:edge] and raw_a[-data - sh._KEY_EDGE :] == raw_b[-data - sh._KEY_EDGE :]
+    for _ in range(2):  # each in turn replaces the other's memory: always its own entries
+        for name, shape in (("a", [2, 3]), ("b", [3, 2])):
+            header = read_header(files[name])
+            assert header.tensors["layer.020.weight"].shape == tuple(shape) and header.problems == []

@@ -249,7 +249,10 @@ def _read_header(path: str | os.PathLike, max_header_bytes: int) -> SafetensorsH
 
 _MEMO_MAX_HEADERS = 256
 _MEMO_MAX_BYTES = 1 << 20  # bigger headers (sharded giants) are rare and are parsed every time
-_memo: OrderedDict[tuple[str, int, bytes], SafetensorsHeader] = OrderedDict()
+# Headers are remembered under their two ends, not all their bytes: hashing a 25 KB header each time took
+# longer than comparing it once with the one remembered (equal bytes, or it is analysed afresh).
+_KEY_EDGE = 256
+_memo: OrderedDict[tuple[str, int, int, bytes, bytes], tuple[bytes, SafetensorsHeader]] = OrderedDict()
 _memo_lock = threading.Lock()
 
 
@@ -258,15 +261,18 @@ def _parse(name: str, label: str, raw: bytes, size: int) -> SafetensorsHeader:
     is answered from memory (a copy that shares ``entries`` and ``derived``)."""
     if len(raw) > _MEMO_MAX_BYTES:
         return _analyse(name, label, raw, size)
-    key = (label, size, raw)
+    key = (label, size, len(raw), raw[:_KEY_EDGE], raw[-_KEY_EDGE:])
+    seen = None
     with _memo_lock:
-        seen = _memo.get(key)
-        if seen is not None:
+        found = _memo.get(key)
+        if found is not None and found[0] == raw:  # the same ends and the same bytes between them
+            seen = found[1]
             _memo.move_to_end(key)
     if seen is None:
         seen = _analyse(name, label, raw, size)  # raises HeaderError: nothing remembered
         with _memo_lock:
-            _memo[key] = seen
+            _memo[key] = (raw, seen)  # another header with these ends is replaced: only ever slower
+            _memo.move_to_end(key)
             while len(_memo) > _MEMO_MAX_HEADERS:
                 _memo.popitem(last=False)
     return SafetensorsHeader(
