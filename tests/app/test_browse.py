@@ -172,6 +172,17 @@ async def test_the_cursor_starts_on_the_first_row(tmp_path):
         assert app.browser.cursor_row == 2
 
 
+async def test_the_app_freezes_what_start_up_built_and_unfreezes_it_at_exit(tree):
+    import gc
+
+    gc.unfreeze()
+    app = make_app(tree, poll_interval=0)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(app, pilot)
+        assert gc.get_freeze_count() > 0  # full collections skip the app's long-lived objects
+    assert gc.get_freeze_count() == 0  # ... which a process running further apps can collect again
+
+
 def fake(path: str, size: int = 1) -> CheckpointInfo:
     return CheckpointInfo(path=path, kind="hf-model", complete=True, size_bytes=size)
 
