@@ -133,3 +133,13 @@ def test_only_bad_csvs_raise_one_line(tmp_path, content, word):
 def test_no_fold_files(tmp_path):
     with pytest.raises(MetricsError, match="no valid_df_fold"):
         compute_metrics(tmp_path)
+
+
+def test_folds_whose_labels_look_like_numbers_in_one_file_and_text_in_another_are_scored(tmp_path):
+    """A fold holding only "inf" (or "1") and one holding "a"/"b": read_csv's category type inferred float
+    categories for the first, and joining the folds raised (found by the hostile-CSV property test)."""
+    (tmp_path / "valid_df_fold_0.csv").write_text("label,prediction\ninf\n1,1\n")
+    (tmp_path / "valid_df_fold_1.csv").write_text("label,prediction,prob_a,prob_b\na,a,0.9,0.1\nb,b,0.2,0.8\n")
+    got = compute_metrics(tmp_path)
+    assert got["folds"]["0"]["n"] == 2 and got["folds"]["0"]["accuracy"] == 0.5  # "inf" vs "" wrong, "1" right
+    assert got["oof"]["n"] == 4 and got["oof"]["accuracy"] == 0.75

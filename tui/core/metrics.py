@@ -250,7 +250,9 @@ def _read_chunks(
     a million rows of the same few strings are codes, not a million strings."""
     import pandas as pd
 
-    dtypes: dict[str, Any] = {label: "category", pred: "category"}
+    # Read as text, then made categories: read_csv's own "category" infers the categories' type per file
+    # ("1" an int, "inf" a float), so a label "1" would not equal a prediction "1" in a column holding "x".
+    dtypes: dict[str, Any] = {label: str, pred: str}
     dtypes.update({col: float if floats else str for col in probs.values()})
     used = [label, pred, *probs.values()]
     if id_column is not None:
@@ -276,7 +278,7 @@ def _fold_values(
     import numpy as np
     import pandas as pd
 
-    data = {"label": chunk[label], "prediction": chunk[pred]}
+    data = {"label": chunk[label].astype("category"), "prediction": chunk[pred].astype("category")}
     if id_column is not None:
         data["id"] = chunk[id_column].astype(str)
     for cls, col in probs.items():
