@@ -246,7 +246,7 @@ class _Totals:
         self.bytes += nbytes
         for dtype, n in dtypes.items():
             self.dtypes[dtype] = self.dtypes.get(dtype, 0) + n
-        self.largest = heapq.nsmallest(LARGEST, self.largest + top)
+        self.largest = sorted(self.largest + top)[:LARGEST]  # = heapq.nsmallest, in C: a few dozen items
 
     def _first_seen(self, file: str, entries: list[Entry]) -> list[Entry]:
         """Record where each name was first seen; a repeat is a problem and is not counted again."""
@@ -288,7 +288,7 @@ def _digest(entries: list[Entry]) -> _Digest:
     if len(entries) > LARGEST:
         cut = sorted(numels)[-LARGEST]
         pool = [e for e in entries if e[5] >= cut]
-    top = [((-e[5], e[0]), e[0], e[1], e[2], e[5]) for e in heapq.nsmallest(LARGEST, pool, key=_size_order)]
+    top = [((-e[5], e[0]), e[0], e[1], e[2], e[5]) for e in sorted(pool, key=_size_order)[:LARGEST]]
     return [e[0] for e in entries], numels, sum(numels), sum([e[4] - e[3] for e in entries]), dtypes, top
 
 
