@@ -51,13 +51,13 @@ def test_ls_and_metrics_never_import_torch(tmp_path):
 
 
 # What a tree of safetensors models never needs at start-up (each costs milliseconds of every `ls`): the
-# pickle, DCP and MindSpore readers, the thread pool (work starts inline), socket (only a .lock needs the
+# pickle, DCP, MindSpore and ZeRO readers, the thread pool (work starts inline), socket (only a .lock needs the
 # host name), orjson (worth its import only past ORJSON_AFTER_BYTES of JSON), shutil (bz2, lzma: argparse
 # imports it for the terminal width; the CLI reads that itself).
 NOT_FOR_SAFETENSORS = (
     "tui.core.pickle_scan.formats", "tui.core.pickle_scan.machine", "tui.core.dcp", "tui.core.mindspore_ckpt.wire",
     "tui.core.mindspore_ckpt.records", "concurrent.futures", "socket", "orjson", "tui.cli.listing", "tui.cli.serve_cmd",
-    "shutil",
+    "shutil", "tui.core.zero",
 )  # fmt: skip
 
 

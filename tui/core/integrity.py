@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tui.core import cache, commit, summaries, weights, zero
+from tui.core import cache, commit, summaries, weights
 from tui.core.files import json_int, read_file
 from tui.core.model import CheckpointInfo, Kind, Metric
 from tui.core.names import (
@@ -251,6 +251,8 @@ def _model_states_into(
 ) -> None:
     """A DeepSpeed checkpoint's numbers from its model-states file (ZeRO-1/2 keep every parameter there;
     ZeRO-3's are placeholders, which leave the numbers unknown)."""
+    from tui.core import zero  # here: only DeepSpeed folders need it
+
     states = zero.model_states_copy(folder, files, lambda path: scans.into(path, problems))
     if states is not None and states.parameters:
         info.tensors, info.parameters, info.dtypes = states.tensors, states.parameters, states.dtypes
