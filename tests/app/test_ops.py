@@ -395,7 +395,7 @@ async def test_keymap_toml_remaps_a_binding_by_id(tree, tmp_path, monkeypatch):
         await select(app, pilot, "hf_out/checkpoint-2")
         await pilot.press("d")
         await settle(app, pilot)
-        assert type(app.screen).__name__ == "Screen"  # d no longer deletes
+        assert app.screen is app.screen_stack[0] and len(app.screen_stack) == 1  # d no longer deletes
         await pilot.press("x")
         await settle(app, pilot)
         assert type(app.screen).__name__ == "ConfirmModal"

@@ -22,6 +22,7 @@ from textual.actions import SkipAction
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.message import Message
+from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Static
 from textual.worker import get_current_worker
 
@@ -40,6 +41,13 @@ if TYPE_CHECKING:
     from tui.core.du import FreeSpace
 
 ZOOMED = "-zoomed"  # screen class: the detail pane full screen
+
+
+class MainScreen(Screen):
+    """The app's first screen. Focus starts on the table: the filter box comes first in the layout, and
+    focusing it and then the table rebuilt the footer once more at start-up."""
+
+    AUTO_FOCUS = "#browser"
 
 
 class CkptApp(ActionsMixin, App[None]):
@@ -118,6 +126,9 @@ class CkptApp(ActionsMixin, App[None]):
         self.free_space: FreeSpace | None = None  # ROOT's filesystem, from the last scan or poll
         self._signature: int | None = None  # the tree as the last scan saw it (scan worker only)
         self._inspected: str | None = None  # the row the detail pane shows or is about to
+
+    def get_default_screen(self) -> Screen:
+        return MainScreen(id="_default")
 
     def notify(self, message: str, *, severity: Any = "information", **kwargs: Any) -> None:
         # Messages name paths and quote files: other people's text, shown escaped and never as markup.
