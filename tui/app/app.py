@@ -262,8 +262,10 @@ class CkptApp(ActionsMixin, App[None]):
                 self.post_message(msg.ScanBatch(generation, batch))
             if worker.is_cancelled:
                 return None
+            # The list is complete; who holds each run's lock and the free space follow, as a poll's are.
+            self.post_message(msg.ScanDone(generation, seen))
             live = tasks.live_runs(self.root, found_runs)
-            return msg.ScanDone(generation, seen, live=live, free=tasks.free_space(self.root))
+            return msg.ScanDone(generation, set(), skipped=True, live=live, free=tasks.free_space(self.root))
 
         def failed(error: str) -> msg.ScanDone:
             self._signature = None  # scan again at the next poll

@@ -29,7 +29,7 @@ class ScanDone(Message):
     generation: int
     seen: set[str]
     error: str | None = None
-    skipped: bool = False  # a poll found nothing changed: no rows were sent
+    skipped: bool = False  # no rows with it: a poll found nothing changed, or the live state after a scan
     live: dict[str, str] | None = None  # run -> who holds its .lock, for runs a live trainer writes
     free: FreeSpace | None = None  # ROOT's filesystem, asked at each scan and poll
 
