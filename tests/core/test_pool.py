@@ -61,3 +61,21 @@ def test_the_scan_reads_the_same_with_and_without_threads(tmp_path, monkeypatch)
     monkeypatch.setenv(pool.READ_THREADS_ENV, "8")
     monkeypatch.setattr(pool, "WAITS_PER_ITEM", -1)  # threads from the first window on
     assert [i.to_json() for i in scan.scan(tmp_path)] == serial
+
+
+def test_reads_that_stop_waiting_come_back_to_the_callers_thread(monkeypatch):
+    monkeypatch.setattr(pool, "PROBE_AFTER", 16)
+    me = threading.get_ident()
+    where: list[int] = []
+
+    def work(i):
+        def finish():
+            if i < 40:
+                time.sleep(0.002)  # a stretch of cold files: each read waits
+            where.append(threading.get_ident())
+            return [i]
+
+        return pool.Deferred(finish)
+
+    assert list(pool.in_order((work(i) for i in range(400)), threads=4)) == list(range(400))
+    assert set(where[:40]) != {me} and set(where[200:]) == {me}  # threads for the cold stretch only

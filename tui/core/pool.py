@@ -3,7 +3,10 @@ round trip, and threads overlap the round trips. On a local disk (or a warm page
 only fight over the GIL: the scan's CPU time doubles. So the work starts on the caller's thread and moves
 to threads only once it is seen waiting: ``WAITS_PER_ITEM`` or more voluntary context switches per item
 (a blocking ``open``/``read``/``stat``; a busy machine preempts us involuntarily, which does not count)
-over a window of ``WINDOW`` items. Results come back in the order the work was handed in.
+over a window of ``WINDOW`` items. Waiting may pass (a stretch of files the page cache had dropped): after
+``PROBE_AFTER`` items on threads the caller's thread tries a window alone again, and keeps the work while
+it does not wait (on a network filesystem it goes back to threads at once, with twice as many items before
+the next try). Results come back in the order the work was handed in.
 
 API::
 
@@ -16,8 +19,8 @@ from __future__ import annotations
 
 import os
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
-from itertools import chain
+from collections.abc import Callable, Generator, Iterable, Iterator
+from itertools import chain, islice
 from typing import Any
 
 try:
@@ -37,6 +40,8 @@ DEFAULT_READ_THREADS = 8
 AHEAD_PER_THREAD = 4
 WINDOW = 8
 WAITS_PER_ITEM = 1.0
+PROBE_AFTER = 256  # items on threads before the caller's thread tries a window alone again
+PROBE_AFTER_MAX = 8192  # the most it doubles to while every try still waits
 
 
 class Deferred:
@@ -60,39 +65,52 @@ def in_order(items: Iterable[Deferred], *, threads: int) -> Iterator[Any]:
     the filesystem, up to AHEAD_PER_THREAD items per thread are worked on while the caller consumes (and
     while ``items`` is still being produced)."""
     items = iter(items)
-    if threads > 1:
-        yield from _inline_while_busy(items)
-    else:
+    if threads <= 1:
         for item in items:
             yield from item.finish()
         return
-    first = next(items, None)
-    if first is None:  # all done on this thread: no pool (nor its ~4 ms import)
-        return
-    from concurrent.futures import Future, ThreadPoolExecutor
+    executor, batch = None, PROBE_AFTER // 2  # doubled when the first window waits
+    try:
+        while True:
+            quiet = yield from _inline_while_busy(items)
+            first = next(items, None)
+            if first is None:  # all done (on this thread alone: no pool, nor its ~4 ms import)
+                return
+            if executor is None:
+                from concurrent.futures import ThreadPoolExecutor
 
-    pending: deque[Future[list[Any]]] = deque()
-    with ThreadPoolExecutor(threads, thread_name_prefix="ckpt-read") as pool:
-        try:
-            for item in chain((first,), items):
-                pending.append(pool.submit(item.finish))
-                while pending and (len(pending) > AHEAD_PER_THREAD * threads or pending[0].done()):
-                    yield from pending.popleft().result()
-            while pending:
+                executor = ThreadPoolExecutor(threads, thread_name_prefix="ckpt-read")
+            batch = PROBE_AFTER if quiet else min(2 * batch, PROBE_AFTER_MAX)
+            yield from _on_threads(executor, chain((first,), islice(items, batch - 1)), threads)
+    finally:
+        if executor is not None:  # the caller stopped early: do not read what nobody will see
+            executor.shutdown(wait=True, cancel_futures=True)
+
+
+def _on_threads(executor: Any, items: Iterable[Deferred], threads: int) -> Iterator[Any]:
+    pending: deque[Any] = deque()
+    try:
+        for item in items:
+            pending.append(executor.submit(item.finish))
+            while pending and (len(pending) > AHEAD_PER_THREAD * threads or pending[0].done()):
                 yield from pending.popleft().result()
-        finally:
-            for future in pending:  # the caller stopped early: do not read what nobody will see
-                future.cancel()
+        while pending:
+            yield from pending.popleft().result()
+    finally:
+        for future in pending:
+            future.cancel()
 
 
-def _inline_while_busy(items: Iterator[Deferred]) -> Iterator[Any]:
+def _inline_while_busy(items: Iterator[Deferred]) -> Generator[Any, None, bool]:
     """Work ``items`` on this thread until a window of them waited on the filesystem; then return (the
-    rest is for the threads). The walk that produces items is measured too: its ``stat`` calls wait alike."""
-    count, start = 0, _waits()
+    rest is for the threads) whether a window before it did not wait. The walk that produces items is
+    measured too: its ``stat`` calls wait alike."""
+    count, start, quiet = 0, _waits(), False
     for item in items:
         yield from item.finish()
         count += 1
         if count == WINDOW:
             if _waits() - start >= WAITS_PER_ITEM * WINDOW:
-                return
-            count, start = 0, _waits()
+                return quiet
+            count, start, quiet = 0, _waits(), True
+    return quiet
