@@ -11,6 +11,7 @@ from textual.widgets import Input, Static, TabbedContent
 
 from tests.fixtures import synthetic as syn
 from tests.fixtures.pilot import age_tree, body_of, body_text, burst, select, settle, visible_paths
+from tui.app import tasks
 from tui.app.app import make_app
 from tui.core.model import CheckpointInfo
 from tui.core.scan import scan
@@ -155,8 +156,10 @@ async def test_detail_tabs_switch_from_the_keyboard(tree):
         assert {"1", "2", "3", "4", "5", "6", "[", "]", "g/home", "G/end"} <= set(keys)
 
 
-async def test_the_cursor_starts_on_the_first_row(tmp_path):
-    # 40 checkpoints: several batches, later ones sorting above the first rows that came in
+async def test_the_cursor_starts_on_the_first_row(tmp_path, monkeypatch):
+    # 40 checkpoints, a batch each: later ones sort above the first rows that came in
+    batched = tasks.batched
+    monkeypatch.setattr(tasks, "batched", lambda items, **kw: batched(items, **kw, interval=0))
     syn.make_tree(tmp_path / "t", 40)
     app = make_app(tmp_path / "t", poll_interval=0)
     async with app.run_test(size=(80, 24)) as pilot:

@@ -90,81 +90,19 @@ def test_tree_signature_ignores_the_trash(tmp_path):
     assert tasks.tree_signature(tmp_path) == before
 
 
-def test_batched_sends_a_small_first_batch_then_what_arrived_in_a_growing_interval():
+def test_batched_sends_what_arrived_in_a_growing_interval():
     items = [info(f"p{i}") for i in range(100)]
-    ticks = iter(range(1000))  # one second per row read: the clock is asked once per row after the first batch
-    batches = list(tasks.batched(iter(items), first=8, interval=2, longest=8, clock=lambda: next(ticks)))
+    ticks = iter(range(1000))  # one second per clock reading: one at the start, then one per row
+    batches = list(tasks.batched(iter(items), interval=2, longest=8, clock=lambda: next(ticks)))
     sizes = [len(b) for b in batches]
-    assert sizes[:5] == [8, 2, 4, 8, 8]  # intervals 2, 4, 8 seconds, then no longer than 8
+    assert sizes[:5] == [2, 4, 8, 8, 8]  # intervals 2, 4, 8 seconds, then no longer than 8
     assert sum(sizes) == 100 and [i for b in batches for i in b] == items
     assert list(tasks.batched(iter(items), cancelled=lambda: True)) == []
 
 
-def test_one_line_errors():
-    assert tasks.one_line(ValueError("bad\nsecond line")) == "bad"
-    assert tasks.one_line(KeyError()) == "unexpected KeyError"
-    # an error that is not the core's nor a bad file is a bug: its class stays, to be reported
-    assert tasks.one_line(KeyError("x")) == "'x' (KeyError)"
-
-
-def test_one_line_makes_paths_relative_to_root(tmp_path):
-    from tui.core.metrics import MetricsError
-
-    root = tmp_path / "runs"
-    error = MetricsError(f"{root}/a/hf_out: no valid_df_fold_<k>.csv files")
-    assert tasks.one_line(error, root) == "a/hf_out: no valid_df_fold_<k>.csv files"
-    missing = FileNotFoundError(2, "No such file or directory", f"{root}/a/x.json")
-    assert tasks.one_line(missing, str(root) + "/") == "No such file or directory: a/x.json"
-    # ROOT itself reads ".", and a sibling that merely starts with ROOT's name is left alone
-    assert tasks.one_line(ValueError(f"{root}: bad; {root}2: ok"), root) == f".: bad; {root}2: ok"
-
-
-def test_natural_order_counts_digit_runs_as_numbers():
-    names = ["r/checkpoint-1000", "r/checkpoint-200", "r/Checkpoint-30", "r/fold_10", "r/fold_2", "r/x"]
-    items = [info(n) for n in names]
-    ordered = [i.path for i in sorted(items, key=rows.sort_key("name"))]
-    assert ordered == ["r/Checkpoint-30", "r/checkpoint-200", "r/checkpoint-1000", "r/fold_2", "r/fold_10", "r/x"]
-    assert rows.natural_key("a10b2") < rows.natural_key("a10b10") < rows.natural_key("a11")
-    assert rows.natural_key("9a") < rows.natural_key("10")  # text and digit runs never compare to each other
-
-
-def test_reverse_sort_turns_every_order_around():
-    items = [info(f"r/checkpoint-{n}", step=n, size_bytes=n) for n in (30, 200, 1000)]
-    for sort in rows.SORTS:
-        forward = [i.path for i in sorted(items, key=rows.sort_key(sort))]
-        backward = [i.path for i in sorted(items, key=rows.sort_key(sort, reverse=True))]
-        assert backward == forward[::-1], sort
-    # inside a tuple the wrapped key orders backwards while the other parts stay put
-    assert (0, rows.Descending(2)) < (0, rows.Descending(1)) < (1, rows.Descending(5))
-
-
-def test_runs_order_by_name_or_by_size():
-    assert rows.group_key("name", False, "run-2", 1) < rows.group_key("name", False, "run-10", 99)
-    assert rows.group_key("size", False, "a", 10) > rows.group_key("size", False, "b", 99)
-    assert rows.group_key("size", True, "a", 10) < rows.group_key("size", True, "b", 99)
-
-
-def test_params_text_uses_the_one_count_formatter():
-    assert rows.params_text(info("a", parameters=26_200_000_000)) == "26.2B"
-    assert rows.params_text(info("a")) == ""
-
-
-def test_column_layout_keeps_name_kind_status_and_adds_columns_as_width_allows():
-    from tui.app.widgets import columns
-
-    for width in range(30, 260, 7):
-        layout = columns.layout(width)
-        keys = [c.key for c in layout]
-        assert {"name", "kind", "status"} <= set(keys)
-        assert keys == [k for k in columns.ORDER if k in keys]  # left-to-right order never changes
-        drawn = sum(c.width + columns.PADDING for c in layout)
-        name = layout[0].width
-        assert drawn == width or name == columns.NAME_MIN
-        if len(keys) > 3:
-            assert name >= columns.NAME_COMFORT
-    assert [c.key for c in columns.layout(58)] == ["name", "kind", "metric", "status"]
-    assert len(columns.layout(198)) == len(columns.ORDER)
-    assert columns.layout(198)[0].width > columns.layout(118)[0].width
+def test_a_scan_faster_than_the_first_interval_is_one_batch():
+    items = [info(f"p{i}") for i in range(1000)]
+    assert [len(b) for b in tasks.batched(iter(items), interval=60)] == [1000]
 
 
 def test_a_scan_batch_outdates_the_detail_of_the_rows_and_runs_it_changed_only():

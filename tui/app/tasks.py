@@ -26,8 +26,7 @@ if TYPE_CHECKING:
 MAX_WATCHED_DIRS = 20_000  # bounds the cost of one poll on a huge tree
 MAX_WATCHED_FILES = 2_000  # files of the checkpoints on screen whose size/mtime a poll compares
 DEFAULT_PRUNE_METRIC = "loss"
-FIRST_BATCH = 8  # rows in the first scan batch: the first screenful
-BATCH_INTERVAL = 0.1  # seconds of scanning the second batch holds; it doubles batch after batch
+BATCH_INTERVAL = 0.05  # seconds of scanning the first scan batch holds; it doubles batch after batch
 LONGEST_BATCH_INTERVAL = 0.8  # ... up to this: rows keep arriving while a long scan runs
 
 
@@ -261,28 +260,28 @@ def fold_metrics(root: Path, run: str) -> dict[str, Any]:
 def batched(
     items: Iterator[CheckpointInfo],
     *,
-    first: int = FIRST_BATCH,
     interval: float = BATCH_INTERVAL,
     longest: float = LONGEST_BATCH_INTERVAL,
     clock: Callable[[], float] = time.monotonic,
     cancelled: Callable[[], bool] = lambda: False,
 ) -> Iterator[list[CheckpointInfo]]:
-    """Group streamed infos so one message carries many rows: the first ``first`` at once (the first
-    screenful paints fast), then whatever arrived in ``interval`` seconds, the interval doubling up to
-    ``longest``. Each batch costs the UI thread a table update and a repaint whatever its size, and a busy
-    UI thread slows the scan thread (the GIL), so a long scan sends a handful of batches, not one per row."""
+    """Group streamed infos so one message carries many rows: what arrived in the first ``interval``
+    seconds, then in intervals doubling up to ``longest`` (a row arriving after its batch was due goes at
+    once: a slow start still shows its first row). Each batch costs the UI thread a table update and a
+    repaint whatever its size, and a busy UI thread slows the scan thread (the GIL): a scan that a
+    snapshot answers in a few milliseconds is one batch, a long one a handful, never one per row."""
     batch: list[CheckpointInfo] = []
-    due: float | None = None  # when the batch in hand goes; None: once it holds ``first`` rows
+    due = clock() + interval
     for info in items:
         if cancelled():
             return
         batch.append(info)
-        if (len(batch) < first) if due is None else (clock() < due):
+        if clock() < due:
             continue
         yield batch
         batch = []
-        due = clock() + interval
         interval = min(interval * 2, longest)
+        due = clock() + interval
     if batch and not cancelled():
         yield batch
 
