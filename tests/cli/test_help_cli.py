@@ -88,16 +88,19 @@ def test_a_command_imports_only_its_own_module():
     assert out.stdout.split() == ["['tui.cli.inspect_cmds',", "'tui.cli.output']"]
 
 
-def test_a_command_leaves_the_collector_on_with_what_it_built_frozen(tmp_path, capsys):
-    # ls runs without cyclic collection and freezes what it built for the exit: a caller that goes on
-    # (this test process) gets the collector back, as it had it
+def test_a_command_leaves_the_collector_as_it_was_with_what_it_built_frozen(tmp_path, capsys):
+    # inspect runs without cyclic collection and every command freezes what it built for the exit: a
+    # caller that goes on (this test process) gets the collector back as it had it
     import gc
 
+    from tests.fixtures import synthetic
+
+    synthetic.write_hf_model(tmp_path / "model")
     try:
-        assert main(["ls", str(tmp_path), "--json"]) == 0
+        assert main(["inspect", str(tmp_path / "model"), "--json"]) == 0
         assert gc.isenabled() and gc.get_freeze_count() > 0
         gc.disable()
-        assert main(["ls", str(tmp_path), "--json"]) == 0
+        assert main(["inspect", str(tmp_path / "model"), "--json"]) == 0
         assert not gc.isenabled()
     finally:
         gc.enable()
