@@ -103,6 +103,7 @@ def test_batched_sends_what_arrived_in_a_growing_interval():
 def test_a_scan_faster_than_the_first_interval_is_one_batch():
     items = [info(f"p{i}") for i in range(1000)]
     assert [len(b) for b in tasks.batched(iter(items), interval=60)] == [1000]
+    assert [len(b) for b in tasks.batched(iter(items), interval=60, most=400)] == [400, 400, 200]  # ... bounded
 
 
 def test_a_scan_batch_outdates_the_detail_of_the_rows_and_runs_it_changed_only():

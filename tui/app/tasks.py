@@ -28,6 +28,7 @@ MAX_WATCHED_FILES = 2_000  # files of the checkpoints on screen whose size/mtime
 DEFAULT_PRUNE_METRIC = "loss"
 BATCH_INTERVAL = 0.05  # seconds of scanning the first scan batch holds; it doubles batch after batch
 LONGEST_BATCH_INTERVAL = 0.8  # ... up to this: rows keep arriving while a long scan runs
+LARGEST_BATCH = 2_000  # rows: the UI thread shows them in ~0.1 s
 
 
 def tree_signature(root: Path, *, watched: tuple[str, ...] = (), limit: int = MAX_WATCHED_DIRS) -> int:
@@ -262,21 +263,23 @@ def batched(
     *,
     interval: float = BATCH_INTERVAL,
     longest: float = LONGEST_BATCH_INTERVAL,
+    most: int = LARGEST_BATCH,
     clock: Callable[[], float] = time.monotonic,
     cancelled: Callable[[], bool] = lambda: False,
 ) -> Iterator[list[CheckpointInfo]]:
     """Group streamed infos so one message carries many rows: what arrived in the first ``interval``
     seconds, then in intervals doubling up to ``longest`` (a row arriving after its batch was due goes at
-    once: a slow start still shows its first row). Each batch costs the UI thread a table update and a
-    repaint whatever its size, and a busy UI thread slows the scan thread (the GIL): a scan that a
-    snapshot answers in a few milliseconds is one batch, a long one a handful, never one per row."""
+    once: a slow start still shows its first row), and never more than ``most`` rows (the UI thread
+    takes ~50 ms per 1,000 rows and answers no key meanwhile). Each batch costs the UI thread a table
+    update and a repaint whatever its size, and a busy UI thread slows the scan thread (the GIL): a scan
+    that a snapshot answers in a few milliseconds is one batch, a long one a handful, never one per row."""
     batch: list[CheckpointInfo] = []
     due = clock() + interval
     for info in items:
         if cancelled():
             return
         batch.append(info)
-        if clock() < due:
+        if clock() < due and len(batch) < most:
             continue
         yield batch
         batch = []
