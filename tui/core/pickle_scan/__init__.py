@@ -56,6 +56,10 @@ bytes themselves, never a digest a hostile file could collide with; at most 8 Mi
 verdict and report are the same as a fresh replay's. A zip directory equal outside its CRC fields to
 one of a layout read twice before (optimizer.pt across a run's checkpoints) takes that one's reading and
 its own pickle CRCs (``zipdir``, at most 32 layouts, 8 MiB); the members are the same as a full parse's.
+A pickle equal to one replayed before but for the values of its BINFLOATs (optimizer.pt: the learning
+rate changes at every checkpoint) takes that replay too (``formats.FloatTemplates``: no verdict, count or
+name depends on a float's value; never for Lightning files, whose state is read off the graph, nor for a
+replay that stopped early). A shared replay's graph is walked for tensor names once (``Machine.walked``).
 """
 
 from __future__ import annotations

@@ -205,6 +205,11 @@ class Machine:
         self.storages: dict[str, tuple[str, int]] = {}  # key -> (dtype, bytes)
         self.markers: set[str] = set()
         self.proto = 0  # of the pickle being replayed: Python maps py2 names when it is < 3
+        # Where each BINFLOAT's 8 operand bytes start: no float value ever decides a verdict, a count or
+        # a name (see formats.FloatTemplates), so pickles that differ only there replay alike.
+        self.float_operands: list[int] = []
+        # (root, what report._walk found under it): a shared replay's graph is walked once per process
+        self.walked: tuple[Any, dict[str, Any]] | None = None
 
     # --- what a placeholder records -----------------------------------------------------------------------
 
@@ -337,6 +342,8 @@ class Machine:
                 i += length
                 arg = raw.decode("utf-8", "surrogatepass") if kind == "str" else raw
             else:
+                if name == "BINFLOAT":
+                    self.float_operands.append(i)
                 if reader is None:
                     reader = io.BytesIO(data)
                 arg, i = _read_slow(reader, op, i, n)

@@ -103,7 +103,12 @@ def fill_report(machine: Machine, root: Any, report: PickleReport, label: str) -
     report.storages = len(machine.storages)
     report.storage_bytes = sum(b for _, b in machine.storages.values())
     if root is not None:
-        _walk(root, report, want_names=bool(machine.tensors))
+        walked = machine.walked
+        if walked is None or walked[0] is not root:  # a replay shared by files is walked once
+            _walk(root, report, want_names=bool(machine.tensors))
+            machine.walked = (root, _walk_fields(report))  # copies: the report is the caller's to change
+        else:
+            report.__dict__.update(_walk_fields(walked[1]))
     keys = set(report.top_keys) if root is not None and report.top_keys else machine.markers
     report.lightning = "pytorch-lightning_version" in keys or (
         "state_dict" in keys and bool(keys & {"callbacks", "optimizer_states", "loops", "lr_schedulers"})
@@ -136,6 +141,19 @@ def global_problems(verdicts: dict[str, str], label: str) -> tuple[list[str], li
             f"{label}: and {len(flagged) - MAX_GLOBAL_PROBLEMS} more pickle globals off the allowlist"
         )
     return unsafe, problems
+
+
+def _walk_fields(found: Any) -> dict[str, Any]:
+    """Copies of what ``_walk`` fills (from a report, or from such a dict)."""
+    get = found.get if isinstance(found, dict) else found.__dict__.get
+    return {
+        "top_keys": list(get("top_keys")),
+        "entries": list(get("entries")),
+        "tensor_table": {k: [d, list(s) if s is not None else None] for k, (d, s) in get("tensor_table").items()},
+        "parameters_by_key": dict(get("parameters_by_key")),
+        "tensors_by_key": dict(get("tensors_by_key")),
+        "dtypes_by_key": {k: dict(v) for k, v in get("dtypes_by_key").items()},
+    }
 
 
 # --- naming the tensors: a walk of the rebuilt placeholders, no recursion ---------------------------------
