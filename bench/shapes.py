@@ -127,25 +127,35 @@ class Varied:
 
     _CRC = [zlib.crc32(bytes([b])).to_bytes(4, "little") for b in range(256)]
 
-    def __init__(self, raw: bytes) -> None:
+    def __init__(self, raw: bytes, *, lr: float | None = None) -> None:
         self.raw = raw
         z = zipfile.ZipFile(io.BytesIO(raw))
         # (local header CRC, data byte, central record CRC) offsets of each storage record
         self.at: list[tuple[int, int, int]] = []
+        self.pkl: tuple[int, int, int, int] | None = None  # data.pkl's (local CRC, start, end, central CRC)
         pos = z.start_dir
         for info in z.infolist():
             nlen, xlen, clen = struct.unpack_from("<3H", raw, pos + 28)
+            lnlen, lxlen = struct.unpack_from("<2H", raw, info.header_offset + 26)
+            start = info.header_offset + 30 + lnlen + lxlen
             if "/data/" in info.filename:
-                lnlen, lxlen = struct.unpack_from("<2H", raw, info.header_offset + 26)
-                self.at.append((info.header_offset + 14, info.header_offset + 30 + lnlen + lxlen, pos + 16))
+                self.at.append((info.header_offset + 14, start, pos + 16))
+            elif info.filename.endswith("data.pkl"):
+                self.pkl = (info.header_offset + 14, start, start + info.file_size, pos + 16)
             pos += 46 + nlen + xlen + clen
+        # the BINFLOAT operand holding the learning rate, which a real optimizer state changes per step
+        self.lr_at = raw.find(b"G" + struct.pack(">d", lr)) + 1 if lr is not None and self.pkl else 0
 
-    def copy(self, seed: int) -> bytes:
+    def copy(self, seed: int, *, lr: float | None = None) -> bytes:
         buf = bytearray(self.raw)
         values = random.Random(seed).randbytes(len(self.at))
         for (local, data, central), b in zip(self.at, values, strict=True):
             buf[data] = b
             buf[local : local + 4] = buf[central : central + 4] = self._CRC[b]
+        if lr is not None and self.lr_at > 0 and self.pkl is not None:
+            buf[self.lr_at : self.lr_at + 8] = struct.pack(">d", lr)
+            local, start, end, central = self.pkl
+            buf[local : local + 4] = buf[central : central + 4] = zlib.crc32(buf[start:end]).to_bytes(4, "little")
         return bytes(buf)
 
 
@@ -223,13 +233,7 @@ class Templates:
         self.parameters = sum(math.prod(s) for _, s in tensors.values())
         self.head, self.data_len = safetensors_head(tensors)
         self.config = json.dumps(config_json(), indent=2).encode()
-        self.optimizer = Varied(torch_like_zip(adamw_state(tensors), "optimizer"))
-        self.scheduler = torch_like_zip(
-            {"last_epoch": 750, "_step_count": 751, "base_lrs": [2e-5]}, "scheduler"
-        )
-        self.rng = Varied(
-            torch_like_zip({"python": (3, tuple(range(625)), None), "cpu": _Storage("0", 5056)}, "rng_state")
-        )
+        self.optimizer = Varied(torch_like_zip(adamw_state(tensors), "optimizer"), lr=2e-5)
         self.args = torch_like_zip({"output_dir": "out", "learning_rate": 2e-5, "seed": 42}, "training_args")
         self.tokenizer_config = json.dumps(
             {
@@ -245,12 +249,27 @@ class Templates:
         self.special = json.dumps({"pad_token": "[PAD]", "cls_token": "[CLS]", "sep_token": "[SEP]"}).encode()
 
 
+def scheduler_state(lr: float, step: int) -> bytes:
+    """A linear-decay LambdaLR's state_dict after ``step`` steps from ``lr`` (what HF Trainer saves)."""
+    state = {"base_lrs": [lr], "last_epoch": step, "_step_count": step + 1, "_get_lr_called_within_step": False,
+             "_last_lr": [lr * (1 - step / 3000)], "lr_lambdas": [None]}  # fmt: skip
+    return torch_like_zip(state, "scheduler")
+
+
+def rng_state(seed: int) -> bytes:
+    """rng_state.pth as HF Trainer saves it: Python's Mersenne state (625 ints, its own per checkpoint)
+    and the CPU generator's state tensor."""
+    return torch_like_zip({"python": random.Random(seed).getstate(), "cpu": _Storage("0", 5056)}, "rng_state")
+
+
 def write_checkpoint(
-    folder: Path, kind: str, step: int, t: Templates, *, unique: str | None = None, seed: int = 0
+    folder: Path, kind: str, step: int, t: Templates, *, unique: str | None = None, seed: int = 0,
+    lr: float = 2e-5,
 ) -> None:
     """``kind`` is "checkpoint" (HF Trainer checkpoint-N) or "fold" (a fold model). ``unique``: a header
     of its own (its ``__metadata__`` holds it), where fine-tunes of one model share theirs byte for byte.
-    ``seed``: the bytes of the optimizer and RNG storages (other seeds, other bytes and CRCs)."""
+    ``seed``: the bytes of the optimizer and RNG storages and the RNG state (other seeds, other bytes and
+    CRCs); ``lr``: the run's learning rate, which its optimizer and scheduler states hold."""
     folder.mkdir(parents=True, exist_ok=True)
     head = t.head
     if unique is not None:
@@ -260,8 +279,8 @@ def write_checkpoint(
     if kind == "checkpoint":
         best = str(folder.parent / f"checkpoint-{step}")
         (folder / "trainer_state.json").write_text(json.dumps(trainer_state(step, best), indent=2))
-        for name, raw in (("optimizer.pt", t.optimizer.copy(seed)), ("scheduler.pt", t.scheduler),
-                          ("rng_state.pth", t.rng.copy(seed)), ("training_args.bin", t.args)):  # fmt: skip
+        for name, raw in (("optimizer.pt", t.optimizer.copy(seed, lr=lr)), ("scheduler.pt", scheduler_state(lr, step)),
+                          ("rng_state.pth", rng_state(seed)), ("training_args.bin", t.args)):  # fmt: skip
             (folder / name).write_bytes(raw)
     else:
         (folder / "trainer_state.json").write_text(json.dumps(trainer_state(step, "."), indent=2))
@@ -283,7 +302,10 @@ def make_tree(root: Path, n: int, *, unique_headers: bool = False) -> int:
                 (f"hf_out_fold_{k}/checkpoint-1500", "checkpoint"),
             ):
                 unique = str(written) if unique_headers else None
-                write_checkpoint(base / folder, kind, 1500, t, unique=unique, seed=written)
+                # each experiment its own learning rate: optimizer.pt and scheduler.pt differ between runs as
+                # in a sweep, and are alike across one run's folds (same schedule, same step)
+                lr = 2e-5 * (1 + run / 100)
+                write_checkpoint(base / folder, kind, 1500, t, unique=unique, seed=written, lr=lr)
                 written += 1
         run += 1
     return written
