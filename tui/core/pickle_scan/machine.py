@@ -16,6 +16,7 @@ from __future__ import annotations
 import _compat_pickle
 import io
 import pickletools
+import struct
 from typing import Any
 
 from tui.core.pickle_scan.allowlist import REBUILT
@@ -155,18 +156,23 @@ def _add_items(stack: list, items: list, *, pairs: bool) -> None:
 # --- opcode table -----------------------------------------------------------------------------------------
 
 # How the arguments of the common binary opcodes are decoded inline: "u" (an unsigned little-endian int
-# of ``size`` bytes), "str"/"bytes" (a ``size``-byte length, then that many bytes). Every other opcode
-# with an argument is "slow": pickletools' own reader.
+# of ``size`` bytes), "s" (a signed one), "long1" (a length byte, then a signed int of that many bytes),
+# "f8" (a big-endian double), "str"/"bytes" (a ``size``-byte length, then that many bytes): exactly what
+# pickletools' readers return for them. Every other opcode with an argument is "slow": pickletools' own reader.
 _FAST_ARGS: dict[str, tuple[str, int]] = {
     **dict.fromkeys(("BININT1", "BINGET", "BINPUT", "PROTO", "EXT1"), ("u", 1)),
     **dict.fromkeys(("BININT2", "EXT2"), ("u", 2)),
     **dict.fromkeys(("LONG_BINGET", "LONG_BINPUT"), ("u", 4)),
+    "BININT": ("s", 4),  # signed
+    "LONG1": ("long1", 1),  # a length byte, then a signed little-endian int (rng_state.pth: 300 of them)
+    "BINFLOAT": ("f8", 8),  # big-endian IEEE double
     "FRAME": ("u", 8),
     **{
         name: ("str", size) for name, size in (("SHORT_BINUNICODE", 1), ("BINUNICODE", 4), ("BINUNICODE8", 8))
     },
     **{name: ("bytes", size) for name, size in (("SHORT_BINBYTES", 1), ("BINBYTES", 4), ("BINBYTES8", 8))},
 }
+_DOUBLE = struct.Struct(">d")
 # opcode byte -> (name, argument kind, size of the fixed part, pickletools opcode)
 _OPS: dict[int, tuple[str, str | None, int, Any]] = {
     op.code.encode("latin-1")[0]: (
@@ -341,9 +347,25 @@ class Machine:
                 raw = data[i : i + length]
                 i += length
                 arg = raw.decode("utf-8", "surrogatepass") if kind == "str" else raw
-            else:
-                if name == "BINFLOAT":
+            elif kind == "s" or kind == "f8":
+                if i + size > n:
+                    raise ScanStop(f"{name} argument cut off", truncated=True)
+                if kind == "s":
+                    arg = int.from_bytes(data[i : i + size], "little", signed=True)
+                else:
                     self.float_operands.append(i)
+                    arg = _DOUBLE.unpack_from(data, i)[0]
+                i += size
+            elif kind == "long1":
+                if i >= n:
+                    raise ScanStop(f"{name} length cut off", truncated=True)
+                length = data[i]
+                i += 1
+                if i + length > n:
+                    raise ScanStop(f"{name} of {length} bytes runs past the end", truncated=True)
+                arg = int.from_bytes(data[i : i + length], "little", signed=True)
+                i += length
+            else:
                 if reader is None:
                     reader = io.BytesIO(data)
                 arg, i = _read_slow(reader, op, i, n)
