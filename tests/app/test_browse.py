@@ -27,6 +27,12 @@ async def test_browse_lists_what_the_scan_finds_grouped_by_run(tree):
         runs = [p.split("/")[0] for p in shown]
         assert runs == sorted(runs, key=runs.index)
         assert app.browser.row_count == len(shown) + len(set(runs))
+        # rows are added in bulk and not measured (fixed widths, one line each): the table still knows
+        # its size, a header line and a line per row, and its columns keep the widths laid out
+        assert app.browser.virtual_size.height == app.browser.row_count + 1
+        assert [c.get_render_width(app.browser) - 2 for c in app.browser.ordered_columns] == [
+            c.width for c in app.browser.layout_columns
+        ]
         status = str(app.query_one("#status", Static).content)
         assert f"{len(shown)} checkpoints" in status
 
