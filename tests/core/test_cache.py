@@ -16,7 +16,7 @@ import pytest
 
 from tests.fixtures import synthetic as syn
 from tui.cli import main as cli_main
-from tui.core import cache, pickle_scan, scan
+from tui.core import cache, cache_files, pickle_scan, scan
 from tui.core import safetensors_header as sh
 
 REPO = Path(__file__).resolve().parents[2]
@@ -350,7 +350,7 @@ def test_a_pack_is_compressed_and_a_bomb_is_refused(tmp_path, trusted_now, priva
     (pack,) = private_cache.rglob("*.cache")
     head, body = pack.read_bytes().split(b"\n", 1)
     assert head.startswith(cache.PACK_FORMAT.encode()) and b'"tensors"' in zlib.decompress(body)
-    monkeypatch.setattr(cache, "MAX_PACK_TEXT", 100)  # expands past the limit: not used, never a crash
+    monkeypatch.setattr(cache_files, "MAX_PACK_TEXT", 100)  # expands past the limit: not used, never a crash
     assert cache.SummaryCache(str(private_cache / "ckpt-tui" / "v1"))._load_pack(str(root), str(root)) is None
 
 
@@ -380,7 +380,7 @@ def test_a_pack_built_in_pieces_reads_back_as_one_text(tmp_path, trusted_now, he
     (pack,) = private_cache.rglob("*.cache")
     whole = zlib.decompress(pack.read_bytes().split(b"\n", 1)[1])
     pack.unlink()
-    monkeypatch.setattr(cache, "PACK_PIECE", 1)  # every folder compressed on its own piece
+    monkeypatch.setattr(cache_files, "PACK_PIECE", 1)  # every folder compressed on its own piece
     cache.configure()
     scan.scan(root)
     cache.shared().flush()
@@ -428,7 +428,7 @@ def test_a_pack_is_read_a_piece_at_a_time_and_a_stream_cut_short_is_refused(
     directory = str(private_cache / "ckpt-tui" / "v1")
     pack = Path(cache.SummaryCache(directory)._path(str(root), cache._PACK))
     whole = cache.SummaryCache(directory)._load_pack(str(root), str(root))
-    monkeypatch.setattr(cache, "PACK_READ", 7)  # lines cut across pieces
+    monkeypatch.setattr(cache_files, "PACK_READ", 7)  # lines cut across pieces
     assert whole and cache.SummaryCache(directory)._load_pack(str(root), str(root)) == whole
     deflate = zlib.compressobj(1)  # every line, with a valid CRC, in a stream that never ends
     text = zlib.decompress(pack.read_bytes().split(b"\n", 1)[1])

@@ -24,7 +24,6 @@ did not exist), the paths seen (file system bytes, NUL-separated), then their ke
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import struct
@@ -34,6 +33,12 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from tui import __version__
+
+try:  # the builtin module: importing hashlib loads OpenSSL, ~2 ms of every command
+    from _sha1 import sha1
+except ImportError:
+    from hashlib import sha1
+
 from tui.core import cache, readlog
 from tui.core.files import fast_json
 from tui.core.model import CheckpointInfo
@@ -158,7 +163,7 @@ def _racy(keys, started_ns: int) -> bool:
 
 
 def _path(directory: str, root: str) -> str:
-    digest = hashlib.sha1(_KIND + os.fsencode(root)).hexdigest()
+    digest = sha1(_KIND + os.fsencode(root)).hexdigest()
     return os.path.join(directory, digest[:2], digest[2:] + ".cache")
 
 
@@ -226,5 +231,5 @@ def code_stamp() -> str:
                     parts.append(f"{entry.path[len(top):]}:{st.st_size}:{st.st_mtime_ns}")
                 elif entry.is_dir() and entry.name != "__pycache__":
                     stack.append(entry.path)
-        _stamp = hashlib.sha1("\n".join(parts).encode("utf-8", "surrogatepass")).hexdigest()
+        _stamp = sha1("\n".join(parts).encode("utf-8", "surrogatepass")).hexdigest()
     return _stamp
