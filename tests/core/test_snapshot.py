@@ -306,3 +306,65 @@ def test_names_that_are_not_utf8_or_hold_escape_codes_are_replayed(tmp_path, tru
     again = remembered(root)
     assert len(walks) == 1 and again == first == truth(root)
     assert {i["path"] for i in again} == {os.fsdecode(b"fold_\xff_0"), "\x1b[31mred_fold_1"}
+
+
+# --- inputs a scan depends on beyond the folders it lists and the files it reads -----------------------
+
+
+def _remembered_then_changed(root: Path, change, walks: list[str]) -> tuple[list[dict], list[dict]]:
+    """(the answer before ``change``, the answer after it), each checked against a scan of the tree then."""
+    before = remembered(root)
+    assert remembered(root) == before and len(walks) == 1  # remembered
+    time.sleep(0.01)
+    change()
+    after = remembered(root)
+    assert after == truth(root)
+    assert after != before  # the change changed the answer: the test exercises something
+    return before, after
+
+
+@pytest.mark.parametrize("where", ["loose", "in_checkpoint"])
+def test_a_dangling_link_whose_target_appears(tmp_path, trusted_now, walks, where):
+    # e.g. weights linked onto a disk that is mounted later: the link's folder does not change
+    root, outside = _tree(tmp_path / "t"), tmp_path / "outside"
+    outside.mkdir()
+    link = root / ("loose.safetensors" if where == "loose" else "group_0000/bert_fold_0/extra.safetensors")
+    os.symlink(outside / "w.safetensors", link)
+    _remembered_then_changed(root, lambda: syn.write_safetensors(outside / "w.safetensors", syn.tiny_bert_tensors()), walks)
+
+
+def test_a_manifest_entry_under_a_linked_folder(tmp_path, trusted_now, walks):
+    # the walk never enters a linked folder, but the manifest check stats the files listed under it
+    root, outside = tmp_path / "t", tmp_path / "outside"
+    fold = root / "fold_0"
+    syn.write_hf_model(fold)
+    outside.mkdir()
+    (outside / "w.bin").write_bytes(b"\x00" * 100)
+    os.symlink(outside, fold / "extra")
+    manifest = syn.write_manifest(fold, kind="fold-model", step=1, fold=0)
+    manifest["files"]["extra/w.bin"] = {"size": 100, "sha256": "0" * 64}
+    syn.write_json(fold / "ckpt_manifest.json", manifest)
+    _, after = _remembered_then_changed(root, lambda: os.truncate(outside / "w.bin", 50), walks)
+    assert not after[0]["complete"]
+
+
+def test_a_best_checkpoint_named_below_a_sibling_of_the_root(tmp_path, trusted_now, walks):
+    # ROOT is a checkpoint-N whose trainer_state names "../other/checkpoint-10": that folder is looked up
+    base = tmp_path / "x"
+    (base / "other").mkdir(parents=True)
+    root = base / "checkpoint-10"
+    syn.write_hf_checkpoint(root, 10, best_model_checkpoint="../other/checkpoint-10")
+    before, _ = _remembered_then_changed(root, lambda: (base / "other" / "checkpoint-10").mkdir(), walks)
+    assert before[0]["best"]
+
+
+def test_a_promotion_manifest_behind_a_linked_promoted_folder(tmp_path, trusted_now, walks):
+    root, outside = tmp_path / "t", tmp_path / "outside"
+    run = syn.write_run(root, "run1", folds=1, steps=(2,), promote_fold=0)
+    os.rename(run / "promoted", outside)
+    os.symlink(outside, run / "promoted")
+    manifest = outside / "tiny-bert_fold_0" / "ckpt_manifest.json"
+    text = manifest.read_bytes()
+    manifest.unlink()
+    _, after = _remembered_then_changed(root, lambda: manifest.write_bytes(text), walks)
+    assert any(i["promoted"] for i in after)

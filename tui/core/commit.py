@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from tui.core import readlog
 from tui.core.files import FULL_WALK_DEPTH, open_regular_file, read_file, read_refusal, walk
 from tui.core.names import MANIFEST_NAME
 from tui.core.text import capped
@@ -286,6 +287,10 @@ def verify(
         try:
             st = path.stat()
         except OSError:
+            st = None
+        if readlog.noting():  # an entry under a linked folder lies where the walk does not go
+            (readlog.note if st is not None else readlog.note_lookup)(os.fspath(path), st)
+        if st is None:
             missing.append(rel)
             continue
         size = st.st_size

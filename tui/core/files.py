@@ -96,17 +96,34 @@ def open_regular_file(path: str | os.PathLike) -> tuple[int, int]:
     """``(fd, size)`` for a regular file, opened without blocking (a FIFO named like a checkpoint file must
     not hang us). Raises OSError, or ValueError for something that is not a regular file."""
     flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
-    fd = os.open(path, flags)
+    try:
+        fd = os.open(path, flags)
+    except OSError as e:
+        if readlog.noting():  # a file that is missing or unreadable now may not be later
+            readlog.note_failure(os.fspath(path), e)
+        raise
     try:
         st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise ValueError("not a regular file")
         if readlog.noting():
             readlog.note(os.fspath(path), st)
+        if not stat.S_ISREG(st.st_mode):
+            raise ValueError("not a regular file")
         return fd, st.st_size
     except BaseException:
         os.close(fd)
         raise
+
+
+def is_folder(path: str | os.PathLike) -> bool:
+    """``os.path.isdir(path)``, noted as a lookup while a scan records (``readlog.note_lookup``): a reader
+    that decides by whether a folder exists must be asked again when that changes."""
+    try:
+        st: os.stat_result | None = os.stat(path)
+    except (OSError, ValueError):
+        st = None
+    if readlog.noting():
+        readlog.note_lookup(os.fspath(path), st)
+    return st is not None and stat.S_ISDIR(st.st_mode)
 
 
 def read_file(path: str | os.PathLike, limit: int) -> bytes:

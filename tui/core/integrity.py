@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tui.core import cache, commit, summaries, weights
-from tui.core.files import json_int, read_file
+from tui.core.files import is_folder, json_int, read_file
 from tui.core.model import CheckpointInfo, Kind, Metric
 from tui.core.names import (
     CONFIG_FILE,
@@ -163,7 +163,7 @@ def latest_problems(folder: Path, *, only_if_names: str | None = None) -> list[s
     tag = raw.decode("utf-8", "replace").strip()
     if not tag or "/" in tag or tag in (".", ".."):
         return [f"latest: does not name a tag folder ({tag[:60]!r})"]
-    if (folder / tag).is_dir():
+    if is_folder(folder / tag):
         return []
     if only_if_names is not None and only_if_names == tag:
         return []

@@ -142,9 +142,12 @@ def scan(root: str | os.PathLike) -> list[CheckpointInfo]:
 
 def _list(state: _Scan, path: str) -> _Listing | None:
     listing = _Listing(path, state.rel(path))
+    noting = readlog.noting()
     try:
         with os.scandir(path) as it:
             for entry in it:
+                if noting and entry.is_symlink():  # what it is can change with no change to this folder
+                    readlog.note(entry.path, _stat_or_none(entry))  # a dangling one too: it may appear
                 try:
                     if entry.is_dir():  # follows symlinks; filtered in _enter
                         listing.dirs[entry.name] = entry
@@ -153,9 +156,20 @@ def _list(state: _Scan, path: str) -> _Listing | None:
                 except OSError:
                     continue
     except OSError as e:
+        if noting:
+            readlog.note_failure(path, e)
         state.errors.append(f"{listing.rel}: cannot list ({e.strerror or e})")
         return None
+    if noting:
+        readlog.listed(path)
     return listing
+
+
+def _stat_or_none(entry: os.DirEntry) -> os.stat_result | None:
+    try:
+        return entry.stat()  # kept by the entry: the walk's own stat of it costs nothing more
+    except OSError:
+        return None
 
 
 def _enter(state: _Scan, entry: os.DirEntry) -> os.stat_result | None:
@@ -167,9 +181,7 @@ def _enter(state: _Scan, entry: os.DirEntry) -> os.stat_result | None:
         # delete refuses paths through it). One that points inside is reached by its real path anyway,
         # and entering it through the link first would report every checkpoint under the link's name:
         # `best`/`promoted` marks and delete protection are keyed by the real path.
-        if entry.is_symlink():
-            if readlog.noting():  # not entered, but a reader may open files through it
-                readlog.note(entry.path, cache.stat_of(entry.path))
+        if entry.is_symlink():  # (noted by _list: a reader may open files through it)
             return None
         st = entry.stat()
     except OSError:

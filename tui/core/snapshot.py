@@ -4,13 +4,18 @@ reading them, and answers exactly what the scan answered.
 What keeps a snapshot valid: every folder the scan listed (an entry added, removed or renamed changes
 a folder's mtime) and every file it stat'd or read (the walk's stats, each file a reader opened, each file
 the summary cache answered for: ``tui.core.readlog``) still has the same (device, inode, size, mtime_ns,
-ctime_ns); and the same code read them (this package's version and its core modules' sizes and mtimes).
+ctime_ns); so does every link among the entries of a listed folder (what a link is follows its target,
+which may lie anywhere: a dangling one is noted as missing) and every name a reader looked up outside
+the listed folders (through a linked folder, in ROOT's parent: found or not, and why not when a file
+could not be opened); and the same code read them (this package's version and its core modules' sizes
+and mtimes).
 One check against a stat per path: a 1,000-checkpoint root is ~7,600 stats, where a scan also opens,
 reads and parses. Who holds a run's ``.lock`` depends on a process table and the clock, not on files: it
 is judged again on every use and the problem lines it words are rewritten.
 
-Never written: for a scan that was cancelled or left unfinished, saw a path change while it ran
-(``ReadLog.unsteady``), or saw anything changed in the last ``cache.RACY_SECONDS`` (a file rewritten
+Never written: for a scan that was cancelled or left unfinished, saw a path change while it ran or
+failed to open or list something for a reason that may pass (EIO, ESTALE, EMFILE: ``ReadLog.unsteady``),
+or saw anything changed in the last ``cache.RACY_SECONDS`` (a file rewritten
 twice within one timestamp tick would look unchanged: the summary cache's rule); nor with the cache off.
 The scan falls back to reading (with the summary cache) on any mismatch, a corrupt or foreign file, or
 a snapshot of another root. Used by ``ls`` and the app, which browse; ``rm``, ``prune`` and ``slim``
@@ -78,7 +83,10 @@ def iter_checkpoints(
 def save(root: str, log: readlog.ReadLog, infos: list[CheckpointInfo], errors: list[str]) -> bool:
     """Remember a whole scan; False when there is no cache, or the scan is not one to remember."""
     directory = cache.shared().directory
-    if directory is None or not log.finished or log.unsteady or _racy(log.seen.values(), log.started_ns):
+    if directory is None or not log.finished:
+        return False
+    log.settle()
+    if log.unsteady or _racy(log.seen.values(), log.started_ns):
         return False
     where = {id(info): n for n, info in enumerate(infos)}
     locks: dict[str, list[list[int]]] = {}

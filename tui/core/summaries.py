@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from tui.core import cache
-from tui.core.files import json_int, json_number, load_json, load_json_object, open_regular_file
+from tui.core.files import is_folder, json_int, json_number, load_json, load_json_object, open_regular_file
 from tui.core.names import ADAPTER_CONFIG, CHECKPOINT_N, CONFIG_FILE, TOKENIZER_FILES, TRAINER_STATE
 
 CONFIG_LIMIT = 16 << 20
@@ -215,7 +215,7 @@ def _resolve_best(folder: str | os.PathLike, value: Any, root: str | os.PathLike
     if not os.path.isabs(value):
         direct = os.path.normpath(os.path.join(folder, value))
         # ours, relative to the folder: itself, a sibling or a child
-        if (direct == parent or direct.startswith(parent.rstrip("/") + "/")) and os.path.isdir(direct):
+        if (direct == parent or direct.startswith(parent.rstrip("/") + "/")) and is_folder(direct):
             return direct
     parts = [p for p in value.rstrip("/\\").replace("\\", "/").split("/") if p and p != "."]
     last = parts[-1] if parts else ""
@@ -225,7 +225,7 @@ def _resolve_best(folder: str | os.PathLike, value: Any, root: str | os.PathLike
         # A checkpoint-N names its siblings; an output folder (its own trainer_state) its children.
         near = (os.path.join(parent, last), os.path.join(folder, last))
         for candidate in near if CHECKPOINT_N.match(own) else near[::-1]:
-            if os.path.isdir(candidate):
+            if is_folder(candidate):
                 return candidate
     found = _inside_root(value, root)
     return str(found) if found is not None else None
@@ -234,7 +234,7 @@ def _resolve_best(folder: str | os.PathLike, value: Any, root: str | os.PathLike
 def _resolve_best_path(folder: Path, value: str, root: str | os.PathLike | None) -> Path | None:
     if not os.path.isabs(value):
         direct = Path(os.path.normpath(folder / value))
-        if direct.is_dir() and (direct == folder.parent or folder.parent in direct.parents):
+        if is_folder(direct) and (direct == folder.parent or folder.parent in direct.parents):
             return direct
     last = Path(value.rstrip("/\\").replace("\\", "/")).name
     if last and last not in (".", ".."):
@@ -242,14 +242,14 @@ def _resolve_best_path(folder: Path, value: str, root: str | os.PathLike | None)
             return folder
         near = (folder.parent / last, folder / last)
         for candidate in near if CHECKPOINT_N.match(folder.name) else near[::-1]:
-            if candidate.is_dir():
+            if is_folder(candidate):
                 return candidate
     return _inside_root(value, root)
 
 
 def _inside_root(value: str, root: str | os.PathLike | None) -> Path | None:
     """``value`` as written, when it is an existing folder inside ``root`` once links are resolved."""
-    if root is not None and os.path.isabs(value) and os.path.isdir(value):
+    if root is not None and os.path.isabs(value) and is_folder(value):
         real, real_root = Path(os.path.realpath(value)), Path(os.path.realpath(root))
         if real == real_root or real_root in real.parents:
             return Path(os.path.normpath(value))
