@@ -10,6 +10,7 @@ import pickle
 import subprocess
 import sys
 import time
+import types
 import zlib
 from pathlib import Path
 
@@ -291,7 +292,7 @@ def test_the_snapshot_file_is_compressed_and_bounded(tmp_path, trusted_now, monk
     body = json.loads(text)
     assert body["root"] == str(root) and len(body["infos"]) == len(truth(root))
     paths = seen[: body["paths"]].split(b"\0")
-    assert os.fsencode(root) in paths and len(seen) - body["paths"] == 40 * len(paths)
+    assert os.fsencode(root) in paths and len(seen) - body["paths"] == snapshot._KEY.size * len(paths)
     assert len(packed) < (len(text) + len(seen)) // 4
     monkeypatch.setattr(snapshot, "MAX_TEXT", 100)  # a body expanding past the bound is not read
     assert snapshot.replay(str(root)) is None
@@ -368,3 +369,44 @@ def test_a_promotion_manifest_behind_a_linked_promoted_folder(tmp_path, trusted_
     manifest.unlink()
     _, after = _remembered_then_changed(root, lambda: manifest.write_bytes(text), walks)
     assert any(i["promoted"] for i in after)
+
+
+def test_blocks_written_out_after_the_timestamps_send_the_repeat_back(tmp_path, trusted_now, monkeypatch):
+    # ZFS counts a file's blocks when it writes the data out, seconds after its mtime and ctime: the
+    # allocated bytes a record shows follow them
+    root = _tree(tmp_path / "t")
+    remembered(root)
+    assert snapshot.replay(str(root)) is not None
+    real_stat, target = os.stat, os.fsencode(root / WEIGHTS)
+
+    def later(path, *args, **kw):
+        st = real_stat(path, *args, **kw)
+        if os.fsencode(path) != target:
+            return st
+        fields = {name: getattr(st, name) for name in dir(st) if name.startswith("st_")}
+        return types.SimpleNamespace(**{**fields, "st_blocks": st.st_blocks + 8})
+
+    monkeypatch.setattr(os, "stat", later)
+    assert snapshot.replay(str(root)) is None
+
+
+def test_another_user_or_interpreter_does_not_replay(tmp_path, trusted_now, monkeypatch):
+    root = _tree(tmp_path / "t")
+    remembered(root)
+    assert snapshot.replay(str(root)) is not None
+    with monkeypatch.context() as m:  # what may be read depends on who reads
+        m.setattr(os, "geteuid", lambda: os.getuid() + 1)
+        assert snapshot.replay(str(root)) is None
+    with monkeypatch.context() as m:  # the interpreter words some problems (a JSON error)
+        m.setattr(sys, "version", sys.version + " (another)")
+        m.setattr(snapshot, "_stamp", None)
+        assert snapshot.replay(str(root)) is None
+    monkeypatch.setattr(snapshot, "_stamp", None)
+    assert snapshot.replay(str(root)) is not None
+
+
+def test_a_cache_directory_of_another_user_is_not_used(tmp_path, monkeypatch):
+    (tmp_path / "c").mkdir()
+    assert cache.configure(directory=str(tmp_path / "c")).directory == str(tmp_path / "c")
+    monkeypatch.setattr(os, "geteuid", lambda: os.stat(tmp_path / "c").st_uid + 1)
+    assert cache.configure(directory=str(tmp_path / "c")).directory is None

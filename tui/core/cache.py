@@ -416,10 +416,21 @@ def configure(*, enabled: bool | None = None, directory: str | None = None) -> S
             _shared.flush()
         if enabled is None:
             enabled = os.environ.get(ENV_DISABLE, "").strip().lower() in ("", "0", "false", "no")
-        _shared = SummaryCache(
-            (directory or default_directory()) if enabled else None, max_bytes=_env_max_bytes()
-        )
+        directory = (directory or default_directory()) if enabled else None
+        if directory is not None and _someone_elses(directory):
+            directory = None
+        _shared = SummaryCache(directory, max_bytes=_env_max_bytes())
         return _shared
+
+
+def _someone_elses(directory: str) -> bool:
+    """The cache directory exists and another user owns it (``sudo`` keeping HOME, a shared
+    XDG_CACHE_HOME): its answers were read with someone else's permissions, and its writer could plant
+    any verdict. Used from memory only then."""
+    try:
+        return os.stat(directory).st_uid != os.geteuid()
+    except (OSError, AttributeError):  # not there yet (ours once written), or no POSIX ids
+        return False
 
 
 def shared() -> SummaryCache:

@@ -23,7 +23,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-Key = tuple[int, int, int, int, int] | None  # (device, inode, size, mtime_ns, ctime_ns); None: missing
+# (device, inode, size, mtime_ns, ctime_ns, blocks); None: missing. The blocks a file occupies are what
+# ``allocated_bytes`` reports, and ZFS, for one, updates them when it writes the data out, seconds after
+# the timestamps (0 where the platform has no st_blocks).
+Key = tuple[int, int, int, int, int, int] | None
 
 
 class ReadLog:
@@ -61,7 +64,7 @@ _logs: list[ReadLog] = []
 def key_of(st: os.stat_result | None) -> Key:
     if st is None:
         return None
-    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, getattr(st, "st_blocks", 0))
 
 
 def note(path: str, st: os.stat_result | None) -> None:

@@ -4,26 +4,29 @@ reading them, and answers exactly what the scan answered.
 What keeps a snapshot valid: every folder the scan listed (an entry added, removed or renamed changes
 a folder's mtime) and every file it stat'd or read (the walk's stats, each file a reader opened, each file
 the summary cache answered for: ``tui.core.readlog``) still has the same (device, inode, size, mtime_ns,
-ctime_ns); so does every link among the entries of a listed folder (what a link is follows its target,
-which may lie anywhere: a dangling one is noted as missing) and every name a reader looked up outside
-the listed folders (through a linked folder, in ROOT's parent: found or not, and why not when a file
-could not be opened); and the same code read them (this package's version and its core modules' sizes
-and mtimes).
+ctime_ns, blocks); so does every link among the entries of a listed folder (what a link is follows its
+target, which may lie anywhere: a dangling one is noted as missing) and every name a reader looked up
+outside the listed folders (through a linked folder, in ROOT's parent: found or not, and why not when a
+file could not be opened); the same user and groups ask (``_who``); and the same code read them (this
+package's version, the interpreter's, and its core modules' sizes and mtimes).
+Trusted, not checked (docs/SECURITY.md): that adding or removing an entry changes a folder's mtime (not so
+on some FUSE mounts of object stores: turn the cache off there), and that the file server's clock agrees
+with this host's within ``cache.RACY_SECONDS``.
 One check against a stat per path: a 1,000-checkpoint root is ~7,600 stats, where a scan also opens,
 reads and parses. Who holds a run's ``.lock`` depends on a process table and the clock, not on files: it
 is judged again on every use and the problem lines it words are rewritten.
 
 Never written: for a scan that was cancelled or left unfinished, saw a path change while it ran or
 failed to open or list something for a reason that may pass (EIO, ESTALE, EMFILE: ``ReadLog.unsteady``),
-or saw anything changed in the last ``cache.RACY_SECONDS`` (a file rewritten
-twice within one timestamp tick would look unchanged: the summary cache's rule); nor with the cache off.
+or saw anything changed in the last ``cache.RACY_SECONDS`` (a file rewritten twice within one timestamp
+tick would look unchanged: the summary cache's rule); nor with the cache off.
 The scan falls back to reading (with the summary cache) on any mismatch, a corrupt or foreign file, or
 a snapshot of another root. Used by ``ls`` and the app, which browse; ``rm``, ``prune`` and ``slim``
 plan from a walk of their own.
 
 Stored like the cache's other files (``cache.write_file``): a header line with a CRC32, then a zlib body:
 one line of JSON (root, code stamp, records, errors, lock lines, the length of the paths and which paths
-did not exist), the paths seen (file system bytes, NUL-separated), then their keys, 40 bytes each
+did not exist), the paths seen (file system bytes, NUL-separated), then their keys, 48 bytes each
 (``_KEY``): checking 7,600 keys packed this way costs a fraction of parsing them as JSON.
 """
 
@@ -32,6 +35,7 @@ from __future__ import annotations
 import json
 import os
 import struct
+import sys
 import time
 import zlib
 from collections.abc import Callable, Iterator
@@ -49,11 +53,11 @@ from tui.core.files import fast_json
 from tui.core.model import CheckpointInfo
 from tui.core.process import lock_text, uncommitted_problem
 
-FORMAT = "ckpt-tui-snapshot 2"
+FORMAT = "ckpt-tui-snapshot 3"
 _KIND = b"snapshot\0"  # what the file's name is derived from, before the root: never a folder's name
 MAX_TEXT = 256 << 20  # what a snapshot may expand to
-# Each path's key, packed: device, inode, size (unsigned), mtime_ns, ctime_ns (signed: before 1970).
-_KEY = struct.Struct("<QQQqq")
+# Each path's key, packed: device, inode, size (unsigned), mtime_ns, ctime_ns (signed: before 1970), blocks.
+_KEY = struct.Struct("<QQQqqQ")
 _GONE = bytes(_KEY.size)  # the key of a path that did not exist (its index is in "gone")
 
 
@@ -102,6 +106,7 @@ def save(root: str, log: readlog.ReadLog, infos: list[CheckpointInfo], errors: l
     head = {
         "root": root,
         "code": code_stamp(),
+        "who": _who(),
         "infos": [info.to_json() for info in infos],
         "errors": errors,
         "locks": [[path, lines] for path, lines in locks.items()],
@@ -129,6 +134,8 @@ def replay(root: str) -> tuple[list[CheckpointInfo], list[str]] | None:
     body, seen = loaded
     if not isinstance(body, dict) or body.get("root") != root or body.get("code") != code_stamp():
         return None
+    if body.get("who") != _who():  # what may be read (a "cannot read" problem) depends on who asks
+        return None
     try:
         if not _unchanged(seen[: body["paths"]], seen[body["paths"] :], set(body["gone"])):
             return None
@@ -148,7 +155,7 @@ def replay(root: str) -> tuple[list[CheckpointInfo], list[str]] | None:
 def _unchanged(paths: bytes, keys: bytes, gone: set[int]) -> bool:
     """Every path (NUL-separated) has its key now (``_KEY`` each; ``gone``: the indexes of paths that did
     not exist, which still must not)."""
-    stat, pack = os.stat, _KEY.pack
+    stat, pack, blocks = os.stat, _KEY.pack, getattr
     now = []
     for n, path in enumerate(paths.split(b"\0")):
         try:
@@ -160,7 +167,7 @@ def _unchanged(paths: bytes, keys: bytes, gone: set[int]) -> bool:
             continue
         if n in gone:
             return False
-        now.append(pack(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns))
+        now.append(pack(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, blocks(st, "st_blocks", 0)))
     return b"".join(now) == keys
 
 
@@ -217,16 +224,25 @@ def _loads(text: bytes) -> Any:
         return None
 
 
+def _who() -> list[Any]:
+    """The user and groups this process reads as: a cache directory shared by two users (or reached by
+    ``sudo`` keeping HOME) must not hand one the answers of files only the other may read."""
+    try:
+        return [os.geteuid(), os.getegid(), sorted(os.getgroups())]
+    except (AttributeError, OSError):  # no POSIX ids (Windows)
+        return []
+
+
 _stamp: str | None = None
 
 
 def code_stamp() -> str:
-    """This package's version and the size and mtime of every module under ``tui/core``: an upgrade or an
-    edit makes every snapshot written before it unusable."""
+    """This package's version, the interpreter's and the size and mtime of every module under ``tui/core``:
+    an upgrade or an edit makes every snapshot written before it unusable."""
     global _stamp
     if _stamp is None:
         top = os.path.dirname(os.path.abspath(__file__))
-        parts, stack = [__version__], [top]
+        parts, stack = [__version__, sys.version], [top]  # the interpreter words some problems (JSON errors)
         while stack:
             folder = stack.pop()
             try:
