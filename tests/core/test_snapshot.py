@@ -410,3 +410,20 @@ def test_a_cache_directory_of_another_user_is_not_used(tmp_path, monkeypatch):
     assert cache.configure(directory=str(tmp_path / "c")).directory == str(tmp_path / "c")
     monkeypatch.setattr(os, "geteuid", lambda: os.stat(tmp_path / "c").st_uid + 1)
     assert cache.configure(directory=str(tmp_path / "c")).directory is None
+
+
+def test_a_folder_listed_by_another_reader_meanwhile_covers_nothing(tmp_path, trusted_now, walks, monkeypatch):
+    # the app may inspect (scan.describe lists folders) while its scan records: only a folder the scan
+    # noted answers for the names looked up in it
+    base = tmp_path / "x"
+    (base / "other").mkdir(parents=True)
+    root = base / "checkpoint-10"
+    syn.write_hf_checkpoint(root, 10, best_model_checkpoint="../other/checkpoint-10")
+    real = scan._check_checkpoint
+
+    def inspected_meanwhile(*args, **kw):
+        scan.describe(base, base / "other")
+        return real(*args, **kw)
+
+    monkeypatch.setattr(scan, "_check_checkpoint", inspected_meanwhile)
+    _remembered_then_changed(root, lambda: (base / "other" / "checkpoint-10").mkdir(), walks)

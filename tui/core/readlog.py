@@ -81,9 +81,11 @@ def note(path: str, st: os.stat_result | None) -> None:
 
 
 def listed(folder: str) -> None:
-    """The walk listed ``folder`` (noted before it was listed), links among its entries included."""
+    """A walk listed ``folder``, links among its entries noted. It answers for the names in it only in a log
+    that noted the folder itself (the scan does before it lists; the app may inspect meanwhile)."""
     for log in _logs:
-        log.listed.add(folder)
+        if log.seen.get(folder) is not None:
+            log.listed.add(folder)
 
 
 def note_lookup(path: str, st: os.stat_result | None) -> None:
