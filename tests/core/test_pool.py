@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 
@@ -79,3 +80,35 @@ def test_reads_that_stop_waiting_come_back_to_the_callers_thread(monkeypatch):
 
     assert list(pool.in_order((work(i) for i in range(400)), threads=4)) == list(range(400))
     assert set(where[:40]) != {me} and set(where[200:]) == {me}  # threads for the cold stretch only
+
+
+def test_waits_for_the_gil_behind_a_busy_thread_are_not_filesystem_waits():
+    # The app's UI thread draws while its worker scans: after each read the scan waits for the GIL, a
+    # voluntary switch like a read's. Threads would only fight harder for the GIL.
+    stop = threading.Event()
+
+    def ui():
+        while not stop.is_set():
+            sum(range(2000))
+
+    busy = threading.Thread(target=ui)
+    busy.start()
+    me = threading.get_ident()
+    where: list[int] = []
+
+    def work(i):
+        def finish():
+            for _ in range(5):
+                os.stat(".")  # releases the GIL; a warm cache answers at once
+            sum(range(500))
+            where.append(threading.get_ident())
+            return [i]
+
+        return pool.Deferred(finish)
+
+    try:
+        assert list(pool.in_order((work(i) for i in range(400)), threads=4)) == list(range(400))
+    finally:
+        stop.set()
+        busy.join()
+    assert set(where) == {me}

@@ -3,10 +3,13 @@ round trip, and threads overlap the round trips. On a local disk (or a warm page
 only fight over the GIL: the scan's CPU time doubles. So the work starts on the caller's thread and moves
 to threads only once it is seen waiting: ``WAITS_PER_ITEM`` or more voluntary context switches per item
 (a blocking ``open``/``read``/``stat``; a busy machine preempts us involuntarily, which does not count)
-over a window of ``WINDOW`` items. Waiting may pass (a stretch of files the page cache had dropped): after
-``PROBE_AFTER`` items on threads the caller's thread tries a window alone again, and keeps the work while
-it does not wait (on a network filesystem it goes back to threads at once, with twice as many items before
-the next try). Results come back in the order the work was handed in.
+over a window of ``WINDOW`` items, while the process's other threads stay off the CPU (beside a busy
+thread, such as the app's UI thread drawing what the scan found, this thread waits for the GIL after each
+read, and those waits are voluntary switches too: threads would only add to them). Waiting may pass (a
+stretch of files the page cache had dropped): after ``PROBE_AFTER`` items on threads the caller's thread
+tries a window alone again, and keeps the work while it does not wait (on a network filesystem it goes
+back to threads at once, with twice as many items before the next try). Results come back in the order
+the work was handed in.
 
 API::
 
@@ -18,6 +21,7 @@ API::
 from __future__ import annotations
 
 import os
+import time
 from collections import deque
 from collections.abc import Callable, Generator, Iterable, Iterator
 from itertools import chain, islice
@@ -40,6 +44,7 @@ DEFAULT_READ_THREADS = 8
 AHEAD_PER_THREAD = 4
 WINDOW = 8
 WAITS_PER_ITEM = 1.0
+OTHERS_SHARE = 0.25  # of a window's wall time: more CPU on other threads, and its waits may be the GIL's
 PROBE_AFTER = 256  # items on threads before the caller's thread tries a window alone again
 PROBE_AFTER_MAX = 8192  # the most it doubles to while every try still waits
 
@@ -105,12 +110,24 @@ def _inline_while_busy(items: Iterator[Deferred]) -> Generator[Any, None, bool]:
     """Work ``items`` on this thread until a window of them waited on the filesystem; then return (the
     rest is for the threads) whether a window before it did not wait. The walk that produces items is
     measured too: its ``stat`` calls wait alike."""
-    count, start, quiet = 0, _waits(), False
+    count, start, quiet = 0, _mark(), False
     for item in items:
         yield from item.finish()
         count += 1
         if count == WINDOW:
-            if _waits() - start >= WAITS_PER_ITEM * WINDOW:
+            if _waited(start):
                 return quiet
-            count, start, quiet = 0, _waits(), True
+            count, start, quiet = 0, _mark(), True
     return quiet
+
+
+def _mark() -> tuple[int, float, float]:
+    """(voluntary switches, wall clock, CPU seconds of the process's other threads) now."""
+    return _waits(), time.perf_counter(), time.process_time() - time.thread_time()
+
+
+def _waited(start: tuple[int, float, float]) -> bool:
+    """The window since ``start`` waited on the filesystem, not for the GIL behind a busy thread."""
+    waits, wall, others = _mark()
+    others_busy = others - start[2] > OTHERS_SHARE * (wall - start[1])
+    return waits - start[0] >= WAITS_PER_ITEM * WINDOW and not others_busy
