@@ -3,7 +3,7 @@ round trip, and threads overlap the round trips. On a local disk (or a warm page
 only fight over the GIL: the scan's CPU time doubles. So the work starts on the caller's thread and moves
 to threads only once it is seen waiting: ``WAITS_PER_ITEM`` or more voluntary context switches per item
 (a blocking ``open``/``read``/``stat``; a busy machine preempts us involuntarily, which does not count)
-over a window of ``WINDOW`` items, while the process's other threads stay off the CPU (beside a busy
+over a window of ``WINDOW`` items, while the process's other threads stay (nearly) off the CPU (beside a busy
 thread, such as the app's UI thread drawing what the scan found, this thread waits for the GIL after each
 read, and those waits are voluntary switches too: threads would only add to them). Waiting may pass (a
 stretch of files the page cache had dropped): after ``PROBE_AFTER`` items on threads the caller's thread
@@ -44,7 +44,7 @@ DEFAULT_READ_THREADS = 8
 AHEAD_PER_THREAD = 4
 WINDOW = 8
 WAITS_PER_ITEM = 1.0
-OTHERS_SHARE = 0.25  # of a window's wall time: more CPU on other threads, and its waits may be the GIL's
+OTHERS_SHARE = 0.25  # of this thread's CPU in a window: more on other threads, and its waits may be the GIL's
 PROBE_AFTER = 256  # items on threads before the caller's thread tries a window alone again
 PROBE_AFTER_MAX = 8192  # the most it doubles to while every try still waits
 
@@ -122,12 +122,14 @@ def _inline_while_busy(items: Iterator[Deferred]) -> Generator[Any, None, bool]:
 
 
 def _mark() -> tuple[int, float, float]:
-    """(voluntary switches, wall clock, CPU seconds of the process's other threads) now."""
-    return _waits(), time.perf_counter(), time.process_time() - time.thread_time()
+    """(voluntary switches, CPU seconds of this thread, CPU seconds of the process's other threads) now.
+    Shares of CPU, not of wall time: on a loaded machine every thread gets less of both."""
+    own = time.thread_time()
+    return _waits(), own, time.process_time() - own
 
 
 def _waited(start: tuple[int, float, float]) -> bool:
     """The window since ``start`` waited on the filesystem, not for the GIL behind a busy thread."""
-    waits, wall, others = _mark()
-    others_busy = others - start[2] > OTHERS_SHARE * (wall - start[1])
+    waits, own, others = _mark()
+    others_busy = others - start[2] > OTHERS_SHARE * (own - start[1])
     return waits - start[0] >= WAITS_PER_ITEM * WINDOW and not others_busy
