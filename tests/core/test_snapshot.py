@@ -427,3 +427,16 @@ def test_a_folder_listed_by_another_reader_meanwhile_covers_nothing(tmp_path, tr
 
     monkeypatch.setattr(scan, "_check_checkpoint", inspected_meanwhile)
     _remembered_then_changed(root, lambda: (base / "other" / "checkpoint-10").mkdir(), walks)
+
+
+def test_a_root_holding_our_own_cache_folder_is_remembered(tmp_path, trusted_now, walks, monkeypatch):
+    """``ls ~`` walks ~/.cache: the cache folder is skipped, else each run's own writes undo its snapshot."""
+    root = tmp_path / "home"
+    syn.write_hf_model(root / "run" / "fold_0")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(root / ".cache"))
+    first = remembered(root)
+    assert (root / ".cache" / "ckpt-tui").is_dir()  # created by the first run: its folder changed, once
+    assert remembered(root) == first and len(walks) == 2
+    for _ in range(2):  # from now on the cache's own writes change nothing the snapshot checks
+        assert remembered(root) == first == truth(root)
+    assert len(walks) == 2

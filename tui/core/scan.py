@@ -7,7 +7,7 @@ scans, never from tensor data.
 
 Rules worth knowing (docs/FORMAT.md has the on-disk contract):
 
-- Never entered: ``.ckpt-trash``, ``.git``, ``node_modules``, ``__pycache__``, ``.venv``; symlinked
+- Never entered: ``.ckpt-trash``, ``.git``, ``node_modules``, ``__pycache__``, ``.venv``, our own cache folder; symlinked
   folders (outside the root they are not ours; inside it their target is reached by its real path); a
   folder already entered (by device and inode: bind mounts, hard-linked folders).
 - A folder classified as a checkpoint is one unit: the files under it belong to it (``size_bytes``
@@ -127,6 +127,7 @@ def iter_checkpoints(
         yield from _resolved(_loose_file(state, root, os.path.basename(root), None), threads=1)
         return
     state.seen.add((st.st_dev, st.st_ino))
+    _skip_own_cache(state)
     state.log = log
     if readlog.noting():
         readlog.note(root, st)
@@ -186,13 +187,22 @@ def _enter(state: _Scan, entry: os.DirEntry) -> os.stat_result | None:
         st = entry.stat()
     except OSError:
         return None
-    if readlog.noting():
-        readlog.note(entry.path, st)
     key = (st.st_dev, st.st_ino)
     if key in state.seen:
         return None
     state.seen.add(key)
+    if readlog.noting():
+        readlog.note(entry.path, st)
     return st
+
+
+def _skip_own_cache(state: _Scan) -> None:
+    """Our cache folder is never walked (``ls ~`` reaches ~/.cache/ckpt-tui): nothing in it is a checkpoint,
+    and the scan's own cache writes would change folders its snapshot checks, every time."""
+    directory = cache.shared().directory
+    st = cache.stat_of(os.path.dirname(directory)) if directory is not None else None
+    if st is not None:
+        state.seen.add((st.st_dev, st.st_ino))
 
 
 def _visit(
