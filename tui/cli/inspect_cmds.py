@@ -91,13 +91,14 @@ def _rare_full_collections() -> Iterator[None]:
 
 
 def cmd_ls(args) -> int:
+    from tui.core.forked import default_processes
     from tui.core.snapshot import iter_checkpoints
 
     _need_folder(args.root, "ls")
     keep = _filter(args.filter)
     errors: list[str] = []
     with _rare_full_collections():
-        found = list(iter_checkpoints(args.root, errors=errors))
+        found = list(iter_checkpoints(args.root, errors=errors, processes=default_processes()))
     infos = [i for i in found if keep(i)] if args.filter else found
     for line in errors:
         warn(line)

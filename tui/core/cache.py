@@ -199,6 +199,19 @@ class SummaryCache:
             del self._buckets[f]
         self._full = keep if len(self._buckets) >= MAX_MEMORY_BUCKETS else []
 
+    def changes(self) -> dict[str, dict[str, tuple[str, str, float]]]:
+        """The entries of every folder changed in this process (what a forked reader hands back)."""
+        with self._lock:
+            return {f: dict(b.entries) for f, b in self._buckets.items() if b.dirty}
+
+    def absorb(self, changes: dict[str, dict[str, tuple[str, str, float]]]) -> None:
+        """Take in another process's ``changes()``, to be written with this process's own."""
+        for folder, entries in changes.items():
+            bucket = self._bucket(folder)
+            with self._lock:
+                bucket.entries.update(entries)
+                bucket.dirty = True
+
     def use_pack(self, root: str) -> None:
         """Keep the entries of every folder under ``root`` in one file: a scan of ``root`` then reads one
         cache file and writes one, where a file per folder costs a create and a rename per checkpoint

@@ -140,6 +140,15 @@ def note_failure(path: str, error: OSError) -> None:
             log.unsteady = True
 
 
+def merge(log: ReadLog, seen: dict[str, Key], lookups: dict[str, Key], unsteady: bool) -> None:
+    """Take in what another process's copy of ``log`` saw and looked up (a forked reader: ``tui.core.forked``)."""
+    for mine, theirs in ((log.seen, seen), (log.lookups, lookups)):
+        for path, key in theirs.items():
+            if mine.setdefault(path, key) != key:
+                log.unsteady = True
+    log.unsteady = log.unsteady or unsteady
+
+
 def noting() -> bool:
     return bool(_logs)
 

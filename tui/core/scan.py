@@ -108,13 +108,15 @@ def iter_checkpoints(
     cancelled: Callable[[], bool] = lambda: False,
     errors: list[str] | None = None,
     log: readlog.ReadLog | None = None,
+    processes: int = 1,
 ) -> Iterator[CheckpointInfo]:
     """Every checkpoint under ``root``, yielded as soon as it is classified.
 
     ``cancelled`` is polled once per folder. Folders that cannot be read are skipped and described
     (one line each) in ``errors`` when a list is given. ``log``: the scan notes there what it cannot
     read again from files (lines quoting a run's lock) and whether the walk ran to its end
-    (``tui.core.snapshot``, which remembers whole scans for browsing, passes one).
+    (``tui.core.snapshot``, which remembers whole scans for browsing, passes one). ``processes`` > 1: a
+    big root is walked first, then read by that many processes (``tui.core.forked``; never in the app).
     """
     root = os.path.abspath(os.fspath(root))
     state = _Scan(root, os.path.realpath(root), cancelled, errors if errors is not None else [])
@@ -132,9 +134,42 @@ def iter_checkpoints(
     if readlog.noting():
         readlog.note(root, st)
     cache.shared().use_pack(root)  # one cache file for the whole root: read once, written once
-    yield from _resolved(_visit(state, root, None, st.st_mtime), threads=read_threads())
+    if processes > 1:
+        yield from _in_processes(state, list(_visit(state, root, None, st.st_mtime)), processes)
+    else:
+        yield from _resolved(_visit(state, root, None, st.st_mtime), threads=read_threads())
     if log is not None and not cancelled():
         log.finished = True
+
+
+def _in_processes(state: _Scan, items: list[_Deferred], processes: int) -> Iterator[CheckpointInfo]:
+    from tui.core import forked
+
+    processes = forked.can_fork(len(items), processes)
+    if processes <= 1:
+        yield from _resolved(items, threads=read_threads())
+        return
+    walked_errors = len(state.errors)  # a child's copy holds these already
+
+    def export(results: list[CheckpointInfo]) -> dict:
+        log, where = state.log, {id(info): n for n, info in enumerate(results)}
+        return {
+            "cache": cache.shared().changes(),
+            "errors": state.errors[walked_errors:],
+            "seen": log.seen if log is not None else {},
+            "lookups": log.lookups if log is not None else {},
+            "unsteady": log.unsteady if log is not None else False,
+            "locks": [(p, where[id(i)], n) for p, i, n in (log.lock_lines if log else []) if id(i) in where],
+        }
+
+    def absorb(payload: dict, results: list[CheckpointInfo]) -> None:
+        cache.shared().absorb(payload["cache"])
+        state.errors.extend(payload["errors"])
+        if state.log is not None:
+            readlog.merge(state.log, payload["seen"], payload["lookups"], payload["unsteady"])
+            state.log.lock_lines += [(p, results[n], line) for p, n, line in payload["locks"]]
+
+    yield from forked.in_processes(items, processes, export=export, absorb=absorb)
 
 
 def scan(root: str | os.PathLike) -> list[CheckpointInfo]:

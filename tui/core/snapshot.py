@@ -62,7 +62,11 @@ _GONE = bytes(_KEY.size)  # the key of a path that did not exist (its index is i
 
 
 def iter_checkpoints(
-    root: str | os.PathLike, *, cancelled: Callable[[], bool] = lambda: False, errors: list[str] | None = None
+    root: str | os.PathLike,
+    *,
+    cancelled: Callable[[], bool] = lambda: False,
+    errors: list[str] | None = None,
+    processes: int = 1,
 ) -> Iterator[CheckpointInfo]:
     """``scan.iter_checkpoints(root)``: from the snapshot of its last whole scan while that is valid (the walk
     and its readers are then never imported), else from a scan, which is then remembered."""
@@ -78,7 +82,7 @@ def iter_checkpoints(
     first_error = len(errors)
     with readlog.recording() as log:
         infos = []
-        for info in scan.iter_checkpoints(root, cancelled=cancelled, errors=errors, log=log):
+        for info in scan.iter_checkpoints(root, cancelled=cancelled, errors=errors, log=log, processes=processes):
             infos.append(info)
             yield info
         save(root, log, infos, errors[first_error:])
