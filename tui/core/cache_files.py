@@ -14,6 +14,8 @@ import zlib
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from tui.core.files import read_upto
+
 FORMAT = "ckpt-tui-cache 1"  # the first line of every cache file, before its CRC32
 PACK_FORMAT = "ckpt-tui-pack 2"  # the same for the one file of a scanned root (use_pack); zlib body
 MAX_PACK_TEXT = 1 << 30  # what a pack may expand to (a corrupt or foreign file never goes past it)
@@ -105,7 +107,7 @@ def _read_cache_file(path: str, limit: int) -> bytes | None:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode) or st.st_size > limit:
             return None
-        raw = _read_all(fd, st.st_size)
+        raw = read_upto(fd, st.st_size + 1)  # one more than stat says: a file still growing shows
     except OSError:
         return None
     finally:
@@ -116,17 +118,6 @@ def _read_cache_file(path: str, limit: int) -> bytes | None:
         except OSError:
             pass
     return raw
-
-
-def _read_all(fd: int, size: int) -> bytes:
-    chunks, left = [], size + 1
-    while left > 0:
-        chunk = os.read(fd, left)
-        if not chunk:
-            break
-        chunks.append(chunk)
-        left -= len(chunk)
-    return b"".join(chunks)
 
 
 def _write_cache_file(path: str, form: str, body: bytes) -> None:

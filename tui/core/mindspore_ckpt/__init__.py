@@ -47,8 +47,9 @@ count the network only (what a ``model.safetensors`` export holds); the optimize
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from tui.core.lazy import lazy_attributes
 
 if TYPE_CHECKING:
     from tui.core.mindspore_ckpt.records import MINDSPORE_TYPES, MindSporeReport, MindSporeTensor
@@ -62,10 +63,4 @@ _LAZY = {
 }  # fmt: skip
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_attributes(__name__, _LAZY, globals())

@@ -64,8 +64,9 @@ replay that stopped early). A shared replay's graph is walked for tensor names o
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from tui.core.lazy import lazy_attributes
 
 if TYPE_CHECKING:
     from tui.core.pickle_scan.formats import scan_pickle
@@ -78,10 +79,4 @@ __all__ = ["PickleReport", "classify_global", "scan_pickle"]
 _LAZY = {"scan_pickle": "formats", "classify_global": "policy", "PickleReport": "report"}
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_attributes(__name__, _LAZY, globals())

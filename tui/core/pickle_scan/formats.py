@@ -31,7 +31,7 @@ import zipfile
 import zlib
 from typing import Any, BinaryIO
 
-from tui.core.files import open_regular_file
+from tui.core.files import open_regular_file, read_upto
 from tui.core.pickle_scan.lightning import lightning_state
 from tui.core.pickle_scan.machine import GlobalRef, Machine, ScanStop, is_count
 from tui.core.pickle_scan.report import PickleReport, fill_report
@@ -234,25 +234,13 @@ def _scan(path: str, label: str) -> PickleReport:
         return PickleReport(format="not-pickle", problems=[f"{label}: zero-byte file"])
     if size <= WHOLE_FILE_BYTES:  # read at once: each seek and read below is then no system call
         try:
-            data = _read_upto(fd, size)
+            data = read_upto(fd, size)
         finally:
             os.close(fd)
         with io.BytesIO(data) as f:
             return _scan_open(f, size, label)
     with os.fdopen(fd, "rb") as f:
         return _scan_open(f, size, label)
-
-
-def _read_upto(fd: int, size: int) -> bytes:
-    """The first ``size`` bytes of ``fd`` (fewer when it ends sooner)."""
-    chunks, left = [], size
-    while left > 0:
-        chunk = os.read(fd, left)
-        if not chunk:
-            break
-        chunks.append(chunk)
-        left -= len(chunk)
-    return b"".join(chunks)
 
 
 def _scan_open(f: BinaryIO, size: int, label: str) -> PickleReport:
