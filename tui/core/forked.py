@@ -94,9 +94,8 @@ def _fork(chunk: list[Deferred], export: Callable[[list[Any]], Any]) -> tuple[in
         try:
             os.close(r)
             results = [result for item in chunk for result in item.finish()]
-            data = pickle.dumps((results, export(results)), protocol=pickle.HIGHEST_PROTOCOL)
-            with os.fdopen(w, "wb") as out:
-                out.write(data)
+            with os.fdopen(w, "wb") as out:  # streamed: no second copy of a 10,000-checkpoint payload
+                pickle.dump((results, export(results)), out, protocol=pickle.HIGHEST_PROTOCOL)
             code = 0
         except BaseException:  # noqa: BLE001 - anything: the parent reads this chunk itself
             pass
@@ -110,21 +109,16 @@ def _collect(child: tuple[int, int] | None) -> tuple[list[Any], Any] | None:
     if child is None:
         return None
     pid, r = child
-    chunks = []
+    got = None
     try:
-        with os.fdopen(r, "rb") as f:
-            while block := f.read(1 << 20):
-                chunks.append(block)
-    except OSError:
-        chunks = []
+        with os.fdopen(r, "rb", buffering=1 << 20) as f:
+            got = pickle.load(f)  # our own records, from our own child; streamed off the pipe
+    except Exception:  # noqa: BLE001 - a short or garbled pipe (the child died): read the chunk here
+        got = None
     try:
         _, status = os.waitpid(pid, 0)
     except ChildProcessError:
         status = 1
-    if status != 0 or not chunks:
+    if status != 0 or not isinstance(got, tuple) or len(got) != 2:
         return None
-    try:
-        results, payload = pickle.loads(b"".join(chunks))  # our own records, from our own child
-    except Exception:  # noqa: BLE001 - a short or garbled pipe: read the chunk here
-        return None
-    return results, payload
+    return got
