@@ -24,8 +24,20 @@ pytestmark = [
 ]
 
 
+_server: list[str] = []  # this test's own tmux server (socket name)
+
+
+@pytest.fixture(autouse=True)
+def own_tmux_server():
+    """A tmux server per test (``-L``): when a test's last session ends its server exits, and a next test
+    that asks that exiting server for a session fails now and then ("server exited unexpectedly")."""
+    _server[:] = [f"ckpt-tui-test-{uuid.uuid4().hex[:8]}"]
+    yield
+    subprocess.run([TMUX, "-L", _server[0], "kill-server"], capture_output=True)
+
+
 def tmux(*args: str) -> str:
-    return subprocess.run([TMUX, *args], capture_output=True, text=True, check=True).stdout
+    return subprocess.run([TMUX, "-L", _server[0], *args], capture_output=True, text=True, check=True).stdout
 
 
 def wait_for(session: str, text: str, timeout: float = 20.0) -> str:
@@ -81,7 +93,7 @@ def test_console_script_in_tmux(tmp_path):
             time.sleep(0.2)
         assert "ckpt-tui" not in tmux("list-panes", "-t", session, "-F", "#{pane_current_command}")
     finally:
-        subprocess.run([TMUX, "kill-session", "-t", session], capture_output=True)
+        subprocess.run([TMUX, "-L", _server[0], "kill-session", "-t", session], capture_output=True)
 
 
 def test_hostile_names_never_reach_the_real_terminal(tmp_path):
@@ -102,7 +114,7 @@ def test_hostile_names_never_reach_the_real_terminal(tmp_path):
         assert "\x1b[31mred" not in with_escapes  # no cell coloured by the name's own SGR
         assert "PWNED" not in tmux("display-message", "-p", "-t", session, "#{pane_title}")
     finally:
-        subprocess.run([TMUX, "kill-session", "-t", session], capture_output=True)
+        subprocess.run([TMUX, "-L", _server[0], "kill-session", "-t", session], capture_output=True)
 
 
 
@@ -138,4 +150,4 @@ def test_resizing_the_real_terminal_reflows_the_columns(tmp_path):
             assert max(len(line) for line in screen.splitlines()) <= width
         tmux("send-keys", "-t", session, "q")
     finally:
-        subprocess.run([TMUX, "kill-session", "-t", session], capture_output=True)
+        subprocess.run([TMUX, "-L", _server[0], "kill-session", "-t", session], capture_output=True)
