@@ -23,6 +23,8 @@ pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this
 @pytest.fixture(autouse=True)
 def small_chunks(monkeypatch):
     monkeypatch.setattr(forked, "MIN_PER_PROCESS", 10)
+    # threads other tests of this session left running (pools, workers) would keep every fork off here
+    monkeypatch.setattr(forked, "other_threads", lambda: False)
     monkeypatch.setattr(cache, "RACY_SECONDS", -1.0)  # files written by the test may be remembered
 
 
@@ -109,15 +111,18 @@ def test_a_failing_child_has_its_chunk_read_here(tmp_path, collected, monkeypatc
     assert collected == [False]
 
 
-def test_nothing_forks_while_another_thread_runs():
+def test_nothing_forks_while_another_thread_runs(monkeypatch):
+    monkeypatch.undo()  # the real thread count
+    monkeypatch.setattr(forked, "MIN_PER_PROCESS", 10)
     stop = threading.Event()
     t = threading.Thread(target=stop.wait)
     t.start()
     try:
-        assert forked.can_fork(10_000, 4) == 1
+        assert forked.other_threads() and forked.can_fork(10_000, 4) == 1
     finally:
         stop.set()
         t.join()
+    monkeypatch.setattr(forked, "other_threads", lambda: False)
     assert forked.can_fork(10_000, 4) == 4
     assert forked.can_fork(25, 4) == 2  # at least MIN_PER_PROCESS (10 here) items each
     assert forked.can_fork(10_000, 1) == 1

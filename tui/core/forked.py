@@ -44,9 +44,14 @@ def default_processes() -> int:
     return max(1, min(wanted, cpus, MAX_PROCESSES))
 
 
+def other_threads() -> bool:
+    """Another thread runs in this process (a fork would copy none of them, nor release their locks)."""
+    return threading.active_count() != 1
+
+
 def can_fork(items: int, processes: int) -> int:
     """How many processes to read ``items`` with (1: here alone)."""
-    if processes <= 1 or not hasattr(os, "fork") or threading.active_count() != 1:
+    if processes <= 1 or not hasattr(os, "fork") or other_threads():
         return 1
     return max(1, min(processes, items // MIN_PER_PROCESS))
 
