@@ -202,7 +202,7 @@ def test_forged_entry_with_valid_crc_for_another_folder_is_not_used(tmp_path, tr
     _fresh_process_scan(root)
     cache.shared().flush()
     directory = str(private_cache / "ckpt-tui" / "v1")
-    pack = Path(cache.SummaryCache(directory)._path(str(root), cache._PACK))
+    pack = Path(cache.SummaryCache(directory).file_for(str(root), cache._PACK))
     _resign(pack, cache.PACK_FORMAT, str(root), str(root) + "x")  # the scan's one file, another root's
     assert cache._decode_pack(pack.read_bytes(), str(root) + "x", str(root) + "x") is not None
     assert cache.SummaryCache(directory)._load_pack(str(root), str(root)) is None
@@ -211,7 +211,7 @@ def test_forged_entry_with_valid_crc_for_another_folder_is_not_used(tmp_path, tr
     writer = cache.SummaryCache(directory)
     writer.put("r/1", folder, [["config.json", None]], "1")
     writer.flush()
-    path = Path(writer._path(folder))
+    path = Path(writer.file_for(folder))
     _resign(path, cache.FORMAT, folder, folder + "x")
     assert cache._decode_bucket(path.read_bytes(), folder + "x")  # intact, but another folder's
     assert cache.SummaryCache(directory)._load(folder).entries == {}
@@ -364,7 +364,7 @@ def test_a_first_scan_opens_no_cache_file_per_folder(tmp_path, trusted_now, priv
     shared = cache.configure()
     folder = str(root / "run" / "model_fold_0")
     scan.scan(root)
-    assert shared._path(folder) not in opened and opened  # the packs of the root and above were looked for
+    assert shared.file_for(folder) not in opened and opened  # the packs of the root and above were looked for
     other = cache.SummaryCache(shared.directory)  # another process: a file for the folder alone
     other.put("test/1", folder, [], '"theirs"')
     other.flush()
@@ -426,7 +426,7 @@ def test_a_pack_is_read_a_piece_at_a_time_and_a_stream_cut_short_is_refused(
     _fresh_process_scan(root)
     cache.shared().flush()
     directory = str(private_cache / "ckpt-tui" / "v1")
-    pack = Path(cache.SummaryCache(directory)._path(str(root), cache._PACK))
+    pack = Path(cache.SummaryCache(directory).file_for(str(root), cache._PACK))
     whole = cache.SummaryCache(directory)._load_pack(str(root), str(root))
     monkeypatch.setattr(cache_files, "PACK_READ", 7)  # lines cut across pieces
     assert whole and cache.SummaryCache(directory)._load_pack(str(root), str(root)) == whole

@@ -238,7 +238,8 @@ class SummaryCache:
 
     # --- disk -----------------------------------------------------------------------------------------
 
-    def _path(self, folder: str, kind: bytes = b"") -> str:
+    def file_for(self, folder: str, kind: bytes = b"") -> str:
+        """The cache file that holds ``folder``'s entries (``kind``: another file about it, a pack, a snapshot)."""
         assert self.directory is not None
         digest = sha1(kind + os.fsencode(folder)).hexdigest()
         return os.path.join(self.directory, digest[:2], digest[2:] + ".cache")
@@ -249,7 +250,7 @@ class SummaryCache:
         subdirs = self._cache_subdirs()
         if not subdirs:  # an empty cache: not even a name to hash
             return _Bucket({})
-        path = self._path(folder)
+        path = self.file_for(folder)
         if os.path.basename(os.path.dirname(path)) not in subdirs:
             return _Bucket({})
         raw = _read_cache_file(path, MAX_BUCKET_BYTES)
@@ -276,7 +277,7 @@ class SummaryCache:
 
     def _load_pack(self, root: str, under: str) -> dict[str, dict[str, tuple[str, str, float]]] | None:
         """The folders under ``under`` in the pack file of ``root``; None when there is none intact."""
-        raw = _read_cache_file(self._path(root, _PACK), self.max_bytes)
+        raw = _read_cache_file(self.file_for(root, _PACK), self.max_bytes)
         return _decode_pack(raw, root, under) if raw is not None else None
 
     def flush(self) -> None:
@@ -335,7 +336,7 @@ class SummaryCache:
         body = "\n".join(lines).encode("utf-8", "surrogatepass")
         if len(body) > MAX_BUCKET_BYTES:
             return False
-        _write_cache_file(self._path(folder), FORMAT, body)
+        _write_cache_file(self.file_for(folder), FORMAT, body)
         return True
 
     def _write_pack(self, root: str, folders: list[str]) -> bool:
@@ -357,7 +358,7 @@ class SummaryCache:
         body.append(deflate.flush())
         if body_size + len(body[-1]) > self.max_bytes // 2:
             return False
-        _write_cache_file(self._path(root, _PACK), PACK_FORMAT, b"".join(body))
+        _write_cache_file(self.file_for(root, _PACK), PACK_FORMAT, b"".join(body))
         return True
 
     def _maybe_sweep(self) -> None:
@@ -397,9 +398,16 @@ def _keys_text(keys: list[FileKey]) -> str:
     return f"[{','.join(parts)}]"
 
 
+def racy_after(started_ns: int | None = None) -> int:
+    """The mtime/ctime (ns) past which a file is too recent to trust (or from the future: another host's
+    clock): ``RACY_SECONDS`` before now, or before ``started_ns`` when that came first."""
+    now = time.time_ns()
+    return (now if started_ns is None else min(started_ns, now)) - int(RACY_SECONDS * 1e9)
+
+
 def _racy(keys: list[FileKey]) -> bool:
-    """A key too recent to trust (or from the future: another host's clock)."""
-    limit = time.time_ns() - int(RACY_SECONDS * 1e9)
+    """A key too recent to trust."""
+    limit = racy_after()
     return any(len(k) > 2 and max(k[4], k[5]) > limit for k in keys)
 
 

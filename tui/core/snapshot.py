@@ -32,11 +32,9 @@ did not exist), the paths seen (file system bytes, NUL-separated), then their ke
 
 from __future__ import annotations
 
-import json
 import os
 import struct
 import sys
-import time
 import zlib
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -49,7 +47,7 @@ except ImportError:
     from hashlib import sha1
 
 from tui.core import cache, readlog
-from tui.core.files import fast_json
+from tui.core.files import dumps_json, loads_json
 from tui.core.model import CheckpointInfo
 from tui.core.process import lock_text, uncommitted_problem
 
@@ -90,8 +88,7 @@ def iter_checkpoints(
 
 def save(root: str, log: readlog.ReadLog, infos: list[CheckpointInfo], errors: list[str]) -> bool:
     """Remember a whole scan; False when there is no cache, or the scan is not one to remember."""
-    directory = cache.shared().directory
-    if directory is None or not log.finished:
+    if cache.shared().directory is None or not log.finished:
         return False
     log.settle()
     if log.unsteady or _racy(log.seen.values(), log.started_ns):
@@ -117,11 +114,11 @@ def save(root: str, log: readlog.ReadLog, infos: list[CheckpointInfo], errors: l
         "paths": len(paths),
         "gone": [n for n, key in enumerate(log.seen.values()) if key is None],
     }
-    packed = zlib.compress(b"".join((_dumps(head), b"\n", paths, keys)), 1)
+    packed = zlib.compress(b"".join((dumps_json(head).encode("ascii"), b"\n", paths, keys)), 1)
     if len(packed) > cache.shared().max_bytes // 2:
         return False
     try:
-        cache.write_file(_path(directory, root), FORMAT, packed)
+        cache.write_file(cache.shared().file_for(root, _KIND), FORMAT, packed)
     except OSError:
         return False
     return True
@@ -129,10 +126,9 @@ def save(root: str, log: readlog.ReadLog, infos: list[CheckpointInfo], errors: l
 
 def replay(root: str) -> tuple[list[CheckpointInfo], list[str]] | None:
     """(infos, errors) of the last scan of ``root`` when every path it saw is unchanged, else None."""
-    directory = cache.shared().directory
-    if directory is None:
+    if cache.shared().directory is None:
         return None
-    loaded = _load(_path(directory, root))
+    loaded = _load(cache.shared().file_for(root, _KIND))
     if loaded is None:
         return None
     body, seen = loaded
@@ -159,7 +155,7 @@ def replay(root: str) -> tuple[list[CheckpointInfo], list[str]] | None:
 def _unchanged(paths: bytes, keys: bytes, gone: set[int]) -> bool:
     """Every path (NUL-separated) has its key now (``_KEY`` each; ``gone``: the indexes of paths that did
     not exist, which still must not)."""
-    stat, pack, blocks = os.stat, _KEY.pack, getattr
+    stat, pack, key_of = os.stat, _KEY.pack, readlog.key_of
     now = []
     for n, path in enumerate(paths.split(b"\0")):
         try:
@@ -171,29 +167,14 @@ def _unchanged(paths: bytes, keys: bytes, gone: set[int]) -> bool:
             continue
         if n in gone:
             return False
-        now.append(pack(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, blocks(st, "st_blocks", 0)))
+        now.append(pack(*key_of(st)))
     return b"".join(now) == keys
 
 
 def _racy(keys, started_ns: int) -> bool:
-    """Anything changed too recently to trust its timestamps (or stamped in the future: another clock)."""
-    limit = min(started_ns, time.time_ns()) - int(cache.RACY_SECONDS * 1e9)
+    """Anything changed too recently to trust its timestamps (the summary cache's rule)."""
+    limit = cache.racy_after(started_ns)
     return any(key is not None and max(key[3], key[4]) > limit for key in keys)
-
-
-def _path(directory: str, root: str) -> str:
-    digest = sha1(_KIND + os.fsencode(root)).hexdigest()
-    return os.path.join(directory, digest[:2], digest[2:] + ".cache")
-
-
-def _dumps(body: dict[str, Any]) -> bytes:
-    fast = fast_json(len(body["infos"]) * 700)  # ~700 bytes of JSON per record
-    if fast is not None:
-        try:
-            return fast.dumps(body)
-        except TypeError:  # a lone surrogate (a name that is not UTF-8): the standard library escapes it
-            pass
-    return json.dumps(body, separators=(",", ":")).encode("ascii")
 
 
 def _load(path: str) -> tuple[Any, bytes] | None:
@@ -210,21 +191,8 @@ def _load(path: str) -> tuple[Any, bytes] | None:
         if inflate.unconsumed_tail or not inflate.eof:
             return None
         text, _, seen = body.partition(b"\n")  # compact JSON never holds a raw newline
-        return _loads(text), seen
+        return loads_json(text), seen
     except (ValueError, RecursionError, zlib.error):
-        return None
-
-
-def _loads(text: bytes) -> Any:
-    try:
-        fast = fast_json(len(text))
-        if fast is not None:
-            try:
-                return fast.loads(text)
-            except fast.JSONDecodeError:  # a lone surrogate escaped by the standard library
-                pass
-        return json.loads(text)
-    except (ValueError, RecursionError):
         return None
 
 
