@@ -250,20 +250,17 @@ class CkptApp(ActionsMixin, App[None]):
 
         def scan() -> msg.ScanDone | None:
             signature = tasks.tree_signature(self.root, watched=watched)
-            if only_if_changed and signature == self._signature:
-                live = tasks.live_runs(self.root, runs)
-                free = tasks.free_space(self.root)
-                return msg.ScanDone(generation, set(), error=None, skipped=True, live=live, free=free)
-            self._signature = signature
-            scanned.append(True)
-            for batch in tasks.scan_batches(self.root, cancelled=lambda: worker.is_cancelled):
-                seen.update(i.path for i in batch)
-                found_runs.update(run_of(i) for i in batch)
-                self.post_message(msg.ScanBatch(generation, batch))
-            if worker.is_cancelled:
-                return None
-            # The list is complete; who holds each run's lock and the free space follow, as a poll's are.
-            self.post_message(msg.ScanDone(generation, seen))
+            if not (only_if_changed and signature == self._signature):
+                self._signature = signature
+                scanned.append(True)
+                for batch in tasks.scan_batches(self.root, cancelled=lambda: worker.is_cancelled):
+                    seen.update(i.path for i in batch)
+                    found_runs.update(run_of(i) for i in batch)
+                    self.post_message(msg.ScanBatch(generation, batch))
+                if worker.is_cancelled:
+                    return None
+                self.post_message(msg.ScanDone(generation, seen))
+            # A poll, or a complete list: who holds each run's lock and the free space follow.
             live = tasks.live_runs(self.root, found_runs)
             return msg.ScanDone(generation, set(), skipped=True, live=live, free=tasks.free_space(self.root))
 
