@@ -145,3 +145,12 @@ def test_format_value_cells():
     assert format_value(0.5, ".4f") == "0.5000"
     assert format_value(3) == "3"
     assert format_value("bf16") == "bf16"
+
+
+def test_plural_agrees_with_the_count():
+    from tui.core.text import plural
+
+    assert plural(1, "item") == "1 item"
+    assert plural(0, "item") == "0 items"
+    assert plural(2, "trash entry", "trash entries") == "2 trash entries"
+    assert plural(1, "trash entry", "trash entries") == "1 trash entry"

@@ -15,7 +15,7 @@ import sys
 from typing import Any
 
 from tui.cli.output import print_json
-from tui.core.text import format_bytes, safe_text
+from tui.core.text import format_bytes, plural, safe_text
 
 EXIT_OK, EXIT_REFUSED = 0, 1
 SHOWN = 50  # rows per section in the text output (--json has them all)
@@ -126,7 +126,7 @@ def diff_text(result, weights, *, include_noise: bool) -> str:
     lines = [f"A: {safe_text(result.a)}", f"B: {safe_text(result.b)}"]
     noise = "" if include_noise else " (tool versions and load paths skipped; --all shows them)"
     n = len(result.config)
-    lines.append(f"config: {n} key{'s' if n != 1 else ''} differ{'s' if n == 1 else ''}{noise}")
+    lines.append(f"config: {plural(n, 'key')} differ{'s' if n == 1 else ''}{noise}")
     lines += _rows(
         [(safe_text(c.key), f"{'(absent)' if c.only_in == 'b' else _value(c.a)} -> "
           f"{'(absent)' if c.only_in == 'a' else _value(c.b)}") for c in result.config]

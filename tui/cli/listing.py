@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from tui.cli.output import TSV_COLUMNS, cell, console
 from tui.core.model import CheckpointInfo, progress_text
-from tui.core.text import format_bytes, format_count, safe_text
+from tui.core.text import format_bytes, format_count, plural, safe_text
 
 GAP = 2  # spaces between table columns
 MIN_PATH = 16  # the path column is never narrower than this (it wraps instead of being cut)
@@ -38,7 +38,7 @@ def status_text(info: CheckpointInfo) -> str:
     elif info.complete:
         base = "ok"
     else:
-        base = f"{len(info.problems)} problem{'s' if len(info.problems) != 1 else ''}"
+        base = plural(len(info.problems), "problem")
     marks = [m for m, on in (("best", info.best), ("promoted", info.promoted), ("writing", info.in_progress)) if on]
     return " ".join([base, *marks])
 

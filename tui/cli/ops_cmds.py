@@ -25,7 +25,7 @@ from typing import Any
 
 from tui.cli.output import print_json
 from tui.core.names import CHECKPOINT_N, RUN_FILE, STEP_DIR, TRASH_DIR
-from tui.core.text import format_bytes, safe_text
+from tui.core.text import format_bytes, plural, safe_text
 
 EXIT_OK, EXIT_REFUSED = 0, 1
 ROOT_HELP = (
@@ -190,10 +190,6 @@ def _plan_text(plan) -> str:
     return "\n".join([*lines, safe_text(plan.summary)])
 
 
-def _plural(n: int, one: str, many: str | None = None) -> str:
-    return f"{n} {one if n == 1 else many or one + 's'}"
-
-
 def dry_run_text(plan) -> str:
     """A dry run's plan in the conditional, so that it never reads as done: the item, refused and kept
     lines, then "Would move 1 item (12.5 MiB) to the trash in root/.ckpt-trash/: ..." and a last line
@@ -206,19 +202,19 @@ def dry_run_text(plan) -> str:
     if not n:
         lines.append("Nothing would change.")
     elif plan.action == "trash-empty":
-        lines.append(f"Would permanently delete {_plural(n, 'trash entry', 'trash entries')} ({size}): {listed}.")
+        lines.append(f"Would permanently delete {plural(n, 'trash entry', 'trash entries')} ({size}): {listed}.")
     elif plan.action == "slim":
         folders = len({i.group for i in plan.items})
         lines.append(
-            f"Would move {_plural(n, 'training-state file')} ({size}) from {_plural(folders, 'checkpoint')} "
+            f"Would move {plural(n, 'training-state file')} ({size}) from {plural(folders, 'checkpoint')} "
             f"to the trash in {trash}: {listed}."
         )
     else:
-        lines.append(f"Would move {_plural(n, 'item')} ({size}) to the trash in {trash}: {listed}.")
+        lines.append(f"Would move {plural(n, 'item')} ({size}) to the trash in {trash}: {listed}.")
     if plan.action == "prune" and plan.kept:
-        lines.append(f"Would keep {_plural(len(plan.kept), 'checkpoint')} (see above).")
+        lines.append(f"Would keep {plural(len(plan.kept), 'checkpoint')} (see above).")
     if plan.refusals:
-        lines.append(f"Would refuse {_plural(len(plan.refusals), 'path')} (see above).")
+        lines.append(f"Would refuse {plural(len(plan.refusals), 'path')} (see above).")
     lines.append("Dry run: nothing was changed.")
     return "\n".join(lines)
 

@@ -25,7 +25,7 @@ from tui.core.integrity import scan_pickle_into
 from tui.core.model import CheckpointInfo, Kind, progress_key, run_of
 from tui.core.names import MANIFEST_NAME, TRASH_DIR
 from tui.core.safety import Safety
-from tui.core.text import format_bytes, lower_is_better
+from tui.core.text import format_bytes, lower_is_better, plural
 from tui.core.trash import Trash, TrashError, tree_size
 
 # Files that only matter to resume training. Weights, config and tokenizer never match.
@@ -208,7 +208,7 @@ def _finish_delete_summary(plan: Plan, root: Path, verb: str, extra: str = "") -
     plan.total_bytes = sum(i.bytes for i in plan.items)
     if plan.items:
         head = (
-            f"{verb} {len(plan.items)} item{'s' if len(plan.items) != 1 else ''} "
+            f"{verb} {plural(len(plan.items), 'item')} "
             f"({format_bytes(plan.total_bytes)}): {_names(plan.items)}."
         )
         plan.summary = head + _undo_sentence(root) + extra + _refusal_sentence(plan.refusals)
@@ -381,7 +381,7 @@ def plan_slim(root: Path | str, paths: Paths, infos: Infos = (), *, clock: Clock
     if plan.items:
         what = ", ".join(dict.fromkeys(sorted(i.what for i in plan.items)))
         plan.summary = (
-            f"Slim {len(folders)} checkpoint{'s' if len(folders) != 1 else ''} ({', '.join(folders[:3])}"
+            f"Slim {plural(len(folders), 'checkpoint')} ({', '.join(folders[:3])}"
             f"{' ...' if len(folders) > 3 else ''}): drop {len(plan.items)} training-state files "
             f"({format_bytes(plan.total_bytes)}: {what}); weights, "
             "config and tokenizer stay, and the folders can no longer resume training."
@@ -545,7 +545,7 @@ def _result_summary(result: Result) -> str:
         )
     else:
         verb = {"slim": "Slimmed", "prune": "Pruned", "delete": "Deleted"}[result.action]
-        text = f"{verb} {n} item{'s' if n != 1 else ''} ({format_bytes(result.bytes)} moved to the trash)."
+        text = f"{verb} {plural(n, 'item')} ({format_bytes(result.bytes)} moved to the trash)."
         if result.trash_ids:
             text += f" Undo: `u` in the app or `ckpt-tui trash restore {result.trash_ids[0]}`."
     if result.refused:

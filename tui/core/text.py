@@ -127,6 +127,11 @@ def format_count(n: int | None) -> str:
     return str(n)
 
 
+def plural(n: int, one: str, many: str | None = None) -> str:
+    """``n`` and the noun that agrees with it: ``"1 item"``, ``"3 items"``, ``"2 trash entries"``."""
+    return f"{n} {one if n == 1 else many or one + 's'}"
+
+
 def format_value(value: object, spec: str = ".4g", missing: str = "-") -> str:
     """A table cell for a metric or config value: floats with ``spec``, None as ``missing``, else ``str``.
     Not terminal-safe: text from disk still goes through ``safe_text``."""
