@@ -118,9 +118,9 @@ def derive_root(paths: list[Path]) -> tuple[Path, str]:
     common = Path(os.path.commonpath([str(p) for p in starts]))
     if common in starts:  # one PATH, or one PATH inside another: start above it
         common = common.parent
-    for folder in [common, *common.parents]:
-        if (folder / TRASH_DIR).is_dir():
-            return folder, f"it holds {TRASH_DIR}"
+    trash_root = _nearest_trash(common)
+    if trash_root is not None:
+        return trash_root, f"it holds {TRASH_DIR}"
     roots = [_root_of_one(p) for p in starts]
     if len({r for r, _ in roots}) == 1:
         return roots[0]
@@ -156,10 +156,15 @@ def _root_for(args, paths: list[Path] | None) -> Path:
 def _trash_root_from_cwd() -> tuple[Path, str]:
     """``trash`` has no PATH: the nearest ancestor of the current directory holding a trash, else it."""
     cwd = Path.cwd()
-    for folder in [cwd, *cwd.parents]:
-        if (folder / TRASH_DIR).is_dir():
-            return folder, f"the nearest folder holding {TRASH_DIR}"
+    trash_root = _nearest_trash(cwd)
+    if trash_root is not None:
+        return trash_root, f"the nearest folder holding {TRASH_DIR}"
     return cwd, "the current directory"
+
+
+def _nearest_trash(start: Path) -> Path | None:
+    """``start`` or its nearest ancestor holding ``.ckpt-trash``: repeated deletes share one trash."""
+    return next((folder for folder in [start, *start.parents] if (folder / TRASH_DIR).is_dir()), None)
 
 
 def _abs(path: str) -> Path:
