@@ -14,7 +14,7 @@ import os
 import sys
 from typing import Any
 
-from tui.cli.output import print_json
+from tui.cli.output import note, print_json
 from tui.core.text import format_bytes, plural, safe_text
 
 EXIT_OK, EXIT_REFUSED = 0, 1
@@ -89,7 +89,7 @@ def cmd_diff(args) -> int:
     else:
         sys.stdout.write(diff_text(result, weights, include_noise=args.all))
     if refused:
-        print(f"ckpt-tui: {safe_text(refused)}", file=sys.stderr)
+        note(refused)
         return EXIT_REFUSED
     return EXIT_OK
 

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from tui.cli.output import TSV_COLUMNS, cell, console, jsonable, print_json, warn
+from tui.cli.output import TSV_COLUMNS, cell, console, jsonable, note, print_json, warn
 from tui.core.text import safe_text
 
 FLOAT_KEYS = ("accuracy", "f1_macro", "log_loss")
@@ -140,7 +140,7 @@ def cmd_inspect(args) -> int:
         path = _the_one_inside(root, args.path)
         if path is None:
             raise _usage(safe_text(e)) from None
-        print(f"ckpt-tui: {safe_text(args.path)} holds one checkpoint file: {safe_text(path)}", file=sys.stderr)
+        note(f"{args.path} holds one checkpoint file: {path}")
         result = inspect_path(root, path, verify_hashes=args.verify)
     if args.json:
         print_json(result.to_json())
@@ -200,7 +200,7 @@ def _metrics_folder(root: str) -> str:
         return root
     found = folders_with_folds(Path(root))
     if len(found) == 1:
-        print(f"ckpt-tui: metrics of {safe_text(found[0])}", file=sys.stderr)
+        note(f"metrics of {found[0]}")
         return str(found[0])
     if found:
         names = ", ".join(safe_text(os.path.relpath(f, root)) for f in found[:5])

@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tui.cli.output import print_json
+from tui.cli.output import note, print_json
 from tui.core.names import CHECKPOINT_N, RUN_FILE, STEP_DIR, TRASH_DIR
 from tui.core.text import format_bytes, plural, safe_text
 
@@ -149,7 +149,7 @@ def _root_for(args, paths: list[Path] | None) -> Path:
         root, why = derive_root(paths)
     else:
         root, why = _trash_root_from_cwd()
-    print(f"ckpt-tui: ROOT {safe_text(root)} ({safe_text(why)}; --root to choose)", file=sys.stderr)
+    note(f"ROOT {root} ({why}; --root to choose)")
     return root
 
 
@@ -249,7 +249,7 @@ def _run_plan(args, plan) -> int:
         _emit(args, {"plan": plan.to_json(), "executed": False}, _plan_text(plan))
         return refused
     if (stop := _confirm(args, plan)) is not None:
-        print(f"ckpt-tui: {stop}", file=sys.stderr)
+        note(stop)
         if args.json:
             _emit(args, {"plan": plan.to_json(), "executed": False, "error": stop}, "")
         return EXIT_REFUSED
@@ -308,7 +308,7 @@ def cmd_promote(args) -> int:
             base=_abs(args.base) if args.base else None,
         )
     except PromoteError as e:
-        print(f"ckpt-tui: {safe_text(e)}", file=sys.stderr)
+        note(e)
         if args.json:
             _emit(args, {"error": str(e)}, "")
         return EXIT_REFUSED
@@ -342,7 +342,7 @@ def cmd_trash(args) -> int:
         try:
             entries = Trash(root).list()
         except TrashError as e:
-            print(f"ckpt-tui: {safe_text(e)}", file=sys.stderr)
+            note(e)
             return EXIT_REFUSED
         lines = [
             f"{safe_text(e.id)}  {format_bytes(e.size_bytes):>10}  {safe_text(e.action or '?'):<6} "
@@ -359,7 +359,7 @@ def cmd_trash(args) -> int:
     if args.trash_command == "restore":
         result = actions.restore(root, args.id)
         if not result.ok:
-            print(f"ckpt-tui: {safe_text(result.errors[0])}", file=sys.stderr)
+            note(result.errors[0])
         _emit(args, result.to_json(), safe_text(result.summary))
         return EXIT_OK if result.ok else EXIT_REFUSED
     return _run_plan(args, actions.plan_trash_empty(root))

@@ -63,9 +63,14 @@ def _compact_as_is(obj: Any) -> str | None:
     return text if "\\ud" not in text else None
 
 
+def note(text: Any) -> None:
+    """``ckpt-tui: ...`` on stderr, terminal-safe: an error, a refusal, or what the command chose."""
+    print(f"ckpt-tui: {safe_text(text)}", file=sys.stderr)
+
+
 def warn(text: Any) -> None:
     """``ckpt-tui: warning: ...`` on stderr, terminal-safe."""
-    print(f"ckpt-tui: warning: {safe_text(text)}", file=sys.stderr)
+    note(f"warning: {text}")
 
 
 def no_color() -> bool:
