@@ -19,10 +19,6 @@ STATE_LIMIT = 64 << 20
 _NO_MAX_LENGTH = 10**18
 
 
-_int = json_int
-_num = json_number
-
-
 def _str(v: Any) -> str | None:
     return v if isinstance(v, str) else None
 
@@ -41,17 +37,17 @@ def _config_summary(path: str | os.PathLike) -> tuple[dict[str, Any] | None, lis
         return None, problems
     id2label = data.get("id2label")
     id2label = {str(k): str(v) for k, v in id2label.items()} if isinstance(id2label, dict) else None
-    num_labels = len(id2label) if id2label else _int(data.get("num_labels"))
+    num_labels = len(id2label) if id2label else json_int(data.get("num_labels"))
     architectures = data.get("architectures")
     return {
         "model_type": _str(data.get("model_type")),
         "architectures": [a for a in architectures if isinstance(a, str)]
         if isinstance(architectures, list)
         else None,
-        "hidden_size": _int(data.get("hidden_size")),
-        "num_hidden_layers": _int(data.get("num_hidden_layers")),
-        "num_attention_heads": _int(data.get("num_attention_heads")),
-        "vocab_size": _int(data.get("vocab_size")),
+        "hidden_size": json_int(data.get("hidden_size")),
+        "num_hidden_layers": json_int(data.get("num_hidden_layers")),
+        "num_attention_heads": json_int(data.get("num_attention_heads")),
+        "vocab_size": json_int(data.get("vocab_size")),
         "num_labels": num_labels,
         "id2label": id2label,
         # transformers 5 writes "dtype"; 4.x wrote "torch_dtype".
@@ -87,8 +83,8 @@ def adapter_config_summary(folder: Path) -> tuple[dict[str, Any] | None, list[st
     return {
         "peft_type": _str(data.get("peft_type")),
         "base_model": _str(data.get("base_model_name_or_path")),
-        "r": _int(data.get("r")),
-        "lora_alpha": _num(data.get("lora_alpha")),
+        "r": json_int(data.get("r")),
+        "lora_alpha": json_number(data.get("lora_alpha")),
         "target_modules": targets if isinstance(targets, (list, str)) else None,
         "task_type": _str(data.get("task_type")),
     }, []
@@ -123,7 +119,7 @@ def tokenizer_summary(folder: Path) -> tuple[dict[str, Any] | None, list[str]]:
     vocab_size, added_special, err = _vocab_size(folder, present)
     if err:
         problems.append(err)
-    max_len = _int(tok_config.get("model_max_length"))
+    max_len = json_int(tok_config.get("model_max_length"))
     return {
         "class": _str(tok_config.get("tokenizer_class")),
         "vocab_size": vocab_size,
@@ -331,10 +327,10 @@ def _state_facts(path: str | os.PathLike, *, lean: bool) -> tuple[dict[str, Any]
     else:
         cleaned = [_clean_log_entry(e) for e in entries]
     return {
-        "global_step": _int(data.get("global_step")),
-        "epoch": _num(data.get("epoch")),
-        "best_metric": _num(data.get("best_metric")),
-        "best_global_step": _int(data.get("best_global_step")) or _int(data.get("best_step")),
+        "global_step": json_int(data.get("global_step")),
+        "epoch": json_number(data.get("epoch")),
+        "best_metric": json_number(data.get("best_metric")),
+        "best_global_step": json_int(data.get("best_global_step")) or json_int(data.get("best_step")),
         "best_model_checkpoint": _str(data.get("best_model_checkpoint")),
         "metric_name": metric_name,
         "log_history": cleaned,
@@ -342,7 +338,7 @@ def _state_facts(path: str | os.PathLike, *, lean: bool) -> tuple[dict[str, Any]
 
 
 def _clean_log_entry(entry: dict[str, Any]) -> dict[str, Any]:
-    return {str(k): v for k, v in entry.items() if _num(v) is not None}
+    return {str(k): v for k, v in entry.items() if json_number(v) is not None}
 
 
 def _named_metric_key(state: dict[str, Any], entries: list[dict[str, Any]]) -> str | None:
@@ -368,16 +364,16 @@ def infer_metric_name(state: dict[str, Any]) -> str | None:
 
 def _infer_metric_name(state: dict[str, Any], entries: list[dict[str, Any]]) -> str | None:
     """``infer_metric_name`` over the dict entries of the state's ``log_history`` (a list)."""
-    best = _num(state.get("best_metric"))
+    best = json_number(state.get("best_metric"))
     if best is None or not isinstance(state.get("log_history"), list):
         return None
-    best_step = _int(state.get("best_global_step"))
+    best_step = json_int(state.get("best_global_step"))
     if best_step is not None:  # only the entries logged at the best step can hold its value
         entries = [e for e in entries if e.get("step") == best_step]
     names = set()
     for entry in entries:
         for key, value in entry.items():
-            if isinstance(key, str) and key.startswith("eval_") and _num(value) == best:
+            if isinstance(key, str) and key.startswith("eval_") and json_number(value) == best:
                 names.add(key)
     return names.pop() if len(names) == 1 else None
 
@@ -395,7 +391,7 @@ def last_evaluation(
     for entry in log_history:
         if not isinstance(entry, dict):
             continue
-        value, at = _num(entry.get(metric_key)), _int(entry.get("step"))
+        value, at = json_number(entry.get(metric_key)), json_int(entry.get("step"))
         if value is None or at is None or at > step:
             continue
         if found is None or found[1] is None or at >= found[1]:
