@@ -35,7 +35,7 @@ from tui.core.names import (
     TRAIN_STATE,
     TRAINER_STATE,
 )
-from tui.core.pickle_scan.sniff import is_pickle_name, looks_like_pickle
+from tui.core.pickle_scan.sniff import is_pickle_file
 from tui.core.text import bare_metric_name
 
 if TYPE_CHECKING:  # the DCP, MindSpore and pickle readers are imported where a file needs them
@@ -310,12 +310,9 @@ def pickles_into(
     weight shards, ZeRO states... Only their pickles are read (a zip's data.pkl, never tensor storages),
     each scan is cached per file. ``info.pickle_scan`` becomes the worst verdict; problems name the file."""
     for rel in sorted(files):
-        name = rel.rsplit("/", 1)[-1]
-        if not is_pickle_name(name):
-            continue
         path = os.path.join(folder, rel)
-        if name.endswith(".bin") and not looks_like_pickle(path):
-            continue  # a .bin of raw bytes (a dataset shard, a tokenizer model) is not a pickle
+        if not is_pickle_file(rel.rsplit("/", 1)[-1], path):
+            continue
         found: list[str] = []
         report = scans.into(path, found) if scans is not None else scan_pickle_into(path, found)
         problems += [p if "/" not in rel else f"{rel.rsplit('/', 1)[0]}/{p}" for p in found]

@@ -47,7 +47,7 @@ from tui.core.names import (
     TRAIN_STATE,
     TRAINER_STATE,
 )
-from tui.core.pickle_scan.sniff import is_pickle_name, looks_like_pickle
+from tui.core.pickle_scan.sniff import is_pickle_file
 from tui.core.safety import Safety
 
 INSTALL_HINT = "pip install 'ckpt-tui[train]'"
@@ -427,7 +427,7 @@ def pickle_trouble(source: Path) -> str | None:
         dirnames[:] = sorted(dirnames) if Path(dirpath) == source else []
         for name in sorted(filenames):
             path = Path(dirpath) / name
-            if not is_pickle_name(name) or (name.endswith(".bin") and not looks_like_pickle(path)):
+            if not is_pickle_file(name, path):
                 continue
             found: list[str] = []
             report = scan_pickle_into(path, found)

@@ -25,6 +25,12 @@ def is_pickle_name(name: str) -> bool:
     return name.endswith(PICKLE_FILE_SUFFIXES)
 
 
+def is_pickle_file(name: str, path: str | os.PathLike) -> bool:
+    """A file of a checkpoint torch would load (``name`` is the last part of ``path``): a pickle name, less a
+    ``.bin`` of raw bytes (a dataset shard, a tokenizer model) whose first bytes are no pickle."""
+    return is_pickle_name(name) and (not name.endswith(".bin") or looks_like_pickle(path))
+
+
 # Loose files listed by name alone; any other candidate is listed when its first bytes are a pickle (torch.load
 # reads a pickle under any name, so an unlisted one would be neither shown nor scanned).
 LISTED_BY_NAME = (".safetensors", ".pt", ".pth", ".ckpt")
