@@ -3,6 +3,7 @@ sharded DTensors), read by tui.core.dcp without unpickling, and broken in the wa
 
 from __future__ import annotations
 
+import collections
 import os
 import pickle
 import shutil
@@ -35,6 +36,7 @@ def test_reader_agrees_with_torchs_own_metadata(dcp_saved, world):
     folder = dcp_saved[world]
     report = read_dcp(folder)
     assert report.problems == [] and report.unsafe_globals == [] and report.version == "1.0.0"
+    assert report.verdict == "clean"
     from torch.distributed.checkpoint.metadata import TensorStorageMetadata
 
     meta = torch_metadata(folder)
@@ -89,7 +91,7 @@ def test_truncated_or_empty_metadata(dcp_saved, tmp_path, keep):
     folder = copy(dcp_saved[1], tmp_path)
     os.truncate(folder / ".metadata", keep)
     report = read_dcp(folder)
-    assert len(report.problems) == 1 and report.tensors is None
+    assert len(report.problems) == 1 and report.tensors is None and report.verdict == "not verified"
     want = "zero-byte file" if keep == 0 else "DCP metadata is corrupt or truncated"
     assert want in report.problems[0]
 
@@ -115,7 +117,7 @@ def test_hostile_metadata_is_never_unpickled(tmp_path):
     (folder / "__0_0.distcp").write_bytes(b"x")
     report = read_dcp(folder)
     assert not marker.exists()
-    assert report.unsafe_globals == ["posix.system"]
+    assert report.unsafe_globals == ["posix.system"] and report.verdict == "unsafe"
     assert report.problems[0] == ".metadata: unsafe pickle global posix.system (would run code on load)"
     assert report.problems[1] == ".metadata: not DCP metadata (a pickle of posix.system)"
     from tui.core.scan import scan
@@ -160,6 +162,11 @@ def test_not_dcp_metadata(tmp_path):
     report = read_dcp(folder)
     assert report.format == "not-dcp"
     assert report.problems == [".metadata: not DCP metadata (a pickle of dict)"]
+    assert report.verdict == "not verified"
+    # a pickle of allowed globals that is no DCP metadata is not verified either
+    (folder / ".metadata").write_bytes(pickle.dumps(collections.OrderedDict(a=1), protocol=4))
+    report = read_dcp(folder)
+    assert report.globals and not report.unsafe_globals and report.verdict == "not verified", report.problems
 
 
 def test_scan_inspect_and_diff_of_dcp_folders(dcp_saved, tmp_path):

@@ -9,7 +9,7 @@ API::
     @dataclass DcpTensor(name, dtype, shape, chunks, role)
     @dataclass DcpReport(format, version, entries, bytes_entries, tensors, parameters, dtypes,
                          optimizer_tensors, optimizer_parameters, modules, module_prefix, largest, bytes,
-                         files, chunks, globals, unsafe_globals, problems)
+                         files, chunks, globals, unsafe_globals, verdict, problems)
         .tensor_table() / .inspect_json()
 
 Layout (torch 2.x ``FileSystemWriter``): ``.metadata`` is a pickle of ``Metadata(state_dict_metadata,
@@ -80,6 +80,9 @@ class DcpReport(SplitWeights):
     chunks: int = 0
     globals: list[str] = field(default_factory=list)
     unsafe_globals: list[str] = field(default_factory=list)
+    # .metadata is a pickle DCP's reader unpickles: judged like the others (clean only when it replays
+    # into DCP metadata with every global on the allowlist)
+    verdict: Literal["clean", "unsafe", "not verified"] = "not verified"
 
     def entry_json(self, t: DcpTensor) -> dict[str, Any]:
         return {**super().entry_json(t), "chunks": t.chunks}
@@ -132,10 +135,16 @@ def _read(folder: str) -> DcpReport:
     replay = replay_pickle(raw, DCP_METADATA, what="DCP metadata")
     report.globals, report.unsafe_globals = list(replay.globals), replay.unsafe_globals
     report.problems += replay.problems
+    if replay.unsafe_globals:
+        report.verdict = "unsafe"
+    elif replay.globals and not replay.problems:
+        report.verdict = "clean"
     if replay.root is None:
         return report
     if class_of(replay.root) != _META + "Metadata":
         report.format = "not-dcp"
+        if report.verdict == "clean":
+            report.verdict = "not verified"
         report.problems.append(
             f"{DCP_METADATA}: not DCP metadata (a pickle of {class_of(replay.root) or _plain_type(replay.root)})"
         )

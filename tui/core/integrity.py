@@ -127,7 +127,7 @@ def read_dcp_cached(folder: Path, names: set[str]) -> DcpReport:
 
     files = sorted(n for n in names if n == DCP_METADATA or n.endswith(DCP_DATA_SUFFIX))
     return cache.memo(
-        "dcp/1",
+        "dcp/2",  # 2: the report carries its pickle verdict
         [(folder / n, None) for n in files],
         lambda: read_dcp(folder),
         encode=DcpReport.to_json,
@@ -140,13 +140,7 @@ def dcp_into(info: CheckpointInfo, report: DcpReport, problems: list[str]) -> No
     info.tensors, info.parameters = report.tensors, report.parameters
     info.dtypes = dict(report.dtypes) if report.dtypes is not None else None
     problems += report.problems
-    # .metadata is a pickle DCP's reader unpickles: judged like the others (its replay problems say "DCP metadata")
-    if report.unsafe_globals:
-        info.pickle_scan = "unsafe"
-    elif report.globals and not any("DCP metadata" in p for p in report.problems):
-        info.pickle_scan = "clean"
-    else:
-        info.pickle_scan = "not verified"
+    info.pickle_scan = report.verdict
 
 
 def latest_problems(folder: Path, *, only_if_names: str | None = None) -> list[str]:
