@@ -2,9 +2,10 @@
 
 pandas is imported inside the functions: the browser pays for it only when it shows metrics. The
 scores are counted on integer codes with numpy (the same definitions as sklearn's accuracy, macro F1 and
-log loss, which tests compare against): sklearn sorted millions of label strings to find the classes. A CSV that cannot be used becomes that fold's ``error`` (the other folds still count, but a
-fold with an error is left out of ``oof``/``mean``/``std``); when no fold is usable, ``MetricsError``
-carries one line for the CLI.
+log loss, which tests compare against): sklearn sorted millions of label strings to find the classes.
+A CSV that cannot be used becomes that fold's ``error`` (the other folds still count, but a fold with an
+error is left out of ``oof``/``mean``/``std``); when no fold is usable, ``MetricsError`` carries one line
+for the CLI.
 """
 
 from __future__ import annotations
