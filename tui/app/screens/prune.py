@@ -126,7 +126,7 @@ class PruneScreen(ModalScreen["Plan | None"]):
         summary = self.query_one("#prune-summary", Static)
         goes = self.query_one("#prune-goes", Static)
         if message.plan is None:
-            summary.update(f"Cannot plan: {message.error}")
+            summary.update(f"Cannot plan: {safe_text(message.error)}")  # an error may quote a file name
             goes.update("")
             return
         plan = message.plan
