@@ -23,10 +23,10 @@ from trainer.distributed import main_decides
 from trainer.layout import ResumeLayoutError, current_layout, layout_of
 from trainer.modeling import param_group_names
 from trainer.universal import (
-    SCHEDULER_FILE,
     adam_step,
     carry_position,
     convert_to_universal,
+    load_scheduler,
     release_gathered,
     torch_optimizer,
 )
@@ -53,12 +53,6 @@ def _step_of(zero: Path, name: str, common: dict) -> float:
         saved = torch.load(zero / "optimizer_state.pt", map_location="cpu", weights_only=False)
         common["step"] = float(next(iter(saved["optimizer_state_dict"]["state"].values()))["step"])
     return common["step"]
-
-
-def _load_scheduler(fr, step_dir: Path) -> None:
-    import torch
-
-    fr.scheduler.scheduler.load_state_dict(torch.load(step_dir / SCHEDULER_FILE, weights_only=False))
 
 
 def load_from_deepspeed(accelerator, fr, step_dir: Path, state: dict, cfg, fold: int):
@@ -92,7 +86,7 @@ def load_from_deepspeed(accelerator, fr, step_dir: Path, state: dict, cfg, fold:
                 "exp_avg": part("exp_avg").reshape(param.shape).to(param),
                 "exp_avg_sq": part("exp_avg_sq").reshape(param.shape).to(param),
             }
-        _load_scheduler(fr, step_dir)
+        load_scheduler(fr, step_dir)
     finally:
         accelerator.wait_for_everyone()
         if accelerator.is_main_process:
@@ -157,7 +151,7 @@ def load_from_plain(accelerator, fr, step_dir: Path, state: dict, cfg, fold: int
                 if not param.requires_grad and name in weights:
                     param.copy_(weights[name])
         zero.update_lp_params()  # the model's weights from the fp32 partitions just written
-    _load_scheduler(fr, step_dir)
+    load_scheduler(fr, step_dir)
     needed, here = layout_of(step_dir, state), current_layout(accelerator)
     return carry_position(state, needed, here, cfg, fold), adam_step(fr.optimizer)
 

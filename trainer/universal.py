@@ -148,11 +148,16 @@ def convert_to_universal(step_dir: Path) -> Path:
     return out
 
 
+def load_scheduler(fr, step_dir: Path) -> None:
+    """The prepared scheduler's state from ``scheduler.bin`` (the universal form carries none)."""
+    import torch
+
+    fr.scheduler.scheduler.load_state_dict(torch.load(step_dir / SCHEDULER_FILE, weights_only=False))
+
+
 def load_universal(accelerator, fr, step_dir: Path, state: dict, cfg, fold: int) -> tuple[dict, float | None]:
     """Load ``step_dir`` into the prepared fold ``fr`` on this (other) layout. ALL ranks call this.
     Returns the train state with the data position mapped onto this layout, and Adam's step count."""
-    import torch
-
     needed, here = layout_of(step_dir, state), current_layout(accelerator)
     folder = main_decides(accelerator, lambda: convert_to_universal(step_dir))
     try:
@@ -160,8 +165,7 @@ def load_universal(accelerator, fr, step_dir: Path, state: dict, cfg, fold: int)
             str(folder), tag=DS_TAG_DIR, load_optimizer_states=True, load_lr_scheduler_states=False,
         )  # fmt: skip
         release_gathered(fr.model)
-        scheduler = torch.load(step_dir / SCHEDULER_FILE, weights_only=False)
-        fr.scheduler.scheduler.load_state_dict(scheduler)
+        load_scheduler(fr, step_dir)
     finally:
         accelerator.wait_for_everyone()
         if accelerator.is_main_process:
