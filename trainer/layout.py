@@ -13,7 +13,10 @@ from pathlib import Path
 
 from tui.core.resume_layout import Layout, layout_of
 
-__all__ = ["Layout", "ResumeLayoutError", "check_resumable_here", "current_layout", "layout_of", "layout_state"]
+__all__ = [
+    "Layout", "ResumeLayoutError", "check_resumable_here", "current_layout", "layout_of", "layout_state",
+    "other_layout",
+]  # fmt: skip
 
 
 class ResumeLayoutError(ValueError):
@@ -31,15 +34,20 @@ def layout_state(layout: Layout) -> dict[str, int | None]:
     return {"world_size": layout.world_size, "zero_stage": layout.zero_stage}
 
 
+def other_layout(folder: Path, needed: Layout, here: Layout, alternative: str) -> ResumeLayoutError:
+    """The one-line refusal: which layout wrote ``folder``, this launch's, and the relaunch that loads it
+    (``alternative``: what else would, in parentheses)."""
+    hint = f"relaunch with {needed.world_size} process{'es' if needed.world_size != 1 else ''}"
+    if needed.zero_stage is not None:
+        hint += f" and DeepSpeed ZeRO-{needed.zero_stage}"
+    return ResumeLayoutError(
+        f"{folder}: written by {needed.describe()}, this launch has {here.describe()}; {hint} {alternative}"
+    )
+
+
 def check_resumable_here(folder: Path, state: dict | None, here: Layout) -> None:
     """Raise ResumeLayoutError unless this launch's layout is the one that wrote ``folder``."""
     needed = layout_of(folder, state)
     if needed is None or needed.same_as(here):
         return
-    hint = f"relaunch with {needed.world_size} process{'es' if needed.world_size != 1 else ''}"
-    if needed.zero_stage is not None:
-        hint += f" and DeepSpeed ZeRO-{needed.zero_stage}"
-    raise ResumeLayoutError(
-        f"{folder}: written by {needed.describe()}, this launch has {here.describe()}; {hint} "
-        "(or --overwrite to start again)"
-    )
+    raise other_layout(folder, needed, here, "(or --overwrite to start again)")

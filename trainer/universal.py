@@ -21,7 +21,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from trainer.distributed import main_decides
-from trainer.layout import Layout, ResumeLayoutError, current_layout, layout_of
+from trainer.layout import Layout, ResumeLayoutError, current_layout, layout_of, other_layout
 from tui.core.resume_layout import DS_TAG_DIR
 
 SCHEDULER_FILE = "scheduler.bin"  # accelerate's save_state: the prepared scheduler's state_dict
@@ -90,14 +90,12 @@ def needs_universal(step_dir: Path, state: dict, here: Layout, batch: tuple[int,
     ):
         mode = UNIVERSAL
     else:
-        hint = f"relaunch with {needed.world_size} process{'es' if needed.world_size != 1 else ''}"
-        if needed.zero_stage is not None:
-            hint += f" and DeepSpeed ZeRO-{needed.zero_stage} (or ZeRO-{needed.zero_stage}, or no DeepSpeed, on any count)"
-        if needed.zero_stage is None:
-            hint += " (or DeepSpeed ZeRO on any count)"
-        raise ResumeLayoutError(
-            f"{step_dir}: written by {needed.describe()}, this launch has {here.describe()}; {hint}"
+        alternative = (
+            "(or DeepSpeed ZeRO on any count)"
+            if needed.zero_stage is None
+            else f"(or ZeRO-{needed.zero_stage}, or no DeepSpeed, on any count)"
         )
+        raise other_layout(step_dir, needed, here, alternative)
     if not isinstance(state.get("batch_size"), int) or not isinstance(state.get("grad_accum"), int):
         return mode  # written before the batch was recorded: the run's config is trusted to keep it
     old_bs, old_accum = state["batch_size"], state["grad_accum"]
