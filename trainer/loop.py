@@ -166,7 +166,7 @@ def train(cfg: Config, plan: Plan) -> dict[str, Any] | None:
             world_size=accelerator.num_processes,
             mixed_precision=str(accelerator.mixed_precision),
             deepspeed_config=deepspeed_config(accelerator),
-            previous=outputs.read_run(run_dir),
+            previous=previous,  # None unless resuming: a new run has none, an overwritten one was removed
         )
         record["global_batch"] = cfg.train.batch_size * cfg.train.grad_accum * accelerator.num_processes
         outputs.update_run(run_dir, record)
