@@ -72,8 +72,6 @@ sys.stderr.write("TORCH=%s RSS=%d\n" % ("torch" in sys.modules, resource.getrusa
 sys.exit(code)
 """
 
-RACY_WAIT = 2.5  # the cache does not store keys younger than 2 s: let the tree age first
-
 
 def compile_like_an_install() -> None:
     """Write tui/'s .pyc files, as an install does (PYTHONDONTWRITEBYTECODE does not stop compileall)."""
@@ -184,7 +182,7 @@ def main() -> int:
         if args.big:
             big = tmp / "big"
             shapes.make_tree(big, 10_000)
-        time.sleep(RACY_WAIT)
+        time.sleep(shapes.RACY_WAIT)
         results.append(
             (
                 "ls",

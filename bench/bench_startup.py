@@ -30,8 +30,6 @@ sys.path.insert(0, str(REPO))
 
 import shapes  # noqa: E402
 
-RACY_WAIT = 2.5  # the cache does not store keys younger than 2 s: let the tree age first
-
 CHILD = textwrap.dedent(
     """
     import time
@@ -104,7 +102,7 @@ def main() -> int:
         tmp = Path(tmp_s)
         root = tmp / "tree"
         n = shapes.make_tree(root, args.n)
-        time.sleep(RACY_WAIT)
+        time.sleep(shapes.RACY_WAIT)
         for i in range(args.repeat):  # interleaved, so every contender sees the same machine state
             cache = tmp / f"cache-{i}"
             runs["bare"].append(measure("bare", root, n, cache))
