@@ -83,6 +83,14 @@ def has_universal(folder: Path) -> bool:
     return any((Path(folder) / tag / UNIVERSAL_DIR).is_dir() for tag in (UNIVERSAL_TAG, DS_TAG_DIR))
 
 
+def zero_shards(tag: Path) -> list[str]:
+    """The ZeRO per-rank shard names in the DeepSpeed tag folder ``tag``; [] when it cannot be listed."""
+    try:
+        return [n for n in os.listdir(tag) if ZERO_RANK_SHARD.match(n)]
+    except OSError:
+        return []
+
+
 def layout_of(folder: Path, state: dict | None) -> Layout | None:
     """The layout that wrote the step checkpoint ``folder``: train_state.json's ``world_size`` and
     ``zero_stage`` when it records them, else the file names; None when nothing tells (no RNG files)."""
@@ -103,10 +111,7 @@ def layout_of(folder: Path, state: dict | None) -> Layout | None:
     tag = folder / DS_TAG_DIR
     if not tag.is_dir():
         return Layout(len(ranks), None, universal)
-    try:
-        shards = [n for n in os.listdir(tag) if ZERO_RANK_SHARD.match(n)]
-    except OSError:
-        shards = []
+    shards = zero_shards(tag)
     if any(n.endswith("_model_states.pt") for n in shards):
         stage = 3  # ZeRO-3 partitions the parameters: one model-states file per rank
     elif shards:

@@ -23,9 +23,9 @@ from typing import Any
 
 from tui.core import commit as protocol
 from tui.core.files import FULL_WALK_DEPTH, is_within, read_refusal, walk
-from tui.core.names import MANIFEST_NAME, ZERO_RANK_SHARD
+from tui.core.names import MANIFEST_NAME
 from tui.core.promote import pickle_trouble
-from tui.core.resume_layout import DS_TAG_DIR, UNIVERSAL_TAG, has_universal
+from tui.core.resume_layout import DS_TAG_DIR, UNIVERSAL_TAG, has_universal, zero_shards
 
 Writer = Callable[[Path, Path], None]  # (tag folder with the ZeRO shards, universal tag folder to create)
 MANIFEST_OWN_KEYS = ("format", "kind", "created", "files")
@@ -86,11 +86,7 @@ def _check(root: Path, step: Path, shown: str) -> dict[str, Any]:
     if why := read_refusal(step, root, folder_ok=True):
         raise UniversalError(f"{shown}: {why}; nothing converted")
     tag = step / DS_TAG_DIR
-    try:
-        shards = [n for n in os.listdir(tag) if ZERO_RANK_SHARD.match(n)] if tag.is_dir() else []
-    except OSError:
-        shards = []
-    if not shards:
+    if not zero_shards(tag):
         raise UniversalError(
             f"{shown}: not a DeepSpeed ZeRO step checkpoint (no {DS_TAG_DIR}/zero_pp_rank_* shards); "
             "only those have a universal form"
