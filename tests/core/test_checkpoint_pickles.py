@@ -145,3 +145,20 @@ def test_a_pickle_read_for_its_numbers_is_scanned_once(tmp_path, monkeypatch, pr
         assert {os.path.basename(p) for p in scanned} >= want
     if layout != "zero-states":
         assert info.pickle_scan == "unsafe" and any("system (would run code" in p for p in info.problems)
+
+
+def test_sniffing_reads_no_more_than_the_scans_limit(monkeypatch):
+    """A first string longer than any read leaves the head undecided up to the limit, never past it."""
+    from tui.core.pickle_scan import sniff
+
+    asked: list[int] = []
+    head = b"T" + (10**9).to_bytes(4, "little")
+
+    def read_head(path, n):
+        asked.append(n)
+        return head + bytes(n - len(head))
+
+    monkeypatch.setattr(sniff, "MAX_SNIFF_BYTES", 100_000)
+    monkeypatch.setattr(sniff, "read_head", read_head)
+    assert sniff.looks_like_pickle("big.bin")  # still open at the limit: a pickle, the scan says not verified
+    assert asked == [4096, 65536, 100_000]

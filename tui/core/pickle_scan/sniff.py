@@ -60,7 +60,7 @@ def looks_like_pickle(path: str | os.PathLike) -> bool:
             return verdict
         if want >= MAX_SNIFF_BYTES:
             return True  # still a well-formed pickle start at the limit: the scan will say "not verified"
-        want *= 16
+        want = min(want * 16, MAX_SNIFF_BYTES)  # 16 MiB * 16 would read 256 MiB, 4x the limit
 
 
 def head_is_pickle(head: bytes, *, final: bool = True) -> bool | None:
