@@ -73,11 +73,6 @@ sys.exit(code)
 """
 
 
-def compile_like_an_install() -> None:
-    """Write tui/'s .pyc files, as an install does (PYTHONDONTWRITEBYTECODE does not stop compileall)."""
-    subprocess.run([sys.executable, "-m", "compileall", "-q", str(REPO / "tui")], check=True)
-
-
 def run(cmd: list[str], env: dict[str, str]) -> tuple[float, float, str, str]:
     """(wall seconds, child CPU seconds, stdout, stderr) of one fresh process."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -169,7 +164,7 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--big", action="store_true", help="also the 10,000-checkpoint tree (builds ~1 min)")
     args = ap.parse_args()
-    compile_like_an_install()
+    shapes.compile_like_an_install()
     results = []
     with tempfile.TemporaryDirectory(prefix="bench-ls-") as tmp_s:
         tmp = Path(tmp_s)

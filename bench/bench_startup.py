@@ -96,7 +96,7 @@ def main() -> int:
     parser.add_argument("--n", type=int, default=1000, help="checkpoints in the tree")
     parser.add_argument("--repeat", type=int, default=3, help="runs per contender (medians are reported)")
     args = parser.parse_args()
-    subprocess.run([sys.executable, "-m", "compileall", "-q", str(REPO / "tui")], check=True)  # as an install
+    shapes.compile_like_an_install()
     runs: dict[str, list[dict]] = {"bare": [], "first": [], "repeat": []}
     with tempfile.TemporaryDirectory(prefix="bench-startup-") as tmp_s:
         tmp = Path(tmp_s)

@@ -30,6 +30,8 @@ import os
 import pickle
 import random
 import struct
+import subprocess
+import sys
 import zipfile
 import zlib
 from collections.abc import Iterator
@@ -42,6 +44,12 @@ Tensors = dict[str, tuple[str, tuple[int, ...]]]
 # The cache does not store keys younger than 2 s (tui/core/cache.py RACY_SECONDS): a bench lets the tree it
 # built age this long before a timed run.
 RACY_WAIT = 2.5
+
+
+def compile_like_an_install() -> None:
+    """Write tui/'s .pyc files, as an install does (PYTHONDONTWRITEBYTECODE does not stop compileall)."""
+    tui = Path(__file__).resolve().parents[1] / "tui"
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(tui)], check=True)
 
 
 def deberta_v3_xsmall_tensors(*, labels: int = 3) -> Tensors:
