@@ -26,8 +26,6 @@ from tui.core.names import (
 class NotACheckpoint(ValueError):
     """``inspect_path`` was given something that is not a checkpoint; one line naming it."""
 
-TRAIN_STATE_LIMIT = 64 << 20  # train_state.json holds the log history: large, never unbounded
-
 
 # --- one path in detail ---------------------------------------------------------------------------------
 
@@ -120,7 +118,7 @@ def _detail_folder(out: Inspection, folder: Path, top: set[str], root: Path) -> 
     if TRAIN_STATE in top:  # our resumable step checkpoint: which layout it resumes on
         from tui.core.resume_layout import layout_of
 
-        layout = layout_of(folder, json_object(folder / TRAIN_STATE, limit=TRAIN_STATE_LIMIT))
+        layout = layout_of(folder, json_object(folder / TRAIN_STATE, limit=summaries.STATE_LIMIT))
         out.resume = layout.to_json() if layout is not None else None
     if info.kind == "torch-dcp":
         out.weights = read_dcp_cached(folder, top)

@@ -14,7 +14,7 @@ from tui.core.names import ADAPTER_CONFIG, CHECKPOINT_N, CONFIG_FILE, TOKENIZER_
 
 CONFIG_LIMIT = 16 << 20
 TOKENIZER_LIMIT = 64 << 20  # tokenizer.json of a 250k-token vocabulary is ~20 MB
-STATE_LIMIT = 64 << 20
+STATE_LIMIT = 64 << 20  # trainer_state.json / train_state.json hold the log history: large, never unbounded
 # transformers' "no limit" sentinel (VERY_LARGE_INTEGER) is int(1e30); anything this large means unknown.
 _NO_MAX_LENGTH = 10**18
 
