@@ -22,6 +22,7 @@ from types import SimpleNamespace
 
 from trainer.distributed import main_decides
 from trainer.layout import Layout, ResumeLayoutError, current_layout, layout_of, other_layout
+from trainer.modeling import reset_zero3_trace
 from tui.core.resume_layout import DS_TAG_DIR
 
 SCHEDULER_FILE = "scheduler.bin"  # accelerate's save_state: the prepared scheduler's state_dict
@@ -203,7 +204,5 @@ def release_gathered(engine) -> None:
     offload = getattr(getattr(engine, "optimizer", None), "parameter_offload", None)
     if offload is None:
         return
-    coordinator = offload.get_param_coordinator()
-    coordinator.release_and_reset_all(engine.module)
-    if not coordinator.is_invalid_trace():
-        coordinator._invalidate_trace()
+    offload.get_param_coordinator().release_and_reset_all(engine.module)
+    reset_zero3_trace(engine)
