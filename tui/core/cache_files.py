@@ -14,7 +14,7 @@ import zlib
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from tui.core.files import read_upto
+from tui.core.files import read_bounded
 
 FORMAT = "ckpt-tui-cache 1"  # the first line of every cache file, before its CRC32
 PACK_FORMAT = "ckpt-tui-pack 2"  # the same for the one file of a scanned root (use_pack); zlib body
@@ -107,7 +107,7 @@ def _read_cache_file(path: str, limit: int) -> bytes | None:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode) or st.st_size > limit:
             return None
-        raw = read_upto(fd, st.st_size + 1)  # one more than stat says: a file still growing shows
+        raw = read_bounded(fd, st.st_size, st.st_size)  # one more than stat says: a file still growing shows
     except OSError:
         return None
     finally:

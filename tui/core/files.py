@@ -190,18 +190,6 @@ def read_head(path: str | os.PathLike, n: int = 16) -> bytes:
         os.close(fd)
 
 
-def read_upto(fd: int, n: int) -> bytes:
-    """The next ``n`` bytes of ``fd`` (fewer when it ends sooner), however many reads that takes."""
-    chunks, left = [], n
-    while left > 0:
-        chunk = os.read(fd, left)
-        if not chunk:
-            break
-        chunks.append(chunk)
-        left -= len(chunk)
-    return b"".join(chunks)
-
-
 def read_bounded(fd: int, size: int, limit: int) -> bytes:
     """Up to ``limit`` + 1 bytes of ``fd`` (one more than allowed says "too big"), in reads sized by the
     ``size`` fstat gave: ``f.read(limit + 1)`` would allocate the whole limit (64 MiB) for a 20 KB file."""

@@ -31,7 +31,8 @@ import zipfile
 import zlib
 from typing import Any, BinaryIO
 
-from tui.core.files import open_regular_file, read_upto
+from tui.core.files import open_regular_file, read_bounded
+from tui.core.pickle_scan import sniff
 from tui.core.pickle_scan.lightning import lightning_state
 from tui.core.pickle_scan.machine import GlobalRef, Machine, ScanStop, is_count
 from tui.core.pickle_scan.report import PickleReport, fill_report
@@ -39,7 +40,7 @@ from tui.core.pickle_scan.torch_names import STORAGE_TYPES
 from tui.core.pickle_scan.zipdir import Directory, Member, read_directory
 from tui.core.text import safe_message
 
-MAX_PICKLE_BYTES = 64 << 20  # per file, all its pickles together
+MAX_PICKLE_BYTES = sniff.MAX_SNIFF_BYTES  # per file, all its pickles together (sniffing stops there too)
 LEGACY_FIRST_READ = 4 << 20
 # A file this small is read whole in one system call (the zip directory reader reads this much of the end
 # anyway): the seeks and reads of its records and pickles are then no system calls.
@@ -234,7 +235,7 @@ def _scan(path: str, label: str) -> PickleReport:
         return PickleReport(format="not-pickle", problems=[f"{label}: zero-byte file"])
     if size <= WHOLE_FILE_BYTES:  # read at once: each seek and read below is then no system call
         try:
-            data = read_upto(fd, size)
+            data = read_bounded(fd, size, size - 1)  # at most ``size`` bytes (the limit's one more)
         finally:
             os.close(fd)
         with io.BytesIO(data) as f:
