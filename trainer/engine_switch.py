@@ -20,7 +20,7 @@ import shutil
 from pathlib import Path
 
 from trainer.distributed import main_decides
-from trainer.layout import ResumeLayoutError, current_layout, layout_of
+from trainer.layout import ResumeLayoutError
 from trainer.modeling import param_group_names
 from trainer.universal import (
     adam_step,
@@ -91,8 +91,7 @@ def load_from_deepspeed(accelerator, fr, step_dir: Path, state: dict, cfg, fold:
         accelerator.wait_for_everyone()
         if accelerator.is_main_process:
             shutil.rmtree(folder, ignore_errors=True)
-    needed, here = layout_of(step_dir, state), current_layout(accelerator)
-    return carry_position(state, needed, here, cfg, fold), adam_step(fr.optimizer)
+    return carry_position(accelerator, step_dir, state, cfg, fold), adam_step(fr.optimizer)
 
 
 def _plain_weights(step_dir: Path) -> dict:
@@ -152,8 +151,7 @@ def load_from_plain(accelerator, fr, step_dir: Path, state: dict, cfg, fold: int
                     param.copy_(weights[name])
         zero.update_lp_params()  # the model's weights from the fp32 partitions just written
     load_scheduler(fr, step_dir)
-    needed, here = layout_of(step_dir, state), current_layout(accelerator)
-    return carry_position(state, needed, here, cfg, fold), adam_step(fr.optimizer)
+    return carry_position(accelerator, step_dir, state, cfg, fold), adam_step(fr.optimizer)
 
 
 def _create_adam_state(zero, step: float, stage3: bool) -> None:

@@ -157,7 +157,6 @@ def load_scheduler(fr, step_dir: Path) -> None:
 def load_universal(accelerator, fr, step_dir: Path, state: dict, cfg, fold: int) -> tuple[dict, float | None]:
     """Load ``step_dir`` into the prepared fold ``fr`` on this (other) layout. ALL ranks call this.
     Returns the train state with the data position mapped onto this layout, and Adam's step count."""
-    needed, here = layout_of(step_dir, state), current_layout(accelerator)
     folder = main_decides(accelerator, lambda: convert_to_universal(step_dir))
     try:
         fr.model.load_checkpoint(
@@ -169,13 +168,15 @@ def load_universal(accelerator, fr, step_dir: Path, state: dict, cfg, fold: int)
         accelerator.wait_for_everyone()
         if accelerator.is_main_process:
             shutil.rmtree(folder, ignore_errors=True)
-    return carry_position(state, needed, here, cfg, fold), adam_step(fr.optimizer)
+    return carry_position(accelerator, step_dir, state, cfg, fold), adam_step(fr.optimizer)
 
 
-def carry_position(state: dict, needed: Layout, here: Layout, cfg, fold: int) -> dict:
-    """The train state with the data position mapped onto this layout; the RNG streams re-seeded."""
+def carry_position(accelerator, step_dir: Path, state: dict, cfg, fold: int) -> dict:
+    """The train state of ``step_dir`` with the data position mapped onto this launch's layout; the RNG
+    streams re-seeded."""
     from accelerate.utils import set_seed
 
+    needed, here = layout_of(step_dir, state), current_layout(accelerator)
     state = dict(state)
     # Per-rank micro-batches consumed in the epoch -> samples -> this layout's per-rank micro-batches.
     samples = int(state.get("batches_consumed_in_epoch", 0)) * needed.world_size
