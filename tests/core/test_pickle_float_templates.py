@@ -105,5 +105,4 @@ def test_the_templates_are_bounded(tmp_path):
     for n in range(formats.FloatTemplates.MAX + 5):
         _zip(tmp_path / f"{n}.pt", _pickle(0.5, key=b"k%03d" % n))
         formats.scan_pickle(tmp_path / f"{n}.pt")
-    assert len(formats._FLOATS._order) == formats.FloatTemplates.MAX
-    assert sum(len(v) for v in formats._FLOATS._by_key.values()) == formats.FloatTemplates.MAX
+    assert len(formats._FLOATS) == formats.FloatTemplates.MAX

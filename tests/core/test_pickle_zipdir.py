@@ -15,6 +15,7 @@ import pytest
 from tests.fixtures.hostile_pickles import bad_crc, build_corpus, torch_zip
 from tests.fixtures.readers import torch_like_zip
 from tui.core.pickle_scan import formats, scan_pickle, zipdir
+from tui.core.pickle_scan.bounded import Bounded
 
 FIELDS = ("filename", "orig_filename", "header_offset", "file_size", "compress_size", "compress_type", "CRC",
           "flag_bits")  # fmt: skip
@@ -176,8 +177,8 @@ def _read(raw: bytes, monkeypatch) -> tuple[zipdir.Directory, int]:
 
 @pytest.fixture
 def templates(monkeypatch):
-    monkeypatch.setattr(zipdir, "_TEMPLATES", {})
-    monkeypatch.setattr(zipdir, "_SEEN", {})
+    monkeypatch.setattr(zipdir, "_TEMPLATES", Bounded(max_items=zipdir._TEMPLATE_MAX, max_bytes=zipdir._TEMPLATE_BUDGET))
+    monkeypatch.setattr(zipdir, "_SEEN", Bounded(max_items=zipdir._SEEN_MAX))
     return zipdir._TEMPLATES
 
 

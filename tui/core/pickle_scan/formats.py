@@ -23,16 +23,17 @@ pickle, a limit hit, TorchScript), with a problem saying why.
 from __future__ import annotations
 
 import io
+import itertools
 import os
 import struct
 import tarfile
-import threading
 import zipfile
 import zlib
 from typing import Any, BinaryIO
 
 from tui.core.files import open_regular_file, read_bounded
 from tui.core.pickle_scan import sniff
+from tui.core.pickle_scan.bounded import Bounded, masked
 from tui.core.pickle_scan.lightning import lightning_state
 from tui.core.pickle_scan.machine import GlobalRef, Machine, ScanStop, is_count
 from tui.core.pickle_scan.report import PickleReport, fill_report
@@ -120,7 +121,7 @@ class _Scan:
         except ScanStop as e:
             out = (None, pos, ScanStop(f"pickle at byte {pos}: {e}", truncated=e.truncated, limit=e.limit))
         if key is not None:
-            _share(key, len(data), self.machine, out)
+            _SHARED.put(key, (self.machine, out), len(key))
             _FLOATS.add(key, self.machine, out)
         return out
 
@@ -129,20 +130,7 @@ class _Scan:
 # file with one pickle only reads its machine and graph. Bounded by the bytes replayed (the graphs are ~10x that).
 _SHARED_MAX_BYTES = 1 << 20
 _SHARED_BUDGET = 8 << 20
-_SHARED: dict[bytes, tuple[Machine, tuple[Any, int, ScanStop | None], int]] = {}
-_SHARED_LOCK = threading.Lock()
-_shared_bytes = 0
-
-
-def _share(key: bytes, size: int, machine: Machine, out: tuple[Any, int, ScanStop | None]) -> None:
-    global _shared_bytes
-    with _SHARED_LOCK:
-        if key in _SHARED:
-            return
-        _SHARED[key] = (machine, out, size)
-        _shared_bytes += size
-        while _shared_bytes > _SHARED_BUDGET:  # the oldest first
-            _shared_bytes -= _SHARED.pop(next(iter(_SHARED)))[2]
+_SHARED = Bounded(max_bytes=_SHARED_BUDGET)  # pickle bytes -> (machine, out)
 
 
 class FloatTemplates:
@@ -161,49 +149,34 @@ class FloatTemplates:
     BUDGET = 8 << 20
 
     def __init__(self) -> None:
-        # length -> [(template as an int, mask as an int, machine, out)]: a float may sit anywhere, so only
-        # the length keys them (at most MAX compares on a miss, ~20 us each for an optimizer.pt)
-        self._by_key: dict[int, list[tuple[int, int, Machine, tuple[Any, int, ScanStop | None]]]] = {}
-        self._order: list[int] = []  # lengths, oldest first
-        self._bytes = 0
-        self._lock = threading.Lock()
+        # (length, serial) -> (mask, masked template, machine, out): a float may sit anywhere, so only the
+        # length sorts them (at most MAX compares on a miss, ~20 us each for an optimizer.pt)
+        self._templates = Bounded(max_items=self.MAX, max_bytes=self.BUDGET)
+        self._serial = itertools.count()
 
-    def match(self, data: bytes) -> tuple[Machine, tuple[Any, int, ScanStop | None], int] | None:
-        candidates = self._by_key.get(len(data))
-        if not candidates:
-            return None
-        value = int.from_bytes(data, "little")
-        for template, mask, machine, out in list(candidates):
-            if (value ^ template) & mask == 0:
-                return machine, out, len(data)
+    def __len__(self) -> int:
+        return len(self._templates)
+
+    def match(self, data: bytes) -> tuple[Machine, tuple[Any, int, ScanStop | None]] | None:
+        value = None
+        for key in self._templates:
+            entry = self._templates.get(key)
+            if key[0] != len(data) or entry is None:
+                continue
+            mask, template, machine, out = entry
+            value = int.from_bytes(data, "little") if value is None else value
+            if value & mask == template:
+                return machine, out
         return None
 
     def add(self, data: bytes, machine: Machine, out: tuple[Any, int, ScanStop | None]) -> None:
-        if not machine.float_operands or machine.markers or out[2] is not None:
+        if not machine.float_operands or machine.markers or out[2] is not None or self.match(data) is not None:
             return
-        mask = bytearray(b"\xff") * len(data)
-        for at in machine.float_operands:
-            mask[at : at + 8] = bytes(8)
-        key = len(data)
-        entry = (int.from_bytes(data, "little"), int.from_bytes(mask, "little"), machine, out)
-        with self._lock:
-            if self.match(data) is not None:
-                return
-            self._by_key.setdefault(key, []).append(entry)
-            self._order.append(key)
-            self._bytes += key
-            while len(self._order) > self.MAX or self._bytes > self.BUDGET:  # the oldest first
-                old = self._order.pop(0)
-                self._by_key[old].pop(0)
-                if not self._by_key[old]:
-                    del self._by_key[old]
-                self._bytes -= old
+        mask, template = masked(data, ((at, 8) for at in machine.float_operands))
+        self._templates.put((len(data), next(self._serial)), (mask, template, machine, out), len(data))
 
     def clear(self) -> None:
-        with self._lock:
-            self._by_key.clear()
-            self._order.clear()
-            self._bytes = 0
+        self._templates.clear()
 
 
 _FLOATS = FloatTemplates()

@@ -21,6 +21,8 @@ import struct
 import threading
 from typing import Any, BinaryIO
 
+from tui.core.pickle_scan.bounded import Bounded, masked
+
 _EOCD = struct.Struct("<4s4H2LH")  # zipfile.structEndArchive
 _LOC64 = struct.Struct("<4sLQL")  # zipfile.structEndArchive64Locator
 _EOCD64 = struct.Struct("<4sQ2H2L4Q")  # zipfile.structEndArchive64
@@ -192,14 +194,12 @@ class _Template:
     __slots__ = ("mask", "masked", "first", "low", "sizes", "pkls")
 
     def __init__(self, raw: bytes, d: Directory) -> None:
-        mask = bytearray(b"\xff") * len(raw)
-        pos = 0
+        crcs, pos = [], 0
         while pos < len(raw):  # the records as _records walked them
-            mask[pos + _CRC_AT : pos + _CRC_AT + 4] = bytes(4)
+            crcs.append((pos + _CRC_AT, 4))
             nlen, xlen, clen = _NAME_LENS.unpack_from(raw, pos + 28)
             pos += _CDIR.size + nlen + xlen + clen
-        self.mask = int.from_bytes(mask, "little")
-        self.masked = int.from_bytes(raw, "little") & self.mask
+        self.mask, self.masked = masked(raw, crcs)
         self.first, self.low, self.sizes = d.first, d.low, d.sizes
         # each *.pkl member: (its record's start, its fields but the CRC)
         self.pkls = [(at, (m.filename, m.header_offset, m.file_size, m.compress_size, m.compress_type),
@@ -209,10 +209,10 @@ class _Template:
 _TEMPLATE_MIN = 1 << 10  # smaller directories parse in microseconds: not worth a template
 _TEMPLATE_MAX = 32
 _TEMPLATE_BUDGET = 8 << 20  # directory bytes held, all templates together
-_TEMPLATES: dict[tuple[int, bytes], _Template] = {}
-_SEEN: dict[tuple[int, bytes], None] = {}  # keys seen once: a template is built on the second sighting
+_TEMPLATES = Bounded(max_items=_TEMPLATE_MAX, max_bytes=_TEMPLATE_BUDGET)  # key -> _Template, sized by length
 _SEEN_MAX = 256
-_TEMPLATES_LOCK = threading.Lock()
+_SEEN = Bounded(max_items=_SEEN_MAX)  # keys seen once: a template is built on the second sighting
+_TEMPLATES_LOCK = threading.Lock()  # the step from seen once to template
 
 
 def _key(raw: bytes) -> tuple[int, bytes]:
@@ -242,14 +242,8 @@ def _remember(raw: bytes, d: Directory) -> None:
     key = _key(raw)
     with _TEMPLATES_LOCK:
         if key not in _SEEN and key not in _TEMPLATES:
-            _SEEN[key] = None
-            if len(_SEEN) > _SEEN_MAX:
-                del _SEEN[next(iter(_SEEN))]
+            _SEEN.put(key, None)
             return
     t = _Template(raw, d)
-    with _TEMPLATES_LOCK:
-        _SEEN.pop(key, None)
-        _TEMPLATES.pop(key, None)
-        _TEMPLATES[key] = t
-        while len(_TEMPLATES) > _TEMPLATE_MAX or sum(k[0] for k in _TEMPLATES) > _TEMPLATE_BUDGET:
-            del _TEMPLATES[next(iter(_TEMPLATES))]
+    _SEEN.pop(key)
+    _TEMPLATES.put(key, t, len(raw), replace=True)
