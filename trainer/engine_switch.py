@@ -16,19 +16,17 @@ The scheduler comes from ``scheduler.bin`` either way; data position and RNG as 
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
-from trainer.distributed import main_decides
 from trainer.layout import ResumeLayoutError
 from trainer.modeling import param_group_names
 from trainer.universal import (
     adam_step,
     carry_position,
-    convert_to_universal,
     load_scheduler,
     release_gathered,
     torch_optimizer,
+    universal_copy,
 )
 from tui.core.resume_layout import DS_TAG_DIR, UNIVERSAL_DIR
 
@@ -60,8 +58,7 @@ def load_from_deepspeed(accelerator, fr, step_dir: Path, state: dict, cfg, fold:
     state on this layout, Adam's step)."""
     import torch
 
-    folder = main_decides(accelerator, lambda: convert_to_universal(step_dir))
-    try:
+    with universal_copy(accelerator, step_dir) as folder:
         zero = folder / DS_TAG_DIR / UNIVERSAL_DIR
         model, optimizer = accelerator.unwrap_model(fr.model), torch_optimizer(fr.optimizer)
         group_of = {id(p): g for g in optimizer.param_groups for p in g["params"]}
@@ -87,10 +84,6 @@ def load_from_deepspeed(accelerator, fr, step_dir: Path, state: dict, cfg, fold:
                 "exp_avg_sq": part("exp_avg_sq").reshape(param.shape).to(param),
             }
         load_scheduler(fr, step_dir)
-    finally:
-        accelerator.wait_for_everyone()
-        if accelerator.is_main_process:
-            shutil.rmtree(folder, ignore_errors=True)
     return carry_position(accelerator, step_dir, state, cfg, fold), adam_step(fr.optimizer)
 
 

@@ -17,6 +17,8 @@ from __future__ import annotations
 import dataclasses
 import shutil
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -157,18 +159,26 @@ def load_scheduler(fr, step_dir: Path) -> None:
 def load_universal(accelerator, fr, step_dir: Path, state: dict, cfg, fold: int) -> tuple[dict, float | None]:
     """Load ``step_dir`` into the prepared fold ``fr`` on this (other) layout. ALL ranks call this.
     Returns the train state with the data position mapped onto this layout, and Adam's step count."""
-    folder = main_decides(accelerator, lambda: convert_to_universal(step_dir))
-    try:
+    with universal_copy(accelerator, step_dir) as folder:
         fr.model.load_checkpoint(
             str(folder), tag=DS_TAG_DIR, load_optimizer_states=True, load_lr_scheduler_states=False,
         )  # fmt: skip
         release_gathered(fr.model)
         load_scheduler(fr, step_dir)
+    return carry_position(accelerator, step_dir, state, cfg, fold), adam_step(fr.optimizer)
+
+
+@contextmanager
+def universal_copy(accelerator, step_dir: Path) -> Iterator[Path]:
+    """The universal form of ``step_dir``'s ZeRO shards, converted by the main process, for the time of a
+    load by ALL ranks; removed by the main process once every rank is done with it."""
+    folder = main_decides(accelerator, lambda: convert_to_universal(step_dir))
+    try:
+        yield folder
     finally:
         accelerator.wait_for_everyone()
         if accelerator.is_main_process:
             shutil.rmtree(folder, ignore_errors=True)
-    return carry_position(accelerator, step_dir, state, cfg, fold), adam_step(fr.optimizer)
 
 
 def carry_position(accelerator, step_dir: Path, state: dict, cfg, fold: int) -> dict:
