@@ -52,6 +52,8 @@ class Marks:
     # folder -> its trainer_state.json summary: the best-of-parent rule, the checkpoint's own step /
     # metric and the names-itself-best rule each need it; read and parsed once per scan.
     trainer_states: dict[str, tuple[dict[str, Any] | None, list[str]]] = field(default_factory=dict)
+    # folder -> the part of its state the walk's marks need (``summaries.trainer_state_marks``)
+    state_marks: dict[str, dict[str, Any] | None] = field(default_factory=dict)
 
     def trainer_state(
         self, folder: str, name: str = TRAINER_STATE
@@ -60,6 +62,12 @@ class Marks:
         if key not in self.trainer_states:
             self.trainer_states[key] = summaries.trainer_state_summary(folder, name=name, lean=True)
         return self.trainer_states[key]
+
+    def marks_of(self, folder: str, name: str = TRAINER_STATE) -> dict[str, Any] | None:
+        key = folder if name == TRAINER_STATE else os.path.join(folder, name)
+        if key not in self.state_marks:
+            self.state_marks[key] = summaries.trainer_state_marks(folder, name=name)
+        return self.state_marks[key]
 
     def enter_run(self, path: str, rel: str, files: Container[str], dirs: Container[str]) -> RunContext:
         """The run folder at ``path``: its lock holder; the checkpoints its promoted/ copies came from."""
@@ -106,7 +114,7 @@ class Marks:
             candidates.insert(0, path)
         newest: tuple[int, str | None] | None = None
         for folder in candidates:
-            summary, _ = self.trainer_state(folder)
+            summary = self.marks_of(folder)
             if summary is None or summary["global_step"] is None:
                 continue
             if newest is None or summary["global_step"] > newest[0]:
@@ -121,7 +129,7 @@ class Marks:
         """The ``step_N`` child at the ``best_step`` of the newest ``step_N``'s train_state.json is best."""
         children = sorted(((int(m.group(1)), n) for n in dirs if (m := STEP_DIR.match(n))), reverse=True)
         for _, newest in children[:2]:  # the newest may be half-written: then the one before speaks
-            summary, _ = self.trainer_state(os.path.join(path, newest), TRAIN_STATE)
+            summary = self.marks_of(os.path.join(path, newest), TRAIN_STATE)
             if summary is None or summary["global_step"] is None:
                 continue
             best = summary["best_global_step"]
@@ -141,6 +149,6 @@ class Marks:
             if abspath in self.best:
                 info.best = True
             elif (kind == "hf-model" or parent not in self.best_decided) and TRAINER_STATE in files:
-                summary, _ = self.trainer_state(path)
+                summary = self.marks_of(path)
                 best = summary["best_model_checkpoint_resolved"] if summary is not None else None
                 info.best = best is not None and os.path.normpath(best) == os.path.normpath(path)
