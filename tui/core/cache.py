@@ -204,6 +204,12 @@ class SummaryCache:
         with self._lock:
             return {f: dict(b.entries) for f, b in self._buckets.items() if b.dirty}
 
+    def forget_changes(self) -> None:
+        """Count nothing changed so far (a forked reader starts here: the parent holds all it holds)."""
+        with self._lock:
+            for bucket in self._buckets.values():
+                bucket.dirty = False
+
     def absorb(self, changes: dict[str, dict[str, tuple[str, str, float]]]) -> None:
         """Take in another process's ``changes()``, to be written with this process's own."""
         for folder, entries in changes.items():

@@ -1,28 +1,34 @@
 """A first scan of a big root on more than one core: the reading of checkpoints is pure Python, so threads
 share one core (the GIL); forked processes do not.
 
-The walk runs first, here (it decides the order, the marks and what belongs to which checkpoint); its
-deferred reads are cut into contiguous chunks; this process reads the first, one forked child each of the
-others. A child only computes: its records come back through a pipe with what it changed on the side
-(``export``: the summary cache's new entries, the paths it saw, its errors), which this process takes in
-(``absorb``) before yielding that chunk's records, so the results, their order and everything written
-afterwards are what one process would have made. A child writes nothing to disk and leaves with
-``os._exit`` (no atexit flush, no stdio flush); the pipe carries a pickle of our own records from our
-own child, never bytes read off disk. A child that fails in any way (a crash, a signal, a short pipe):
-its chunk is read here instead.
+The walk runs here (it decides the order, the marks and what belongs to which checkpoint) and hands its
+deferred reads on as it goes: every ``chunk`` of them walked is given to a forked child, which reads them
+while the walk goes on, so the walk and the reading overlap. What the walk leaves at its end is cut
+between fresh children and this process. A child only computes: its records come back through a pipe
+with what it changed on the side (``export``: the summary cache's new entries, the paths it saw, its
+errors, each counted from ``begin``, which the child runs first), which this process takes in (``absorb``)
+before yielding that chunk's records, so the results, their order and everything written afterwards are
+what one process would have made: a deferred read depends only on what the walk had done when it was
+handed on. A child writes nothing to disk and leaves with ``os._exit`` (no atexit flush, no stdio flush);
+the pipe carries a pickle of our own records from our own child, never bytes read off disk. A child that
+fails in any way (a crash, a signal, a short pipe): its chunk is read here instead.
 
 Used only where it is safe and pays: ``os.fork`` exists, this process runs a single thread (a fork copies
-only the calling thread: a lock another thread held would stay locked in the child), and every process
-gets at least ``MIN_PER_PROCESS`` items. ``CKPT_TUI_PROCESSES`` (default: the CPUs this process may run
-on, at most ``MAX_PROCESSES``; 1: never fork). The CLI's ``ls`` uses it; the app never does (threads).
+only the calling thread: a lock another thread held would stay locked in the child), and a chunk holds at
+least ``MIN_PER_PROCESS`` items (``MIN_TAIL`` for the walk's last). ``CKPT_TUI_PROCESSES`` (default: the
+CPUs this process may run on, at most ``MAX_PROCESSES``; 1: never fork) bounds the children computing at
+once. The CLI's ``ls`` uses it; the app never does (threads).
 """
 
 from __future__ import annotations
 
 import os
 import pickle
+import select
+import signal
 import threading
-from collections.abc import Callable, Iterator
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from tui.core.pool import Deferred
@@ -30,6 +36,10 @@ from tui.core.pool import Deferred
 PROCESSES_ENV = "CKPT_TUI_PROCESSES"
 MAX_PROCESSES = 4
 MIN_PER_PROCESS = MIN_PER_PROCESS_DEFAULT = 100  # a fork and the pipe cost ~5 ms; 100 reads ~50 ms
+MIN_TAIL = 32  # the walk's last items: cut among processes only in parts of this many or more
+CHUNKS_PER_WALK = 8  # a chunk grows with the walk (1/8 of it): a 10,000-checkpoint root forks ~30 times
+POLL_EVERY = 8  # items walked between looks for children done
+LOCAL = 25  # items this process reads between walking on while every child is busy
 
 
 def default_processes() -> int:
@@ -49,40 +59,132 @@ def other_threads() -> bool:
     return threading.active_count() != 1
 
 
-def can_fork(items: int, processes: int) -> int:
-    """How many processes to read ``items`` with (1: here alone)."""
-    if processes <= 1 or not hasattr(os, "fork") or other_threads():
-        return 1
-    return max(1, min(processes, items // MIN_PER_PROCESS))
+def can_fork(processes: int) -> bool:
+    return processes > 1 and hasattr(os, "fork") and hasattr(select, "poll") and not other_threads()
 
 
-def in_processes(
-    items: list[Deferred],
+class _Chunk:
+    """Items handed to one child (or read here), in walk order; ``results`` once they are in."""
+
+    __slots__ = ("items", "child", "results")
+
+    def __init__(self, items: list[Deferred], child: tuple[int, int] | None = None) -> None:
+        self.items = items
+        self.child = child  # (pid, read end of its pipe) until collected
+        self.results: list[Any] | None = None
+
+    def read_here(self) -> None:
+        self.results = [result for item in self.items for result in item.finish()]
+
+
+def streamed(
+    items: Iterable[Deferred],
     processes: int,
     *,
-    export: Callable[[list[Any]], Any],
+    begin: Callable[[], Any],
+    export: Callable[[list[Any], Any], Any],
     absorb: Callable[[Any, list[Any]], None],
 ) -> Iterator[Any]:
-    """The results of every item in order, read by ``processes`` processes (this one and forked children).
-    ``export(results)`` runs in a child after its chunk, ``absorb(payload, results)`` here before that
-    chunk's results are yielded."""
-    size = -(-len(items) // processes)
-    chunks = [items[n : n + size] for n in range(0, len(items), size)]
-    children = [_fork(chunk, export) for chunk in chunks[1:]]
-    for item in chunks[0]:
-        yield from item.finish()
-    for chunk, child in zip(chunks[1:], children, strict=True):
-        got = _collect(child)
+    """The results of every item in order, read by up to ``processes`` processes at once: this one (between
+    steps of the walk that produces ``items``, and after it) and forked children. In a child, ``begin()``
+    runs first and ``export(results, begun)`` after its chunk; ``absorb(payload, results)`` runs here
+    before that chunk's results are yielded."""
+    if not can_fork(processes):
+        for item in items:
+            yield from item.finish()
+        return
+    readers = _Readers(processes, begin, export, absorb)
+    try:
+        walked = 0
+        for item in items:
+            readers.pending.append(item)
+            walked += 1
+            if walked % POLL_EVERY == 0:
+                yield from readers.ready()
+            if len(readers.pending) >= max(MIN_PER_PROCESS, walked // CHUNKS_PER_WALK):
+                yield from readers.ready()
+                readers.step(MIN_PER_PROCESS)
+        while readers.pending:  # the walk is done: the rest, shared the same way
+            yield from readers.ready()
+            readers.step(MIN_TAIL)
+        yield from readers.drain()
+    finally:
+        readers.abandon()
+
+
+class _Readers:
+    """The chunks handed out, in walk order, and the items walked but not yet handed out (``pending``)."""
+
+    def __init__(self, processes: int, begin: Callable, export: Callable, absorb: Callable) -> None:
+        self.children = processes - 1  # this process reads too
+        self.begin, self.export, self.absorb = begin, export, absorb
+        self.chunks: deque[_Chunk] = deque()
+        self.pending: list[Deferred] = []
+        self.poller = select.poll()
+        self.waiting: dict[int, _Chunk] = {}  # read end -> its chunk, while the child computes
+        self.warm = False  # some items were read here
+
+    def step(self, smallest: int) -> None:
+        """Hand the pending items to a child when one is free (keeping half back once the walk is done,
+        for the children that free up meanwhile); else read the first few here. The first few are read here
+        in any case: what they learn (the replays the pickles of one layout share) every child inherits."""
+        if self.warm and len(self.waiting) < self.children and len(self.pending) >= smallest:
+            cut = len(self.pending) if smallest == MIN_PER_PROCESS else max(smallest, len(self.pending) // 2)
+            self._fork(self.pending[:cut])
+            del self.pending[:cut]
+        else:
+            chunk = _Chunk(self.pending[:LOCAL])
+            chunk.read_here()
+            self.chunks.append(chunk)
+            del self.pending[:LOCAL]
+            self.warm = True
+
+    def _fork(self, part: list[Deferred]) -> None:
+        chunk = _Chunk(part, _fork(part, self.begin, self.export))
+        self.chunks.append(chunk)
+        if chunk.child is None:  # no child could be made: read it here
+            chunk.read_here()
+            return
+        self.waiting[chunk.child[1]] = chunk
+        self.poller.register(chunk.child[1], select.POLLIN | select.POLLHUP)
+
+    def _take(self, chunk: _Chunk) -> None:
+        assert chunk.child is not None
+        del self.waiting[chunk.child[1]]
+        self.poller.unregister(chunk.child[1])
+        got = _collect(chunk.child)
+        chunk.child = None
         if got is None:  # the child failed: read its chunk here
-            for item in chunk:
-                yield from item.finish()
-            continue
-        results, payload = got
-        absorb(payload, results)
-        yield from results
+            chunk.read_here()
+        else:
+            chunk.results, payload = got
+            self.absorb(payload, chunk.results)
+
+    def ready(self) -> Iterator[Any]:
+        """Take in the children done, and yield the results now complete from the first on."""
+        if self.waiting:
+            for fd, _ in self.poller.poll(0):
+                self._take(self.waiting[fd])
+        while self.chunks and self.chunks[0].results is not None:
+            yield from self.chunks.popleft().results
+
+    def drain(self) -> Iterator[Any]:
+        while self.chunks:
+            chunk = self.chunks.popleft()
+            if chunk.results is None:
+                self._take(chunk)
+            yield from chunk.results  # type: ignore[misc]
+
+    def abandon(self) -> None:
+        """Stopped early: the children's reads are wanted no more."""
+        for chunk in self.chunks:
+            if chunk.child is not None:
+                _abandon(chunk.child)
 
 
-def _fork(chunk: list[Deferred], export: Callable[[list[Any]], Any]) -> tuple[int, int] | None:
+def _fork(
+    chunk: list[Deferred], begin: Callable[[], Any], export: Callable[[list[Any], Any], Any]
+) -> tuple[int, int] | None:
     """(pid, read end of its pipe), or None when no child could be made."""
     try:
         r, w = os.pipe()
@@ -98,9 +200,10 @@ def _fork(chunk: list[Deferred], export: Callable[[list[Any]], Any]) -> tuple[in
         code = 1
         try:
             os.close(r)
+            begun = begin()
             results = [result for item in chunk for result in item.finish()]
             with os.fdopen(w, "wb") as out:  # streamed: no second copy of a 10,000-checkpoint payload
-                pickle.dump((results, export(results)), out, protocol=pickle.HIGHEST_PROTOCOL)
+                pickle.dump((results, export(results, begun)), out, protocol=pickle.HIGHEST_PROTOCOL)
             code = 0
         except BaseException:  # noqa: BLE001 - anything: the parent reads this chunk itself
             pass
@@ -110,9 +213,7 @@ def _fork(chunk: list[Deferred], export: Callable[[list[Any]], Any]) -> tuple[in
     return pid, r
 
 
-def _collect(child: tuple[int, int] | None) -> tuple[list[Any], Any] | None:
-    if child is None:
-        return None
+def _collect(child: tuple[int, int]) -> tuple[list[Any], Any] | None:
     pid, r = child
     got = None
     try:
@@ -127,3 +228,16 @@ def _collect(child: tuple[int, int] | None) -> tuple[list[Any], Any] | None:
     if status != 0 or not isinstance(got, tuple) or len(got) != 2:
         return None
     return got
+
+
+def _abandon(child: tuple[int, int]) -> None:
+    pid, r = child
+    try:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    except OSError:
+        pass
+    try:
+        os.close(r)
+    except OSError:
+        pass

@@ -33,6 +33,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 
 from tui.core import cache, commit, integrity, readlog
@@ -135,29 +136,30 @@ def iter_checkpoints(
         readlog.note(root, st)
     cache.shared().use_pack(root)  # one cache file for the whole root: read once, written once
     if processes > 1:
-        yield from _in_processes(state, list(_visit(state, root, None, st.st_mtime)), processes)
+        yield from _in_processes(state, _visit(state, root, None, st.st_mtime), processes)
     else:
         yield from _resolved(_visit(state, root, None, st.st_mtime), threads=read_threads())
     if log is not None and not cancelled():
         log.finished = True
 
 
-def _in_processes(state: _Scan, items: list[_Deferred], processes: int) -> Iterator[CheckpointInfo]:
+def _in_processes(state: _Scan, items: Iterator[_Deferred], processes: int) -> Iterator[CheckpointInfo]:
     from tui.core import forked
 
-    processes = forked.can_fork(len(items), processes)
-    if processes <= 1:
-        yield from _resolved(items, threads=read_threads())
-        return
-    walked_errors = len(state.errors)  # a child's copy holds these already
+    def begin() -> tuple[int, int, int]:  # in a child: what it has already, the parent has too
+        cache.shared().forget_changes()
+        log = state.log
+        return len(state.errors), len(log.seen) if log else 0, len(log.lookups) if log else 0
 
-    def export(results: list[CheckpointInfo]) -> dict:
+    def export(results: list[CheckpointInfo], begun: tuple[int, int, int]) -> dict:
         log, where = state.log, {id(info): n for n, info in enumerate(results)}
+        errors, seen, lookups = begun
         return {
             "cache": cache.shared().changes(),
-            "errors": state.errors[walked_errors:],
-            "seen": log.seen if log is not None else {},
-            "lookups": log.lookups if log is not None else {},
+            "errors": state.errors[errors:],
+            # noted paths keep their first stat (setdefault): what is new is at the end
+            "seen": dict(islice(log.seen.items(), seen, None)) if log is not None else {},
+            "lookups": dict(islice(log.lookups.items(), lookups, None)) if log is not None else {},
             "unsteady": log.unsteady if log is not None else False,
             "locks": [(p, where[id(i)], n) for p, i, n in (log.lock_lines if log else []) if id(i) in where],
         }
@@ -169,7 +171,7 @@ def _in_processes(state: _Scan, items: list[_Deferred], processes: int) -> Itera
             readlog.merge(state.log, payload["seen"], payload["lookups"], payload["unsteady"])
             state.log.lock_lines += [(p, results[n], line) for p, n, line in payload["locks"]]
 
-    yield from forked.in_processes(items, processes, export=export, absorb=absorb)
+    yield from forked.streamed(items, processes, begin=begin, export=export, absorb=absorb)
 
 
 def scan(root: str | os.PathLike) -> list[CheckpointInfo]:
