@@ -37,6 +37,21 @@ async def test_browse_lists_what_the_scan_finds_grouped_by_run(tree):
         assert f"{len(shown)} checkpoints" in status
 
 
+async def test_the_first_scan_reads_in_a_process_of_its_own(tree, monkeypatch):
+    from tui.core import subscan
+
+    monkeypatch.setenv("CKPT_TUI_PROCESSES", "2")
+    started: list[str] = []
+    real = subscan._command
+    monkeypatch.setattr(subscan, "_command", lambda root: started.append(root) or real(root))
+    app = make_app(tree, poll_interval=0)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(app, pilot)
+        assert sorted(visible_paths(app)) == sorted(i.path for i in scan(tree))
+        assert {p: i.to_json() for p, i in app.store.infos.items()} == {i.path: i.to_json() for i in scan(tree)}
+    assert started == [str(tree.resolve())] or started == [os.path.abspath(tree)]
+
+
 async def test_each_tab_renders_the_selected_checkpoint(tree):
     app = make_app(tree, poll_interval=0)
     async with app.run_test(size=(80, 24)) as pilot:

@@ -123,6 +123,7 @@ class CkptApp(ActionsMixin, App[None]):
         self.store = CheckpointStore()
         self.scan_generation = 0
         self.scanning = False
+        self._scanned = False  # a first scan began (tasks.scan_batches: first)
         self.free_space: FreeSpace | None = None  # ROOT's filesystem, from the last scan or poll
         self._signature: int | None = None  # the tree as the last scan saw it (scan worker only)
         self._inspected: str | None = None  # the row the detail pane shows or is about to
@@ -253,7 +254,8 @@ class CkptApp(ActionsMixin, App[None]):
             if not (only_if_changed and signature == self._signature):
                 self._signature = signature
                 scanned.append(True)
-                for batch in tasks.scan_batches(self.root, cancelled=lambda: worker.is_cancelled):
+                first, self._scanned = not self._scanned, True
+                for batch in tasks.scan_batches(self.root, cancelled=lambda: worker.is_cancelled, first=first):
                     seen.update(i.path for i in batch)
                     found_runs.update(run_of(i) for i in batch)
                     self.post_message(msg.ScanBatch(generation, batch))

@@ -98,10 +98,34 @@ def free_space(root: Path) -> FreeSpace | None:
         return None
 
 
-def scan_batches(root: Path, *, cancelled: Callable[[], bool]) -> Iterator[list[CheckpointInfo]]:
+def scan_batches(
+    root: Path, *, cancelled: Callable[[], bool], first: bool = False
+) -> Iterator[list[CheckpointInfo]]:
+    """The records under ROOT in batches; ``first``: the app's first scan, which a snapshot may answer,
+    else a process of its own reads on every core (``tui.core.subscan``)."""
     from tui.core.snapshot import iter_checkpoints
 
-    yield from batched(iter_checkpoints(root, cancelled=cancelled), cancelled=cancelled)
+    infos = _first_scan(root, cancelled) if first else iter_checkpoints(root, cancelled=cancelled)
+    yield from batched(infos, cancelled=cancelled)
+
+
+def _first_scan(root: Path, cancelled: Callable[[], bool]) -> Iterator[CheckpointInfo]:
+    from tui.core import snapshot
+    from tui.core.forked import default_processes
+
+    if default_processes() > 1:
+        replayed = snapshot.replay(os.path.abspath(root))
+        if replayed is not None:
+            yield from replayed[0]
+            return
+        from tui.core import subscan
+
+        try:
+            yield from subscan.records(root, cancelled=cancelled)
+            return
+        except subscan.SubscanFailed:
+            pass  # read here: what the child sent already comes again, and the store takes it as an update
+    yield from snapshot.iter_checkpoints(root, cancelled=cancelled)
 
 
 def save_cache() -> None:

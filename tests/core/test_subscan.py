@@ -1,0 +1,75 @@
+"""The app's first scan in a process of its own (tui.core.subscan): the records one process would yield,
+in its order, the snapshot and cache written for the next start; a child that fails or sends garbage
+is a SubscanFailed (the caller scans here), never a wrong or partial list taken as whole; a cancelled
+scan stops its child."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+import pytest
+
+from tests.fixtures import synthetic as syn
+from tui.app import tasks
+from tui.core import cache, snapshot, subscan
+from tui.core.scan import scan
+
+pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="the forked reads: POSIX only")
+
+
+@pytest.fixture
+def tree(tmp_path, monkeypatch):
+    monkeypatch.setenv("CKPT_TUI_PROCESSES", "2")
+    root = tmp_path / "t"
+    syn.make_tree(root, 30)
+    syn.write_run(root, "run1", folds=2, steps=(2, 4))
+    return root
+
+
+def test_the_child_sends_what_one_process_finds_and_leaves_a_snapshot(tree):
+    time.sleep(cache.RACY_SECONDS + 0.2)  # (the child's own: 2 s)  # the child trusts no file changed in its last RACY_SECONDS
+    got = [i.to_json() for i in subscan.records(tree)]
+    assert got == [i.to_json() for i in scan(tree)] and len(got) > 30
+    cache.configure()  # this process's cache reads what the child wrote
+    replayed = snapshot.replay(os.path.abspath(tree))
+    assert replayed is not None and [i.to_json() for i in replayed[0]] == got
+
+
+def test_a_child_that_dies_or_sends_garbage_is_a_failure(tree, monkeypatch, tmp_path):
+    for script in ("import sys; sys.exit(3)", 'print("{not json")', 'print(\'{"path": "x"}\')'):
+        fake = tmp_path / "fake.py"
+        fake.write_text(script)
+        monkeypatch.setattr(subscan, "_command", lambda root, f=fake: [sys.executable, str(f)])
+        with pytest.raises(subscan.SubscanFailed):
+            list(subscan.records(tree))
+
+
+def test_the_app_falls_back_to_scanning_here(tree, monkeypatch):
+    monkeypatch.setattr(subscan, "_command", lambda root: [sys.executable, "-c", "raise SystemExit(1)"])
+    batches = list(tasks.scan_batches(tree, cancelled=lambda: False, first=True))
+    assert [i.to_json() for b in batches for i in b] == [i.to_json() for i in scan(tree)]
+
+
+def test_the_app_uses_the_child_for_its_first_scan_only(tree, monkeypatch):
+    started: list[str] = []
+    real = subscan._command
+    monkeypatch.setattr(subscan, "_command", lambda root: started.append(root) or real(root))
+    first = [i.to_json() for b in tasks.scan_batches(tree, cancelled=lambda: False, first=True) for i in b]
+    assert started and first == [i.to_json() for i in scan(tree)]
+    later = [i.to_json() for b in tasks.scan_batches(tree, cancelled=lambda: False) for i in b]
+    assert later == first and len(started) == 1
+    monkeypatch.setenv("CKPT_TUI_PROCESSES", "1")  # one process: nothing to gain from a child
+    list(tasks.scan_batches(tree, cancelled=lambda: False, first=True))
+    assert len(started) == 1
+
+
+def test_a_cancelled_scan_stops_its_child(tree, monkeypatch):
+    monkeypatch.setattr(subscan, "_command", lambda root: [sys.executable, "-c", "import time; time.sleep(60)"])
+    start = time.monotonic()
+    answers = iter([False])  # cancelled once the child has started
+    assert list(subscan.records(tree, cancelled=lambda: next(answers, True))) == []
+    assert time.monotonic() - start < 5
+    with pytest.raises(ChildProcessError):
+        os.waitpid(-1, os.WNOHANG)  # the child was reaped
