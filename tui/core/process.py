@@ -9,10 +9,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from tui.core.files import read_file
 from tui.core.names import MANIFEST_NAME
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (~3 ms of every command's start)
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def pid_alive(pid: int) -> bool:
