@@ -76,9 +76,11 @@ def test_ls_and_inspect_of_safetensors_models_import_only_what_they_use(tmp_path
 
 # What `inspect` of a safetensors model never needs (each costs its import, or its dataclass's generated
 # methods compiled, at every start): hashing (only --verify and commits hash), typing (annotations only),
-# threading (the locks come from _thread), the TensorEntry objects and the MindSpore/DCP base report.
+# threading (the locks come from _thread), the TensorEntry objects, the MindSpore/DCP base report, a
+# metric (the model has no evaluation) and a lock's verdict (it has no .lock).
 NOT_FOR_INSPECT = (
-    "hashlib", "typing", "threading", "heapq", "tui.core.tensor_entry", "tui.core.split_weights",
+    "hashlib", "typing", "threading", "heapq", "tui.core.tensor_entry", "tui.core.split_weights", "tui.core.metric",
+    "tui.core.lock_holder",
 )  # fmt: skip
 
 
