@@ -72,3 +72,42 @@ def test_ls_and_inspect_of_safetensors_models_import_only_what_they_use(tmp_path
     )
     assert "tui.core.weights" in loaded  # the probe did read the models
     assert [m for m in NOT_FOR_SAFETENSORS if m in loaded] == []
+
+
+# What `inspect` of a safetensors model never needs (each costs its import, or its dataclass's generated
+# methods compiled, at every start): hashing (only --verify and commits hash), typing (annotations only),
+# threading (the locks come from _thread), the TensorEntry objects, the MindSpore/DCP base report, a
+# metric (the model has no evaluation) and a lock's verdict (it has no .lock).
+NOT_FOR_INSPECT = (
+    "hashlib", "typing", "threading", "heapq", "tui.core.tensor_entry", "tui.core.split_weights", "tui.core.metric",
+    "tui.core.lock_holder",
+)  # fmt: skip
+
+
+def test_inspect_of_a_safetensors_model_imports_only_what_it_uses(tmp_path):
+    s.write_hf_model(tmp_path / "run" / "model", shards=3)
+    loaded = loaded_after(
+        "import contextlib, io\nfrom tui.cli import main\n"
+        f"with contextlib.redirect_stdout(io.StringIO()):\n"
+        f"    assert main(['inspect', {str(tmp_path / 'run' / 'model')!r}, '--json']) == 0\n"
+    )
+    assert "tui.core.weights" in loaded
+    assert [m for m in NOT_FOR_INSPECT if m in loaded] == []
+
+
+def test_the_kind_literal_for_type_checkers_lists_the_kinds():
+    # model.py spells the kinds twice: KINDS at run time, Kind = Literal[...] for type checkers only
+    import ast
+
+    from tui.core import model
+
+    tree = ast.parse((REPO / "tui" / "core" / "model.py").read_text())
+    literals = [
+        node.value
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Assign)
+        and [t.id for t in node.targets if isinstance(t, ast.Name)] == ["Kind"]
+        and isinstance(node.value, ast.Subscript)
+    ]
+    assert len(literals) == 1
+    assert tuple(ast.literal_eval(literals[0].slice)) == model.KINDS

@@ -141,3 +141,25 @@ def test_fifo_named_like_weights_does_not_hang(tmp_path):
     os.mkfifo(tmp_path / "weights.pt")
     infos = {i.path: i for i in scan(tmp_path)}  # returns: a FIFO is never opened for reading
     assert "weights.pt" not in infos and ("m" not in infos or not infos["m"].complete)
+
+
+def test_inspect_of_a_sharded_model_reads_each_header_and_the_index_once(tmp_path, monkeypatch):
+    # the scan's check and the detail pane both want the weights: the second is answered by the cache's
+    # memo, never by reading the shards (or their index) again
+    from tui.core import safetensors_header, weight_files
+
+    s.write_hf_model(tmp_path / "m", shards=3)
+    headers: list[str] = []
+    indexes: list[str] = []
+    read_header, load_index = safetensors_header._read_header, weight_files._load_index
+    monkeypatch.setattr(
+        safetensors_header,
+        "_read_header",
+        lambda path, limit: headers.append(os.fspath(path)) or read_header(path, limit),
+    )
+    monkeypatch.setattr(weight_files, "_load_index", lambda path: indexes.append(path) or load_index(path))
+    result = inspect_path(tmp_path, tmp_path / "m")
+    assert result.weights is not None and result.weights.shards == 3 and not result.info.problems
+    shards = sorted(p for p in headers if p.endswith(".safetensors"))
+    assert len(shards) == 3 and len(set(shards)) == 3, headers
+    assert len(indexes) == 1, indexes

@@ -8,7 +8,6 @@ trainer (which has torch) and the browser (which must not) share this module.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -17,12 +16,15 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 from tui.core import readlog
 from tui.core.files import FULL_WALK_DEPTH, open_regular_file, read_file, read_refusal, walk
 from tui.core.names import MANIFEST_NAME
 from tui.core.text import capped
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (~3 ms of every command's start)
+if TYPE_CHECKING:
+    from typing import Any
 
 MANIFEST_FORMAT = "ckpt-tui/manifest/1"
 TMP_MARK = ".tmp"
@@ -106,8 +108,16 @@ def begin(target: Path) -> Path:
     return tmp
 
 
+def _sha256(data: bytes | memoryview = b"") -> Any:
+    """A sha256 hasher. hashlib is imported here: it loads OpenSSL (~3 ms), which every command importing
+    this module (``inspect`` reads manifests) paid for, and which only hashing needs."""
+    import hashlib
+
+    return hashlib.sha256(data)
+
+
 def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
+    h = _sha256()
     fd, _ = open_regular_file(path)  # a FIFO or a link to /dev/zero: ValueError, never a hang
     with os.fdopen(fd, "rb", buffering=0) as f:
         while chunk := f.read(_HASH_CHUNK):
@@ -121,7 +131,7 @@ def write_bytes_hashed(path: Path, data: bytes | memoryview) -> str:
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "wb") as f:
         f.write(data)
-    return hashlib.sha256(data).hexdigest()
+    return _sha256(data).hexdigest()
 
 
 def fsync_path(path: Path) -> None:

@@ -43,8 +43,8 @@ from tui.core.names import DCP_DATA_SUFFIX, DCP_METADATA, is_dcp_folder
 from tui.core.pickle_scan.replay import Call, DictNode, GlobalRef, class_of, replay_pickle, shape_of, state_of
 from tui.core.pickle_scan.torch_names import TORCH_DTYPE_NAMES
 from tui.core.safetensors_header import DTYPE_BITS
+from tui.core.split_weights import SplitWeights
 from tui.core.text import quoted, safe_message
-from tui.core.weights import SplitWeights
 
 __all__ = ["DcpReport", "DcpTensor", "is_dcp_folder", "read_dcp"]
 

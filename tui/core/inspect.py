@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
 
 from tui.core import commit, scan, summaries, weights
 from tui.core.files import MAX_WALK_DEPTH, json_object, read_small_text, walk
@@ -21,6 +20,10 @@ from tui.core.names import (
     TRAINER_STATE,
     ZERO_RANK_SHARD,
 )
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (~3 ms of every command's start)
+if TYPE_CHECKING:
+    from typing import Any
 
 
 class NotACheckpoint(ValueError):

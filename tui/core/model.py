@@ -4,20 +4,21 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
-from typing import TYPE_CHECKING, Any, Literal, get_args
 
-from tui.core.files import json_int, json_number
 from tui.core.names import MINDSPORE_PERIODIC
-from tui.core.text import bare_metric_name
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (~3 ms of every command's start)
 if TYPE_CHECKING:
+    from typing import Any, Literal
+
     from tui.core.dcp import DcpReport
+    from tui.core.metric import Metric
     from tui.core.mindspore_ckpt import MindSporeReport
     from tui.core.pickle_scan import PickleReport
     from tui.core.weights import WeightsSummary
 
 # What a checkpoint is; the JSON CLI prints these strings (docs/FORMAT.md, "JSON CLI").
-Kind = Literal[
+KINDS: tuple[Kind, ...] = (
     "hf-checkpoint",
     "hf-model",
     "peft-adapter",
@@ -28,36 +29,32 @@ Kind = Literal[
     "safetensors-file",
     "mindspore",
     "torch-dcp",
-]
-KINDS: tuple[Kind, ...] = get_args(Kind)
+)
+if TYPE_CHECKING:  # the same strings (a test checks): a Literal would need typing at run time
+    Kind = Literal[
+        "hf-checkpoint",
+        "hf-model",
+        "peft-adapter",
+        "deepspeed",
+        "accelerate-state",
+        "lightning",
+        "torch-pickle",
+        "safetensors-file",
+        "mindspore",
+        "torch-dcp",
+    ]
+else:
+    Kind = str
 
 
-@dataclass(frozen=True)
-class Metric:
-    """A checkpoint's own evaluation, ``{"name", "value", "step"}`` in JSON; ``name`` None when the files
-    hold a value without saying what it measures; ``step`` the optimizer step it was evaluated at (None
-    when the files do not say). A resumable checkpoint's metric is its last evaluation at or before its
-    step, never the best so far (that one is marked by ``CheckpointInfo.best``)."""
+def __getattr__(name: str) -> Any:
+    """``Metric`` lives in tui.core.metric, imported on first use (a checkpoint with an evaluation): creating
+    a frozen dataclass (six methods compiled from source) costs every command's start."""
+    if name == "Metric":
+        from tui.core.metric import Metric
 
-    name: str | None
-    value: float
-    step: int | None = None
-
-    @classmethod
-    def of(cls, name: object, value: object, step: object = None) -> Metric | None:
-        """A Metric from values read off disk; None unless ``value`` is a number (a bool is not)."""
-        value = json_number(value)
-        if value is None:
-            return None
-        step = json_int(step)
-        return cls(name if isinstance(name, str) else None, value, step if step is not None and step >= 0 else None)
-
-    def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "value": self.value, "step": self.step}
-
-    def same_name(self, other: str) -> bool:
-        """``eval_loss`` and ``loss`` name the same metric (HF prefixes eval metrics with ``eval_``)."""
-        return self.name is not None and bare_metric_name(self.name) == bare_metric_name(other)
+        return Metric
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass
@@ -112,7 +109,12 @@ class CheckpointInfo:
         ``data`` is not one."""
         values = {name: data[name] for name in _INFO_FIELDS}
         metric = values["metric"]
-        values["metric"] = Metric(metric["name"], metric["value"], metric["step"]) if metric is not None else None
+        if metric is not None:
+            from tui.core.metric import Metric
+
+            values["metric"] = Metric(metric["name"], metric["value"], metric["step"])
+        else:
+            values["metric"] = None
         return cls(**values)
 
 

@@ -45,16 +45,22 @@ files written by ``safetensors.torch.save_file``.
 
 from __future__ import annotations
 
+import _thread  # threading's Lock, local and get_ident, without importing threading (~1 ms of every start)
 import json
 import os
-import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from operator import itemgetter
-from typing import Any
 
 from tui.core.files import fast_json, open_regular_file
+from tui.core.safetensors_dtypes import DTYPE_BITS
 from tui.core.text import quoted, safe_message, safe_text
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (~3 ms of every command's start)
+if TYPE_CHECKING:
+    from typing import Any
+
+    from tui.core.tensor_entry import TensorEntry
 
 __all__ = [
     "DTYPE_BITS",
@@ -65,33 +71,6 @@ __all__ = [
     "TensorEntry",
     "read_header",
 ]
-
-# Every dtype of safetensors 0.8 (its Rust ``Dtype`` enum, 22 variants) with its width in bits. F4 and the
-# F6 types are packed sub-byte types: a tensor's byte length is numel * bits / 8, which must be whole.
-DTYPE_BITS: dict[str, int] = {
-    "BOOL": 8,
-    "F4": 4,
-    "F6_E2M3": 6,
-    "F6_E3M2": 6,
-    "U8": 8,
-    "I8": 8,
-    "F8_E5M2": 8,
-    "F8_E4M3": 8,
-    "F8_E8M0": 8,
-    "F8_E4M3FNUZ": 8,
-    "F8_E5M2FNUZ": 8,
-    "I16": 16,
-    "U16": 16,
-    "F16": 16,
-    "BF16": 16,
-    "I32": 32,
-    "U32": 32,
-    "F32": 32,
-    "C64": 64,
-    "F64": 64,
-    "I64": 64,
-    "U64": 64,
-}
 
 _U64 = 1 << 64
 _MAX_PROBLEMS = 12  # per kind of problem; the rest are counted in one line
@@ -110,33 +89,6 @@ class HeaderError(ValueError):
     """A safetensors file whose header cannot be read; the message is one line naming the problem."""
 
 
-@dataclass(slots=True)
-class TensorEntry:
-    name: str
-    dtype: str
-    shape: tuple[int, ...]
-    start: int  # offsets relative to the start of the data section (after 8 + header_len bytes)
-    end: int
-    numel: int = field(init=False, repr=False, compare=False)  # product of shape, computed once
-
-    def __post_init__(self) -> None:
-        n = 1
-        for d in self.shape:
-            n *= d
-        self.numel = n
-
-    @property
-    def nbytes(self) -> int:
-        """Bytes the header assigns to this tensor."""
-        return self.end - self.start
-
-    @property
-    def expected_nbytes(self) -> int | None:
-        """Bytes numel * itemsize needs; None when a packed dtype does not end on a byte boundary."""
-        bits = self.numel * DTYPE_BITS[self.dtype]
-        return None if bits % 8 else bits // 8
-
-
 @dataclass
 class SafetensorsHeader:
     path: str
@@ -153,6 +105,8 @@ class SafetensorsHeader:
     def tensors(self) -> dict[str, TensorEntry]:
         """name -> TensorEntry, built on first use."""
         if self._tensors is None:
+            from tui.core.tensor_entry import TensorEntry
+
             self._tensors = {
                 e[0]: TensorEntry(name=e[0], dtype=e[1], shape=tuple(e[2]), start=e[3], end=e[4])
                 for e in self.entries
@@ -179,6 +133,16 @@ class SafetensorsHeader:
         for e in self.entries:
             out[e[1]] = out.get(e[1], 0) + e[5]
         return out
+
+
+def __getattr__(name: str) -> Any:
+    """``TensorEntry`` lives in tui.core.tensor_entry, imported on first use: the summaries never build
+    one, and creating a dataclass (its methods compiled from source) costs every command's start."""
+    if name == "TensorEntry":
+        from tui.core.tensor_entry import TensorEntry
+
+        return TensorEntry
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _read_exact(fd: int, n: int) -> bytes:
@@ -253,7 +217,7 @@ _MEMO_MAX_BYTES = 1 << 20  # bigger headers (sharded giants) are rare and are pa
 # longer than comparing it once with the one remembered (equal bytes, or it is analysed afresh).
 _KEY_EDGE = 256
 _memo: OrderedDict[tuple[str, int, int, bytes, bytes], tuple[bytes, SafetensorsHeader]] = OrderedDict()
-_memo_lock = threading.Lock()
+_memo_lock = _thread.allocate_lock()
 
 
 def _parse(name: str, label: str, raw: bytes, size: int) -> SafetensorsHeader:

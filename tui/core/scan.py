@@ -69,7 +69,7 @@ NESTED_KINDS: tuple[Kind, ...] = ("peft-adapter", "deepspeed", "hf-checkpoint")
 # --- the walk -----------------------------------------------------------------------------------------
 
 
-@dataclass
+@dataclass(repr=False, eq=False)  # private: never printed nor compared, two methods fewer to compile
 class _Listing:
     """One folder read with scandir: file name -> (size, mtime) filled lazily, subfolder entries."""
 
@@ -79,7 +79,7 @@ class _Listing:
     dirs: dict[str, os.DirEntry] = field(default_factory=dict)
 
 
-@dataclass
+@dataclass(repr=False, eq=False)  # private: never printed nor compared, two methods fewer to compile
 class _Scan:
     root: str
     root_real: str
@@ -296,7 +296,7 @@ def _folder_kind(name: str, listing: _Listing) -> tuple[Kind | None, bool]:
 # --- one checkpoint folder ------------------------------------------------------------------------------
 
 
-@dataclass
+@dataclass(repr=False, eq=False)  # private: never printed nor compared, two methods fewer to compile
 class _Tree:
     """Everything under one checkpoint folder: files (posix rel path -> size) and nested checkpoints."""
 

@@ -33,19 +33,20 @@ gives one module per layer index under the prefix ``base_model.model.bert.encode
 
 from __future__ import annotations
 
-import heapq
 import os
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
-from typing import Any, ClassVar, Literal
+from dataclasses import dataclass, field
 
 from tui.core.names import SAFETENSORS_SHARD
 from tui.core.safetensors_header import Entry, HeaderError, SafetensorsHeader, read_header
 from tui.core.text import capped, quoted, safe_message, safe_text
 from tui.core.weight_files import MAX_NAMES, WeightFilesPlan, resolve_weight_files
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (~3 ms of every command's start)
+if TYPE_CHECKING:
+    from typing import Any
+
 __all__ = [
-    "SplitWeights",
     "WeightsSummary",
     "largest_tensors",
     "module_counts",
@@ -59,7 +60,9 @@ MAX_SUMMARY_TENSORS = 1_000_000  # a whole sharded MoE model holds ~100k
 
 @dataclass
 class WeightsSummary:
-    source: ClassVar[Literal["safetensors"]] = "safetensors"  # vs PickleReport.source
+    # vs PickleReport.source; a class constant, not a field: not annotated, since dataclasses only tells a
+    # ClassVar annotation once typing is imported, which this module does not need
+    source = "safetensors"
     files: list[dict[str, Any]] = field(default_factory=list)
     shards: int = 0
     tensors: int = 0
@@ -207,7 +210,7 @@ def _summarize(folder_or_files: Any, index_file: Any, listing: Iterable[str] | N
     return out
 
 
-@dataclass
+@dataclass(repr=False, eq=False)  # private: never printed nor compared, two methods fewer to compile
 class _Totals:
     """What the summary keeps of every shard read: counts, names (for modules and index checks), the
     largest tensors; never the headers themselves."""
@@ -336,76 +339,11 @@ def _names(items: list[str], total: int | None = None) -> str:
     return shown + (f" and {total - MAX_NAMES} more" if total > MAX_NAMES else "")
 
 
-@dataclass
-class SplitWeights:
-    """What the MindSpore and DCP reports share: their tensor records (``entries``: ``name``, ``dtype``,
-    ``shape``, ``numel``, ``role`` "network" | "optimizer") and the counts the Weights tab shows, of the network
-    (what a ``model.safetensors`` export holds) and of the optimizer state kept beside it."""
-
-    entries: list[Any] = field(default_factory=list)
-    tensors: int | None = None  # network tensors; None when nothing could be read
-    parameters: int | None = None
-    dtypes: dict[str, int] | None = None  # network dtype -> parameters, largest first
-    optimizer_tensors: int = 0
-    optimizer_parameters: int = 0
-    module_prefix: str = ""
-    modules: dict[str, int] = field(default_factory=dict)
-    largest: list[dict[str, Any]] = field(default_factory=list)
-    problems: list[str] = field(default_factory=list)
-
-    def network(self) -> list[Any]:
-        return [t for t in self.entries if t.role == "network"]
-
-    def tensor_table(self) -> dict[str, tuple[str, tuple[int, ...]]]:
-        """name -> (dtype, shape) of the network tensors (what a diff compares)."""
-        return {t.name: (t.dtype, t.shape) for t in self.network() if t.shape is not None}
-
-    def count(self) -> None:
-        """Fill the counts from ``entries`` (roles set): every tensor counts, parameters only where the shape
-        is known (an unusable shape is a problem of its own)."""
-        network = [(t.name, t.dtype, t.shape, t.numel) for t in self.network() if t.shape is not None]
-        dtypes: dict[str, int] = {}
-        for _, dtype, _, n in network:
-            dtypes[dtype] = dtypes.get(dtype, 0) + n
-        self.tensors = len(self.network())
-        self.parameters = sum(n for *_, n in network)
-        self.dtypes = dict(sorted(dtypes.items(), key=lambda kv: (-kv[1], kv[0])))
-        self.module_prefix, self.modules = module_counts([t[0] for t in network], [t[3] for t in network])
-        self.largest = largest_tensors(network)
-        optimizer = [t for t in self.entries if t.role == "optimizer"]
-        self.optimizer_tensors = len(optimizer)
-        self.optimizer_parameters = sum(t.numel or 0 for t in optimizer)
-
-    def inspect_json(self) -> dict[str, Any]:
-        """What ``inspect --json`` prints under "weights": every field, the first 200 entries."""
-        out = {k: v for k, v in vars(self).items() if k != "entries"}
-        out["entries"] = [self.entry_json(t) for t in self.entries[:200]]
-        out["largest"] = [dict(t) for t in self.largest]
-        return out
-
-    def entry_json(self, t: Any) -> dict[str, Any]:
-        shape = list(t.shape) if t.shape is not None else None
-        return {"name": t.name, "dtype": t.dtype, "shape": shape, "role": t.role}
-
-    def to_json(self) -> dict[str, Any]:
-        """All of it, entries included, as JSON types (the summary cache stores this)."""
-        return asdict(self)
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Any:
-        """The report ``to_json`` gave (``entry_from_json`` rebuilds one tensor record)."""
-        fields = dict(data)
-        entries = [cls.entry_from_json(e) for e in fields.pop("entries")]
-        return cls(entries=entries, **fields)
-
-    @staticmethod
-    def entry_from_json(data: dict[str, Any]) -> Any:
-        raise NotImplementedError
-
-
 def largest_tensors(tensors: list[tuple[str, str, tuple[int, ...], int]]) -> list[dict[str, Any]]:
     """The ``LARGEST`` biggest of (name, dtype, shape, numel), as ``{name, dtype, shape, parameters}``: the
     Weights tab's table for the formats read without safetensors headers."""
+    import heapq  # here: the safetensors summaries never need it
+
     top = heapq.nsmallest(LARGEST, tensors, key=lambda t: (-t[3], t[0]))
     return [{"name": n, "dtype": d, "shape": list(s), "parameters": c} for n, d, s, c in top]
 

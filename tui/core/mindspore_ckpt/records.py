@@ -7,7 +7,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
-from tui.core.weights import SplitWeights
+from tui.core.split_weights import SplitWeights
 
 # MindSpore tensor_type -> (the dtype name reported: safetensors' where it has one; bits per element, None
 # for a packed type whose byte length is not checked).
