@@ -55,8 +55,6 @@ class Marks:
     # folder -> its trainer_state.json summary: the best-of-parent rule, the checkpoint's own step /
     # metric and the names-itself-best rule each need it; read and parsed once per scan.
     trainer_states: dict[str, tuple[dict[str, Any] | None, list[str]]] = field(default_factory=dict)
-    # folder -> the part of its state the walk's marks need (``summaries.trainer_state_marks``)
-    state_marks: dict[str, dict[str, Any] | None] = field(default_factory=dict)
 
     def trainer_state(
         self, folder: str, name: str = TRAINER_STATE
@@ -65,12 +63,6 @@ class Marks:
         if key not in self.trainer_states:
             self.trainer_states[key] = summaries.trainer_state_summary(folder, name=name, lean=True)
         return self.trainer_states[key]
-
-    def marks_of(self, folder: str, name: str = TRAINER_STATE) -> dict[str, Any] | None:
-        key = folder if name == TRAINER_STATE else os.path.join(folder, name)
-        if key not in self.state_marks:
-            self.state_marks[key] = summaries.trainer_state_marks(folder, name=name)
-        return self.state_marks[key]
 
     def enter_run(self, path: str, rel: str, files: Container[str], dirs: Container[str]) -> RunContext:
         """The run folder at ``path``: its lock holder; the checkpoints its promoted/ copies came from."""
@@ -117,7 +109,7 @@ class Marks:
             candidates.insert(0, path)
         newest: tuple[int, str | None] | None = None
         for folder in candidates:
-            summary = self.marks_of(folder)
+            summary, _ = self.trainer_state(folder)
             if summary is None or summary["global_step"] is None:
                 continue
             if newest is None or summary["global_step"] > newest[0]:
@@ -132,7 +124,7 @@ class Marks:
         """The ``step_N`` child at the ``best_step`` of the newest ``step_N``'s train_state.json is best."""
         children = sorted(((int(m.group(1)), n) for n in dirs if (m := STEP_DIR.match(n))), reverse=True)
         for _, newest in children[:2]:  # the newest may be half-written: then the one before speaks
-            summary = self.marks_of(os.path.join(path, newest), TRAIN_STATE)
+            summary, _ = self.trainer_state(os.path.join(path, newest), TRAIN_STATE)
             if summary is None or summary["global_step"] is None:
                 continue
             best = summary["best_global_step"]
@@ -152,6 +144,6 @@ class Marks:
             if abspath in self.best:
                 info.best = True
             elif (kind == "hf-model" or parent not in self.best_decided) and TRAINER_STATE in files:
-                summary = self.marks_of(path)
+                summary, _ = self.trainer_state(path)
                 best = summary["best_model_checkpoint_resolved"] if summary is not None else None
                 info.best = best is not None and os.path.normpath(best) == os.path.normpath(path)

@@ -292,34 +292,6 @@ def trainer_state_summary(
     }, problems
 
 
-def trainer_state_marks(folder: str, *, name: str = TRAINER_STATE) -> dict[str, Any] | None:
-    """What a scan's walk needs of a trainer_state.json to mark the best checkpoint: global_step,
-    best_global_step and best_model_checkpoint_resolved (absolute), as ``trainer_state_summary`` gives
-    them, without the metric facts only the reading needs (the walk runs on one core; the reading may
-    not). None when the file cannot be used."""
-    path = os.path.join(folder, name)
-    facts = cache.memo(f"trainer-state/1/marks/{name}", [(path, None)], lambda: _mark_facts(path))
-    if facts is None:
-        return None
-    resolved = _resolve_best(folder, facts["best_model_checkpoint"], None)
-    return {
-        "global_step": facts["global_step"],
-        "best_global_step": facts["best_global_step"],
-        "best_model_checkpoint_resolved": resolved,
-    }
-
-
-def _mark_facts(path: str) -> dict[str, Any] | None:
-    data, _ = load_json_object(path, limit=STATE_LIMIT)
-    if data is None:
-        return None
-    return {
-        "global_step": json_int(data.get("global_step")),
-        "best_global_step": json_int(data.get("best_global_step")) or json_int(data.get("best_step")),
-        "best_model_checkpoint": _str(data.get("best_model_checkpoint")),
-    }
-
-
 def _relative_text(resolved: str, root: str | os.PathLike | None) -> str:
     """``resolved`` (absolute, normal) as posix text relative to ``root`` when inside it, else as is:
     ``Path.relative_to(...).as_posix()`` on strings."""
