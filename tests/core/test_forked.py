@@ -5,6 +5,7 @@ that fails has its chunk read by the parent; nothing forks while another thread 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -23,7 +24,7 @@ pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this
 @pytest.fixture(autouse=True)
 def small_chunks(monkeypatch):
     monkeypatch.setattr(forked, "MIN_PER_PROCESS", 10)
-    monkeypatch.setattr(forked, "MIN_TAIL", 5)
+    monkeypatch.setattr(forked, "BACKLOG", 20)
     # threads other tests of this session left running (pools, workers) would keep every fork off here
     monkeypatch.setattr(forked, "other_threads", lambda: False)
     monkeypatch.setattr(cache, "RACY_SECONDS", -1.0)  # files written by the test may be remembered
@@ -219,3 +220,21 @@ def test_stopping_early_leaves_no_child_behind(monkeypatch):
 def test_no_fork_with_one_process(monkeypatch):
     monkeypatch.setattr(forked, "_fork", lambda *a: pytest.fail("forked"))
     assert list(_stream(300, 1)) == list(range(300))
+
+
+@pytest.mark.parametrize("n", [1, 5, 9, 11, 33])
+def test_few_items_with_the_real_sizes(monkeypatch, n):
+    """Fewer items than one read here, or than a child's least: every one comes back, nothing spins."""
+    monkeypatch.undo()  # the module's own sizes
+    monkeypatch.setattr(forked, "other_threads", lambda: False)
+
+    def too_long(signum, frame):
+        raise TimeoutError("streamed spun")
+
+    old = signal.signal(signal.SIGALRM, too_long)
+    signal.alarm(20)
+    try:
+        assert list(_stream(n, 2)) == list(range(n))
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)

@@ -48,21 +48,31 @@ def test_a_child_that_dies_or_sends_garbage_is_a_failure(tree, monkeypatch, tmp_
 
 def test_the_app_falls_back_to_scanning_here(tree, monkeypatch):
     monkeypatch.setattr(subscan, "_command", lambda root: [sys.executable, "-c", "raise SystemExit(1)"])
-    batches = list(tasks.scan_batches(tree, cancelled=lambda: False, first=True))
+    first = tasks.start_first_scan(tree)
+    assert first is not None
+    batches = list(tasks.scan_batches(tree, cancelled=lambda: False, first=first))
     assert [i.to_json() for b in batches for i in b] == [i.to_json() for i in scan(tree)]
 
 
-def test_the_app_uses_the_child_for_its_first_scan_only(tree, monkeypatch):
-    started: list[str] = []
-    real = subscan._command
-    monkeypatch.setattr(subscan, "_command", lambda root: started.append(root) or real(root))
-    first = [i.to_json() for b in tasks.scan_batches(tree, cancelled=lambda: False, first=True) for i in b]
-    assert started and first == [i.to_json() for i in scan(tree)]
-    later = [i.to_json() for b in tasks.scan_batches(tree, cancelled=lambda: False) for i in b]
-    assert later == first and len(started) == 1
-    monkeypatch.setenv("CKPT_TUI_PROCESSES", "1")  # one process: nothing to gain from a child
-    list(tasks.scan_batches(tree, cancelled=lambda: False, first=True))
-    assert len(started) == 1
+def test_a_child_only_where_more_than_one_process_reads(tree, monkeypatch):
+    first = tasks.start_first_scan(tree)
+    assert first is not None
+    got = [i.to_json() for b in tasks.scan_batches(tree, cancelled=lambda: False, first=first) for i in b]
+    assert got == [i.to_json() for i in scan(tree)]
+    with pytest.raises(subscan.SubscanFailed):  # a child's records are read once
+        list(first.records())
+    monkeypatch.setenv("CKPT_TUI_PROCESSES", "1")
+    assert tasks.start_first_scan(tree) is None
+
+
+def test_a_child_never_read_is_stopped_by_close(tree, monkeypatch):
+    monkeypatch.setattr(subscan, "_command", lambda root: [sys.executable, "-c", "import time; time.sleep(60)"])
+    first = subscan.Subscan(tree)
+    start = time.monotonic()
+    first.close()
+    assert time.monotonic() - start < 5
+    with pytest.raises(ChildProcessError):
+        os.waitpid(-1, os.WNOHANG)
 
 
 def test_a_cancelled_scan_stops_its_child(tree, monkeypatch):

@@ -123,7 +123,7 @@ class CkptApp(ActionsMixin, App[None]):
         self.store = CheckpointStore()
         self.scan_generation = 0
         self.scanning = False
-        self._scanned = False  # a first scan began (tasks.scan_batches: first)
+        self._first_scan = tasks.start_first_scan(self.root)  # reading while the screen is built
         self.free_space: FreeSpace | None = None  # ROOT's filesystem, from the last scan or poll
         self._signature: int | None = None  # the tree as the last scan saw it (scan worker only)
         self._inspected: str | None = None  # the row the detail pane shows or is about to
@@ -168,6 +168,8 @@ class CkptApp(ActionsMixin, App[None]):
 
     def on_unmount(self) -> None:
         gc.unfreeze()
+        if self._first_scan is not None:  # quit before the first scan began
+            self._first_scan.close()
 
     def _apply_keymap(self) -> None:
         keymap, problem = load_keymap()
@@ -254,7 +256,7 @@ class CkptApp(ActionsMixin, App[None]):
             if not (only_if_changed and signature == self._signature):
                 self._signature = signature
                 scanned.append(True)
-                first, self._scanned = not self._scanned, True
+                first, self._first_scan = self._first_scan, None
                 for batch in tasks.scan_batches(self.root, cancelled=lambda: worker.is_cancelled, first=first):
                     seen.update(i.path for i in batch)
                     found_runs.update(run_of(i) for i in batch)

@@ -21,6 +21,7 @@ from tui.core.names import LOCK_FILE, SKIP_DIRS
 if TYPE_CHECKING:
     from tui.core.actions import Plan, PlanAction
     from tui.core.du import FreeSpace
+    from tui.core.subscan import Subscan
     from tui.core.trash import TrashEntry
 
 MAX_WATCHED_DIRS = 20_000  # bounds the cost of one poll on a huge tree
@@ -98,34 +99,41 @@ def free_space(root: Path) -> FreeSpace | None:
         return None
 
 
+def start_first_scan(root: Path) -> Subscan | None:
+    """The app's first scan, started at once in a process of its own (``tui.core.subscan``: it reads on
+    every core, where the app's threads share one), or None where one process reads anyway."""
+    from tui.core.forked import default_processes
+
+    if default_processes() <= 1:
+        return None
+    from tui.core import subscan
+
+    try:
+        return subscan.Subscan(root)
+    except subscan.SubscanFailed:
+        return None
+
+
 def scan_batches(
-    root: Path, *, cancelled: Callable[[], bool], first: bool = False
+    root: Path, *, cancelled: Callable[[], bool], first: Subscan | None = None
 ) -> Iterator[list[CheckpointInfo]]:
-    """The records under ROOT in batches; ``first``: the app's first scan, which a snapshot may answer,
-    else a process of its own reads on every core (``tui.core.subscan``)."""
+    """The records under ROOT in batches; ``first``: the app's first scan, running in a process of its own."""
     from tui.core.snapshot import iter_checkpoints
 
-    infos = _first_scan(root, cancelled) if first else iter_checkpoints(root, cancelled=cancelled)
+    infos = _from_child(first, root, cancelled) if first is not None else iter_checkpoints(root, cancelled=cancelled)
     yield from batched(infos, cancelled=cancelled)
 
 
-def _first_scan(root: Path, cancelled: Callable[[], bool]) -> Iterator[CheckpointInfo]:
-    from tui.core import snapshot
-    from tui.core.forked import default_processes
+def _from_child(first: Subscan, root: Path, cancelled: Callable[[], bool]) -> Iterator[CheckpointInfo]:
+    from tui.core.snapshot import iter_checkpoints
+    from tui.core.subscan import SubscanFailed
 
-    if default_processes() > 1:
-        replayed = snapshot.replay(os.path.abspath(root))
-        if replayed is not None:
-            yield from replayed[0]
-            return
-        from tui.core import subscan
-
-        try:
-            yield from subscan.records(root, cancelled=cancelled)
-            return
-        except subscan.SubscanFailed:
-            pass  # read here: what the child sent already comes again, and the store takes it as an update
-    yield from snapshot.iter_checkpoints(root, cancelled=cancelled)
+    try:
+        yield from first.records(cancelled=cancelled)
+        return
+    except SubscanFailed:
+        pass  # read here: what the child sent already comes again, and the store takes it as an update
+    yield from iter_checkpoints(root, cancelled=cancelled)
 
 
 def save_cache() -> None:

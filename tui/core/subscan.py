@@ -31,39 +31,60 @@ class SubscanFailed(Exception):
     """The child did not send a whole scan."""
 
 
+class Subscan:
+    """A child process scanning ``root``, started at once (while the app builds its screen)."""
+
+    def __init__(self, root: str | os.PathLike) -> None:
+        from tui.core import cache
+
+        parent = _package_parent()
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (parent, os.environ.get("PYTHONPATH")) if p)}
+        if cache.shared().directory is None:  # --no-cache in this process: none in the child either
+            env[cache.ENV_DISABLE] = "1"
+        try:
+            self.child: subprocess.Popen | None = subprocess.Popen(
+                _command(os.path.abspath(os.fspath(root))),
+                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env,
+            )  # fmt: skip
+        except OSError as e:
+            raise SubscanFailed(f"cannot start: {e}") from None
+
+    def records(self, *, cancelled: Callable[[], bool] = lambda: False) -> Iterator[CheckpointInfo]:
+        """Every checkpoint the child finds, as it sends them; SubscanFailed when it does not send all."""
+        from tui.core.files import loads_json
+
+        if self.child is None or self.child.stdout is None:
+            raise SubscanFailed("already read")
+        finished = False
+        try:
+            for line in _lines(self.child.stdout, cancelled):
+                if line == DONE:
+                    finished = True
+                    break
+                try:
+                    yield CheckpointInfo.from_json(loads_json(line))
+                except (KeyError, TypeError, ValueError, AttributeError) as e:
+                    raise SubscanFailed(f"a record that does not parse ({type(e).__name__})") from None
+            if not finished and not cancelled():
+                raise SubscanFailed("the child stopped before the end of its scan")
+        finally:
+            self.close(stop=not finished)
+
+    def close(self, *, stop: bool = True) -> None:
+        """Reap the child (``stop``: kill it first: its records are wanted no more)."""
+        child, self.child = self.child, None
+        if child is None:
+            return
+        if stop:
+            child.kill()
+        if child.stdout is not None:
+            child.stdout.close()
+        child.wait()
+
+
 def records(root: str | os.PathLike, *, cancelled: Callable[[], bool] = lambda: False) -> Iterator[CheckpointInfo]:
     """Every checkpoint under ``root``, scanned by a child process; SubscanFailed when it could not be."""
-    from tui.core import cache
-    from tui.core.files import loads_json
-
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (_package_parent(), os.environ.get("PYTHONPATH")) if p)}
-    if cache.shared().directory is None:  # --no-cache in this process: none in the child either
-        env[cache.ENV_DISABLE] = "1"
-    try:
-        child = subprocess.Popen(
-            _command(os.path.abspath(os.fspath(root))),
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env,
-        )  # fmt: skip
-    except OSError as e:
-        raise SubscanFailed(f"cannot start: {e}") from None
-    assert child.stdout is not None
-    finished = False
-    try:
-        for line in _lines(child.stdout, cancelled):
-            if line == DONE:
-                finished = True
-                break
-            try:
-                yield CheckpointInfo.from_json(loads_json(line))
-            except (KeyError, TypeError, ValueError, AttributeError) as e:
-                raise SubscanFailed(f"a record that does not parse ({type(e).__name__})") from None
-        if not finished and not cancelled():
-            raise SubscanFailed("the child stopped before the end of its scan")
-    finally:
-        if not finished:
-            child.kill()
-        child.stdout.close()
-        child.wait()
+    yield from Subscan(root).records(cancelled=cancelled)
 
 
 def _command(root: str) -> list[str]:
