@@ -38,8 +38,12 @@ from tui.core.pool import Deferred
 PROCESSES_ENV = "CKPT_TUI_PROCESSES"
 MAX_PROCESSES = 4
 MIN_PER_PROCESS = MIN_PER_PROCESS_DEFAULT = 32  # a child's least: a fork and its pipe cost ~3 ms, 32 reads ~25
+# A fork copies this process's page tables and makes its pages copy-on-write, which the walk then pays
+# for page by page: a child gets at least 1/8 of the walk so far (10,000 checkpoints, a 190 MB process:
+# 26 forks instead of 60, 5.8 s instead of 7.5 s).
+LEAST_PER_WALK = 8
 BACKLOG = 100  # items walked and waiting for a child, past which this process reads some itself
-BACKLOG_PER_WALK = 8  # ... or past 1/8 of the walk so far (a big root's children take big chunks)
+BACKLOG_PER_WALK = 8  # ... or past 1/8 of the walk so far
 POLL_EVERY = 8  # items walked between looks for children done
 LOCAL = 10  # items this process reads between steps of the walk while every child is busy
 
@@ -104,6 +108,7 @@ def streamed(
             if walked % POLL_EVERY:
                 continue
             yield from readers.ready()
+            readers.least = max(MIN_PER_PROCESS, walked // LEAST_PER_WALK)
             if not readers.hand_on() and len(readers.pending) >= max(BACKLOG, walked // BACKLOG_PER_WALK):
                 readers.read_some()
         while readers.pending:  # the walk is done: the rest, shared the same way
@@ -128,6 +133,7 @@ class _Readers:
         self.poller = select.poll()
         self.waiting: dict[int, _Chunk] = {}  # read end -> its chunk, while the child computes
         self.warm = False  # some items were read here
+        self.least = MIN_PER_PROCESS  # the fewest items a child is forked for
 
     def hand_on(self, *, keep_half: bool = False) -> bool:
         """Give the pending items to a free child, if there is one and they are enough (``keep_half``:
@@ -140,9 +146,9 @@ class _Readers:
             self.read_some()
             if not self.pending:
                 return True
-        if len(self.waiting) >= self.children or len(self.pending) < MIN_PER_PROCESS:
+        if len(self.waiting) >= self.children or len(self.pending) < self.least:
             return False
-        cut = max(MIN_PER_PROCESS, len(self.pending) // 2) if keep_half else len(self.pending)
+        cut = max(self.least, len(self.pending) // 2) if keep_half else len(self.pending)
         self._fork(self.pending[:cut])
         del self.pending[:cut]
         return True
