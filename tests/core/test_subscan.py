@@ -83,3 +83,13 @@ def test_a_cancelled_scan_stops_its_child(tree, monkeypatch):
     assert time.monotonic() - start < 5
     with pytest.raises(ChildProcessError):
         os.waitpid(-1, os.WNOHANG)  # the child was reaped
+
+
+def test_no_child_where_a_snapshot_may_answer(tree, monkeypatch):
+    monkeypatch.setattr(cache, "RACY_SECONDS", -1.0)  # the files the test just wrote may be remembered
+    assert not snapshot.remembered(tree)
+    list(snapshot.iter_checkpoints(tree))  # a scan here leaves a snapshot
+    assert snapshot.remembered(tree)
+    assert tasks.start_first_scan(tree) is None  # the app replays it itself
+    got = [i.to_json() for b in tasks.scan_batches(tree, cancelled=lambda: False) for i in b]
+    assert got == [i.to_json() for i in scan(tree)]

@@ -101,10 +101,12 @@ def free_space(root: Path) -> FreeSpace | None:
 
 def start_first_scan(root: Path) -> Subscan | None:
     """The app's first scan, started at once in a process of its own (``tui.core.subscan``: it reads on
-    every core, where the app's threads share one), or None where one process reads anyway."""
+    every core, where the app's threads share one), or None where one process reads anyway or a snapshot
+    of ROOT may answer (the app replays it in a fraction of a child's start)."""
+    from tui.core import snapshot
     from tui.core.forked import default_processes
 
-    if default_processes() <= 1:
+    if default_processes() <= 1 or snapshot.remembered(root):
         return None
     from tui.core import subscan
 

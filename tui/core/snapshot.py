@@ -124,6 +124,13 @@ def save(root: str, log: readlog.ReadLog, infos: list[CheckpointInfo], errors: l
     return True
 
 
+def remembered(root: str | os.PathLike) -> bool:
+    """A snapshot of ``root`` is on disk (whether it still holds is for ``replay`` to say): one stat."""
+    if cache.shared().directory is None:
+        return False
+    return os.path.exists(cache.shared().file_for(os.path.abspath(os.fspath(root)), _KIND))
+
+
 def replay(root: str) -> tuple[list[CheckpointInfo], list[str]] | None:
     """(infos, errors) of the last scan of ``root`` when every path it saw is unchanged, else None."""
     if cache.shared().directory is None:
