@@ -30,7 +30,7 @@ def tree(tmp_path, monkeypatch):
 
 def test_the_child_sends_what_one_process_finds_and_leaves_a_snapshot(tree):
     time.sleep(cache.RACY_SECONDS + 0.2)  # (the child's own: 2 s)  # the child trusts no file changed in its last RACY_SECONDS
-    got = [i.to_json() for i in subscan.records(tree)]
+    got = [i.to_json() for i in subscan.Subscan(tree).records()]
     assert got == [i.to_json() for i in scan(tree)] and len(got) > 30
     cache.configure()  # this process's cache reads what the child wrote
     replayed = snapshot.replay(os.path.abspath(tree))
@@ -43,7 +43,7 @@ def test_a_child_that_dies_or_sends_garbage_is_a_failure(tree, monkeypatch, tmp_
         fake.write_text(script)
         monkeypatch.setattr(subscan, "_command", lambda root, f=fake: [sys.executable, str(f)])
         with pytest.raises(subscan.SubscanFailed):
-            list(subscan.records(tree))
+            list(subscan.Subscan(tree).records())
 
 
 def test_the_app_falls_back_to_scanning_here(tree, monkeypatch):
@@ -79,7 +79,7 @@ def test_a_cancelled_scan_stops_its_child(tree, monkeypatch):
     monkeypatch.setattr(subscan, "_command", lambda root: [sys.executable, "-c", "import time; time.sleep(60)"])
     start = time.monotonic()
     answers = iter([False])  # cancelled once the child has started
-    assert list(subscan.records(tree, cancelled=lambda: next(answers, True))) == []
+    assert list(subscan.Subscan(tree).records(cancelled=lambda: next(answers, True))) == []
     assert time.monotonic() - start < 5
     with pytest.raises(ChildProcessError):
         os.waitpid(-1, os.WNOHANG)  # the child was reaped

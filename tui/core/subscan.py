@@ -5,7 +5,7 @@ summary cache at its end, and sends each record as it comes, one JSON line (``Ch
 data, never a pickle), then a last line saying it finished. The app's later scans replay that snapshot.
 
 Whoever reads the stream gets every record or learns that it did not: a child that cannot start, dies,
-or sends a line that does not parse is stopped, and ``records`` raises ``SubscanFailed`` (the caller
+or sends a line that does not parse is stopped, and ``Subscan.records`` raises ``SubscanFailed`` (the caller
 scans in-process; the app's store takes a record twice as an update). Run as
 ``python -m tui.core.subscan ROOT``.
 """
@@ -80,11 +80,6 @@ class Subscan:
         if child.stdout is not None:
             child.stdout.close()
         child.wait()
-
-
-def records(root: str | os.PathLike, *, cancelled: Callable[[], bool] = lambda: False) -> Iterator[CheckpointInfo]:
-    """Every checkpoint under ``root``, scanned by a child process; SubscanFailed when it could not be."""
-    yield from Subscan(root).records(cancelled=cancelled)
 
 
 def _command(root: str) -> list[str]:
