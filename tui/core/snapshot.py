@@ -118,7 +118,7 @@ def save(root: str, log: readlog.ReadLog, infos: list[CheckpointInfo], errors: l
     if len(packed) > cache.shared().max_bytes // 2:
         return False
     try:
-        cache.write_file(cache.shared().file_for(root, _KIND), FORMAT, packed)
+        cache.write_file(_file_of(root), FORMAT, packed)
     except OSError:
         return False
     return True
@@ -128,14 +128,19 @@ def remembered(root: str | os.PathLike) -> bool:
     """A snapshot of ``root`` is on disk (whether it still holds is for ``replay`` to say): one stat."""
     if cache.shared().directory is None:
         return False
-    return os.path.exists(cache.shared().file_for(os.path.abspath(os.fspath(root)), _KIND))
+    return os.path.exists(_file_of(os.path.abspath(os.fspath(root))))
+
+
+def _file_of(root: str) -> str:
+    """The snapshot file of ``root`` (absolute), among the cache's files."""
+    return cache.shared().file_for(root, _KIND)
 
 
 def replay(root: str) -> tuple[list[CheckpointInfo], list[str]] | None:
     """(infos, errors) of the last scan of ``root`` when every path it saw is unchanged, else None."""
     if cache.shared().directory is None:
         return None
-    loaded = _load(cache.shared().file_for(root, _KIND))
+    loaded = _load(_file_of(root))
     if loaded is None:
         return None
     body, seen = loaded
