@@ -130,3 +130,42 @@ def test_the_int_opcodes_are_the_four_replayed_as_runs():
         "BININT",
         "LONG1",
     }
+
+
+def test_a_run_longer_than_a_chunk_replays_whole():
+    values = tuple(range(-5000, 5000)) + tuple(2**40 + n for n in range(3000))  # BININT, LONG1 chunks
+    data = pickle.dumps(values, protocol=2)
+    assert len(values) > 2 * m._RUN_CHUNK
+    root, machine = _replay(data)
+    assert root == values
+    assert machine.opcodes == _opcodes(data)
+
+
+def test_a_run_broken_by_a_long_long1_goes_on_after_it():
+    # LONG1 of 9+ bytes is outside the regex: the one-by-one loop takes it and the rest of the run
+    values = tuple(range(100)) + (2**80,) + tuple(range(2**33, 2**33 + 100))
+    data = pickle.dumps(values, protocol=2)
+    root, machine = _replay(data)
+    assert root == values
+    assert machine.opcodes == _opcodes(data)
+
+
+@pytest.mark.parametrize("left", [m._RUN_CHUNK - 1, m._RUN_CHUNK + 3, m._RUN_CHUNK + 500])
+def test_the_budget_trips_at_the_same_opcode_in_a_later_chunk(left):
+    data = pickle.dumps(tuple(range(70000, 70000 + 3 * m._RUN_CHUNK)), protocol=2)
+    machine = Machine()
+    machine.opcodes = MAX_OPCODES - left - 2  # PROTO and MARK spend 2
+    with pytest.raises(ScanStop) as e:
+        machine.run(data, 0)
+    assert e.value.limit and not e.value.truncated
+    assert machine.opcodes == MAX_OPCODES + 1
+
+
+def test_a_run_cut_off_after_many_whole_ints_stops_as_before():
+    data = pickle.dumps(tuple(range(70000, 70100)), protocol=2)
+    cut = data[: data.rindex(b"J") + 3]  # inside the last BININT's argument
+    machine = Machine()
+    with pytest.raises(ScanStop) as e:
+        machine.run(cut, 0)
+    assert str(e.value) == "BININT argument cut off" and e.value.truncated
+    assert machine.opcodes == 2 + 100
