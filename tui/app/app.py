@@ -23,7 +23,7 @@ from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Input, Static
+from textual.widgets import DataTable, Input, Static
 from textual.worker import get_current_worker
 
 from tui.app import messages as msg
@@ -34,6 +34,7 @@ from tui.app.ops import ActionsMixin
 from tui.app.store import CheckpointStore
 from tui.app.widgets.browser import GROUP_PREFIX, CheckpointBrowser
 from tui.app.widgets.detail import TABS, DetailPane
+from tui.app.widgets.footer import KeysFooter
 from tui.core.model import CheckpointInfo, run_of
 from tui.core.text import format_bytes, safe_message, safe_text
 
@@ -142,7 +143,7 @@ class CkptApp(ActionsMixin, App[None]):
         yield Input(placeholder="filter: words in path, kind or status  (enter/esc to return)", id="filter")
         yield CheckpointBrowser(self.store, id="browser")
         yield DetailPane(id="detail")
-        yield Footer()
+        yield KeysFooter()
 
     @property
     def browser(self) -> CheckpointBrowser:
