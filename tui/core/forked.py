@@ -31,9 +31,12 @@ import signal
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
 
 from tui.core.pool import Deferred
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at run time
+if TYPE_CHECKING:
+    from typing import Any
 
 PROCESSES_ENV = "CKPT_TUI_PROCESSES"
 MAX_PROCESSES = 4

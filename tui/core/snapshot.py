@@ -37,7 +37,6 @@ import struct
 import sys
 import zlib
 from collections.abc import Callable, Iterator
-from typing import Any
 
 from tui import __version__
 
@@ -50,6 +49,10 @@ from tui.core import cache, readlog
 from tui.core.files import dumps_json, loads_json
 from tui.core.model import CheckpointInfo
 from tui.core.process import lock_text, uncommitted_problem
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at run time
+if TYPE_CHECKING:
+    from typing import Any
 
 FORMAT = "ckpt-tui-snapshot 3"
 _KIND = b"snapshot\0"  # what the file's name is derived from, before the root: never a folder's name

@@ -18,9 +18,12 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
 
 from tui.core.model import CheckpointInfo
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at run time
+if TYPE_CHECKING:
+    from typing import Any
 
 DONE = b'{"done":true}'
 FLUSH_SECONDS = 0.02  # the child sends what it has at least this often (the app shows rows as they come)

@@ -26,10 +26,7 @@ import io
 import itertools
 import os
 import struct
-import tarfile
-import zipfile
 import zlib
-from typing import Any, BinaryIO
 
 from tui.core.files import open_regular_file, read_bounded
 from tui.core.pickle_scan import sniff
@@ -41,6 +38,11 @@ from tui.core.pickle_scan.torch_names import STORAGE_TYPES
 from tui.core.pickle_scan.zipdir import Directory, Member, read_directory
 from tui.core.text import safe_message
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at run time
+if TYPE_CHECKING:
+    import zipfile
+    from typing import Any, BinaryIO
+
 MAX_PICKLE_BYTES = sniff.MAX_SNIFF_BYTES  # per file, all its pickles together (sniffing stops there too)
 LEGACY_FIRST_READ = 4 << 20
 # A file this small is read whole in one system call (the zip directory reader reads this much of the end
@@ -50,6 +52,7 @@ MAX_PKL_MEMBERS = 64
 MAX_TAR_RECORDS = 100_000
 MAX_TAR_MEMBERS = 10_000
 _LEGACY_MAGIC = 0x1950A86A20F9469CFC6C  # the first pickle of a pre-1.6 torch.save
+ZIP_STORED, ZIP_DEFLATED = 0, 8  # zipfile's compression methods (the zip format's numbers)
 _ZIP_MAGIC = b"PK\x03\x04"  # torch's _is_zipfile: exactly these first bytes
 
 
@@ -71,7 +74,7 @@ class _Scan:
     def read_scalar(self, key: str, offset: int, size: int) -> bytes | None:
         """``size`` bytes at ``offset`` of a zip's storage record ``key`` (stored records only)."""
         info = self.records().get(key)
-        if self.file is None or info is None or info.compress_type != zipfile.ZIP_STORED:
+        if self.file is None or info is None or info.compress_type != ZIP_STORED:
             return None
         if size > 16 or offset + size > info.file_size:
             return None
@@ -251,16 +254,10 @@ def _scan_zip(scan: _Scan, f: BinaryIO, size: int) -> None:
         d = read_directory(f, size)
     except Exception:  # the fast reader never decides: zipfile reads it again below
         d = None
-    try:
-        if d is None:  # anything but the plain layout: zipfile's own reading and messages
-            f.seek(0)
-            d = Directory.of_infos(zipfile.ZipFile(f).infolist())
-    except zipfile.BadZipFile as e:
-        scan.unverified(f"{label}: zip central directory missing: truncated file? ({e})")
-        return
-    except Exception as e:  # LargeZipFile, OSError, struct/Unicode errors from hostile directories
-        scan.unverified(f"{label}: zip central directory unreadable: corrupt file? ({type(e).__name__}: {e})")
-        return
+    if d is None:  # anything but the plain layout: zipfile's own reading and messages
+        d = _directory_by_zipfile(scan, f)
+        if d is None:
+            return
     if d.low != 0:
         # torch's reader takes offsets as written; zipfile shifts them when the directory says data was
         # prepended: the two may read different records
@@ -303,6 +300,23 @@ def _scan_zip(scan: _Scan, f: BinaryIO, size: int) -> None:
         _storage_problems(scan, main.filename[: -len("data.pkl")], d.sizes)
 
 
+def _directory_by_zipfile(scan: _Scan, f: BinaryIO) -> Directory | None:
+    """The zip directory as zipfile reads it (imported here: ~2 ms of a start that plain torch.save files,
+    which the fast reader reads, never need), or None with the problem noted."""
+    import zipfile
+
+    try:
+        f.seek(0)
+        return Directory.of_infos(zipfile.ZipFile(f).infolist())
+    except zipfile.BadZipFile as e:
+        scan.unverified(f"{scan.label}: zip central directory missing: truncated file? ({e})")
+    except Exception as e:  # LargeZipFile, OSError, struct/Unicode errors from hostile directories
+        scan.unverified(
+            f"{scan.label}: zip central directory unreadable: corrupt file? ({type(e).__name__}: {e})"
+        )
+    return None
+
+
 def _zip_member(scan: _Scan, f: BinaryIO, info: zipfile.ZipInfo | Member) -> bytes | None:
     """A member's bytes read from its local header, as torch's reader does: the CRC is checked and a
     mismatch reported, but not enforced. None (with a problem) when it cannot be read."""
@@ -321,9 +335,9 @@ def _zip_member(scan: _Scan, f: BinaryIO, info: zipfile.ZipInfo | Member) -> byt
             )
         f.seek(info.header_offset + 30 + name_len + extra_len)
         want = min(info.file_size, scan.bytes_left)
-        if info.compress_type == zipfile.ZIP_STORED:
+        if info.compress_type == ZIP_STORED:
             data = f.read(want)
-        elif info.compress_type == zipfile.ZIP_DEFLATED:
+        elif info.compress_type == ZIP_DEFLATED:
             data = zlib.decompressobj(-15).decompress(f.read(min(info.compress_size, MAX_PICKLE_BYTES)), want)
         else:
             raise ValueError(f"compression method {info.compress_type} is not supported")
@@ -370,6 +384,8 @@ def _storage_problems(scan: _Scan, prefix: str, sizes: dict[str, int]) -> None:
 def _is_tar(f: BinaryIO) -> bool:
     """torch.load tries ``tarfile.open`` first on every non-zip file: the same test."""
     try:
+        import tarfile  # here: torch < 0.4's format, ~5 ms of a start that no zip file needs
+
         with tarfile.open(fileobj=f, mode="r:"):
             return True
     except Exception:
@@ -380,6 +396,8 @@ def _is_tar(f: BinaryIO) -> bool:
 
 def _scan_tar(scan: _Scan, f: BinaryIO) -> None:
     label = scan.label
+    import tarfile
+
     try:
         tar = tarfile.open(fileobj=f, mode="r:")
         members: dict[str, tarfile.TarInfo] = {}

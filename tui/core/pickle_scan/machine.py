@@ -19,11 +19,14 @@ import pickle
 import pickletools
 import re
 import struct
-from typing import Any
 
 from tui.core.pickle_scan.allowlist import REBUILT
 from tui.core.pickle_scan.policy import classify_global, may_call
 from tui.core.pickle_scan.torch_names import STORAGE_TYPES, TORCH_DTYPE_NAMES
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at run time
+if TYPE_CHECKING:
+    from typing import Any
 
 MAX_OPCODES = 2_000_000  # about 1 s
 MAX_MARK_DEPTH = 100_000

@@ -17,11 +17,14 @@ The graph holds ``Call`` (a class or function "called" with ``args``; ``state`` 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 from tui.core.pickle_scan.machine import Call, DictNode, GlobalRef, Machine, ScanStop, SetNode, _shape
 from tui.core.pickle_scan.report import global_problems
 from tui.core.text import safe_message
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at run time
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = [
     "Call",

@@ -4,9 +4,12 @@ storages, top-level keys, whether it is a Lightning checkpoint."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
 
 from tui.core.pickle_scan.machine import CONTAINERS, Call, DictNode, Machine, SetNode, numel
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at run time
+if TYPE_CHECKING:
+    from typing import Any, Literal
 
 MAX_TOP_KEYS = 1000
 MAX_ENTRIES = 200_000
@@ -17,7 +20,9 @@ MAX_GLOBAL_PROBLEMS = 20
 
 @dataclass
 class PickleReport:
-    source: ClassVar[Literal["pickle"]] = "pickle"  # vs WeightsSummary.source
+    # vs WeightsSummary.source; a class constant, not a field: not annotated, since dataclasses only tells a
+    # ClassVar annotation once typing is imported, which this module does not need
+    source = "pickle"
     format: Literal["zip", "legacy", "tar", "not-pickle"]
     entries: list[str] = field(default_factory=list)  # tensor names (dotted key paths), pickle order
     tensors: int | None = None

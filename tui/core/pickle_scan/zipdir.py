@@ -19,9 +19,12 @@ from __future__ import annotations
 
 import struct
 import threading
-from typing import Any, BinaryIO
 
 from tui.core.pickle_scan.bounded import Bounded, masked
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at run time
+if TYPE_CHECKING:
+    from typing import Any, BinaryIO
 
 _EOCD = struct.Struct("<4s4H2LH")  # zipfile.structEndArchive
 _LOC64 = struct.Struct("<4sLQL")  # zipfile.structEndArchive64Locator
