@@ -29,7 +29,7 @@ class KeysFooter(Footer):
                 enabled,
                 tooltip,
                 binding.group,
-            )  # fmt: skip
+            )
             for _, binding, enabled, tooltip in active.values()
             if binding.show
         )
