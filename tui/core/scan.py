@@ -342,15 +342,14 @@ def _checkpoint_folder(
     tree = _Tree()
     _collect(state, listing, tree, "", kind)
     nested = []
-    with cache.known_stats(tree.stats):  # marks read the trainer_state.json the walk just stat'd
-        info = _base_info(state, listing, kind, run, mtime, tree.files)
-        info.allocated_bytes = _sum_known(tree.allocated.values())
-        for sub, sub_kind in tree.nested:
-            prefix = sub.rel[len(listing.rel) + 1 :] + "/" if listing.rel != "." else sub.rel + "/"
-            sub_files = {k[len(prefix) :]: v for k, v in tree.files.items() if k.startswith(prefix)}
-            sub_info = _base_info(state, sub, sub_kind, run, None, sub_files)
-            sub_info.allocated_bytes = _sum_known(v for k, v in tree.allocated.items() if k.startswith(prefix))
-            nested.append((sub, sub_kind, sub_info, sub_files))
+    info = _base_info(state, listing, kind, run, mtime, tree.files)
+    info.allocated_bytes = _sum_known(tree.allocated.values())
+    for sub, sub_kind in tree.nested:
+        prefix = sub.rel[len(listing.rel) + 1 :] + "/" if listing.rel != "." else sub.rel + "/"
+        sub_files = {k[len(prefix) :]: v for k, v in tree.files.items() if k.startswith(prefix)}
+        sub_info = _base_info(state, sub, sub_kind, run, None, sub_files)
+        sub_info.allocated_bytes = _sum_known(v for k, v in tree.allocated.items() if k.startswith(prefix))
+        nested.append((sub, sub_kind, sub_info, sub_files))
 
     def check() -> list[CheckpointInfo]:
         with cache.known_stats(tree.stats):  # the cache keys come from the walk's stats: no second stat
@@ -369,6 +368,10 @@ def _check_checkpoint(
     nested: list[tuple[_Listing, Kind, CheckpointInfo, dict[str, int]]],
     leftover: bool,
 ) -> list[CheckpointInfo]:
+    # Marked here, by the reader: judging best parses trainer_state.json files, which the walk never does.
+    state.marks.apply(info, listing.path, kind, tree.files)
+    for sub, sub_kind, sub_info, sub_files in nested:
+        state.marks.apply(sub_info, sub.path, sub_kind, sub_files)
     for problem in tree.problems:
         info.add_problem(problem)
     manifest = integrity.check_folder(
@@ -429,7 +432,6 @@ def _base_info(
     elif kind == "hf-checkpoint":
         parent = os.path.dirname(listing.rel) if listing.rel != "." else ".."
         info.run = parent or "."
-    state.marks.apply(info, listing.path, kind, files)
     return info
 
 
