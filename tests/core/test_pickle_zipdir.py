@@ -139,6 +139,26 @@ def test_a_shared_replay_is_only_taken_for_the_same_bytes(tmp_path):
     assert set(formats._SHARED) == {clean_pkl, evil_pkl}  # keyed by the bytes: no digest to collide
 
 
+def test_a_replay_is_kept_from_its_second_sighting_on(tmp_path, monkeypatch):
+    # an rng_state.pth holds its own Mersenne state: a replay seen once is not kept (it would only fill the
+    # budget); bytes seen again are kept, and taken as they are the third time
+    formats._SHARED.clear()
+    formats._SEEN_ONCE.clear()
+    pickles = [b"\x80\x02}q\x00X\x01\x00\x00\x00aK%cs." % n for n in range(3)]
+    for i, pkl in enumerate(pickles + [pickles[0], pickles[0]]):
+        (tmp_path / f"{i}.pt").write_bytes(torch_zip(pkl))
+    runs = []
+    real = formats.Machine.run
+    monkeypatch.setattr(formats.Machine, "run", lambda self, *a: runs.append(1) or real(self, *a))
+    for i in range(3):
+        assert scan_pickle(tmp_path / f"{i}.pt").verdict == "clean"
+    assert len(formats._SHARED) == 0 and len(runs) == 3
+    assert scan_pickle(tmp_path / "3.pt").verdict == "clean"  # pickles[0] again: replayed, now kept
+    assert set(formats._SHARED) == {pickles[0]} and len(runs) == 4
+    assert scan_pickle(tmp_path / "4.pt").to_json() == scan_pickle(tmp_path / "0.pt").to_json()
+    assert len(runs) == 4  # both taken from the kept replay
+
+
 # --- templates: directories alike but for their CRCs --------------------------------------------------------
 
 PKL = b"\x80\x02}q\x00."

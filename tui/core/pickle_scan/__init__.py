@@ -52,7 +52,8 @@ pass; anything odd goes to ``zipfile``).
 
 Speed: a file holding one pickle whose exact bytes were replayed before in this process (scheduler.pt,
 training_args.bin, alike across a run's checkpoints) takes that replay (``formats._SHARED``, keyed by the
-bytes themselves, never a digest a hostile file could collide with; at most 8 MiB of pickles); the
+bytes themselves, never a digest a hostile file could collide with; at most 8 MiB of pickles, each kept
+from its second replay on: an rng_state.pth, unlike every other, is never kept); the
 verdict and report are the same as a fresh replay's. A zip directory equal outside its CRC fields to
 one of a layout read twice before (optimizer.pt across a run's checkpoints) takes that one's reading and
 its own pickle CRCs (``zipdir``, at most 32 layouts, 8 MiB); the members are the same as a full parse's.

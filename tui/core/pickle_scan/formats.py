@@ -124,7 +124,11 @@ class _Scan:
         except ScanStop as e:
             out = (None, pos, ScanStop(f"pickle at byte {pos}: {e}", truncated=e.truncated, limit=e.limit))
         if key is not None:
-            _SHARED.put(key, (self.machine, out), len(key))
+            seen = hash(key)
+            if seen in _SEEN_ONCE:  # kept from its second replay on: most pickles seen once stay unique
+                _SHARED.put(key, (self.machine, out), len(key))
+            else:
+                _SEEN_ONCE.put(seen, None)
             _FLOATS.add(key, self.machine, out)
         return out
 
@@ -134,6 +138,12 @@ class _Scan:
 _SHARED_MAX_BYTES = 1 << 20
 _SHARED_BUDGET = 8 << 20
 _SHARED = Bounded(max_bytes=_SHARED_BUDGET)  # pickle bytes -> (machine, out)
+# The hashes of the pickles replayed once. A replay is kept only when its bytes come again: an
+# rng_state.pth holds its own Mersenne state (each of a sweep's 5,000 unlike the others), and keeping them
+# all filled the budget with ~25 KB graphs never used again (~60 MB of a 10,000-checkpoint scan, which
+# every fork of the first scan then copied page by page). A hash that collides only admits a replay:
+# what is taken from _SHARED is still matched by its bytes.
+_SEEN_ONCE = Bounded(max_items=4096)
 
 
 class FloatTemplates:
