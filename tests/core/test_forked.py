@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -34,14 +35,14 @@ def small_chunks(monkeypatch):
 def collected(monkeypatch) -> list[bool]:
     """Whether each child's chunk came back from the child (True) or was read here (False)."""
     out: list[bool] = []
-    real = forked._collect
+    real = forked._receive
 
-    def spy(child):
-        got = real(child)
+    def spy(reader):
+        got = real(reader)
         out.append(got is not None)
         return got
 
-    monkeypatch.setattr(forked, "_collect", spy)
+    monkeypatch.setattr(forked, "_receive", spy)
     return out
 
 
@@ -164,12 +165,22 @@ def test_a_forked_scan_notes_what_one_process_notes(tmp_path, collected):
     assert any(p.endswith("global_step999") for p in {**logs[0][0], **logs[0][1]})
 
 
+class _Number:
+    """A deferred item answering its own number (it pickles: a reader is handed it)."""
+
+    def __init__(self, k: int) -> None:
+        self.k = k
+
+    def finish(self) -> list[int]:
+        return [self.k]
+
+
 def _numbers(n: int, walked: list[int] | None = None):
     """Deferred items answering their own number; ``walked`` notes each as the walk produces it."""
     for k in range(n):
         if walked is not None:
             walked.append(k)
-        yield forked.Deferred(lambda k=k: [k])
+        yield _Number(k)
 
 
 def _stream(n: int, processes: int, **hooks):
@@ -200,12 +211,81 @@ def test_streamed_hands_on_while_the_walk_goes_on(monkeypatch):
     walked: list[int] = []
     seen_at_fork: list[int] = []
     real = forked._fork
-    monkeypatch.setattr(forked, "_fork", lambda part, b, e: seen_at_fork.append(len(walked)) or real(part, b, e))
+    monkeypatch.setattr(forked, "_fork", lambda *a: seen_at_fork.append(len(walked)) or real(*a))
     out = list(
         forked.streamed(_numbers(500, walked), 2, begin=lambda: None, export=lambda r, b: None, absorb=lambda p, r: None)
     )
     assert out == list(range(500))
     assert seen_at_fork and seen_at_fork[0] < 500
+
+
+def test_readers_are_forked_once_each_and_handed_many_chunks(monkeypatch):
+    monkeypatch.setattr(forked, "LOCAL", 3)
+    forks, sends = [], []
+    real_fork, real_send = forked._fork, forked._Readers._send
+    monkeypatch.setattr(forked, "_fork", lambda *a: forks.append(1) or real_fork(*a))
+    monkeypatch.setattr(
+        forked._Readers, "_send", lambda self, r, part: sends.append(r.pid) or real_send(self, r, part)
+    )
+    assert list(_stream(3000, 2)) == list(range(3000))
+    assert len(forks) <= 2 and len(sends) > len(forks)  # a reader reads chunk after chunk
+
+
+class _DiesInAReader(_Number):
+    """Kills the process reading it when that is not the test's own (a reader crashing mid-chunk)."""
+
+    parent = os.getpid()
+
+    def finish(self) -> list[int]:
+        if os.getpid() != self.parent and self.k >= 100:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return [self.k]
+
+
+def test_a_reader_killed_mid_chunk_has_its_chunk_read_here(monkeypatch, collected):
+    monkeypatch.setattr(forked, "LOCAL", 3)
+    items = (_DiesInAReader(k) for k in range(1500))
+    got = list(
+        forked.streamed(items, 2, begin=lambda: None, export=lambda r, b: None, absorb=lambda p, r: None)
+    )
+    assert got == list(range(1500))
+    assert False in collected  # a chunk failed (its reader killed): read here
+    with pytest.raises(ChildProcessError):
+        os.waitpid(-1, os.WNOHANG)  # every reader reaped
+
+
+def test_readers_leave_when_the_scanning_process_dies(tmp_path):
+    """A reader waits for its next chunk on a pipe only its parent writes: the parent gone, it leaves."""
+    script = tmp_path / "dies.py"
+    script.write_text(
+        "import os, sys\n"
+        "from tui.core import forked\n"
+        "from tests.core.test_forked import _Number\n"
+        "forked.other_threads = lambda: False\n"
+        "items = (_Number(k) for k in range(5000))\n"
+        "stream = forked.streamed(items, 2, begin=lambda: None, export=lambda r, b: os.getpid(),\n"
+        "                         absorb=lambda p, r: print(p, flush=True))\n"
+        "for k in stream:\n"
+        "    if k == 2000:\n"
+        "        os._exit(0)  # no clean-up: the readers are left waiting\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    p = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=60)
+    assert p.returncode == 0, p.stderr
+    pids = {int(line) for line in p.stdout.split()}
+    assert pids
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(_running(pid) for pid in pids):
+        time.sleep(0.05)
+    assert not any(_running(pid) for pid in pids)
+
+
+def _running(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has left, not yet reaped
+    except FileNotFoundError:
+        return False
 
 
 def test_stopping_early_leaves_no_child_behind(monkeypatch):

@@ -19,6 +19,7 @@ import pytest
 from tests.fixtures import synthetic as syn
 from tui.core import cache, readlog, scan, snapshot
 from tui.core.model import CheckpointInfo
+from tui.core.scan_reads import FolderRead
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -419,13 +420,13 @@ def test_a_folder_listed_by_another_reader_meanwhile_covers_nothing(tmp_path, tr
     (base / "other").mkdir(parents=True)
     root = base / "checkpoint-10"
     syn.write_hf_checkpoint(root, 10, best_model_checkpoint="../other/checkpoint-10")
-    real = scan._check_checkpoint
+    real = FolderRead._check
 
-    def inspected_meanwhile(*args, **kw):
+    def inspected_meanwhile(self):
         scan.describe(base, base / "other")
-        return real(*args, **kw)
+        return real(self)
 
-    monkeypatch.setattr(scan, "_check_checkpoint", inspected_meanwhile)
+    monkeypatch.setattr(FolderRead, "_check", inspected_meanwhile)
     _remembered_then_changed(root, lambda: (base / "other" / "checkpoint-10").mkdir(), walks)
 
 

@@ -6,7 +6,7 @@ API::
     memo(reader, files, compute, *, encode=None, decode=None) -> value
         # compute() when any of ``files`` changed since it was cached, else the cached value
     stat_of(path) -> os.stat_result | None
-    known_stats(path -> stat) context   # memo takes stats from the scan's walk, not the filesystem
+    known_stats(path -> walk_key(stat)) context   # memo takes stats from the scan's walk, not the filesystem
     shared() -> SummaryCache        # the process's cache, configured from the environment
     configure(enabled=None, directory=None) -> SummaryCache   # --no-cache, tests
     SummaryCache.use_pack(root)     # a scan's folders in one file (iter_checkpoints calls it)
@@ -111,12 +111,17 @@ def stat_of(path: str | os.PathLike) -> Stat | None:
 _walk = _thread._local()
 
 
+def walk_key(st: Stat) -> tuple[int, int, int, int, int]:
+    """What ``memo`` keys a file by, of a stat the walk made: plain ints, cheap to hand to a forked reader."""
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
 @contextmanager
-def known_stats(stats: dict[str, Stat]) -> Iterator[None]:
-    """While inside, ``memo`` on this thread takes a file's stat from ``stats`` (path -> what the scan's
-    walk saw moments ago) instead of asking the filesystem again: a round trip per file on NFS, and in the
-    app a GIL hand-off to the UI thread per system call. A file changed since the walk is keyed by its
-    older stat, which the next run finds changed: it is read again, never answered from the cache."""
+def known_stats(stats: dict[str, tuple[int, int, int, int, int]]) -> Iterator[None]:
+    """While inside, ``memo`` on this thread takes a file's stat from ``stats`` (path -> ``walk_key`` of what
+    the scan's walk saw moments ago) instead of asking the filesystem again: a round trip per file on NFS,
+    and in the app a GIL hand-off to the UI thread per system call. A file changed since the walk is keyed
+    by its older stat, which the next run finds changed: it is read again, never answered from the cache."""
     previous = getattr(_walk, "stats", None)
     _walk.stats = stats
     try:
@@ -495,10 +500,12 @@ def memo(
     keys = []
     for p, st in files:
         path = os.fspath(p)
-        walked = st is None and path in known  # the walk noted it already
-        st = st if st is not None else known.get(path) or stat_of(path)
+        if st is None and path in known:  # the walk noted it already
+            keys.append([_name_in(folder, path), *known[path]])
+            continue
+        st = st if st is not None else stat_of(path)
         keys.append(_key_of(_name_in(folder, path), st))
-        if not walked and readlog.noting():  # an answer from the cache opens nothing: a snapshot must check these
+        if readlog.noting():  # an answer from the cache opens nothing: a snapshot must check these
             readlog.note(path, st)
     keys_text = _keys_text(keys)
     text = cache.get(reader, folder, keys_text)

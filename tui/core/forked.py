@@ -2,23 +2,28 @@
 share one core (the GIL); forked processes do not.
 
 The walk runs here (it decides the order, the marks and what belongs to which checkpoint) and hands its
-deferred reads on as it goes: whenever a child is free, the reads walked since the last hand-on go to a
-freshly forked one, which reads them while the walk goes on; while every child is busy and the reads
-pile up, this process reads a few itself between steps of the walk (and the first few before any child,
-so that what they teach, the replays the pickles of one layout share, every child inherits). After the
-walk the rest is shared the same way, half to each free child. A child only computes: its records come
-back through a pipe with what it changed on the side (``export``: the summary cache's new entries, the
-paths it saw, its errors, each counted from ``begin``, which the child runs first), which this process
-takes in (``absorb``) before yielding that chunk's records, so the results, their order and everything
-written afterwards are what one process would have made: a deferred read depends only on what the walk
-had done when it was handed on. A child writes nothing to disk and leaves with ``os._exit`` (no atexit
-flush, no stdio flush); the pipe carries a pickle of our own records from our own child, never bytes read
-off disk. A child that fails in any way (a crash, a signal, a short pipe): its chunk is read here instead.
+deferred reads on as it goes to reader processes forked from this one: whenever a reader is free, the
+reads walked since the last hand-on are sent to it (pickled: each holds what the walk found, see
+``tui.core.scan_reads``) and it reads them while the walk goes on; while every reader is busy and the reads
+pile up, this process reads a few itself between steps of the walk (and the first few before any reader
+is forked, so that what they teach, the replays the pickles of one layout share, every reader inherits).
+After the walk the rest is shared the same way, half to each free reader. A reader only computes: its
+records come back through a pipe with what it changed on the side (``export``: the summary cache's new
+entries, the paths it saw, its errors, each counted from ``begin``, which it runs before each chunk),
+which this process takes in (``absorb``) before yielding that chunk's records, so the results, their
+order and everything written afterwards are what one process would have made. A reader writes nothing to
+disk and leaves with ``os._exit`` (no atexit flush, no stdio flush) when told to or when this process
+goes; the pipes carry pickles of our own records between our own processes, never bytes read off disk.
+A reader that fails in any way (a crash, a signal, a short pipe): its chunk is read here instead.
+
+Readers are forked when first needed and kept: a fork makes every page of this process copy-on-write, and
+the walk then pays a page fault for each page it touches while a child lives. Forking a child per chunk
+(as before) cost a 1,000-checkpoint ``ls`` ~50,000 page faults against ~11,000 in one process.
 
 Used only where it is safe and pays: ``os.fork`` exists, this process runs a single thread (a fork copies
-only the calling thread: a lock another thread held would stay locked in the child), and a child gets at
+only the calling thread: a lock another thread held would stay locked in the child), and a reader gets at
 least ``MIN_PER_PROCESS`` items. ``CKPT_TUI_PROCESSES`` (default: the CPUs this process may run on, at most
-``MAX_PROCESSES``; 1: never fork) is how many children may read at once. The CLI's ``ls`` uses it, and
+``MAX_PROCESSES``; 1: never fork) is how many readers may read at once. The CLI's ``ls`` uses it, and
 the app's first scan through it (``tui.core.subscan``); the app itself never forks (threads).
 """
 
@@ -40,15 +45,15 @@ if TYPE_CHECKING:
 
 PROCESSES_ENV = "CKPT_TUI_PROCESSES"
 MAX_PROCESSES = 4
-MIN_PER_PROCESS = MIN_PER_PROCESS_DEFAULT = 32  # a child's least: a fork and its pipe cost ~3 ms, 32 reads ~25
-# A fork copies this process's page tables and makes its pages copy-on-write, which the walk then pays
-# for page by page: a child gets at least 1/8 of the walk so far (10,000 checkpoints, a 190 MB process:
-# 26 forks instead of 60, 5.8 s instead of 7.5 s).
+MIN_PER_PROCESS = MIN_PER_PROCESS_DEFAULT = 32  # a reader's least: a round trip costs ~1 ms, 32 reads ~15
+# A reader gets at least 1/8 of the walk so far: fewer round trips (each takes in the reader's cache entries
+# and paths seen) on a big tree, while the first chunks stay small enough to start every reader early.
 LEAST_PER_WALK = 8
-BACKLOG = 100  # items walked and waiting for a child, past which this process reads some itself
+BACKLOG = 100  # items walked and waiting for a reader, past which this process reads some itself
 BACKLOG_PER_WALK = 8  # ... or past 1/8 of the walk so far
-POLL_EVERY = 8  # items walked between looks for children done
-LOCAL = 10  # items this process reads between steps of the walk while every child is busy
+POLL_EVERY = 8  # items walked between looks for readers done
+LOCAL = 10  # items this process reads between steps of the walk while every reader is busy
+PIPE_BUFFER = 1 << 20
 
 
 def default_processes() -> int:
@@ -73,17 +78,45 @@ def can_fork(processes: int) -> bool:
 
 
 class _Chunk:
-    """Items handed to one child (or read here), in walk order; ``results`` once they are in."""
+    """Items handed to one reader (or read here), in walk order; ``results`` once they are in."""
 
-    __slots__ = ("items", "child", "results")
+    __slots__ = ("items", "reader", "results")
 
-    def __init__(self, items: list[Deferred], child: tuple[int, int] | None = None) -> None:
+    def __init__(self, items: list[Deferred], reader: _Reader | None = None) -> None:
         self.items = items
-        self.child = child  # (pid, read end of its pipe) until collected
+        self.reader = reader  # until collected
         self.results: list[Any] | None = None
 
     def read_here(self) -> None:
         self.results = [result for item in self.items for result in item.finish()]
+
+
+class _Reader:
+    """A forked reader: its pid, the pipe this process writes chunks to, the one its results come back on."""
+
+    __slots__ = ("pid", "send", "receive")
+
+    def __init__(self, pid: int, send: Any, receive: Any) -> None:
+        self.pid, self.send, self.receive = pid, send, receive
+
+    def stop(self, *, kill: bool) -> None:
+        """Close its pipes (it reads the end of its input and leaves); ``kill``: one still reading."""
+        for f in (self.send, self.receive):
+            try:
+                f.close()
+            except OSError:
+                pass
+        if kill:
+            try:
+                os.kill(self.pid, signal.SIGKILL)
+            except OSError:
+                pass
+
+    def reap(self) -> None:
+        try:
+            os.waitpid(self.pid, 0)
+        except OSError:
+            pass
 
 
 def streamed(
@@ -94,10 +127,11 @@ def streamed(
     export: Callable[[list[Any], Any], Any],
     absorb: Callable[[Any, list[Any]], None],
 ) -> Iterator[Any]:
-    """The results of every item in order, read by up to ``processes`` processes at once: this one (between
-    steps of the walk that produces ``items``, and after it) and forked children. In a child, ``begin()``
-    runs first and ``export(results, begun)`` after its chunk; ``absorb(payload, results)`` runs here
-    before that chunk's results are yielded."""
+    """The results of every item in order, read by up to ``processes`` processes at once besides this one
+    (between steps of the walk that produces ``items``, and after it, this one reads too). Items must
+    pickle (handed to a reader) and have ``finish()``. In a reader, ``begin()`` runs before each chunk and
+    ``export(results, begun)`` after it; ``absorb(payload, results)`` runs here before that chunk's results
+    are yielded."""
     if not can_fork(processes):
         for item in items:
             yield from item.finish()
@@ -120,41 +154,60 @@ def streamed(
                 readers.read_some()
         yield from readers.drain()
     finally:
-        readers.abandon()
+        readers.close()
 
 
 class _Readers:
-    """The chunks handed out, in walk order, and the items walked but not yet handed out (``pending``)."""
+    """The readers, the chunks handed out in walk order, and the items walked but not yet handed out
+    (``pending``)."""
 
     def __init__(self, processes: int, begin: Callable, export: Callable, absorb: Callable) -> None:
-        # As many children as processes: the walk, here, is light beside them (one more process than
-        # CPUs keeps every CPU busy while it walks; measured on 2 CPUs: 0.52 s vs 0.58 s with one child).
-        self.children = processes
+        # As many readers as processes: the walk, here, is light beside them (one more process than
+        # CPUs keeps every CPU busy while it walks).
+        self.most = processes
         self.begin, self.export, self.absorb = begin, export, absorb
+        self.readers: list[_Reader] = []
+        self.idle: list[_Reader] = []
         self.chunks: deque[_Chunk] = deque()
         self.pending: list[Deferred] = []
         self.poller = select.poll()
-        self.waiting: dict[int, _Chunk] = {}  # read end -> its chunk, while the child computes
+        self.busy: dict[int, _Chunk] = {}  # fd of a reader's results -> its chunk, while it reads
         self.warm = False  # some items were read here
-        self.least = MIN_PER_PROCESS  # the fewest items a child is forked for
+        self.forks_failed = False  # no more readers: one could not be forked, or sent its chunk
+        self.least = MIN_PER_PROCESS  # the fewest items a reader is handed
 
     def hand_on(self, *, keep_half: bool = False) -> bool:
-        """Give the pending items to a free child, if there is one and they are enough (``keep_half``:
-        half of them, once the walk is done: the children that free up meanwhile share the rest). The
-        first few are read here before any: what they teach (the replays the pickles of one layout
-        share) every child inherits."""
+        """Give the pending items to a free reader, if there is one (or one more may be forked) and they are
+        enough (``keep_half``: half of them, once the walk is done: the readers that free up meanwhile
+        share the rest). The first few are read here before any reader is forked: what they teach (the
+        replays the pickles of one layout share) every reader inherits."""
         if not self.warm:
             if len(self.pending) < LOCAL and not keep_half:
                 return True  # too few to read yet: walk on
             self.read_some()
             if not self.pending:
                 return True
-        if len(self.waiting) >= self.children or len(self.pending) < self.least:
+        if len(self.pending) < self.least:
+            return False
+        reader = self._free_reader()
+        if reader is None:
             return False
         cut = max(self.least, len(self.pending) // 2) if keep_half else len(self.pending)
-        self._fork(self.pending[:cut])
+        self._send(reader, self.pending[:cut])
         del self.pending[:cut]
         return True
+
+    def _free_reader(self) -> _Reader | None:
+        if self.idle:
+            return self.idle.pop()
+        if len(self.readers) >= self.most or self.forks_failed:
+            return None
+        reader = _fork(self.readers, self.begin, self.export)
+        if reader is None:
+            self.forks_failed = True
+            return None
+        self.readers.append(reader)
+        return reader
 
     def read_some(self) -> None:
         chunk = _Chunk(self.pending[:LOCAL])
@@ -163,32 +216,48 @@ class _Readers:
         del self.pending[:LOCAL]
         self.warm = True
 
-    def _fork(self, part: list[Deferred]) -> None:
-        chunk = _Chunk(part, _fork(part, self.begin, self.export))
+    def _send(self, reader: _Reader, part: list[Deferred]) -> None:
+        chunk = _Chunk(part, reader)
         self.chunks.append(chunk)
-        if chunk.child is None:  # no child could be made: read it here
+        try:
+            pickle.dump(part, reader.send, protocol=pickle.HIGHEST_PROTOCOL)
+            reader.send.flush()
+        except Exception:  # noqa: BLE001 - a reader gone (a broken pipe), an item that does not pickle
+            self._drop(reader)
+            self.forks_failed = True  # the rest is read here
+            chunk.reader = None
             chunk.read_here()
             return
-        self.waiting[chunk.child[1]] = chunk
-        self.poller.register(chunk.child[1], select.POLLIN | select.POLLHUP)
+        fd = reader.receive.fileno()
+        self.busy[fd] = chunk
+        self.poller.register(fd, select.POLLIN | select.POLLHUP)
 
     def _take(self, chunk: _Chunk) -> None:
-        assert chunk.child is not None
-        del self.waiting[chunk.child[1]]
-        self.poller.unregister(chunk.child[1])
-        got = _collect(chunk.child)
-        chunk.child = None
-        if got is None:  # the child failed: read its chunk here
+        reader = chunk.reader
+        assert reader is not None
+        fd = reader.receive.fileno()
+        del self.busy[fd]
+        self.poller.unregister(fd)
+        chunk.reader = None
+        got = _receive(reader)
+        if got is None:  # the reader failed: read its chunk here
+            self._drop(reader)
             chunk.read_here()
-        else:
-            chunk.results, payload = got
-            self.absorb(payload, chunk.results)
+            return
+        self.idle.append(reader)
+        chunk.results, payload = got
+        self.absorb(payload, chunk.results)
+
+    def _drop(self, reader: _Reader) -> None:
+        self.readers.remove(reader)
+        reader.stop(kill=True)
+        reader.reap()
 
     def ready(self) -> Iterator[Any]:
-        """Take in the children done, and yield the results now complete from the first on."""
-        if self.waiting:
+        """Take in the readers done, and yield the results now complete from the first on."""
+        if self.busy:
             for fd, _ in self.poller.poll(0):
-                self._take(self.waiting[fd])
+                self._take(self.busy[fd])
         while self.chunks and self.chunks[0].results is not None:
             yield from self.chunks.popleft().results
 
@@ -199,69 +268,79 @@ class _Readers:
                 self._take(chunk)
             yield from chunk.results  # type: ignore[misc]
 
-    def abandon(self) -> None:
-        """Stopped early: the children's reads are wanted no more."""
-        for chunk in self.chunks:
-            if chunk.child is not None:
-                _abandon(chunk.child)
+    def close(self) -> None:
+        """Done, or stopped early: every reader leaves (one still reading is killed: its reads are wanted
+        no more)."""
+        for reader in self.readers:  # all told first: they leave side by side
+            reader.stop(kill=any(chunk.reader is reader for chunk in self.busy.values()))
+        for reader in self.readers:
+            reader.reap()
+        self.readers.clear()
 
 
 def _fork(
-    chunk: list[Deferred], begin: Callable[[], Any], export: Callable[[list[Any], Any], Any]
-) -> tuple[int, int] | None:
-    """(pid, read end of its pipe), or None when no child could be made."""
+    others: list[_Reader], begin: Callable[[], Any], export: Callable[[list[Any], Any], Any]
+) -> _Reader | None:
+    """A new reader, or None when none could be made."""
     try:
-        r, w = os.pipe()
+        chunks_r, chunks_w = os.pipe()
     except OSError:
+        return None
+    try:
+        results_r, results_w = os.pipe()
+    except OSError:
+        os.close(chunks_r)
+        os.close(chunks_w)
         return None
     try:
         pid = os.fork()
     except OSError:
-        os.close(r)
-        os.close(w)
+        for fd in (chunks_r, chunks_w, results_r, results_w):
+            os.close(fd)
         return None
-    if pid == 0:  # the child: compute, send, leave without running anything of the parent's on exit
+    if pid == 0:  # the reader: compute, send, leave without running anything of the parent's on exit
         code = 1
         try:
-            os.close(r)
-            begun = begin()
-            results = [result for item in chunk for result in item.finish()]
-            with os.fdopen(w, "wb") as out:  # streamed: no second copy of a 10,000-checkpoint payload
-                pickle.dump((results, export(results, begun)), out, protocol=pickle.HIGHEST_PROTOCOL)
+            os.close(chunks_w)
+            os.close(results_r)
+            for other in others:  # the other readers' pipes: they must see this process's end as theirs
+                os.close(other.send.fileno())
+                os.close(other.receive.fileno())
+            _serve(chunks_r, results_w, begin, export)
             code = 0
-        except BaseException:  # noqa: BLE001 - anything: the parent reads this chunk itself
+        except BaseException:  # noqa: BLE001 - anything: the parent reads the chunk itself
             pass
         finally:
             os._exit(code)
-    os.close(w)
-    return pid, r
+    os.close(chunks_r)
+    os.close(results_w)
+    send = os.fdopen(chunks_w, "wb", buffering=PIPE_BUFFER)
+    return _Reader(pid, send, os.fdopen(results_r, "rb", buffering=PIPE_BUFFER))
 
 
-def _collect(child: tuple[int, int]) -> tuple[list[Any], Any] | None:
-    pid, r = child
-    got = None
+def _receive(reader: _Reader) -> tuple[list[Any], Any] | None:
+    """(results, payload) of the chunk the reader was sent, or None when it failed."""
     try:
-        with os.fdopen(r, "rb", buffering=1 << 20) as f:
-            got = pickle.load(f)  # our own records, from our own child; streamed off the pipe
-    except Exception:  # noqa: BLE001 - a short or garbled pipe (the child died): read the chunk here
-        got = None
-    try:
-        _, status = os.waitpid(pid, 0)
-    except ChildProcessError:
-        status = 1
-    if status != 0 or not isinstance(got, tuple) or len(got) != 2:
+        got = pickle.load(reader.receive)  # our own records, from our own reader
+    except Exception:  # noqa: BLE001 - a short or garbled pipe (the reader died)
         return None
-    return got
+    return got if isinstance(got, tuple) and len(got) == 2 else None
 
 
-def _abandon(child: tuple[int, int]) -> None:
-    pid, r = child
-    try:
-        os.kill(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)
-    except OSError:
-        pass
-    try:
-        os.close(r)
-    except OSError:
-        pass
+def _serve(
+    chunks: int, results: int, begin: Callable[[], Any], export: Callable[[list[Any], Any], Any]
+) -> None:
+    """A reader's life: each chunk read off ``chunks`` is read and its results written to ``results``, until
+    the parent closes its end."""
+    source = os.fdopen(chunks, "rb", buffering=PIPE_BUFFER)
+    out = os.fdopen(results, "wb", buffering=PIPE_BUFFER)
+    with source, out:
+        while True:
+            try:
+                part = pickle.load(source)  # our own reads, from the process that forked us
+            except EOFError:
+                return
+            begun = begin()
+            done = [result for item in part for result in item.finish()]
+            pickle.dump((done, export(done, begun)), out, protocol=pickle.HIGHEST_PROTOCOL)
+            out.flush()

@@ -362,6 +362,9 @@ class LightningBest:
         self._done = False
         self._best: str | None = None
 
+    def __reduce__(self):  # handed to a forked reader (tui.core.scan_reads): decided there afresh
+        return LightningBest, (self.folder, self.names)
+
     def get(self) -> str | None:
         with self._lock:
             if not self._done:

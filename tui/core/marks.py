@@ -7,7 +7,7 @@ manifests) and whether its trainer called it best (the newest ``trainer_state.js
 folders, so a checkpoint gets the same marks from either: its best mark is decided by its own folder's
 trainer_state and by its parent folder's (the newest of the checkpoints there), nothing else. The walk only
 notes which states decide a folder's children (``decide_best``, no file read); they are parsed when a
-checkpoint under it is first judged (``apply``), by the reader of that checkpoint: on a forked first scan
+checkpoint under it is first judged (``mark_best``), by the reader of that checkpoint: on a forked first scan
 (``forked``), in the child, so the walk never parses a trainer_state.json (~0.1 ms each, 10,000 of them in
 a 10,000-checkpoint sweep) and the same state serves that checkpoint's own step and metric.
 """
@@ -125,7 +125,7 @@ class Marks:
         """
         if folder in self.decided:
             return self.decided[folder]
-        candidates, steps = self.deciders.pop(folder, ([], []))
+        candidates, steps = self.deciders.get(folder, ([], []))  # kept: a forked reader may be handed it
         best: set[str] = set()
         for step_folder in steps:
             summary, _ = self.trainer_state(step_folder, TRAIN_STATE)
@@ -146,13 +146,15 @@ class Marks:
         self.decided[folder] = (newest is not None, best)
         return self.decided[folder]
 
-    def apply(self, info: CheckpointInfo, path: str, kind: Kind, files: Container[str]) -> None:
-        """Set ``info.promoted`` and ``info.best`` of the checkpoint folder at ``path``."""
-        abspath = os.path.normpath(path)
-        if abspath in self.promoted_sources:
-            info.promoted = True
+    def is_promoted(self, path: str) -> bool:
+        """A ``promoted/*`` manifest of a run walked so far names the checkpoint at ``path`` as its source."""
+        return os.path.normpath(path) in self.promoted_sources
+
+    def mark_best(self, info: CheckpointInfo, path: str, kind: Kind, files: Container[str]) -> None:
+        """Set ``info.best`` of the checkpoint folder at ``path``."""
         if kind not in ("accelerate-state", "hf-checkpoint", "hf-model"):
             return
+        abspath = os.path.normpath(path)
         decided, best = self.best_of(os.path.dirname(abspath))
         if kind == "accelerate-state" and abspath in best:
             info.best = True  # our step_N at the fold's best step

@@ -30,11 +30,12 @@ Rules worth knowing (docs/FORMAT.md has the on-disk contract):
 
 from __future__ import annotations
 
+import itertools
 import os
+import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from itertools import islice
-from pathlib import Path
 
 from tui.core import cache, commit, integrity, readlog
 from tui.core.classify import (
@@ -46,7 +47,7 @@ from tui.core.classify import (
 )
 from tui.core.files import MAX_WALK_DEPTH, allocated_bytes
 from tui.core.marks import Marks, RunContext
-from tui.core.mindspore_ckpt.runs import FolderReports, name_role
+from tui.core.mindspore_ckpt.runs import FolderReports
 from tui.core.model import CheckpointInfo, Kind
 from tui.core.names import (
     EPOCH_STEP_NAME,
@@ -57,10 +58,9 @@ from tui.core.names import (
     SKIP_DIRS,
 )
 from tui.core.pickle_scan import sniff
-from tui.core.pool import Deferred as _Deferred
 from tui.core.pool import in_order as _resolved
 from tui.core.pool import read_threads
-from tui.core.process import uncommitted_problem
+from tui.core.scan_reads import FileRead, FolderRead
 
 # Checkpoints reported on their own even inside another checkpoint folder (see the module docstring).
 NESTED_KINDS: tuple[Kind, ...] = ("peft-adapter", "deepspeed", "hf-checkpoint")
@@ -91,6 +91,13 @@ class _Scan:
 
     def __post_init__(self) -> None:
         self.marks = Marks(self.root)
+        self.token = next(_tokens)
+        _scans[self.token] = self
+
+    def __reduce__(self):
+        # Pickled into a reader process forked from this one during the scan (tui.core.forked): the reads
+        # handed to it refer to its own copy of the scan, never a copy made for each read.
+        return _scan_of, (self.token,)
 
     def rel(self, path: str) -> str:
         # The walk only builds paths by joining names onto the root, so a prefix cut is exact (and
@@ -101,6 +108,14 @@ class _Scan:
         if path.startswith(prefix):
             return path[len(prefix) :].replace(os.sep, "/")
         return os.path.relpath(path, self.root).replace(os.sep, "/")
+
+
+_tokens = itertools.count()
+_scans: weakref.WeakValueDictionary[int, _Scan] = weakref.WeakValueDictionary()
+
+
+def _scan_of(token: int) -> _Scan:
+    return _scans[token]  # KeyError: not a reader forked during that scan; the reads go back to the walk
 
 
 def iter_checkpoints(
@@ -143,17 +158,21 @@ def iter_checkpoints(
         log.finished = True
 
 
-def _in_processes(state: _Scan, items: Iterator[_Deferred], processes: int) -> Iterator[CheckpointInfo]:
+def _in_processes(
+    state: _Scan, items: Iterator[FolderRead | FileRead], processes: int
+) -> Iterator[CheckpointInfo]:
     from tui.core import forked
 
-    def begin() -> tuple[int, int, int]:  # in a child: what it has already, the parent has too
+    def begin() -> tuple[int, int, int, int]:  # in a reader, before each chunk: what the parent has had
         cache.shared().forget_changes()
         log = state.log
-        return len(state.errors), len(log.seen) if log else 0, len(log.lookups) if log else 0
+        if log is None:
+            return len(state.errors), 0, 0, 0
+        return len(state.errors), len(log.seen), len(log.lookups), len(log.lock_lines)
 
-    def export(results: list[CheckpointInfo], begun: tuple[int, int, int]) -> dict:
+    def export(results: list[CheckpointInfo], begun: tuple[int, int, int, int]) -> dict:
         log, where = state.log, {id(info): n for n, info in enumerate(results)}
-        errors, seen, lookups = begun
+        errors, seen, lookups, locks = begun
         return {
             "cache": cache.shared().changes(),
             "errors": state.errors[errors:],
@@ -161,7 +180,9 @@ def _in_processes(state: _Scan, items: Iterator[_Deferred], processes: int) -> I
             "seen": dict(islice(log.seen.items(), seen, None)) if log is not None else {},
             "lookups": dict(islice(log.lookups.items(), lookups, None)) if log is not None else {},
             "unsteady": log.unsteady if log is not None else False,
-            "locks": [(p, where[id(i)], n) for p, i, n in (log.lock_lines if log else []) if id(i) in where],
+            "locks": [
+                (p, where[id(i)], n) for p, i, n in (log.lock_lines[locks:] if log else []) if id(i) in where
+            ],
         }
 
     def absorb(payload: dict, results: list[CheckpointInfo]) -> None:
@@ -244,7 +265,7 @@ def _skip_own_cache(state: _Scan) -> None:
 
 def _visit(
     state: _Scan, path: str, run: RunContext | None, mtime: float, depth: int = 0
-) -> Iterator[_Deferred]:
+) -> Iterator[FolderRead | FileRead]:
     if state.cancelled():
         return
     if depth > MAX_WALK_DEPTH:  # generators nest per level: a 990-level tree would exhaust the stack
@@ -302,7 +323,7 @@ class _Tree:
 
     files: dict[str, int] = field(default_factory=dict)
     allocated: dict[str, int | None] = field(default_factory=dict)  # rel path -> bytes on disk
-    stats: dict[str, os.stat_result] = field(default_factory=dict)  # abs path -> the walk's stat
+    stats: dict[str, tuple[int, int, int, int, int]] = field(default_factory=dict)  # abs path -> walk_key
     nested: list[tuple[_Listing, Kind]] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
 
@@ -313,7 +334,8 @@ def _collect(state: _Scan, listing: _Listing, tree: _Tree, prefix: str, parent_k
         return
     for fname, entry in listing.files.items():
         try:
-            st = tree.stats[entry.path] = entry.stat()
+            st = entry.stat()
+            tree.stats[entry.path] = cache.walk_key(st)
             tree.files[prefix + fname] = st.st_size
             tree.allocated[prefix + fname] = allocated_bytes(st)
         except OSError:
@@ -337,72 +359,22 @@ def _collect(state: _Scan, listing: _Listing, tree: _Tree, prefix: str, parent_k
 
 def _checkpoint_folder(
     state: _Scan, listing: _Listing, kind: Kind, run: RunContext | None, mtime: float, *, leftover: bool
-) -> Iterator[_Deferred]:
+) -> Iterator[FolderRead]:
     """The walk's part (files, nested checkpoints, context) now; the reading, deferred."""
     tree = _Tree()
     _collect(state, listing, tree, "", kind)
-    nested = []
     info = _base_info(state, listing, kind, run, mtime, tree.files)
     info.allocated_bytes = _sum_known(tree.allocated.values())
+    nested = []
     for sub, sub_kind in tree.nested:
         prefix = sub.rel[len(listing.rel) + 1 :] + "/" if listing.rel != "." else sub.rel + "/"
         sub_files = {k[len(prefix) :]: v for k, v in tree.files.items() if k.startswith(prefix)}
         sub_info = _base_info(state, sub, sub_kind, run, None, sub_files)
         sub_info.allocated_bytes = _sum_known(v for k, v in tree.allocated.items() if k.startswith(prefix))
-        nested.append((sub, sub_kind, sub_info, sub_files))
-
-    def check() -> list[CheckpointInfo]:
-        with cache.known_stats(tree.stats):  # the cache keys come from the walk's stats: no second stat
-            return _check_checkpoint(state, listing, kind, run, info, tree, nested, leftover)
-
-    yield _Deferred(check)
-
-
-def _check_checkpoint(
-    state: _Scan,
-    listing: _Listing,
-    kind: Kind,
-    run: RunContext | None,
-    info: CheckpointInfo,
-    tree: _Tree,
-    nested: list[tuple[_Listing, Kind, CheckpointInfo, dict[str, int]]],
-    leftover: bool,
-) -> list[CheckpointInfo]:
-    # Marked here, by the reader: judging best parses trainer_state.json files, which the walk never does.
-    state.marks.apply(info, listing.path, kind, tree.files)
-    for sub, sub_kind, sub_info, sub_files in nested:
-        state.marks.apply(sub_info, sub.path, sub_kind, sub_files)
-    for problem in tree.problems:
-        info.add_problem(problem)
-    manifest = integrity.check_folder(
-        info, Path(listing.path), set(tree.files), kind, trainer_state=state.marks.trainer_state
+        nested.append((sub.path, sub_kind, sub_info, sub_files))
+    yield FolderRead(
+        state, listing.path, kind, run, info, tree.files, tree.stats, tree.problems, nested, leftover
     )
-    if leftover:
-        info.in_progress = True
-        info.add_problem(
-            f"{os.path.basename(listing.path)}: leftover of an interrupted commit; safe to delete once no trainer runs"
-        )
-    elif run is not None and manifest is None and not info.promoted:
-        info.in_progress = True
-        info.add_problem(uncommitted_problem(run.lock))
-        if run.lock is not None and run.lock_path is not None and state.log is not None:
-            state.log.lock_lines.append((run.lock_path, info, len(info.problems) - 1))  # judged again on replay
-    out = [info]
-    for sub, sub_kind, sub_info, sub_files in nested:
-        try:
-            sub_info.mtime = os.stat(sub.path).st_mtime
-        except OSError:
-            sub_info.mtime = None
-        integrity.check_folder(
-            sub_info, Path(sub.path), set(sub_files), sub_kind, trainer_state=state.marks.trainer_state
-        )
-        # A nested checkpoint is committed (or not) with the folder that holds it.
-        sub_info.in_progress = info.in_progress
-        sub_info.promoted = sub_info.promoted or info.promoted
-        if sub_info.fold is None:
-            sub_info.fold = info.fold
-        out.append(sub_info)
-    return out
 
 
 def _sum_known(values) -> int | None:
@@ -432,6 +404,7 @@ def _base_info(
     elif kind == "hf-checkpoint":
         parent = os.path.dirname(listing.rel) if listing.rel != "." else ".."
         info.run = parent or "."
+    info.promoted = state.marks.is_promoted(listing.path)  # best is judged by the reader (FolderRead)
     return info
 
 
@@ -445,7 +418,7 @@ def _loose_file(
     run: RunContext | None,
     mindspore: FolderReports | None = None,
     lightning: integrity.LightningBest | None = None,
-) -> Iterator[_Deferred]:
+) -> Iterator[FolderRead | FileRead]:
     """One loose file; ``mindspore``: the MindSpore files of its folder, read together when first needed;
     ``lightning``: which .ckpt of its folder Lightning's ModelCheckpoint calls best."""
     if readlog.noting():  # also when it turns out to be no checkpoint: rewritten, it may become one
@@ -471,22 +444,8 @@ def _loose_file(
             info.epoch = float(m.group(1))
         if info.step is None and (m := EPOCH_STEP_NAME.search(stem)):
             info.epoch, info.epoch_step = float(m.group(1)), int(m.group(2))  # the step within the epoch
-    info.promoted = os.path.normpath(path) in state.marks.promoted_sources
-
-    def finish() -> list[CheckpointInfo]:
-        found = mindspore.get(name) if mindspore is not None else None
-        if found is None:
-            integrity.check_file(info, Path(path))
-            if info.kind == "lightning" and lightning is not None and lightning.get() == name:
-                info.best = True
-            return [info]
-        report, sibling_problem = found
-        info.kind = "mindspore"
-        integrity.mindspore_into(info, report, [sibling_problem] if sibling_problem else [])
-        info.best = name_role(name) == "best" and info.complete
-        return [info]
-
-    yield _Deferred(finish)
+    info.promoted = state.marks.is_promoted(path)
+    yield FileRead(info, path, name, mindspore, lightning)
 
 
 # --- one path (inspect) ---------------------------------------------------------------------------------

@@ -89,6 +89,9 @@ class FolderReports:
         self._lock = _thread.allocate_lock()
         self._read: tuple[dict[str, MindSporeReport], dict[str, str]] | None = None
 
+    def __reduce__(self):  # handed to a forked reader (tui.core.scan_reads): read there afresh
+        return FolderReports, (self.folder, self.names)
+
     def get(self, name: str) -> tuple[MindSporeReport, str | None] | None:
         if name not in self.names:
             return None
