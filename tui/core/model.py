@@ -97,7 +97,9 @@ class CheckpointInfo:
         self.complete = False
 
     def to_json(self) -> dict[str, Any]:
-        out = {name: getattr(self, name) for name in _INFO_FIELDS}  # in order; mutable ones copied below
+        out = self.__dict__.copy()  # the fields in order (set by __init__), mutable ones copied below
+        if len(out) != len(_INFO_FIELDS):  # something else was set on it: the fields by name
+            out = {name: getattr(self, name) for name in _INFO_FIELDS}
         out["problems"] = list(self.problems)
         out["dtypes"] = dict(self.dtypes) if self.dtypes is not None else None
         out["metric"] = self.metric.to_json() if self.metric else None

@@ -102,7 +102,7 @@ def save(root: str, log: readlog.ReadLog, infos: list[CheckpointInfo], errors: l
         if id(info) not in where:
             return False
         locks.setdefault(lock_path, []).append([where[id(info)], index])
-    paths = b"\0".join(os.fsencode(path) for path in log.seen)  # no path holds a NUL
+    paths = _encoded(log.seen)
     try:
         keys = b"".join(_KEY.pack(*key) if key is not None else _GONE for key in log.seen.values())
     except struct.error:  # a stat field beyond 64 bits: nothing to remember it by
@@ -125,6 +125,16 @@ def save(root: str, log: readlog.ReadLog, infos: list[CheckpointInfo], errors: l
     except OSError:
         return False
     return True
+
+
+def _encoded(paths) -> bytes:
+    """The paths NUL-separated (no path holds a NUL), each as ``os.fsencode`` makes it: UTF-8 (and
+    surrogateescape, for bytes that are not) encodes character by character, so the joined text is
+    encoded at once (10,000 checkpoints: 76,000 paths, ~15 ms one by one)."""
+    encoding, errors = sys.getfilesystemencoding(), sys.getfilesystemencodeerrors()
+    if encoding.lower().replace("-", "") == "utf8":
+        return "\0".join(paths).encode(encoding, errors)
+    return b"\0".join(os.fsencode(path) for path in paths)
 
 
 def remembered(root: str | os.PathLike) -> bool:
