@@ -254,6 +254,67 @@ def test_a_reader_killed_mid_chunk_has_its_chunk_read_here(monkeypatch, collecte
         os.waitpid(-1, os.WNOHANG)  # every reader reaped
 
 
+class _SlowInAReader(_Number):
+    """Takes 30 s in a reader (a hung filesystem), no time here."""
+
+    parent = os.getpid()
+
+    def finish(self) -> list[int]:
+        if os.getpid() != self.parent:
+            time.sleep(30)
+        return [self.k]
+
+
+def _within(seconds: int):
+    def too_long(signum, frame):
+        raise TimeoutError("hung")
+
+    old = signal.signal(signal.SIGALRM, too_long)
+    signal.alarm(seconds)
+    return old
+
+
+def test_an_interrupt_while_waiting_for_a_reader_kills_it(monkeypatch):
+    """Ctrl-C (or a SIGINT to this process alone) while the results of a reader stuck on a slow file are
+    awaited: the reader is killed, not waited for."""
+    monkeypatch.setattr(forked, "LOCAL", 3)
+
+    def interrupted(reader):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(forked, "_receive", interrupted)
+    old = _within(10)
+    started = time.monotonic()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            list(forked.streamed((_SlowInAReader(k) for k in range(300)), 2,
+                                 begin=lambda: None, export=lambda r, b: None, absorb=lambda p, r: None))  # fmt: skip
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+    assert time.monotonic() - started < 10
+    with pytest.raises(ChildProcessError):
+        os.waitpid(-1, os.WNOHANG)  # every reader reaped
+
+
+def test_two_streams_at_once_each_close_without_waiting_for_the_other(monkeypatch):
+    """The second stream's readers are forked while the first one's live, holding its pipes: closing the
+    first must not wait for an end of input its readers never see."""
+    monkeypatch.setattr(forked, "LOCAL", 3)
+    first, second = _stream(400, 2), _stream(400, 2)
+    old = _within(10)
+    try:
+        assert [next(first) for _ in range(50)] == list(range(50))
+        assert [next(second) for _ in range(50)] == list(range(50))
+        first.close()
+        assert list(second) == list(range(50, 400))
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+    with pytest.raises(ChildProcessError):
+        os.waitpid(-1, os.WNOHANG)
+
+
 def test_readers_leave_when_the_scanning_process_dies(tmp_path):
     """A reader waits for its next chunk on a pipe only its parent writes: the parent gone, it leaves."""
     script = tmp_path / "dies.py"

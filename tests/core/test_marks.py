@@ -77,3 +77,17 @@ def test_our_step_folders_best_is_read_from_the_newest_whole_train_state(tmp_pat
     assert scanned == {"step_2": True, "step_4": False, "step_6": False}  # step_4 speaks, not step_6
     for name, best in scanned.items():
         assert scan.describe(tmp_path, fold / name).best == best
+
+
+def test_checkpoints_inside_an_output_folder_that_holds_a_model_as_describe_says(tmp_path):
+    # Trainer's save_model + save_state: out/ is an hf-model whose own trainer_state (the newest) names
+    # checkpoint-4; each checkpoint-N inside it named itself best when it was written
+    out = tmp_path / "out"
+    s.write_hf_model(out)
+    s.write_trainer_state(out, global_step=8, best_model_checkpoint="out/checkpoint-4")
+    for step in (2, 4, 6):
+        s.write_hf_checkpoint(out / f"checkpoint-{step}", step, best_model_checkpoint=f"out/checkpoint-{step}")
+    scanned = {i.path: i.best for i in scan.scan(tmp_path) if i.path.startswith("out/")}
+    assert scanned == {"out/checkpoint-2": False, "out/checkpoint-4": True, "out/checkpoint-6": False}
+    for rel, best in scanned.items():
+        assert scan.describe(tmp_path, tmp_path / rel).best == best, rel

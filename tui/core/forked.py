@@ -100,7 +100,7 @@ class _Reader:
         self.pid, self.send, self.receive = pid, send, receive
 
     def stop(self, *, kill: bool) -> None:
-        """Close its pipes (it reads the end of its input and leaves); ``kill``: one still reading."""
+        """Close its pipes (it reads the end of its input and leaves) and, with ``kill``, kill it."""
         for f in (self.send, self.receive):
             try:
                 f.close()
@@ -200,7 +200,7 @@ class _Readers:
     def _free_reader(self) -> _Reader | None:
         if self.idle:
             return self.idle.pop()
-        if len(self.readers) >= self.most or self.forks_failed:
+        if len(self.readers) >= self.most or self.forks_failed or other_threads():
             return None
         reader = _fork(self.readers, self.begin, self.export)
         if reader is None:
@@ -269,10 +269,11 @@ class _Readers:
             yield from chunk.results  # type: ignore[misc]
 
     def close(self) -> None:
-        """Done, or stopped early: every reader leaves (one still reading is killed: its reads are wanted
-        no more)."""
-        for reader in self.readers:  # all told first: they leave side by side
-            reader.stop(kill=any(chunk.reader is reader for chunk in self.busy.values()))
+        """Done, or stopped early (an exception, an interrupt, the consumer gone): every reader is killed,
+        idle or not. Its reads are wanted no more, it holds nothing to write; and an idle one may never see
+        the end of its input: a process forked meanwhile (another scan's reader) can hold its pipe open."""
+        for reader in self.readers:  # all first: they leave side by side
+            reader.stop(kill=True)
         for reader in self.readers:
             reader.reap()
         self.readers.clear()

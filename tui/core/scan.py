@@ -511,6 +511,7 @@ def _describe_nested(
         kind, leftover = _folder_kind(os.path.basename(holder), listing)
         if kind is None:
             continue
+        _decide_hf_best(state, listing)  # as the walk does: its checkpoint-N children's best, by its states
         st = os.stat(holder)
         state.seen.add((st.st_dev, st.st_ino))
         want = state.rel(path)
