@@ -99,6 +99,22 @@ def test_the_cache_and_the_snapshot_hold_what_the_children_read(tmp_path, collec
     assert walked == [1] and again != first
 
 
+def test_a_crowded_folders_cache_stays_within_its_bound_with_readers(tmp_path, collected, monkeypatch):
+    """A folder of 300 loose checkpoints: each process keeps at most MAX_ENTRIES_PER_BUCKET entries of it,
+    and so does the parent once it takes in what its readers kept."""
+    monkeypatch.setattr(cache, "MAX_ENTRIES_PER_BUCKET", 40)
+    folder = tmp_path / "t" / "epochs"
+    for n in range(120):
+        syn.write_torch_zip(folder / f"epoch={n}.pt")
+    cache.configure()
+    try:
+        assert len(list(scan.iter_checkpoints(tmp_path / "t", processes=3))) == 120
+        assert collected and all(collected)
+        assert len(cache.shared()._buckets[str(folder)].entries) == 40
+    finally:
+        cache.configure()
+
+
 def test_a_failing_child_has_its_chunk_read_here(tmp_path, collected, monkeypatch):
     root = _tree(tmp_path / "t")
     one = _scan(root, 1)
@@ -227,19 +243,31 @@ def test_readers_are_forked_once_each_and_handed_many_chunks(monkeypatch):
     monkeypatch.setattr(
         forked._Readers, "_send", lambda self, r, part: sends.append(r.pid) or real_send(self, r, part)
     )
-    assert list(_stream(3000, 2)) == list(range(3000))
+    items = (_SlowHere(k) for k in range(3000))
+    got = forked.streamed(items, 2, begin=lambda: None, export=lambda r, b: None, absorb=lambda p, r: None)
+    assert list(got) == list(range(3000))
     assert len(forks) <= 2 and len(sends) > len(forks)  # a reader reads chunk after chunk
 
 
-class _DiesInAReader(_Number):
-    """Kills the process reading it when that is not the test's own (a reader crashing mid-chunk)."""
+class _SlowHere(_Number):
+    """Takes 2 ms in the test's own process, none in a reader: however slowly readers start on a busy
+    machine, this process cannot read everything before they are handed some."""
 
     parent = os.getpid()
 
     def finish(self) -> list[int]:
+        if os.getpid() == self.parent:
+            time.sleep(0.002)
+        return [self.k]
+
+
+class _DiesInAReader(_SlowHere):
+    """Kills the process reading it when that is not the test's own (a reader crashing mid-chunk)."""
+
+    def finish(self) -> list[int]:
         if os.getpid() != self.parent and self.k >= 100:
             os.kill(os.getpid(), signal.SIGKILL)
-        return [self.k]
+        return super().finish()
 
 
 def test_a_reader_killed_mid_chunk_has_its_chunk_read_here(monkeypatch, collected):

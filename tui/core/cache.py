@@ -219,11 +219,16 @@ class SummaryCache:
                 bucket.dirty = False
 
     def absorb(self, changes: dict[str, dict[str, tuple[str, str, float]]]) -> None:
-        """Take in another process's ``changes()``, to be written with this process's own."""
+        """Take in another process's ``changes()``, to be written with this process's own: each entry as
+        ``put`` keeps one, within the same bound per folder (which of a crowded folder's entries stay may
+        differ from one process's choice; none is ever wrong)."""
         for folder, entries in changes.items():
             bucket = self._bucket(folder)
             with self._lock:
-                bucket.entries.update(entries)
+                for reader, entry in entries.items():
+                    if len(bucket.entries) >= MAX_ENTRIES_PER_BUCKET and reader not in bucket.entries:
+                        bucket.entries.pop(next(iter(bucket.entries)))
+                    bucket.entries[reader] = entry
                 bucket.dirty = True
 
     def use_pack(self, root: str) -> None:
