@@ -115,6 +115,31 @@ def test_a_crowded_folders_cache_stays_within_its_bound_with_readers(tmp_path, c
         cache.configure()
 
 
+def test_a_reader_past_the_cache_cap_writes_no_cache_file(tmp_path, collected, monkeypatch):
+    """Past MAX_MEMORY_BUCKETS folders the cache writes what it holds and forgets it, in the process that
+    owns the cache; a reader keeps all it read (it goes back by pipe) and writes nothing."""
+    root = _tree(tmp_path / "t")
+    monkeypatch.setattr(cache, "MAX_MEMORY_BUCKETS", 16)
+    writers = tmp_path / "writers"
+    real = cache._write_cache_file
+
+    def noted(*args):
+        with open(writers, "a") as f:
+            f.write(f"{os.getpid()}\n")
+        return real(*args)
+
+    monkeypatch.setattr(cache, "_write_cache_file", noted)
+    cache.configure()
+    try:
+        one = [i.to_json() for i in scan.iter_checkpoints(root, processes=3)]
+        assert collected and all(collected)
+        cache.shared().flush()
+    finally:
+        cache.configure()
+    assert writers.read_text().split() and set(writers.read_text().split()) == {str(os.getpid())}
+    assert one == _scan(root, 1)[0]
+
+
 def test_a_failing_child_has_its_chunk_read_here(tmp_path, collected, monkeypatch):
     root = _tree(tmp_path / "t")
     one = _scan(root, 1)

@@ -156,6 +156,7 @@ class SummaryCache:
         self._packs: set[str] = set()  # roots whose folders are kept in one file (use_pack)
         self._lock = _thread.allocate_lock()
         self._full: list[str] = []  # at MAX_MEMORY_BUCKETS with only these packs' folders (_make_room)
+        self.held = False  # a forked reader's copy (hold_writes): it writes nothing, whatever it holds
         self._subdirs: tuple[float, frozenset[str]] = (-math.inf, frozenset())  # (when listed, names)
         self.hits = 0
         self.misses = 0
@@ -189,7 +190,9 @@ class SummaryCache:
         if bucket is None:
             bucket = self._load(folder)
             with self._lock:
-                if len(self._buckets) >= MAX_MEMORY_BUCKETS and not any(_is_under(folder, r) for r in self._full):
+                if self.held:  # past the cap too: making room writes files, and what it holds goes back
+                    bucket = self._buckets.setdefault(folder, bucket)
+                elif len(self._buckets) >= MAX_MEMORY_BUCKETS and not any(_is_under(folder, r) for r in self._full):
                     self._make_room(folder)
                 if len(self._buckets) < MAX_MEMORY_BUCKETS:
                     bucket = self._buckets.setdefault(folder, bucket)
@@ -211,6 +214,11 @@ class SummaryCache:
         """The entries of every folder changed in this process (what a forked reader hands back)."""
         with self._lock:
             return {f: dict(b.entries) for f, b in self._buckets.items() if b.dirty}
+
+    def hold_writes(self) -> None:
+        """This process is a forked reader (``tui.core.forked``): it never writes a cache file (its entries
+        go back to the process that forked it, ``changes``), nor forgets a folder to make room."""
+        self.held = True
 
     def forget_changes(self) -> None:
         """Count nothing changed so far (a forked reader starts here: the parent holds all it holds)."""
@@ -305,7 +313,7 @@ class SummaryCache:
             self._flush_locked()
 
     def _flush_locked(self) -> None:
-        if self.directory is None:
+        if self.directory is None or self.held:
             return
         packs = sorted(self._packs, key=len, reverse=True)  # a folder belongs to its deepest pack
         members: dict[str, list[str]] = {root: [] for root in packs}

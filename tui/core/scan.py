@@ -164,6 +164,7 @@ def _in_processes(
     from tui.core import forked
 
     def begin() -> tuple[int, int, int, int]:  # in a reader, before each chunk: what the parent has had
+        cache.shared().hold_writes()
         cache.shared().forget_changes()
         log = state.log
         if log is None:
