@@ -145,6 +145,12 @@ class _Bucket:
         self.dirty = False
         self.used = used  # looked up by this process (a folder loaded with a pack is not, until then)
 
+    def keep(self, reader: str, entry: tuple[str, str, float]) -> None:
+        """``reader``'s entry, the oldest one out when the folder holds MAX_ENTRIES_PER_BUCKET (lock held)."""
+        if len(self.entries) >= MAX_ENTRIES_PER_BUCKET and reader not in self.entries:
+            self.entries.pop(next(iter(self.entries)))
+        self.entries[reader] = entry
+
 
 class SummaryCache:
     """One process's view of the cache directory (``directory=None``: memory only)."""
@@ -179,10 +185,8 @@ class SummaryCache:
         racy = _racy(keys)
         bucket = self._bucket(folder)
         with self._lock:
-            if len(bucket.entries) >= MAX_ENTRIES_PER_BUCKET and reader not in bucket.entries:
-                bucket.entries.pop(next(iter(bucket.entries)))
             text = keys_text if keys_text is not None else _keys_text(keys)
-            bucket.entries[reader] = (text, value, time.monotonic() + RACY_SECONDS if racy else 0)
+            bucket.keep(reader, (text, value, time.monotonic() + RACY_SECONDS if racy else 0))
             bucket.dirty = bucket.dirty or not racy
 
     def _bucket(self, folder: str) -> _Bucket:
@@ -190,11 +194,12 @@ class SummaryCache:
         if bucket is None:
             bucket = self._load(folder)
             with self._lock:
-                if self.held:  # past the cap too: making room writes files, and what it holds goes back
-                    bucket = self._buckets.setdefault(folder, bucket)
-                elif len(self._buckets) >= MAX_MEMORY_BUCKETS and not any(_is_under(folder, r) for r in self._full):
+                if not self.held and len(self._buckets) >= MAX_MEMORY_BUCKETS and not any(
+                    _is_under(folder, r) for r in self._full
+                ):
                     self._make_room(folder)
-                if len(self._buckets) < MAX_MEMORY_BUCKETS:
+                # a reader keeps every folder past the cap: making room writes files, and what it holds goes back
+                if self.held or len(self._buckets) < MAX_MEMORY_BUCKETS:
                     bucket = self._buckets.setdefault(folder, bucket)
         bucket.used = True
         return bucket
@@ -234,9 +239,7 @@ class SummaryCache:
             bucket = self._bucket(folder)
             with self._lock:
                 for reader, entry in entries.items():
-                    if len(bucket.entries) >= MAX_ENTRIES_PER_BUCKET and reader not in bucket.entries:
-                        bucket.entries.pop(next(iter(bucket.entries)))
-                    bucket.entries[reader] = entry
+                    bucket.keep(reader, entry)
                 bucket.dirty = True
 
     def use_pack(self, root: str) -> None:

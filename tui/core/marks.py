@@ -8,7 +8,7 @@ folders, so a checkpoint gets the same marks from either: its best mark is decid
 trainer_state and by its parent folder's (the newest of the checkpoints there), nothing else. The walk only
 notes which states decide a folder's children (``decide_best``, no file read); they are parsed when a
 checkpoint under it is first judged (``mark_best``), by the reader of that checkpoint: on a forked first scan
-(``forked``), in the child, so the walk never parses a trainer_state.json (~0.1 ms each, 10,000 of them in
+(``forked``), in the reader process, so the walk never parses a trainer_state.json (~0.1 ms each, 10,000 of them in
 a 10,000-checkpoint sweep) and the same state serves that checkpoint's own step and metric.
 """
 
@@ -164,4 +164,4 @@ class Marks:
             elif (kind == "hf-model" or not decided) and TRAINER_STATE in files:
                 summary, _ = self.trainer_state(path)
                 best_path = summary["best_model_checkpoint_resolved"] if summary is not None else None
-                info.best = best_path is not None and os.path.normpath(best_path) == os.path.normpath(path)
+                info.best = best_path is not None and os.path.normpath(best_path) == abspath
