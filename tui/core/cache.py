@@ -198,7 +198,7 @@ class SummaryCache:
                     _is_under(folder, r) for r in self._full
                 ):
                     self._make_room(folder)
-                # a reader keeps every folder past the cap: making room writes files, and what it holds goes back
+                # a reader keeps every folder past the cap: making room writes files; its folders go back
                 if self.held or len(self._buckets) < MAX_MEMORY_BUCKETS:
                     bucket = self._buckets.setdefault(folder, bucket)
         bucket.used = True
